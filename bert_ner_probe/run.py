@@ -1,0 +1,138 @@
+"""One probing run: data → features (cache) → strategy → tagger → metrics → results.json.
+
+:func:`run_probe` takes a composed config and an output folder and writes
+``results.json`` and ``predictions/{dev,test}.conll`` there.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any, Dict, List
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from . import __version__
+from .data import Corpus, load_corpus
+from .encoder import resolve_device
+from .features import get_features
+from .metrics import score, write_conll
+from .strategies import check_combine, resolve_layers, select_features
+from .tagger import BiLSTMTagger
+from .train import TaggingData, predict, train
+
+RESULTS = "results.json"
+
+
+def _tags_to_ids(corpus: Corpus, split: str) -> List[int]:
+    index = {t: i for i, t in enumerate(corpus.labels)}
+    return [index[t] for s in corpus[split].sentences for t in s.tags]
+
+
+def run_probe(cfg: DictConfig, out_dir: Path) -> Dict[str, Any]:
+    """Run one configuration end to end; return the results dict (also written to ``results.json``)."""
+    out_dir = Path(out_dir)
+    t_start = time.perf_counter()
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    device = resolve_device(cfg.device)
+    check_combine(cfg.strategy.combine)
+    corpus = load_corpus(cfg.data.dir, cfg.data.scheme, OmegaConf.to_container(cfg.data.limit))
+
+    entry, hit = get_features(cfg.encoder, cfg.pooling.method, corpus, cfg.device, cfg.cache_dir, cfg.progress)
+    num_layers = int(entry.meta["num_layers"])
+    layers = resolve_layers(None if cfg.strategy.layers is None else list(cfg.strategy.layers), num_layers)
+    combine = cfg.strategy.combine
+
+    data: Dict[str, TaggingData] = {}
+    for split in ("train", "dev", "test"):
+        feats = entry.split(split)
+        x = select_features(feats.features, layers, combine)
+        data[split] = TaggingData.build(x, feats.offsets, _tags_to_ids(corpus, split), device)
+    width = int(entry.meta["width"])
+
+    torch.manual_seed(cfg.seed)
+    model = BiLSTMTagger(
+        input_size=width if combine == "scalar_mix" else data["train"].x.shape[-1],
+        num_labels=len(corpus.labels),
+        hidden_size=cfg.tagger.hidden_size,
+        num_layers=cfg.tagger.num_layers,
+        dropout=cfg.tagger.dropout,
+        crf=cfg.tagger.crf,
+        mix_layers=len(layers) if combine == "scalar_mix" else None,
+    ).to(device)
+
+    labels = corpus.labels
+
+    def tags_of(split: str, pred_ids: List[List[int]]) -> List[List[str]]:
+        return [[labels[i] for i in p] for p in pred_ids]
+
+    gold = {s: [sent.tags for sent in corpus[s].sentences] for s in ("dev", "test")}
+    trained = train(
+        model, data["train"], data["dev"],
+        dev_f1=lambda p: score(gold["dev"], tags_of("dev", p), cfg.eval.mode)["f1"],
+        device=device, epochs=cfg.trainer.epochs, batch_size=cfg.trainer.batch_size, lr=cfg.trainer.lr,
+        patience=cfg.trainer.patience, seed=cfg.seed, grad_clip=cfg.trainer.grad_clip,
+        eval_batch_size=cfg.trainer.eval_batch_size, progress=cfg.progress,
+    )
+
+    t_eval = time.perf_counter()
+    metrics: Dict[str, Any] = {}
+    for split in ("dev", "test"):
+        pred = tags_of(split, predict(model, data[split], device, cfg.trainer.eval_batch_size))
+        metrics[split] = score(gold[split], pred, cfg.eval.mode)
+        if cfg.write_predictions:
+            (out_dir / "predictions").mkdir(parents=True, exist_ok=True)
+            write_conll(out_dir / "predictions" / f"{split}.conll",
+                        [s.words for s in corpus[split].sentences], gold[split], pred)
+    eval_s = time.perf_counter() - t_eval
+
+    results = {
+        "status": "ok",
+        "encoder": cfg.encoder.name_or_path,
+        "encoder_name": cfg.encoder.name,
+        "num_layers": num_layers,
+        "strategy": cfg.strategy.name,
+        "layers": layers,
+        "combine": combine,
+        "pooling": cfg.pooling.method,
+        "context": cfg.encoder.context,
+        "seed": int(cfg.seed),
+        "labels": labels,
+        "dev": metrics["dev"],
+        "test": metrics["test"],
+        "best_epoch": trained.best_epoch,
+        "epochs_run": trained.epochs_run,
+        "history": trained.history,
+        "cache_hit": hit,
+        "cache_entry": str(entry.path),
+        "encoder_passes": 0 if hit else int(entry.meta["encoder_passes"]),
+        "mix_weights": ({"layers": layers, "weights": model.mix.normalized_weights(),
+                         "gamma": float(model.mix.gamma.detach())} if model.mix is not None else None),
+        "timings": {
+            "extract_s": 0.0 if hit else float(entry.meta["extract_s"]),
+            "train_s": trained.train_s,
+            "eval_s": eval_s,
+            "total_s": time.perf_counter() - t_start,
+        },
+        "sizes": {s: {"sentences": len(corpus[s].sentences), "words": corpus[s].num_words}
+                  for s in ("train", "dev", "test")},
+        "device": str(device),
+        "versions": {"bert_ner_probe": __version__, "torch": torch.__version__, "python": platform.python_version()},
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / RESULTS).write_text(json.dumps(results, indent=2))
+    return results
+
+
+def summary_line(r: Dict[str, Any]) -> str:
+    """One line for stdout."""
+    return (f"{r['strategy']} (layers {r['layers']}, {r['combine']}, pooling={r['pooling']}, "
+            f"context={r['context']}, seed={r['seed']}): dev F1 {100 * r['dev']['f1']:.2f}  "
+            f"test F1 {100 * r['test']['f1']:.2f}  best epoch {r['best_epoch']}/{r['epochs_run']}  "
+            f"cache {'hit' if r['cache_hit'] else 'miss'}  "
+            f"extract {r['timings']['extract_s']:.0f}s train {r['timings']['train_s']:.0f}s")

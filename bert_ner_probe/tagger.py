@@ -1,0 +1,79 @@
+"""The probe: (optional scalar mix) → dropout → BiLSTM → dropout → linear → label scores.
+
+As in Devlin et al. (2019, §5.3): a randomly initialised two-layer BiLSTM
+(768 units per direction by default) over frozen word features, a linear
+classifier on top, trained with token-level cross-entropy; with ``crf=True``
+a linear-chain CRF (pytorch-crf) replaces the softmax.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from .scalar_mix import ScalarMix
+
+
+class BiLSTMTagger(nn.Module):
+    def __init__(
+        self,
+        input_size: int,
+        num_labels: int,
+        hidden_size: int = 768,
+        num_layers: int = 2,
+        dropout: float = 0.5,
+        crf: bool = False,
+        mix_layers: Optional[int] = None,
+    ) -> None:
+        """``mix_layers=K`` expects inputs of Shape: (batch, time, K, input_size) and learns a ScalarMix."""
+        super().__init__()
+        self.mix = ScalarMix(mix_layers) if mix_layers else None
+        self.dropout = nn.Dropout(dropout)
+        self.lstm = nn.LSTM(input_size, hidden_size, num_layers=num_layers, bidirectional=True,
+                            batch_first=True, dropout=dropout if num_layers > 1 else 0.0)
+        self.classifier = nn.Linear(2 * hidden_size, num_labels)
+        self.crf = None
+        if crf:
+            from torchcrf import CRF
+
+            self.crf = CRF(num_labels, batch_first=True)
+
+    def emissions(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Label scores.
+
+        Args:
+            x: Shape: (batch, time, input) or (batch, time, K, input) with a mix.
+            lengths: Shape: (batch,) — words per sentence, on the CPU.
+        Returns:
+            Shape: (batch, time, labels); padded positions hold zeros.
+        """
+        if self.mix is not None:
+            x = self.mix(x)  # Shape: (batch, time, input)
+        x = self.dropout(x)
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        out, _ = self.lstm(packed)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])  # Shape: (batch, time, 2h)
+        return self.classifier(self.dropout(out))
+
+    def loss(self, x: torch.Tensor, lengths: torch.Tensor, tags: torch.Tensor) -> torch.Tensor:
+        """Mean loss per word. ``tags``: Shape: (batch, time), -100 at padding."""
+        scores = self.emissions(x, lengths)
+        if self.crf is not None:
+            mask = tags != -100
+            nll = -self.crf(scores, tags.clamp(min=0), mask=mask, reduction="sum")
+            return nll / mask.sum()
+        return nn.functional.cross_entropy(scores.reshape(-1, scores.shape[-1]), tags.reshape(-1),
+                                           ignore_index=-100)
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, lengths: torch.Tensor) -> List[List[int]]:
+        """Best label index per word of each sentence (Viterbi with a CRF, argmax without)."""
+        scores = self.emissions(x, lengths)
+        if self.crf is not None:
+            mask = torch.arange(scores.shape[1], device=scores.device)[None, :] < lengths.to(scores.device)[:, None]
+            return self.crf.decode(scores, mask=mask)
+        best = scores.argmax(-1).cpu()
+        return [best[i, : int(n)].tolist() for i, n in enumerate(lengths)]

@@ -1,0 +1,164 @@
+"""Train the tagger on cached features: bucketed batches, Adam, early stopping on dev F1.
+
+Sentences are shuffled, cut into pools of ``50 × batch_size``, sorted by
+length inside each pool and batched, so a batch holds sentences of similar
+length (little padding, short packed sequences); batch order is shuffled.
+After every epoch the dev set is tagged and scored; training stops after
+``patience`` epochs without a better dev F1 and the best epoch's weights are
+put back.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .tagger import BiLSTMTagger
+
+
+@dataclass
+class TaggingData:
+    """Combined word features of one split, ready for batching.
+
+    ``x`` has one extra all-zero row at the end, used for padding.
+    """
+
+    x: torch.Tensor  # Shape: (words + 1, width) or (words + 1, K, width), float16
+    offsets: np.ndarray  # Shape: (sentences + 1,)
+    tags: torch.Tensor  # Shape: (words,), label indices
+
+    @classmethod
+    def build(cls, features: torch.Tensor, offsets: np.ndarray, tags: Sequence[int],
+              device: torch.device) -> "TaggingData":
+        if features.shape[0] != offsets[-1] or len(tags) != offsets[-1]:
+            raise ValueError(f"{features.shape[0]} feature rows, {len(tags)} tags, {offsets[-1]} words: they must agree")
+        pad = torch.zeros((1,) + tuple(features.shape[1:]), dtype=features.dtype)
+        x = torch.cat([features, pad])
+        if device.type == "cuda":
+            x = _to_device(x, device)
+        return cls(x, np.asarray(offsets, dtype=np.int64), torch.as_tensor(np.asarray(tags), dtype=torch.long))
+
+    @property
+    def num_sentences(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def batch(self, sentence_ids: np.ndarray, device: torch.device):
+        """Padded features, lengths (CPU) and tags (-100 at padding) for some sentences."""
+        starts = self.offsets[sentence_ids]
+        lens = self.offsets[sentence_ids + 1] - starts
+        T = int(lens.max())
+        pos = np.arange(T)[None, :]
+        valid = pos < lens[:, None]  # Shape: (batch, time)
+        rows = np.where(valid, starts[:, None] + pos, self.x.shape[0] - 1)  # pad row
+        rows_t = torch.from_numpy(rows)
+        x = self.x[rows_t.to(self.x.device)].to(device, non_blocking=True).float()  # Shape: (batch, time, ...)
+        tags = torch.full(rows.shape, -100, dtype=torch.long)
+        tags[torch.from_numpy(valid)] = self.tags[torch.from_numpy(rows[valid])]
+        return x, torch.from_numpy(lens), tags.to(device, non_blocking=True)
+
+
+def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Keep the features on the GPU when they fit; otherwise in pinned host memory."""
+    free, _ = torch.cuda.mem_get_info(device)
+    if x.numel() * x.element_size() < 0.5 * free:
+        return x.to(device)
+    return x.pin_memory()
+
+
+def bucketed_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator,
+                     pool_factor: int = 50) -> List[np.ndarray]:
+    """Shuffled batches of sentences of similar length (see module docstring)."""
+    order = rng.permutation(len(lengths))
+    pool = batch_size * pool_factor
+    batches: List[np.ndarray] = []
+    for start in range(0, len(order), pool):
+        chunk = order[start:start + pool]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def predict(model: BiLSTMTagger, data: TaggingData, device: torch.device, batch_size: int = 256) -> List[List[int]]:
+    """Label indices for every sentence, in order."""
+    model.eval()
+    out: List[Optional[List[int]]] = [None] * data.num_sentences
+    order = np.argsort(data.lengths, kind="stable")
+    for start in range(0, len(order), batch_size):
+        ids = order[start:start + batch_size]
+        x, lens, _ = data.batch(ids, device)
+        for i, p in zip(ids, model.predict(x, lens)):
+            out[i] = p
+    return out  # type: ignore[return-value]
+
+
+@dataclass
+class TrainResult:
+    best_epoch: int
+    epochs_run: int
+    best_dev_f1: float
+    history: List[Dict[str, float]]
+    train_s: float
+
+
+def train(
+    model: BiLSTMTagger,
+    train_data: TaggingData,
+    dev_data: TaggingData,
+    dev_f1: Callable[[List[List[int]]], float],
+    device: torch.device,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    patience: int,
+    seed: int,
+    grad_clip: float = 5.0,
+    eval_batch_size: int = 256,
+    progress: bool = True,
+) -> TrainResult:
+    """Fit ``model``; return the best epoch (1-based) and per-epoch history. Best weights are restored."""
+    rng = np.random.default_rng(seed)
+    optim = torch.optim.Adam(model.parameters(), lr=lr)
+    best_f1, best_epoch, best_state = -1.0, 0, None
+    history: List[Dict[str, float]] = []
+    t0 = time.perf_counter()
+    epoch = 0
+    for epoch in range(1, epochs + 1):
+        model.train()
+        batches = bucketed_batches(train_data.lengths, batch_size, rng)
+        total, words = 0.0, 0
+        t_epoch = time.perf_counter()
+        bar = tqdm(batches, desc=f"epoch {epoch}/{epochs}", unit="batch", disable=not progress, leave=False)
+        for ids in bar:
+            x, lens, tags = train_data.batch(ids, device)
+            loss = model.loss(x, lens, tags)
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            if grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            optim.step()
+            n = int(lens.sum())
+            total += float(loss.detach()) * n
+            words += n
+        bar.close()
+        epoch_s = time.perf_counter() - t_epoch
+        f1 = dev_f1(predict(model, dev_data, device, eval_batch_size))
+        history.append({"epoch": epoch, "train_loss": total / max(words, 1), "dev_f1": f1,
+                        "epoch_s": epoch_s, "train_words_per_s": words / epoch_s})
+        if f1 > best_f1:
+            best_f1, best_epoch = f1, epoch
+            best_state = copy.deepcopy(model.state_dict())
+        elif epoch - best_epoch >= patience:
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return TrainResult(best_epoch, epoch, best_f1, history, time.perf_counter() - t0)

@@ -1,0 +1,150 @@
+"""Sub-token alignment and encoder windows; no word is ever dropped.
+
+Every word is tokenised into one or more sub-tokens (a word the tokenizer
+maps to nothing gets the unknown token; a word with more than
+``max_pieces_per_word`` pieces keeps its first ones). A *sequence* is a run of
+words embedded together: one sentence (``context=sentence``) or a whole
+document (``context=document``, the paper's "maximal document context").
+
+A sequence longer than the window ``W`` (the model's maximum length minus
+its special tokens) is cut into overlapping windows, each starting about
+``W/2`` pieces after the previous one. Every word is then read from the
+window where it has the most context::
+
+    score(word, window) = min(pieces left of the word, pieces right of it)
+
+as in BERT's SQuAD "max context" rule, so each word sees about ``W/4``
+pieces or more on both sides wherever its sequence allows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Sequence
+
+import numpy as np
+
+
+@dataclass
+class Window:
+    """One encoder input and the words read from it.
+
+    ``piece_ids`` excludes special tokens. ``word_index`` holds global word
+    indices (row in the feature array); ``first``/``last`` hold the positions
+    of each word's first and last sub-token within ``piece_ids``.
+    """
+
+    piece_ids: np.ndarray  # Shape: (pieces,)
+    word_index: np.ndarray  # Shape: (words,)
+    first: np.ndarray  # Shape: (words,)
+    last: np.ndarray  # Shape: (words,)
+
+
+def tokenize_words(tokenizer, sentences: Sequence[Sequence[str]], max_pieces_per_word: int) -> List[List[np.ndarray]]:
+    """Sub-token ids of every word of every sentence, aligned one-to-one with the words.
+
+    Returns ``out[s][w]``: the piece ids of word ``w`` of sentence ``s``
+    (never empty).
+    """
+    if max_pieces_per_word < 1:
+        raise ValueError("max_pieces_per_word must be at least 1")
+    unk = tokenizer.unk_token_id
+    if unk is None:
+        unk = tokenizer.convert_tokens_to_ids(tokenizer.tokenize(".")[0])
+    enc = tokenizer([list(s) for s in sentences], is_split_into_words=True, add_special_tokens=False)
+    out: List[List[np.ndarray]] = []
+    for s, words in enumerate(sentences):
+        ids = np.asarray(enc["input_ids"][s], dtype=np.int64)
+        wid = np.asarray([-1 if w is None else w for w in enc.word_ids(s)], dtype=np.int64)
+        # Shape: ids, wid (pieces,); words are contiguous and in order.
+        bounds = np.searchsorted(wid, np.arange(len(words) + 1), side="left")
+        per_word = []
+        for w in range(len(words)):
+            piece = ids[bounds[w]:bounds[w + 1]]
+            if piece.size == 0:
+                piece = np.asarray([unk], dtype=np.int64)
+            per_word.append(piece[:max_pieces_per_word])
+        out.append(per_word)
+    return out
+
+
+def plan_windows(word_pieces: Sequence[np.ndarray], first_word: int, width: int) -> List[Window]:
+    """Cut one sequence of words into windows of at most ``width`` pieces.
+
+    ``word_pieces[i]`` are the piece ids of word ``i``; ``first_word`` is the
+    global index of word 0. Every word appears in exactly one returned window.
+    """
+    n = len(word_pieces)
+    if n == 0:
+        return []
+    counts = np.fromiter((len(p) for p in word_pieces), dtype=np.int64, count=n)
+    if counts.max() > width:
+        raise ValueError(f"a word has {counts.max()} pieces, more than the window width {width}")
+    cum = np.concatenate([[0], np.cumsum(counts)])  # Shape: (n + 1,)
+    all_ids = np.concatenate(list(word_pieces))
+    spans = []
+    start = 0
+    stride = max(1, width // 2)
+    while True:
+        end = int(np.searchsorted(cum, cum[start] + width, side="right")) - 1
+        spans.append((start, end))
+        if end >= n:
+            break
+        nxt = int(np.searchsorted(cum, cum[start] + stride, side="left"))
+        start = min(max(nxt, start + 1), end)
+    # Give each word to the window where its smaller side context is largest.
+    best = np.full(n, -1, dtype=np.int64)
+    best_score = np.full(n, -1, dtype=np.int64)
+    for k, (s, e) in enumerate(spans):
+        idx = np.arange(s, e)
+        score = np.minimum(cum[idx] - cum[s], cum[e] - cum[idx + 1])
+        better = score > best_score[s:e]
+        best[s:e][better] = k
+        best_score[s:e][better] = score[better]
+    windows = []
+    for k, (s, e) in enumerate(spans):
+        idx = np.nonzero(best[s:e] == k)[0] + s
+        if idx.size == 0:
+            continue
+        base = cum[s]
+        windows.append(Window(
+            piece_ids=all_ids[cum[s]:cum[e]],
+            word_index=idx + first_word,
+            first=cum[idx] - base,
+            last=cum[idx + 1] - 1 - base,
+        ))
+    return windows
+
+
+def build_windows(
+    pieces: Sequence[Sequence[np.ndarray]],
+    doc_of_sentence: Sequence[int],
+    context: str,
+    width: int,
+) -> List[Window]:
+    """Windows for a whole split.
+
+    ``pieces`` comes from :func:`tokenize_words`; ``doc_of_sentence`` gives
+    each sentence's document (documents are contiguous). ``context`` is
+    ``sentence`` (each sentence alone) or ``document`` (each document as one
+    sequence, so words see neighbouring sentences).
+    """
+    if context not in ("sentence", "document"):
+        raise ValueError(f"context must be sentence or document, got {context!r}")
+    windows: List[Window] = []
+    offset = 0
+    if context == "sentence":
+        for sent in pieces:
+            windows.extend(plan_windows(sent, offset, width))
+            offset += len(sent)
+        return windows
+    i = 0
+    while i < len(pieces):
+        j = i
+        while j < len(pieces) and doc_of_sentence[j] == doc_of_sentence[i]:
+            j += 1
+        seq = [w for sent in pieces[i:j] for w in sent]
+        windows.extend(plan_windows(seq, offset, width))
+        offset += len(seq)
+        i = j
+    return windows
