@@ -123,9 +123,10 @@ def read_conll(path: os.PathLike | str, scheme: str = "iob2") -> Tuple[List[Sent
     raw = p.read_bytes()
     digest = hashlib.sha256(raw).hexdigest()
     try:
-        text = raw.decode("utf-8")
+        body = raw[3:] if raw.startswith(b"\xef\xbb\xbf") else raw  # a UTF-8 byte-order mark is no token
+        text = body.decode("utf-8")
     except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
+        line = body[: e.start].count(b"\n") + 1
         raise DataFormatError(p, line, "not valid UTF-8") from None
 
     sentences: List[Sentence] = []

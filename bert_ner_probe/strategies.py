@@ -99,7 +99,7 @@ def select_features(features: np.ndarray, layers: Sequence[int], combine: str,
     contiguous = list(layers) == list(range(layers[0], layers[0] + k))
     sel = slice(layers[0], layers[0] + k) if contiguous else list(layers)
     for start in range(0, n, chunk):
-        block = torch.from_numpy(np.ascontiguousarray(features[start:start + chunk, sel]))  # Shape: (c, K, width)
+        block = torch.from_numpy(np.array(features[start:start + chunk, sel]))  # Shape: (c, K, width)
         if combine == "scalar_mix":
             out[start:start + chunk] = block
         else:

