@@ -69,13 +69,13 @@ def run_probe(cfg: DictConfig, out_dir: Path) -> Dict[str, Any]:
 
     labels = corpus.labels
 
-    def tags_of(split: str, pred_ids: List[List[int]]) -> List[List[str]]:
+    def tags_of(pred_ids: List[List[int]]) -> List[List[str]]:
         return [[labels[i] for i in p] for p in pred_ids]
 
     gold = {s: [sent.tags for sent in corpus[s].sentences] for s in ("dev", "test")}
     trained = train(
         model, data["train"], data["dev"],
-        dev_f1=lambda p: score(gold["dev"], tags_of("dev", p), cfg.eval.mode)["f1"],
+        dev_f1=lambda p: score(gold["dev"], tags_of(p), cfg.eval.mode)["f1"],
         device=device, epochs=cfg.trainer.epochs, batch_size=cfg.trainer.batch_size, lr=cfg.trainer.lr,
         patience=cfg.trainer.patience, seed=cfg.seed, grad_clip=cfg.trainer.grad_clip,
         eval_batch_size=cfg.trainer.eval_batch_size, progress=cfg.progress,
@@ -84,7 +84,7 @@ def run_probe(cfg: DictConfig, out_dir: Path) -> Dict[str, Any]:
     t_eval = time.perf_counter()
     metrics: Dict[str, Any] = {}
     for split in ("dev", "test"):
-        pred = tags_of(split, predict(model, data[split], device, cfg.trainer.eval_batch_size))
+        pred = tags_of(predict(model, data[split], device, cfg.trainer.eval_batch_size))
         metrics[split] = score(gold[split], pred, cfg.eval.mode)
         if cfg.write_predictions:
             (out_dir / "predictions").mkdir(parents=True, exist_ok=True)

@@ -30,6 +30,7 @@ def test_bench_tiny_cpu(tmp_path: Path, conll_dir: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     result = json.loads((out / "bench.json").read_text())
+    assert result["complete"] is True
     for key in POSITIVE_KEYS:
         value = result[key]
         assert isinstance(value, (int, float)) and math.isfinite(value) and value > 0, (key, value)
