@@ -60,7 +60,8 @@ class TaggerConfig:
     name: str = "bilstm"
     hidden_size: int = 768
     num_layers: int = 2
-    dropout: float = 0.5
+    dropout: float = 0.5  # between LSTM layers and before the classifier
+    input_dropout: float = 0.0  # on the frozen features
     crf: bool = False
 
 

@@ -19,7 +19,7 @@ from . import __version__
 from .data import Corpus, load_corpus
 from .encoder import num_layers, resolve_device
 from .features import get_features
-from .metrics import score, write_conll
+from .metrics import f1, score, write_conll
 from .strategies import check_combine, resolve_layers, select_features
 from .tagger import BiLSTMTagger
 from .train import TaggingData, predict, train
@@ -63,6 +63,7 @@ def run_probe(cfg: DictConfig, out_dir: Path) -> Dict[str, Any]:
         hidden_size=cfg.tagger.hidden_size,
         num_layers=cfg.tagger.num_layers,
         dropout=cfg.tagger.dropout,
+        input_dropout=cfg.tagger.input_dropout,
         crf=cfg.tagger.crf,
         mix_layers=len(layers) if combine == "scalar_mix" else None,
     ).to(device)
@@ -75,7 +76,7 @@ def run_probe(cfg: DictConfig, out_dir: Path) -> Dict[str, Any]:
     gold = {s: [sent.tags for sent in corpus[s].sentences] for s in ("dev", "test")}
     trained = train(
         model, data["train"], data["dev"],
-        dev_f1=lambda p: score(gold["dev"], tags_of(p), cfg.eval.mode)["f1"],
+        dev_f1=lambda p: f1(gold["dev"], tags_of(p), cfg.eval.mode),
         device=device, epochs=cfg.trainer.epochs, batch_size=cfg.trainer.batch_size, lr=cfg.trainer.lr,
         patience=cfg.trainer.patience, seed=cfg.seed, grad_clip=cfg.trainer.grad_clip,
         eval_batch_size=cfg.trainer.eval_batch_size, progress=cfg.progress,

@@ -1,4 +1,4 @@
-"""The probe: (optional scalar mix) → dropout → BiLSTM → dropout → linear → label scores.
+"""The probe: (optional scalar mix) → input dropout → BiLSTM → dropout → linear → label scores.
 
 As in Devlin et al. (2019, §5.3): a randomly initialised two-layer BiLSTM
 (768 units per direction by default) over frozen word features, a linear
@@ -27,10 +27,12 @@ class BiLSTMTagger(nn.Module):
         dropout: float = 0.5,
         crf: bool = False,
         mix_layers: Optional[int] = None,
+        input_dropout: float = 0.0,
     ) -> None:
         """``mix_layers=K`` expects inputs of Shape: (batch, time, K, input_size) and learns a ScalarMix."""
         super().__init__()
         self.mix = ScalarMix(mix_layers) if mix_layers else None
+        self.input_dropout = nn.Dropout(input_dropout)
         self.dropout = nn.Dropout(dropout)
         self.lstm = nn.LSTM(input_size, hidden_size, num_layers=num_layers, bidirectional=True,
                             batch_first=True, dropout=dropout if num_layers > 1 else 0.0)
@@ -52,7 +54,7 @@ class BiLSTMTagger(nn.Module):
         """
         if self.mix is not None:
             x = self.mix(x)  # Shape: (batch, time, input)
-        x = self.dropout(x)
+        x = self.input_dropout(x)
         packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
         out, _ = self.lstm(packed)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])  # Shape: (batch, time, 2h)

