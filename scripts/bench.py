@@ -327,7 +327,7 @@ def bench_extraction(loaded: enc.LoadedEncoder, sentences: List[List[str]], batc
 # --------------------------------------------------------------------------- 2. training
 
 
-def bare_batches(data: TaggingData, batch_size: int, seed: int, device: torch.device
+def bare_batches(data: TaggingData, batch_size: int, seed: int, device: torch.device, bucket_pool: int
                  ) -> Tuple[List[Tuple[PackedSequence, torch.Tensor]], int]:
     """The harness's first-epoch batches, packed in advance for the bare loop.
 
@@ -338,7 +338,7 @@ def bare_batches(data: TaggingData, batch_size: int, seed: int, device: torch.de
     rng = np.random.default_rng(seed)
     out: List[Tuple[PackedSequence, torch.Tensor]] = []
     words = 0
-    for ids in bucketed_batches(data.lengths, batch_size, rng):
+    for ids in bucketed_batches(data.lengths, batch_size, rng, bucket_pool):
         ids = ids[np.argsort(-data.lengths[ids], kind="stable")]  # longest first: enforce_sorted
         spans = [(int(data.offsets[i]), int(data.offsets[i + 1])) for i in ids]
         lens = torch.tensor([e - s for s, e in spans])
@@ -391,14 +391,14 @@ def bench_training(features: torch.Tensor, offsets: np.ndarray, tags: Sequence[i
         torch.manual_seed(cfg.seed)
         model = BiLSTMTagger(width, num_labels, hidden_size=cfg.tagger.hidden_size,
                              num_layers=cfg.tagger.num_layers, dropout=cfg.tagger.dropout,
-                             crf=cfg.tagger.crf).to(device)
+                             input_dropout=cfg.tagger.input_dropout, crf=cfg.tagger.crf).to(device)
         result = train(model, train_data, dev, dev_f1=lambda _pred: 0.0, device=device, epochs=n_epochs,
                        batch_size=cfg.trainer.batch_size, lr=cfg.trainer.lr, patience=10**9, seed=cfg.seed,
                        grad_clip=cfg.trainer.grad_clip, eval_batch_size=cfg.trainer.eval_batch_size,
-                       progress=False)
+                       progress=False, bucket_pool=cfg.trainer.bucket_pool)
         return result.history
 
-    prepared, words = bare_batches(data, cfg.trainer.batch_size, cfg.seed, device)
+    prepared, words = bare_batches(data, cfg.trainer.batch_size, cfg.seed, device, cfg.trainer.bucket_pool)
 
     def bare(batches: Sequence[Tuple[PackedSequence, torch.Tensor]], n_epochs: int) -> List[float]:
         torch.manual_seed(cfg.seed)

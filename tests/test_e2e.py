@@ -105,3 +105,14 @@ def test_unknown_layer_fails_cleanly(first_run, conll_dir):
                  f"hydra.run.dir={root / 'bad'}"], cwd=root)
     assert proc.returncode == 2
     assert "0..6" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_no_data_dir_offline_says_how_to_point_at_local_files(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "CONLL2003_DIR"}
+    env["HF_DATASETS_OFFLINE"] = "1"
+    proc = subprocess.run([sys.executable, "-m", "bert_ner_probe", f"cache_dir={tmp_path / 'cache'}",
+                           f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, env={**env, "HF_HUB_OFFLINE": "1"},
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert "CONLL2003_DIR" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").glob("*/meta.json"))
