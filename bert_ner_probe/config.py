@@ -102,3 +102,40 @@ class Config:
 def register() -> None:
     """Store the schema as ``schema`` for ``conf/config.yaml``'s defaults list."""
     ConfigStore.instance().store(name="schema", node=Config)
+
+
+def check_values(cfg) -> None:
+    """Check choices and ranges the types cannot express; raise one clear UserError before any work."""
+    from .errors import UserError
+    from .metrics import MODES
+    from .pooling import POOLINGS
+    from .strategies import COMBINES
+
+    choices = {
+        "data.scheme": (cfg.data.scheme, ("iob1", "iob2")),
+        "encoder.context": (cfg.encoder.context, ("sentence", "document")),
+        "encoder.dtype": (cfg.encoder.dtype, ("auto", "float32", "bfloat16", "float16")),
+        "pooling.method": (cfg.pooling.method, POOLINGS),
+        "strategy.combine": (cfg.strategy.combine, COMBINES),
+        "eval.mode": (cfg.eval.mode, MODES),
+    }
+    for key, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise UserError(f"{key}={value!r}: expected one of {', '.join(allowed)}")
+    at_least_one = {
+        "trainer.epochs": cfg.trainer.epochs, "trainer.batch_size": cfg.trainer.batch_size,
+        "trainer.patience": cfg.trainer.patience, "trainer.eval_batch_size": cfg.trainer.eval_batch_size,
+        "trainer.bucket_pool": cfg.trainer.bucket_pool, "tagger.hidden_size": cfg.tagger.hidden_size,
+        "tagger.num_layers": cfg.tagger.num_layers, "encoder.batch_size": cfg.encoder.batch_size,
+        "encoder.max_pieces_per_word": cfg.encoder.max_pieces_per_word,
+    }
+    for key, value in at_least_one.items():
+        if value < 1:
+            raise UserError(f"{key}={value}: must be at least 1")
+    for key, value in {"tagger.dropout": cfg.tagger.dropout, "tagger.input_dropout": cfg.tagger.input_dropout}.items():
+        if not 0.0 <= value < 1.0:
+            raise UserError(f"{key}={value}: must be in [0, 1)")
+    if cfg.trainer.lr <= 0:
+        raise UserError(f"trainer.lr={cfg.trainer.lr}: must be positive")
+    if cfg.encoder.max_length is not None and cfg.encoder.max_length < 8:
+        raise UserError(f"encoder.max_length={cfg.encoder.max_length}: must be at least 8 (or null)")

@@ -16,11 +16,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from . import __version__
+from .config import check_values
 from .data import Corpus, load_corpus
 from .encoder import num_layers, resolve_device
 from .features import get_features
 from .metrics import f1, score, write_conll
-from .strategies import check_combine, resolve_layers, select_features
+from .strategies import resolve_layers, select_features
 from .tagger import BiLSTMTagger
 from .train import TaggingData, predict, train
 
@@ -38,8 +39,8 @@ def run_probe(cfg: DictConfig, out_dir: Path) -> Dict[str, Any]:
     t_start = time.perf_counter()
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
+    check_values(cfg)
     device = resolve_device(cfg.device)
-    check_combine(cfg.strategy.combine)
     depth = num_layers(cfg.encoder.name_or_path)
     layers = resolve_layers(None if cfg.strategy.layers is None else list(cfg.strategy.layers), depth)
     corpus = load_corpus(cfg.data.dir, cfg.data.scheme, OmegaConf.to_container(cfg.data.limit))

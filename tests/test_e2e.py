@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 pytestmark = pytest.mark.e2e
-LIMITS = ["data.limit.train=400", "data.limit.dev=150", "data.limit.test=150"]
+LIMITS = ["data.limit.train=1000", "data.limit.dev=150", "data.limit.test=150"]
 
 
 def _run(args, cwd: Path, env_extra=None) -> subprocess.CompletedProcess:
@@ -59,7 +59,7 @@ def test_run_writes_results_and_predictions(first_run, conll_dir):
         m = r[split]
         assert 0.0 <= m["precision"] <= 1 and 0 <= m["recall"] <= 1 and 0 <= m["f1"] <= 1
         assert set(m["per_type"]) <= {"PER", "LOC", "ORG", "MISC"} and m["per_type"]
-    # 400 training sentences, 3 epochs: far above chance, far below the full-data figure.
+    # 1000 training sentences, 3 epochs: far above chance (0), far below the full-data figure (~0.88).
     assert r["dev"]["f1"] > 0.35, r["dev"]["f1"]
     assert 1 <= r["best_epoch"] <= r["epochs_run"] <= 3
     assert "dev F1" in proc.stdout
