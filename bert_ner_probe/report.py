@@ -577,13 +577,7 @@ def plot_layers(sections: Sequence[Section], path: Path) -> Path:
                        label=f"scalar_mix_all ({section.title()})" if len(sections) > 1 else "scalar_mix_all")
         ticks.update(xs)
     ax.set_xticks(sorted(ticks))
-    ax.set_xlabel("hidden state (0 = embeddings)")
-    ax.set_ylabel("dev F1 (%)")
-    ax.set_title("Dev F1 of single-layer features", fontsize=10)
-    ax.grid(alpha=0.3)
-    fig.legend(fontsize=8, loc="outside lower center")
-    fig.savefig(path, dpi=100)
-    return path
+    return _finish_by_layer(fig, ax, "dev F1 (%)", "Dev F1 of single-layer features", path)
 
 
 def plot_mix_weights(sections: Sequence[Section], path: Path) -> Path:
@@ -599,9 +593,14 @@ def plot_mix_weights(sections: Sequence[Section], path: Path) -> Path:
             weights = [statistics.fmean(m["weights"][k] for m in mixes) for k in range(len(layers))]
             label = row.label if len(sections) == 1 else f"{row.label} · {section.title()}"
             ax.plot(layers, weights, marker="o", label=f"{label} (n={len(mixes)})")
+    return _finish_by_layer(fig, ax, "softmax weight", "Learned scalar-mix weights", path)
+
+
+def _finish_by_layer(fig, ax, ylabel: str, title: str, path: Path) -> Path:
+    """Axes, legend and file of a plot over hidden-state indices."""
     ax.set_xlabel("hidden state (0 = embeddings)")
-    ax.set_ylabel("softmax weight")
-    ax.set_title("Learned scalar-mix weights", fontsize=10)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     fig.legend(fontsize=8, loc="outside lower center")
     fig.savefig(path, dpi=100)
