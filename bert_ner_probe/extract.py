@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Callable, List, Optional, Sequence
+from typing import List, Sequence
 
 import numpy as np
 import torch
@@ -58,7 +58,6 @@ def extract_split(
     max_pieces_per_word: int = 32,
     desc: str = "extract",
     progress: bool = True,
-    on_batch: Optional[Callable[[int], None]] = None,
 ) -> dict:
     """Fill ``out`` (Shape: (words, layers + 1, width)) with pooled features.
 
@@ -114,8 +113,6 @@ def extract_split(
             order = np.argsort(target)
             out[target[order]] = pooled.to(torch.float16).cpu().numpy()[order]
             bar.update(target.size)
-            if on_batch is not None:
-                on_batch(passes)
     bar.close()
     return {
         "windows": len(windows),
