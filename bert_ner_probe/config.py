@@ -63,6 +63,7 @@ class TaggerConfig:
     dropout: float = 0.5  # between LSTM layers and before the classifier
     input_dropout: float = 0.0  # on the frozen features
     crf: bool = False
+    impl: str = "auto"  # auto | packed | padded (see tagger.py); auto = padded on CPU, packed on GPU
 
 
 @dataclass
@@ -75,6 +76,7 @@ class TrainerConfig:
     grad_clip: float = 5.0
     eval_batch_size: int = 256
     bucket_pool: int = 5  # sort by length within pools of this many batches; 1 = plain random batches
+    precision: str = "auto"  # auto | fp32 | bf16 (autocast); auto = bf16 on CPUs with AMX/AVX512-BF16
 
 
 @dataclass
@@ -110,6 +112,8 @@ def check_values(cfg) -> None:
     from .metrics import MODES
     from .pooling import POOLINGS
     from .strategies import COMBINES
+    from .tagger import IMPLS
+    from .train import PRECISIONS
 
     choices = {
         "data.scheme": (cfg.data.scheme, ("iob1", "iob2")),
@@ -118,6 +122,8 @@ def check_values(cfg) -> None:
         "pooling.method": (cfg.pooling.method, POOLINGS),
         "strategy.combine": (cfg.strategy.combine, COMBINES),
         "eval.mode": (cfg.eval.mode, MODES),
+        "tagger.impl": (cfg.tagger.impl, IMPLS),
+        "trainer.precision": (cfg.trainer.precision, PRECISIONS),
     }
     for key, (value, allowed) in choices.items():
         if value not in allowed:

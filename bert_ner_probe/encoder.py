@@ -40,6 +40,20 @@ def resolve_device(device: str) -> torch.device:
         raise UserError(f"device must be auto, cpu or cuda[:N], got {device!r}") from None
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` multiplies bf16 matrices in hardware.
+
+    True for a CUDA GPU with bf16 support (Ampere and later) and for a CPU
+    with AMX or AVX512-BF16 units (e.g. Xeon Sapphire Rapids, AMD Zen 4);
+    elsewhere bf16 is emulated and slower than float32.
+    """
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+    return False
+
+
 def resolve_dtype(dtype: str) -> torch.dtype:
     if dtype not in DTYPES:
         raise UserError(f"encoder.dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")

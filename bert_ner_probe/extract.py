@@ -4,12 +4,13 @@ Windows (see :mod:`bert_ner_probe.windows`) are sorted by length and batched
 by a token budget, so padding stays small; each batch's hidden states are
 stacked to ``(batch, time, layers + 1, hidden)``, pooled per word
 (:mod:`bert_ner_probe.pooling`) and written straight into the output array
-(a memory map in the cache) at each word's row.
+(a memory map in the cache) at each word's row. The model runs in the dtype
+it was loaded in (``encoder.dtype``; ``auto`` = bf16 where the hardware has
+it, see :func:`bert_ner_probe.features.resolve_dtype_name`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
 from typing import List, Sequence
 
@@ -79,7 +80,6 @@ def extract_split(
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
     lengths = np.asarray([w.piece_ids.size + n_special for w in windows])
     dev = encoder.device
-    use_autocast = dev.type == "cuda" and encoder.dtype == torch.float32
     passes = 0
     bar = tqdm(total=n_words, desc=desc, unit="word", disable=not progress, leave=False)
     with torch.inference_mode():
@@ -97,11 +97,9 @@ def extract_split(
                 firsts.append(w.first + prefix)
                 lasts.append(w.last + prefix)
                 targets.append(w.word_index)
-            ctx = torch.autocast("cuda", dtype=torch.bfloat16) if use_autocast else contextlib.nullcontext()
-            with ctx:
-                res = encoder.model(input_ids=torch.from_numpy(ids).to(dev),
-                                    attention_mask=torch.from_numpy(mask).to(dev),
-                                    output_hidden_states=True)
+            res = encoder.model(input_ids=torch.from_numpy(ids).to(dev),
+                                attention_mask=torch.from_numpy(mask).to(dev),
+                                output_hidden_states=True)
             passes += 1
             hidden = torch.stack(res.hidden_states, dim=2)  # Shape: (batch, time, layers + 1, hidden)
             pooled = pool_words(hidden,

@@ -24,11 +24,11 @@ from .pooling import check_pooling, pooled_width
 
 
 def resolve_dtype_name(dtype: str, device: str) -> str:
-    """``auto`` → float32 on CPU, bfloat16 on CUDA."""
+    """``auto`` → bfloat16 where the device multiplies bf16 in hardware (:func:`~.encoder.native_bf16`), else float32."""
     if dtype != "auto":
         enc.resolve_dtype(dtype)
         return dtype
-    return "bfloat16" if enc.resolve_device(device).type == "cuda" else "float32"
+    return "bfloat16" if enc.native_bf16(enc.resolve_device(device)) else "float32"
 
 
 def cache_key(encoder_cfg: Any, pooling: str, corpus: Corpus, device: str) -> Dict[str, Any]:

@@ -23,7 +23,7 @@ from .features import get_features
 from .metrics import f1, score, write_conll
 from .strategies import resolve_layers, select_features
 from .tagger import BiLSTMTagger
-from .train import TaggingData, predict, train
+from .train import TaggingData, predict, resolve_precision, train
 
 RESULTS = "results.json"
 
@@ -67,7 +67,9 @@ def run_probe(cfg: DictConfig, out_dir: Path) -> Dict[str, Any]:
         input_dropout=cfg.tagger.input_dropout,
         crf=cfg.tagger.crf,
         mix_layers=len(layers) if combine == "scalar_mix" else None,
+        impl=cfg.tagger.impl,
     ).to(device)
+    precision = resolve_precision(cfg.trainer.precision, device)
 
     labels = corpus.labels
 
@@ -81,12 +83,13 @@ def run_probe(cfg: DictConfig, out_dir: Path) -> Dict[str, Any]:
         device=device, epochs=cfg.trainer.epochs, batch_size=cfg.trainer.batch_size, lr=cfg.trainer.lr,
         patience=cfg.trainer.patience, seed=cfg.seed, grad_clip=cfg.trainer.grad_clip,
         eval_batch_size=cfg.trainer.eval_batch_size, progress=cfg.progress, bucket_pool=cfg.trainer.bucket_pool,
+        precision=precision,
     )
 
     t_eval = time.perf_counter()
     metrics: Dict[str, Any] = {}
     for split in ("dev", "test"):
-        pred = tags_of(predict(model, data[split], device, cfg.trainer.eval_batch_size))
+        pred = tags_of(predict(model, data[split], device, cfg.trainer.eval_batch_size, precision))
         metrics[split] = score(gold[split], pred, cfg.eval.mode)
         if cfg.write_predictions:
             (out_dir / "predictions").mkdir(parents=True, exist_ok=True)
@@ -125,6 +128,7 @@ def run_probe(cfg: DictConfig, out_dir: Path) -> Dict[str, Any]:
         "sizes": {s: {"sentences": len(corpus[s].sentences), "words": corpus[s].num_words}
                   for s in ("train", "dev", "test")},
         "device": str(device),
+        "precision": precision,
         "versions": {"bert_ner_probe": __version__, "torch": torch.__version__, "python": platform.python_version()},
         "config": OmegaConf.to_container(cfg, resolve=True),
     }

@@ -4,6 +4,12 @@ As in Devlin et al. (2019, §5.3): a randomly initialised two-layer BiLSTM
 (768 units per direction by default) over frozen word features, a linear
 classifier on top, trained with token-level cross-entropy; with ``crf=True``
 a linear-chain CRF (pytorch-crf) replaces the softmax.
+
+The LSTM runs packed (``impl="packed"``, cuDNN's fast path) or over the
+padded batch with per-sentence reversal for the backward direction
+(``impl="padded"``, :mod:`bert_ner_probe.bilstm`, oneDNN's fused kernel on
+the CPU); both give the same outputs. ``impl="auto"`` picks padded on the
+CPU and packed elsewhere.
 """
 
 from __future__ import annotations
@@ -14,7 +20,11 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from .bilstm import bidirectional_lstm
+from .dropout import Dropout
 from .scalar_mix import ScalarMix
+
+IMPLS = ("auto", "packed", "padded")
 
 
 class BiLSTMTagger(nn.Module):
@@ -28,12 +38,16 @@ class BiLSTMTagger(nn.Module):
         crf: bool = False,
         mix_layers: Optional[int] = None,
         input_dropout: float = 0.0,
+        impl: str = "auto",
     ) -> None:
         """``mix_layers=K`` expects inputs of Shape: (batch, time, K, input_size) and learns a ScalarMix."""
         super().__init__()
+        if impl not in IMPLS:
+            raise ValueError(f"impl must be one of {', '.join(IMPLS)}, got {impl!r}")
+        self.impl = impl
         self.mix = ScalarMix(mix_layers) if mix_layers else None
-        self.input_dropout = nn.Dropout(input_dropout)
-        self.dropout = nn.Dropout(dropout)
+        self.input_dropout = Dropout(input_dropout)
+        self.dropout = Dropout(dropout)
         self.lstm = nn.LSTM(input_size, hidden_size, num_layers=num_layers, bidirectional=True,
                             batch_first=True, dropout=dropout if num_layers > 1 else 0.0)
         self.classifier = nn.Linear(2 * hidden_size, num_labels)
@@ -50,15 +64,18 @@ class BiLSTMTagger(nn.Module):
             x: Shape: (batch, time, input) or (batch, time, K, input) with a mix.
             lengths: Shape: (batch,) — words per sentence, on the CPU.
         Returns:
-            Shape: (batch, time, labels); padded positions hold zeros.
+            Shape: (batch, time, labels), float32 (also under autocast); padded positions hold zeros.
         """
         if self.mix is not None:
             x = self.mix(x)  # Shape: (batch, time, input)
         x = self.input_dropout(x)
-        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-        out, _ = self.lstm(packed)
-        out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])  # Shape: (batch, time, 2h)
-        scores = self.classifier(self.dropout(out))
+        if self.impl == "padded" or (self.impl == "auto" and x.device.type == "cpu"):
+            out = bidirectional_lstm(self.lstm, x, lengths)  # Shape: (batch, time, 2h)
+        else:
+            packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+            out, _ = self.lstm(packed)
+            out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])  # Shape: (batch, time, 2h)
+        scores = self.classifier(self.dropout(out)).float()
         mask = torch.arange(scores.shape[1], device=scores.device)[None, :] < lengths.to(scores.device)[:, None]
         return scores * mask.unsqueeze(-1)
 

@@ -10,10 +10,16 @@ from 88.6 (random batches) to 86.8 on MiniLM ``concat_last_four``; pools of
 After every epoch the dev set is tagged and scored; training stops after
 ``patience`` epochs without a better dev F1 and the best epoch's weights are
 put back.
+
+``precision="bf16"`` runs the tagger's forward pass under
+``torch.autocast(dtype=torch.bfloat16)`` (weights, optimiser state and loss
+stay float32); ``"auto"`` picks it on CPUs with native bf16 matrix units
+(AMX or AVX512-BF16), where it halves the epoch time, and float32 elsewhere.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import time
@@ -24,6 +30,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .encoder import native_bf16
 from .tagger import BiLSTMTagger
 
 log = logging.getLogger(__name__)
@@ -78,6 +85,29 @@ def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     return x.pin_memory()
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` → ``bf16`` on a CPU with native bf16 matrix units, else ``fp32``.
+
+    On CUDA, ``auto`` stays ``fp32``: bf16 training of the tagger on a GPU
+    has not been measured here.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision != "auto":
+        return precision
+    return "bf16" if device.type == "cpu" and native_bf16(device) else "fp32"
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """The autocast context for a resolved precision (a no-op for fp32)."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def bucketed_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator,
                      pool_factor: int = 5) -> List[np.ndarray]:
     """Shuffled batches of sentences of similar length (see module docstring)."""
@@ -91,15 +121,18 @@ def bucketed_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Genera
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def predict(model: BiLSTMTagger, data: TaggingData, device: torch.device, batch_size: int = 256) -> List[List[int]]:
-    """Label indices for every sentence, in order."""
+def predict(model: BiLSTMTagger, data: TaggingData, device: torch.device, batch_size: int = 256,
+            precision: str = "fp32") -> List[List[int]]:
+    """Label indices for every sentence, in order (``precision`` as resolved by :func:`resolve_precision`)."""
     model.eval()
     out: List[Optional[List[int]]] = [None] * data.num_sentences
     order = np.argsort(data.lengths, kind="stable")
     for start in range(0, len(order), batch_size):
         ids = order[start:start + batch_size]
         x, lens, _ = data.batch(ids, device)
-        for i, p in zip(ids, model.predict(x, lens)):
+        with autocast(device, precision):
+            pred = model.predict(x, lens)
+        for i, p in zip(ids, pred):
             out[i] = p
     return out  # type: ignore[return-value]
 
@@ -128,10 +161,11 @@ def train(
     eval_batch_size: int = 256,
     progress: bool = True,
     bucket_pool: int = 5,
+    precision: str = "fp32",
 ) -> TrainResult:
     """Fit ``model``; return the best epoch (1-based) and per-epoch history. Best weights are restored."""
     rng = np.random.default_rng(seed)
-    optim = torch.optim.Adam(model.parameters(), lr=lr)
+    optim = torch.optim.Adam(model.parameters(), lr=lr, fused=device.type in ("cpu", "cuda"))  # one kernel per step
     best_f1, best_epoch, best_state = -1.0, 0, None
     history: List[Dict[str, float]] = []
     t0 = time.perf_counter()
@@ -145,7 +179,8 @@ def train(
         bar = tqdm(batches, desc=f"epoch {epoch}/{epochs}", unit="batch", disable=not progress, leave=False)
         for ids in bar:
             x, lens, tags = train_data.batch(ids, device)
-            loss = model.loss(x, lens, tags)
+            with autocast(device, precision):
+                loss = model.loss(x, lens, tags)
             optim.zero_grad(set_to_none=True)
             loss.backward()
             if grad_clip:
@@ -158,7 +193,7 @@ def train(
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         epoch_s = time.perf_counter() - t_epoch
-        f1 = dev_f1(predict(model, dev_data, device, eval_batch_size))
+        f1 = dev_f1(predict(model, dev_data, device, eval_batch_size, precision))
         history.append({"epoch": epoch, "train_loss": float(total) / max(words, 1), "dev_f1": f1,
                         "epoch_s": epoch_s, "train_words_per_s": words / epoch_s})
         log.info("epoch %d/%d: train loss %.4f, dev F1 %.2f, %.1f s (%.0f words/s)", epoch, epochs,

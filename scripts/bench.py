@@ -11,17 +11,21 @@
    (``is_split_into_words=True``), padded in advance into the same
    length-sorted batches (:func:`~bert_ner_probe.extract.batches_by_length`),
    already on the device, and only ``model(**batch, output_hidden_states=True)``
-   timed under ``torch.inference_mode`` (with the same bf16 autocast on CUDA
-   that the harness uses for float32 models). ``extract_ratio`` = harness ÷ bare.
+   timed under ``torch.inference_mode``, in the same dtype.
+   ``extract_ratio`` = harness ÷ bare.
 2. **Training** — words/s of one tagger epoch of :func:`bert_ner_probe.train.train`
    (its own ``history[*]["train_words_per_s"]``, i.e. the epoch loop only,
    not the dev evaluation) against a bare loop of the same shape
    (``nn.LSTM(2 layers, bidirectional)`` + ``nn.Linear`` + Adam +
    cross-entropy) over the same sentences' features, in the same bucketed
    batches (:func:`~bert_ner_probe.train.bucketed_batches`, same seed),
-   packed in advance with ``pack_padded_sequence`` and already on the device.
-   No dropout, no gradient clipping, no padding in the classifier: the bare
-   loop's best case. ``train_ratio`` = harness ÷ bare.
+   prepared in advance on the device, under the same autocast precision as
+   the harness (``trainer.precision``). The bare loop runs in two forms:
+   *packed* (``pack_padded_sequence``, exact) and *padded* (one ``nn.LSTM``
+   call on the padded batch: the backward direction reads padding, which is
+   wrong, but it is the fastest call there is); the faster form is the bare
+   figure. No dropout, no gradient clipping: the bare loop's best case.
+   ``train_ratio`` = harness ÷ bare.
 3. **Sweep, cold vs warm** — wall time of
    ``python -m bert_ner_probe -m strategy=<six Table 7 strategies> …`` run twice
    on one fresh cache folder; ``encoder_passes`` summed over every job's
@@ -61,7 +65,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_sequence
+from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # a source checkout used through PYTHONPATH or not installed
@@ -74,7 +78,7 @@ from bert_ner_probe.features import get_features, resolve_dtype_name  # noqa: E4
 from bert_ner_probe.main import config_dir  # noqa: E402  (also registers the config schema)
 from bert_ner_probe.strategies import resolve_layers, select_features  # noqa: E402
 from bert_ner_probe.tagger import BiLSTMTagger  # noqa: E402
-from bert_ner_probe.train import TaggingData, bucketed_batches, train  # noqa: E402
+from bert_ner_probe.train import TaggingData, autocast, bucketed_batches, resolve_precision, train  # noqa: E402
 
 TABLE7_STRATEGIES: Tuple[str, ...] = (
     "embeddings", "second_to_last", "last", "sum_last_four", "concat_last_four", "sum_all")
@@ -167,13 +171,6 @@ def _timed(fn: Callable[[], Any], device: torch.device) -> Tuple[float, Any]:
     result = fn()
     _sync(device)
     return time.perf_counter() - t0, result
-
-
-def _autocast(device: torch.device, model_dtype: torch.dtype) -> contextlib.AbstractContextManager:
-    """The autocast the harness's extraction uses: bf16 on CUDA for a float32 model, none otherwise."""
-    if device.type == "cuda" and model_dtype == torch.float32:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def device_name(device: torch.device) -> str:
@@ -289,7 +286,7 @@ def bench_extraction(loaded: enc.LoadedEncoder, sentences: List[List[str]], batc
         batches.append((torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)))
 
     def bare(bs: Sequence[Tuple[torch.Tensor, torch.Tensor]]) -> None:
-        with torch.inference_mode(), _autocast(device, loaded.dtype):
+        with torch.inference_mode():
             for ids, mask in bs:
                 model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
 
@@ -327,26 +324,28 @@ def bench_extraction(loaded: enc.LoadedEncoder, sentences: List[List[str]], batc
 # --------------------------------------------------------------------------- 2. training
 
 
-def bare_batches(data: TaggingData, batch_size: int, seed: int, device: torch.device, bucket_pool: int
-                 ) -> Tuple[List[Tuple[PackedSequence, torch.Tensor]], int]:
-    """The harness's first-epoch batches, packed in advance for the bare loop.
+BareBatch = Tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # features, lengths (CPU), tags
 
-    Returns ``[(packed features (float32, on device), packed tags)]`` and the
-    number of words. Same sentences per batch as the harness's first epoch
-    with this seed (:func:`bucketed_batches` on a fresh ``default_rng(seed)``).
+
+def bare_batches(data: TaggingData, batch_size: int, seed: int, device: torch.device, bucket_pool: int
+                 ) -> Tuple[List[BareBatch], int]:
+    """The harness's first-epoch batches, padded in advance for the bare loops.
+
+    Returns ``[(features (float32, on device), lengths, tags (-100 at padding, on device))]``
+    and the number of words. Same sentences per batch as the harness's first
+    epoch with this seed (:func:`bucketed_batches` on a fresh ``default_rng(seed)``),
+    longest first (as ``pack_padded_sequence`` wants).
     """
     rng = np.random.default_rng(seed)
-    out: List[Tuple[PackedSequence, torch.Tensor]] = []
+    out: List[BareBatch] = []
     words = 0
     for ids in bucketed_batches(data.lengths, batch_size, rng, bucket_pool):
-        ids = ids[np.argsort(-data.lengths[ids], kind="stable")]  # longest first: enforce_sorted
+        ids = ids[np.argsort(-data.lengths[ids], kind="stable")]
         spans = [(int(data.offsets[i]), int(data.offsets[i + 1])) for i in ids]
         lens = torch.tensor([e - s for s, e in spans])
-        x = pad_sequence([data.x[s:e].float() for s, e in spans], batch_first=True).to(device)
-        y = pad_sequence([data.tags[s:e] for s, e in spans], batch_first=True).to(device)
-        packed = pack_padded_sequence(x, lens, batch_first=True)  # Shape of .data: (words, width)
-        packed_y = pack_padded_sequence(y, lens, batch_first=True).data  # Shape: (words,)
-        out.append((packed, packed_y))
+        x = pad_sequence([data.x[s:e].float() for s, e in spans], batch_first=True).to(device)  # Shape: (B, T, w)
+        y = pad_sequence([data.tags[s:e] for s, e in spans], batch_first=True, padding_value=-100).to(device)
+        out.append((x, lens, y))
         words += int(lens.sum())
     return out, words
 
@@ -360,13 +359,24 @@ class BareTagger(nn.Module):
         self.linear = nn.Linear(2 * hidden_size, num_labels)
 
 
-def bare_epoch(model: BareTagger, optim: torch.optim.Optimizer,
-               batches: Sequence[Tuple[PackedSequence, torch.Tensor]]) -> None:
-    """One pass of forward, cross-entropy, backward and Adam step per prepared batch."""
+def bare_epoch(model: BareTagger, optim: torch.optim.Optimizer, batches: Sequence[BareBatch], packed: bool,
+               precision: str, device: torch.device) -> None:
+    """One pass of forward, cross-entropy, backward and Adam step per prepared batch.
+
+    ``packed``: run the LSTM on ``pack_padded_sequence`` input; else on the padded batch as it is.
+    """
     model.train()
-    for packed, y in batches:
-        out, _ = model.lstm(packed)
-        loss = nn.functional.cross_entropy(model.linear(out.data), y)
+    for x, lens, y in batches:
+        with autocast(device, precision):
+            if packed:
+                out, _ = model.lstm(pack_padded_sequence(x, lens, batch_first=True))
+                scores = model.linear(out.data)  # Shape: (words, labels)
+                target = pack_padded_sequence(y, lens, batch_first=True).data
+            else:
+                out, _ = model.lstm(x)
+                scores = model.linear(out).flatten(0, 1)  # Shape: (batch * time, labels)
+                target = y.flatten()
+            loss = nn.functional.cross_entropy(scores.float(), target, ignore_index=-100)
         optim.zero_grad(set_to_none=True)
         loss.backward()
         optim.step()
@@ -380,6 +390,7 @@ def bench_training(features: torch.Tensor, offsets: np.ndarray, tags: Sequence[i
     harness number is :func:`train`'s own ``train_words_per_s`` (the epoch
     loop; dev evaluation runs outside it, here on 64 training sentences).
     """
+    precision = resolve_precision(cfg.trainer.precision, device)
     data = TaggingData.build(features, offsets, tags, device)
     n_dev = min(64, data.num_sentences)
     dev = TaggingData.build(features[: offsets[n_dev]], offsets[: n_dev + 1], tags[: offsets[n_dev]], device)
@@ -391,38 +402,47 @@ def bench_training(features: torch.Tensor, offsets: np.ndarray, tags: Sequence[i
         torch.manual_seed(cfg.seed)
         model = BiLSTMTagger(width, num_labels, hidden_size=cfg.tagger.hidden_size,
                              num_layers=cfg.tagger.num_layers, dropout=cfg.tagger.dropout,
-                             input_dropout=cfg.tagger.input_dropout, crf=cfg.tagger.crf).to(device)
+                             input_dropout=cfg.tagger.input_dropout, crf=cfg.tagger.crf,
+                             impl=cfg.tagger.impl).to(device)
         result = train(model, train_data, dev, dev_f1=lambda _pred: 0.0, device=device, epochs=n_epochs,
                        batch_size=cfg.trainer.batch_size, lr=cfg.trainer.lr, patience=10**9, seed=cfg.seed,
                        grad_clip=cfg.trainer.grad_clip, eval_batch_size=cfg.trainer.eval_batch_size,
-                       progress=False, bucket_pool=cfg.trainer.bucket_pool)
+                       progress=False, bucket_pool=cfg.trainer.bucket_pool, precision=precision)
         return result.history
 
     prepared, words = bare_batches(data, cfg.trainer.batch_size, cfg.seed, device, cfg.trainer.bucket_pool)
 
-    def bare(batches: Sequence[Tuple[PackedSequence, torch.Tensor]], n_epochs: int) -> List[float]:
+    def bare(batches: Sequence[BareBatch], n_epochs: int, packed: bool) -> List[float]:
         torch.manual_seed(cfg.seed)
         model = BareTagger(width, cfg.tagger.hidden_size, num_labels).to(device)
-        optim = torch.optim.Adam(model.parameters(), lr=cfg.trainer.lr)
-        return [_timed(lambda: bare_epoch(model, optim, batches), device)[0] for _ in range(n_epochs)]
+        optim = torch.optim.Adam(model.parameters(), lr=cfg.trainer.lr, fused=device.type in ("cpu", "cuda"))
+        return [_timed(lambda: bare_epoch(model, optim, batches, packed, precision, device), device)[0]
+                for _ in range(n_epochs)]
 
     harness(warm, 1)
-    bare(prepared[:8], 1)
+    for packed in (True, False):
+        bare(prepared[:8], 1, packed)
     harness_epochs: List[Dict[str, float]] = []
-    bare_s: List[float] = []
+    bare_s: Dict[str, List[float]] = {"packed": [], "padded": []}
     for _ in range(repeats):
         harness_epochs.extend(harness(data, epochs))
-        bare_s.extend(bare(prepared, epochs))
+        for form in bare_s:
+            bare_s[form].extend(bare(prepared, epochs, form == "packed"))
     harness_wps = max(h["train_words_per_s"] for h in harness_epochs)
-    bare_wps = words / min(bare_s)
+    bare_form_wps = {form: words / min(times) for form, times in bare_s.items()}
+    bare_wps = max(bare_form_wps.values())
     return {
         "train_sentences": data.num_sentences,
         "train_words": words,
         "train_width": width,
         "train_batches": len(prepared),
+        "train_precision": precision,
         "train_harness_epoch_s": [h["epoch_s"] for h in harness_epochs],
-        "train_bare_epoch_s": bare_s,
+        "train_bare_packed_epoch_s": bare_s["packed"],
+        "train_bare_padded_epoch_s": bare_s["padded"],
         "train_harness_words_per_s": harness_wps,
+        "train_bare_packed_words_per_s": bare_form_wps["packed"],
+        "train_bare_padded_words_per_s": bare_form_wps["padded"],
         "train_bare_words_per_s": bare_wps,
         "train_ratio": harness_wps / bare_wps,
     }
@@ -513,7 +533,9 @@ def render_markdown(r: Dict[str, Any]) -> str:
         f"context=sentence, pooling=first) | {_fmt(r['extract_harness_words_per_s'])} | "
         f"{_fmt(r['extract_bare_words_per_s'])} | {_fmt(r['extract_ratio'], 3)} |",
         f"| tagger training, words/s per epoch ({_fmt(r['train_sentences'])} sentences, width "
-        f"{r['train_width']}, hidden {s['hidden_size']}, batch {s['batch_size']}) | "
+        f"{r['train_width']}, hidden {s['hidden_size']}, batch {s['batch_size']}, {r['train_precision']}; "
+        f"bare = faster of packed {_fmt(r['train_bare_packed_words_per_s'])} and padded "
+        f"{_fmt(r['train_bare_padded_words_per_s'])}) | "
         f"{_fmt(r['train_harness_words_per_s'])} | {_fmt(r['train_bare_words_per_s'])} | "
         f"{_fmt(r['train_ratio'], 3)} |",
         "",
@@ -541,8 +563,9 @@ def render_markdown(r: Dict[str, Any]) -> str:
         "Raw timings (s): extraction harness "
         + ", ".join(_fmt(x, 2) for x in r["extract_harness_s"]) + "; bare "
         + ", ".join(_fmt(x, 2) for x in r["extract_bare_s"]) + ". Training epoch harness "
-        + ", ".join(_fmt(x, 2) for x in r["train_harness_epoch_s"]) + "; bare "
-        + ", ".join(_fmt(x, 2) for x in r["train_bare_epoch_s"]) + ". Best of each is used.",
+        + ", ".join(_fmt(x, 2) for x in r["train_harness_epoch_s"]) + "; bare packed "
+        + ", ".join(_fmt(x, 2) for x in r["train_bare_packed_epoch_s"]) + "; bare padded "
+        + ", ".join(_fmt(x, 2) for x in r["train_bare_padded_epoch_s"]) + ". Best of each is used.",
         "",
         "| setting | value |",
         "|---|---|",
@@ -567,7 +590,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--extract-limit", type=int, default=DEFAULT_EXTRACT_LIMIT,
                    help="train sentences for the extraction timing")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--dtype", default="auto", help="auto (float32 on CPU, bfloat16 on CUDA) | float32 | bfloat16")
+    p.add_argument("--dtype", default="auto", help="auto (bfloat16 where the hardware has it, else float32) | float32 | bfloat16")
     p.add_argument("--batch-size", type=int, default=None, help="tagger batch size (None: conf/trainer/default.yaml)")
     p.add_argument("--hidden-size", type=int, default=256, help="tagger BiLSTM units per direction")
     p.add_argument("--epochs", type=int, default=1, help="tagger epochs per timing and per sweep job")

@@ -98,7 +98,8 @@ def test_a_typo_inside_a_group_file_fails(tmp_path):
     [("pooling.method=median", "pooling.method"), ("encoder.context=paragraph", "encoder.context"),
      ("strategy.combine=max", "strategy.combine"), ("eval.mode=lenient", "eval.mode"),
      ("trainer.epochs=0", "trainer.epochs"), ("tagger.dropout=1.5", "tagger.dropout"),
-     ("data.scheme=bio", "data.scheme"), ("encoder.dtype=int8", "encoder.dtype")],
+     ("data.scheme=bio", "data.scheme"), ("encoder.dtype=int8", "encoder.dtype"),
+     ("tagger.impl=cudnn", "tagger.impl"), ("trainer.precision=fp16", "trainer.precision")],
 )
 def test_bad_values_fail_before_any_work(override, key):
     from bert_ner_probe.config import check_values
