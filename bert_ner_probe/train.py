@@ -79,6 +79,8 @@ class TaggingData:
 
 def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     """Keep the features on the GPU when they fit; otherwise in pinned host memory."""
+    if x.is_cuda or x.is_pinned():  # placed already (features reused from the previous job)
+        return x.to(device)
     free, _ = torch.cuda.mem_get_info(device)
     if x.numel() * x.element_size() < 0.5 * free:
         return x.to(device)
@@ -195,7 +197,8 @@ def train(
         epoch_s = time.perf_counter() - t_epoch
         f1 = dev_f1(predict(model, dev_data, device, eval_batch_size, precision))
         history.append({"epoch": epoch, "train_loss": float(total) / max(words, 1), "dev_f1": f1,
-                        "epoch_s": epoch_s, "train_words_per_s": words / epoch_s})
+                        "epoch_s": epoch_s, "train_words_per_s": words / epoch_s,
+                        "dev_eval_s": time.perf_counter() - t_epoch - epoch_s})
         log.info("epoch %d/%d: train loss %.4f, dev F1 %.2f, %.1f s (%.0f words/s)", epoch, epochs,
                  history[-1]["train_loss"], 100 * f1, epoch_s, history[-1]["train_words_per_s"])
         if f1 > best_f1:

@@ -122,9 +122,13 @@ root, wall = Path(sys.argv[1]), float(sys.argv[2])
 runs = [json.loads(p.read_text()) for p in sorted(root.rglob("results.json"))]
 for r in runs:
     t = r["timings"]
-    print(f"  {r['strategy']:>17} seed {r['seed']}: extract {t['extract_s']:6.1f}s train {t['train_s']:6.1f}s "
-          f"({r['epochs_run']} epochs, {r['history'][-1]['train_words_per_s']:.0f} words/s) "
-          f"eval {t['eval_s']:5.1f}s total {t['total_s']:6.1f}s  dev F1 {100 * r['dev']['f1']:.2f}")
+    epochs_s = sum(h["epoch_s"] for h in r["history"])
+    dev_eval_s = sum(h.get("dev_eval_s", 0.0) for h in r["history"])
+    print(f"  {r['strategy']:>17} seed {r['seed']}: extract {t['extract_s']:6.1f}s "
+          f"select {t.get('select_s', 0.0):4.1f}s{' (reused)' if r.get('features_reused') else ''} "
+          f"train {t['train_s']:6.1f}s = {r['epochs_run']} epochs {epochs_s:5.1f}s "
+          f"({r['history'][-1]['train_words_per_s']:.0f} words/s) + dev evals {dev_eval_s:4.1f}s; "
+          f"final eval {t['eval_s']:5.1f}s total {t['total_s']:6.1f}s  dev F1 {100 * r['dev']['f1']:.2f}")
 extract = sum(r["timings"]["extract_s"] for r in runs)  # only the job that built the cache extracts
 per_job = sum(r["timings"]["total_s"] - r["timings"]["extract_s"] for r in runs) / len(runs)
 print(f"table7: {len(runs)}/30 jobs finished in {wall:.0f}s; extraction {extract:.1f}s once, then "

@@ -55,6 +55,8 @@ def test_run_writes_results_and_predictions(first_run, conll_dir):
         assert key in r, key
     assert r["strategy"] == "concat_last_four" and r["layers"] == [3, 4, 5, 6] and r["combine"] == "concat"
     assert r["cache_hit"] is False and r["encoder_passes"] > 0 and r["timings"]["extract_s"] > 0
+    # "auto" is recorded as what it resolved to on this machine.
+    assert r["encoder_dtype"] in ("float32", "bfloat16") and r["precision"] in ("fp32", "bf16")
     for split in ("dev", "test"):
         m = r[split]
         assert 0.0 <= m["precision"] <= 1 and 0 <= m["recall"] <= 1 and 0 <= m["f1"] <= 1

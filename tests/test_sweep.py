@@ -39,6 +39,21 @@ def test_sweep_with_a_failing_job_reports_everything(tmp_path, conll_dir):
         ("last", 1), ("last", 2), ("sum_all", 1), ("sum_all", 2)]
     assert sum(not r["cache_hit"] for r in results) == 1
     assert len(list(sweep.glob("*/error.json"))) == 2
+    # Jobs run strategy by strategy, seeds inside: seed 2 reuses seed 1's combined features ...
+    assert {(r["strategy"], r["seed"]): r["features_reused"] for r in results} == {
+        ("last", 1): False, ("last", 2): True, ("sum_all", 1): False, ("sum_all", 2): True}
+    # ... and gets exactly what a fresh process gets.
+    single = tmp_path / "single"
+    fresh = subprocess.run([sys.executable, "-m", "bert_ner_probe", "strategy=sum_all", "seed=2", *TINY,
+                            f"data.dir={conll_dir}", f"cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={single}"],
+                           cwd=tmp_path, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True,
+                           timeout=600)
+    assert fresh.returncode == 0, fresh.stderr[-2000:]
+    alone = json.loads((single / "results.json").read_text())
+    swept = next(r for r in results if (r["strategy"], r["seed"]) == ("sum_all", 2))
+    assert alone["features_reused"] is False
+    assert [h["train_loss"] for h in alone["history"]] == [h["train_loss"] for h in swept["history"]]
+    assert alone["dev"] == swept["dev"] and alone["test"] == swept["test"]
 
     with open(sweep / "results.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
