@@ -75,6 +75,7 @@ class TrainerConfig:
     patience: int = 3
     grad_clip: float = 5.0
     eval_batch_size: int = 256
+    eval_max_words: int = 8192  # and at most this many padded words per evaluation batch (bounds memory)
     bucket_pool: int = 5  # sort by length within pools of this many batches; 1 = plain random batches
     precision: str = "auto"  # auto | fp32 | bf16 (autocast); auto = bf16 on CPUs with AMX/AVX512-BF16
 
@@ -131,6 +132,7 @@ def check_values(cfg) -> None:
     at_least_one = {
         "trainer.epochs": cfg.trainer.epochs, "trainer.batch_size": cfg.trainer.batch_size,
         "trainer.patience": cfg.trainer.patience, "trainer.eval_batch_size": cfg.trainer.eval_batch_size,
+        "trainer.eval_max_words": cfg.trainer.eval_max_words,
         "trainer.bucket_pool": cfg.trainer.bucket_pool, "tagger.hidden_size": cfg.tagger.hidden_size,
         "tagger.num_layers": cfg.tagger.num_layers, "encoder.batch_size": cfg.encoder.batch_size,
         "encoder.max_pieces_per_word": cfg.encoder.max_pieces_per_word,

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .batching import batches_by_length
 from .encoder import LoadedEncoder
 from .pooling import pool_words
 from .windows import Window, build_windows, tokenize_words
@@ -29,22 +30,6 @@ def special_tokens(tokenizer) -> tuple[list[int], list[int]]:
     ids, word_ids = enc["input_ids"], enc.word_ids()
     content = [k for k, w in enumerate(word_ids) if w is not None]
     return list(ids[: content[0]]), list(ids[content[-1] + 1:])
-
-
-def batches_by_length(lengths: np.ndarray, max_batch: int, max_tokens: int) -> List[np.ndarray]:
-    """Group indices sorted by length so each batch has ≤ max_batch items and ≤ max_tokens padded tokens."""
-    order = np.argsort(lengths, kind="stable")
-    out: List[np.ndarray] = []
-    cur: List[int] = []
-    for i in order:
-        longest = max(lengths[i], lengths[cur[-1]] if cur else 0)  # sorted: the newest is the longest
-        if cur and (len(cur) >= max_batch or longest * (len(cur) + 1) > max_tokens):
-            out.append(np.asarray(cur))
-            cur = []
-        cur.append(int(i))
-    if cur:
-        out.append(np.asarray(cur))
-    return out
 
 
 def extract_split(

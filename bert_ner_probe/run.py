@@ -109,14 +109,16 @@ def run_probe(cfg: DictConfig, out_dir: Path) -> Dict[str, Any]:
         dev_f1=lambda p: f1(gold["dev"], tags_of(p), cfg.eval.mode),
         device=device, epochs=cfg.trainer.epochs, batch_size=cfg.trainer.batch_size, lr=cfg.trainer.lr,
         patience=cfg.trainer.patience, seed=cfg.seed, grad_clip=cfg.trainer.grad_clip,
-        eval_batch_size=cfg.trainer.eval_batch_size, progress=cfg.progress, bucket_pool=cfg.trainer.bucket_pool,
+        eval_batch_size=cfg.trainer.eval_batch_size, eval_max_words=cfg.trainer.eval_max_words,
+        progress=cfg.progress, bucket_pool=cfg.trainer.bucket_pool,
         precision=precision,
     )
 
     t_eval = time.perf_counter()
     metrics: Dict[str, Any] = {}
     for split in ("dev", "test"):
-        pred = tags_of(predict(model, data[split], device, cfg.trainer.eval_batch_size, precision))
+        pred = tags_of(predict(model, data[split], device, cfg.trainer.eval_batch_size, precision,
+                                cfg.trainer.eval_max_words))
         metrics[split] = score(gold[split], pred, cfg.eval.mode)
         if cfg.write_predictions:
             (out_dir / "predictions").mkdir(parents=True, exist_ok=True)

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .batching import batches_by_length, bucketed_batches
 from .encoder import native_bf16
 from .tagger import BiLSTMTagger
 
@@ -110,27 +111,17 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return contextlib.nullcontext()
 
 
-def bucketed_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator,
-                     pool_factor: int = 5) -> List[np.ndarray]:
-    """Shuffled batches of sentences of similar length (see module docstring)."""
-    order = rng.permutation(len(lengths))
-    pool = batch_size * pool_factor
-    batches: List[np.ndarray] = []
-    for start in range(0, len(order), pool):
-        chunk = order[start:start + pool]
-        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
-        batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
-    return [batches[i] for i in rng.permutation(len(batches))]
-
-
 def predict(model: BiLSTMTagger, data: TaggingData, device: torch.device, batch_size: int = 256,
-            precision: str = "fp32") -> List[List[int]]:
-    """Label indices for every sentence, in order (``precision`` as resolved by :func:`resolve_precision`)."""
+            precision: str = "fp32", max_words: int = 8192) -> List[List[int]]:
+    """Label indices for every sentence, in order.
+
+    Sentences are sorted by length and batched by at most ``batch_size``
+    sentences and ``max_words`` padded positions, so a batch of the longest
+    sentences stays small; ``precision`` as resolved by :func:`resolve_precision`.
+    """
     model.eval()
     out: List[Optional[List[int]]] = [None] * data.num_sentences
-    order = np.argsort(data.lengths, kind="stable")
-    for start in range(0, len(order), batch_size):
-        ids = order[start:start + batch_size]
+    for ids in batches_by_length(data.lengths, batch_size, max_words):
         x, lens, _ = data.batch(ids, device)
         with autocast(device, precision):
             pred = model.predict(x, lens)
@@ -161,6 +152,7 @@ def train(
     seed: int,
     grad_clip: float = 5.0,
     eval_batch_size: int = 256,
+    eval_max_words: int = 8192,
     progress: bool = True,
     bucket_pool: int = 5,
     precision: str = "fp32",
@@ -195,7 +187,7 @@ def train(
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         epoch_s = time.perf_counter() - t_epoch
-        f1 = dev_f1(predict(model, dev_data, device, eval_batch_size, precision))
+        f1 = dev_f1(predict(model, dev_data, device, eval_batch_size, precision, eval_max_words))
         history.append({"epoch": epoch, "train_loss": float(total) / max(words, 1), "dev_f1": f1,
                         "epoch_s": epoch_s, "train_words_per_s": words / epoch_s,
                         "dev_eval_s": time.perf_counter() - t_epoch - epoch_s})

@@ -9,7 +9,7 @@
    end to end: tokenisation, windows, batching, forward, pooling, writing)
    against a bare loop: the same sentences tokenised in advance
    (``is_split_into_words=True``), padded in advance into the same
-   length-sorted batches (:func:`~bert_ner_probe.extract.batches_by_length`),
+   length-sorted batches (:func:`~bert_ner_probe.batching.batches_by_length`),
    already on the device, and only ``model(**batch, output_hidden_states=True)``
    timed under ``torch.inference_mode``, in the same dtype.
    ``extract_ratio`` = harness ÷ bare.
@@ -18,7 +18,7 @@
    not the dev evaluation) against a bare loop of the same shape
    (``nn.LSTM(2 layers, bidirectional)`` + ``nn.Linear`` + Adam +
    cross-entropy) over the same sentences' features, in the same bucketed
-   batches (:func:`~bert_ner_probe.train.bucketed_batches`, same seed),
+   batches (:func:`~bert_ner_probe.batching.bucketed_batches`, same seed),
    prepared in advance on the device, under the same autocast precision as
    the harness (``trainer.precision``). The bare loop runs in two forms:
    *packed* (``pack_padded_sequence``, exact) and *padded* (one ``nn.LSTM``
@@ -73,12 +73,13 @@ if str(REPO_ROOT) not in sys.path:  # a source checkout used through PYTHONPATH 
 
 from bert_ner_probe import encoder as enc  # noqa: E402
 from bert_ner_probe.data import Corpus, load_corpus  # noqa: E402
-from bert_ner_probe.extract import batches_by_length, extract_split  # noqa: E402
+from bert_ner_probe.batching import batches_by_length, bucketed_batches  # noqa: E402
+from bert_ner_probe.extract import extract_split  # noqa: E402
 from bert_ner_probe.features import get_features, resolve_dtype_name  # noqa: E402
 from bert_ner_probe.main import config_dir  # noqa: E402  (also registers the config schema)
 from bert_ner_probe.strategies import resolve_layers, select_features  # noqa: E402
 from bert_ner_probe.tagger import BiLSTMTagger  # noqa: E402
-from bert_ner_probe.train import TaggingData, autocast, bucketed_batches, resolve_precision, train  # noqa: E402
+from bert_ner_probe.train import TaggingData, autocast, resolve_precision, train  # noqa: E402
 
 TABLE7_STRATEGIES: Tuple[str, ...] = (
     "embeddings", "second_to_last", "last", "sum_last_four", "concat_last_four", "sum_all")
@@ -407,6 +408,7 @@ def bench_training(features: torch.Tensor, offsets: np.ndarray, tags: Sequence[i
         result = train(model, train_data, dev, dev_f1=lambda _pred: 0.0, device=device, epochs=n_epochs,
                        batch_size=cfg.trainer.batch_size, lr=cfg.trainer.lr, patience=10**9, seed=cfg.seed,
                        grad_clip=cfg.trainer.grad_clip, eval_batch_size=cfg.trainer.eval_batch_size,
+                       eval_max_words=cfg.trainer.eval_max_words,
                        progress=False, bucket_pool=cfg.trainer.bucket_pool, precision=precision)
         return result.history
 

@@ -10,7 +10,8 @@ import torch
 
 from bert_ner_probe.metrics import f1, score, write_conll
 from bert_ner_probe.tagger import BiLSTMTagger
-from bert_ner_probe.train import TaggingData, bucketed_batches, predict, train
+from bert_ner_probe.batching import bucketed_batches
+from bert_ner_probe.train import TaggingData, predict, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -216,6 +217,14 @@ def test_train_learns_and_restores_the_best_epoch():
     assert f1(gold, [[LABELS[i] for i in p] for p in pred]) == result.best_dev_f1
     assert all(h["train_loss"] > 0 and h["epoch_s"] > 0 for h in result.history)
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+
+
+def test_predict_does_not_depend_on_how_sentences_are_batched():
+    model, _, _, dev_data, _ = _fit(seed=3, epochs=2)
+    one_batch = predict(model, dev_data, CPU, batch_size=10**6, max_words=10**9)
+    assert len(one_batch) == dev_data.num_sentences
+    assert [len(p) for p in one_batch] == list(dev_data.lengths)
+    assert predict(model, dev_data, CPU, batch_size=7, max_words=30) == one_batch  # many small batches
 
 
 def test_same_seed_gives_identical_results():
