@@ -49,8 +49,10 @@ def native_bf16(device: torch.device) -> bool:
     """
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+    if device.type == "cpu":  # private torch helpers (torch >= 2.3); absent → assume no bf16 units
+        checks = (getattr(torch.cpu, "_is_amx_tile_supported", None),
+                  getattr(torch.cpu, "_is_avx512_bf16_supported", None))
+        return any(bool(check()) for check in checks if check is not None)
     return False
 
 
