@@ -28,7 +28,7 @@ from typing import Any, Callable, Dict, Tuple
 import numpy as np
 from filelock import FileLock
 
-FORMAT_VERSION = 2  # bump whenever extraction changes what a feature holds
+FORMAT_VERSION = 3  # bump whenever extraction changes what a feature holds
 META = "meta.json"
 
 

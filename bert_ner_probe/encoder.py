@@ -48,7 +48,7 @@ def native_bf16(device: torch.device) -> bool:
     elsewhere bf16 is emulated and slower than float32.
     """
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        return torch.cuda.get_device_capability(device) >= (8, 0)
     if device.type == "cpu":  # private torch helpers (torch >= 2.3); absent → assume no bf16 units
         checks = (getattr(torch.cpu, "_is_amx_tile_supported", None),
                   getattr(torch.cpu, "_is_avx512_bf16_supported", None))

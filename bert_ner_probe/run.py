@@ -16,10 +16,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from . import __version__
+from .cache import CacheEntry
 from .config import check_values
 from .data import Corpus, load_corpus
 from .encoder import num_layers, resolve_device
-from .cache import CacheEntry
 from .features import get_features
 from .metrics import f1, score, write_conll
 from .strategies import resolve_layers, select_features
@@ -36,29 +36,49 @@ def _tags_to_ids(corpus: Corpus, split: str) -> List[int]:
 
 # The last job's combined features, kept for the next job of this process: the seeds of one
 # strategy in a sweep run one after another and read the same layers, so the cache is read and
-# combined (and copied to the GPU) once per strategy, not once per seed. One entry at most.
-_last_selection: Dict[Tuple[Any, ...], Dict[str, torch.Tensor]] = {}
+# combined (and copied to the GPU) once per strategy, not once per seed. One entry at most:
+# {"key": (wanted, cache entry path), "x": {split: tensor}}.
+_last_selection: Dict[str, Any] = {}
+
+
+def _wanted(cfg: DictConfig, layers: Sequence[int], device: torch.device) -> str:
+    """What a job's combined features are made of, known before the cache is looked up."""
+    parts = [OmegaConf.to_container(cfg.encoder, resolve=True), OmegaConf.to_container(cfg.data, resolve=True),
+             cfg.pooling.method, cfg.cache_dir, list(layers), cfg.strategy.combine, str(device)]
+    return json.dumps(parts, sort_keys=True, default=str)
+
+
+def forget_features(unless: str | None = None) -> None:
+    """Drop the kept features unless they are the ``unless`` ones (then they stay for reuse)."""
+    key = _last_selection.get("key")
+    if key is None or key[0] == unless:
+        return
+    on_gpu = any(x.is_cuda for x in _last_selection["x"].values())
+    _last_selection.clear()
+    if on_gpu:
+        torch.cuda.empty_cache()  # so that the next job's free-memory check sees the room
 
 
 def tagging_data(entry: CacheEntry, corpus: Corpus, layers: Sequence[int], combine: str,
-                 device: torch.device) -> Tuple[Dict[str, TaggingData], bool]:
+                 device: torch.device, wanted: str) -> Tuple[Dict[str, TaggingData], bool]:
     """Each split's combined features and tags; ``(data, reused)``.
 
-    The combined features are reused from the previous call when the cache
-    entry, layers, combination and device match; tags are always rebuilt.
+    The combined features are reused from the previous call when ``wanted``
+    (see :func:`_wanted`) and the cache entry match; tags are always rebuilt.
     """
-    key = (str(entry.path), tuple(layers), combine, str(device))
-    reused = key in _last_selection
+    key = (wanted, str(entry.path))
+    reused = _last_selection.get("key") == key
     if not reused:
-        _last_selection.clear()  # free the previous strategy's features before reading the next
+        forget_features()
+    kept = _last_selection.get("x", {}) if reused else {}
     data: Dict[str, TaggingData] = {}
     for split in ("train", "dev", "test"):
         feats = entry.split(split)
-        x = _last_selection.get(key, {}).get(split)
+        x = kept.get(split)
         if x is None:
             x = select_features(feats.features, layers, combine)
         data[split] = TaggingData.build(x, feats.offsets, _tags_to_ids(corpus, split), device)
-    _last_selection[key] = {split: d.x for split, d in data.items()}
+    _last_selection.update(key=key, x={split: d.x for split, d in data.items()})
     return data, reused
 
 
@@ -74,13 +94,15 @@ def run_probe(cfg: DictConfig, out_dir: Path) -> Dict[str, Any]:
     layers = resolve_layers(None if cfg.strategy.layers is None else list(cfg.strategy.layers), depth)
     corpus = load_corpus(cfg.data.dir, cfg.data.scheme, OmegaConf.to_container(cfg.data.limit))
 
+    wanted = _wanted(cfg, layers, device)
+    forget_features(unless=wanted)  # before a possible extraction, which needs the memory
     entry, hit = get_features(cfg.encoder, cfg.pooling.method, corpus, cfg.device, cfg.cache_dir, cfg.progress)
     if int(entry.meta["num_layers"]) != depth:
         raise RuntimeError(f"cache entry {entry.path} has {entry.meta['num_layers']} layers, the encoder {depth}")
     combine = cfg.strategy.combine
 
     t_select = time.perf_counter()
-    data, reused = tagging_data(entry, corpus, layers, combine, device)
+    data, reused = tagging_data(entry, corpus, layers, combine, device, wanted)
     select_s = time.perf_counter() - t_select
     width = int(entry.meta["width"])
 

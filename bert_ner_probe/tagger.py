@@ -8,8 +8,10 @@ a linear-chain CRF (pytorch-crf) replaces the softmax.
 The LSTM runs packed (``impl="packed"``, cuDNN's fast path) or over the
 padded batch with per-sentence reversal for the backward direction
 (``impl="padded"``, :mod:`bert_ner_probe.bilstm`, oneDNN's fused kernel on
-the CPU); both give the same outputs. ``impl="auto"`` picks padded on the
-CPU and packed elsewhere.
+the CPU). With the same weights both give the same outputs in evaluation;
+in training their dropout masks are drawn differently. ``impl="auto"`` picks
+padded on the CPU and packed elsewhere (on CUDA, padded makes cuDNN copy
+the weights of every layer but the first at each call).
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from .batching import batches_by_length, bucketed_batches
 from .encoder import native_bf16
+from .errors import UserError
 from .tagger import BiLSTMTagger
 
 log = logging.getLogger(__name__)
@@ -80,8 +81,10 @@ class TaggingData:
 
 def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     """Keep the features on the GPU when they fit; otherwise in pinned host memory."""
-    if x.is_cuda or x.is_pinned():  # placed already (features reused from the previous job)
+    if x.is_cuda:  # placed already (features reused from the previous job)
         return x.to(device)
+    if x.is_pinned():  # kept in host memory by an earlier job, where it did not fit
+        return x
     free, _ = torch.cuda.mem_get_info(device)
     if x.numel() * x.element_size() < 0.5 * free:
         return x.to(device)
@@ -99,6 +102,10 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "bf16" and device.type == "cuda":
+        # autocast runs cuDNN's LSTM in float16 whatever dtype is asked for, and this loop has no loss scaler
+        raise UserError("trainer.precision=bf16 is for CPUs: on CUDA, autocast runs cuDNN's LSTM in float16; "
+                        "use fp32 (or auto) there")
     if precision != "auto":
         return precision
     return "bf16" if device.type == "cpu" and native_bf16(device) else "fp32"

@@ -10,6 +10,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from bert_ner_probe.bilstm import bidirectional_lstm, reverse_index
 from bert_ner_probe.dropout import Dropout, dropout
 from bert_ner_probe.encoder import native_bf16
+from bert_ner_probe.errors import UserError
 from bert_ner_probe.tagger import BiLSTMTagger
 from bert_ner_probe.train import autocast, resolve_precision
 
@@ -92,6 +93,23 @@ def test_tagger_impls_give_the_same_emissions_and_loss(mix):
         BiLSTMTagger(6, 4, impl="cudnn")
 
 
+def test_auto_impl_runs_the_padded_path_on_the_cpu(monkeypatch):
+    import bert_ner_probe.tagger as tagger_module
+
+    calls = []
+
+    def counting(lstm, x, lengths):
+        calls.append(x.shape)
+        return bidirectional_lstm(lstm, x, lengths)
+
+    monkeypatch.setattr(tagger_module, "bidirectional_lstm", counting)
+    x, lengths = torch.randn(2, 4, 6), torch.tensor([4, 2])
+    BiLSTMTagger(6, 3, hidden_size=5, impl="auto").eval().emissions(x, lengths)
+    assert calls == [(2, 4, 6)]
+    BiLSTMTagger(6, 3, hidden_size=5, impl="packed").eval().emissions(x, lengths)
+    assert len(calls) == 1  # packed does not go through it
+
+
 # ---------------------------------------------------------------- dropout
 
 
@@ -128,12 +146,15 @@ def test_resolve_precision():
     assert resolve_precision("auto", CPU) == ("bf16" if native_bf16(CPU) else "fp32")
     with pytest.raises(ValueError, match="precision"):
         resolve_precision("fp16", CPU)
+    with pytest.raises(UserError, match="float16"):  # autocast would run cuDNN's LSTM in float16
+        resolve_precision("bf16", torch.device("cuda"))
 
 
-def test_bf16_autocast_forward_gives_float32_emissions_close_to_fp32():
+@pytest.mark.parametrize("crf, mix", [(False, None), (True, None), (False, 3), (True, 3)])
+def test_bf16_autocast_forward_gives_float32_emissions_close_to_fp32(crf, mix):
     torch.manual_seed(0)
-    model = BiLSTMTagger(6, 4, hidden_size=8, num_layers=2, dropout=0.0).eval()
-    x, lengths = torch.randn(3, 5, 6), torch.tensor([5, 2, 4])
+    model = BiLSTMTagger(6, 4, hidden_size=8, num_layers=2, dropout=0.0, crf=crf, mix_layers=mix).eval()
+    x, lengths = torch.randn((3, 5, mix, 6) if mix else (3, 5, 6)), torch.tensor([5, 2, 4])
     ref = model.emissions(x, lengths)
     with autocast(CPU, "bf16"):
         low = model.emissions(x, lengths)
@@ -142,3 +163,15 @@ def test_bf16_autocast_forward_gives_float32_emissions_close_to_fp32():
     torch.testing.assert_close(low, ref, rtol=0.05, atol=0.02)  # ... to bf16's precision (8 bits)
     with autocast(CPU, "fp32"):
         assert torch.equal(model.emissions(x, lengths), ref)
+    # Loss, gradients and decoding run under bf16 too, with float32 gradients.
+    tags = torch.full((3, 5), -100, dtype=torch.long)
+    for i, n in enumerate(lengths.tolist()):
+        tags[i, :n] = torch.arange(n) % 4
+    model.train()
+    with autocast(CPU, "bf16"):
+        loss = model.loss(x, lengths, tags)
+        pred = model.predict(x, lengths)
+    loss.backward()
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    assert all(p.grad is None or p.grad.dtype == torch.float32 for p in model.parameters())
+    assert [len(p) for p in pred] == [5, 2, 4]

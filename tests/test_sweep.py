@@ -86,3 +86,20 @@ def test_parallel_jobs_extract_once(tmp_path, conll_dir):
     assert sum(r["encoder_passes"] for r in results) > 0
     assert len(list((tmp_path / "cache").glob("*/meta.json"))) == 1
     assert not list((tmp_path / "cache").glob(".tmp-*"))
+
+
+def test_kept_features_are_dropped_before_a_job_that_wants_others():
+    import torch
+
+    from bert_ner_probe import run
+
+    x = {"train": torch.zeros(2, 3)}
+    run._last_selection.update(key=("wanted-a", "/cache/entry-a"), x=x)
+    try:
+        run.forget_features(unless="wanted-a")  # the next job wants the same: kept for reuse
+        assert run._last_selection["x"] is x
+        run.forget_features(unless="wanted-b")  # another strategy, encoder or data: dropped now
+        assert run._last_selection == {}
+        run.forget_features(unless="wanted-b")  # nothing kept: nothing to do
+    finally:
+        run._last_selection.clear()
