@@ -90,6 +90,7 @@ def run_probe(cfg: DictConfig, out_dir: Path) -> Dict[str, Any]:
         torch.set_num_threads(int(cfg.threads))
     check_values(cfg)
     device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.trainer.precision, device)  # before any work: bf16 is refused on CUDA
     depth = num_layers(cfg.encoder.name_or_path)
     layers = resolve_layers(None if cfg.strategy.layers is None else list(cfg.strategy.layers), depth)
     corpus = load_corpus(cfg.data.dir, cfg.data.scheme, OmegaConf.to_container(cfg.data.limit))
@@ -118,7 +119,6 @@ def run_probe(cfg: DictConfig, out_dir: Path) -> Dict[str, Any]:
         mix_layers=len(layers) if combine == "scalar_mix" else None,
         impl=cfg.tagger.impl,
     ).to(device)
-    precision = resolve_precision(cfg.trainer.precision, device)
 
     labels = corpus.labels
 
