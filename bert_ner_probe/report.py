@@ -77,7 +77,7 @@ PAPER_LABEL = "paper dev F1 (BERT-base)"
 _NOT_SECTION_FIELDS = frozenset({
     "seed", "device", "cache_dir", "threads", "progress", "write_predictions",
     "encoder.name", "encoder.name_or_path", "encoder.context", "pooling.method",
-    "encoder.batch_size", "encoder.max_tokens", "trainer.eval_batch_size",
+    "encoder.batch_size", "encoder.max_tokens", "trainer.eval_batch_size", "trainer.eval_max_words",
 })
 
 _SUMMARY_COLUMNS = ["encoder", "encoder_name", "num_layers", "strategy", "layers", "combine",
@@ -86,6 +86,7 @@ _METRIC_COLUMNS = ["dev_f1", "dev_precision", "dev_recall", "dev_support",
                    "test_f1", "test_precision", "test_recall", "test_support",
                    "best_epoch", "epochs_run", "cache_hit", "encoder_passes",
                    "extract_s", "train_s", "eval_s", "total_s", "device_resolved",
+                   "encoder_dtype_resolved", "precision_resolved", "features_reused",
                    "mix_weights", "mix_gamma"]
 
 
@@ -396,6 +397,9 @@ def _job_columns(job: Job) -> Dict[str, Any]:
         row[key] = r.get(key)
     row.update({k: v for k, v in (r.get("timings") or {}).items()})
     row["device_resolved"] = r.get("device")
+    row["encoder_dtype_resolved"] = r.get("encoder_dtype")
+    row["precision_resolved"] = r.get("precision")
+    row["features_reused"] = r.get("features_reused")
     mix = r.get("mix_weights")
     if mix:
         row["mix_weights"] = _text(mix.get("weights"))

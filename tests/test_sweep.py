@@ -61,6 +61,11 @@ def test_sweep_with_a_failing_job_reports_everything(tmp_path, conll_dir):
     assert sorted(r["status"] for r in rows) == ["failed"] * 2 + ["ok"] * 4
     ok_f1 = sorted(float(r["dev_f1"]) for r in rows if r["status"] == "ok")
     assert ok_f1 == sorted(r["dev"]["f1"] for r in results)
+    # What "auto" resolved to is in the table too, per run.
+    ok_rows = [r for r in rows if r["status"] == "ok"]
+    assert {r["encoder_dtype_resolved"] for r in ok_rows} == {results[0]["encoder_dtype"]}
+    assert {r["precision_resolved"] for r in ok_rows} == {results[0]["precision"]}
+    assert sorted(r["features_reused"] for r in ok_rows) == ["False", "False", "True", "True"]
 
     table = (sweep / "table.md").read_text()
     lines = [ln for ln in table.splitlines() if ln.startswith("| last ") or ln.startswith("| sum_all ")]
