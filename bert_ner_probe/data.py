@@ -187,6 +187,24 @@ def read_conll(path: os.PathLike | str, scheme: str = "iob2") -> Tuple[List[Sent
     return sentences, digest
 
 
+# Files read by this process: {(path, scheme): ((inode, size, mtime_ns), (sentences, digest))}. The jobs of
+# a sweep run one after another in one process and read the same three files; the sentences are
+# never modified after reading, so each file is parsed once while it is unchanged.
+_read_files: Dict[Tuple[str, str], Tuple[Tuple[int, int], Tuple[List[Sentence], str]]] = {}
+
+
+def _read_conll_once(path: Path, scheme: str) -> Tuple[List[Sentence], str]:
+    """:func:`read_conll`, or its earlier result while the file's inode, size and modification time are unchanged."""
+    st = path.stat()
+    key, stamp = (str(path.resolve()), scheme), (st.st_ino, st.st_size, st.st_mtime_ns)
+    seen = _read_files.get(key)
+    if seen is not None and seen[0] == stamp:
+        return seen[1]
+    result = read_conll(path, scheme)
+    _read_files[key] = (stamp, result)
+    return result
+
+
 def find_split_files(directory: os.PathLike | str) -> Dict[str, Path]:
     """Locate train/dev/test files (``train.txt``… or ``eng.train``…) in a folder."""
     d = Path(directory).expanduser()
@@ -248,7 +266,7 @@ def load_corpus(
     splits: Dict[str, Split] = {}
     if directory:
         for name, path in find_split_files(directory).items():
-            sentences, digest = read_conll(path, scheme)
+            sentences, digest = _read_conll_once(path, scheme)
             splits[name] = Split(name, _limited(sentences, limits.get(name)), str(path), digest)
     else:
         splits = _load_hub(hub_id, limits)

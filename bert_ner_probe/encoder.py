@@ -16,7 +16,7 @@ import hashlib
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 
@@ -95,25 +95,38 @@ def fingerprint(location: str) -> str:
     """A hash of the encoder: every file of a local folder, or the hub id and revision.
 
     For a folder the hash covers file names and contents (weights included),
-    so changed weights under the same path make a new cache entry.
+    so changed weights under the same path make a new cache entry. Within one
+    process a folder is hashed again only when a file's name, inode, size
+    or modification time changed (the jobs of a sweep share one process).
     """
-    h = hashlib.sha256()
     p = Path(location)
     if p.is_dir():
-        for f in sorted(p.rglob("*")):
-            if f.is_file() and not f.name.startswith(".") and f.suffix != ".md":
-                h.update(str(f.relative_to(p)).encode())
-                with open(f, "rb") as fh:
-                    for chunk in iter(lambda: fh.read(1 << 22), b""):
-                        h.update(chunk)
+        files = [f for f in sorted(p.rglob("*")) if f.is_file() and not f.name.startswith(".") and f.suffix != ".md"]
+        stats = [f.stat() for f in files]
+        stamp = tuple((str(f.relative_to(p)), st.st_ino, st.st_size, st.st_mtime_ns) for f, st in zip(files, stats))
+        seen = _fingerprints.get(str(p.resolve()))
+        if seen is not None and seen[0] == stamp:
+            return seen[1]
+        h = hashlib.sha256()
+        for f in files:
+            h.update(str(f.relative_to(p)).encode())
+            with open(f, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 22), b""):
+                    h.update(chunk)
+        _fingerprints[str(p.resolve())] = (stamp, h.hexdigest())
         return h.hexdigest()
     try:  # hub id: the snapshot's files, when they are in the local cache
         from huggingface_hub import snapshot_download
 
         return fingerprint(snapshot_download(location, local_files_only=True))
     except Exception:
+        h = hashlib.sha256()
         h.update(location.encode())
         return h.hexdigest()
+
+
+# Folders hashed by this process: {folder: (names, inodes, sizes and mtimes of its files, hash)}.
+_fingerprints: Dict[str, Tuple[tuple, str]] = {}
 
 
 def _load_failed(name_or_path: str, e: OSError) -> UserError:

@@ -1,24 +1,30 @@
 """Run the frozen encoder once over a split and pool every layer of every word.
 
-Windows (see :mod:`bert_ner_probe.windows`) are sorted by length and batched
-by a token budget, so padding stays small; each batch's hidden states are
+:func:`plan_batches` tokenises, cuts windows (see :mod:`bert_ner_probe.windows`),
+sorts them by length and batches them by a token budget, so padding stays
+small. :func:`extract_split` runs the plan: each batch's hidden states are
 stacked to ``(batch, time, layers + 1, hidden)``, pooled per word
-(:mod:`bert_ner_probe.pooling`) and written straight into the output array
-(a memory map in the cache) at each word's row. The model runs in the dtype
-it was loaded in (``encoder.dtype``; ``auto`` = bf16 where the hardware has
-it, see :func:`bert_ner_probe.features.resolve_dtype_name`).
+(:mod:`bert_ner_probe.pooling`) and written into the output array (a memory
+map in the cache) at each word's row. On a GPU nothing in the loop makes the
+host wait for the GPU: inputs go through pinned memory, the pooled words come
+back into pinned buffers, and a writer thread puts each batch into the output
+array once its copy has landed, while the GPU runs the next batches. The
+model runs in the dtype it was loaded in (``encoder.dtype``; ``auto`` = bf16
+where the hardware has it, see :func:`bert_ner_probe.features.resolve_dtype_name`).
 """
 
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import List, Sequence
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .batching import batches_by_length
+from .batching import batches_by_length, to_device_nowait
 from .encoder import LoadedEncoder
 from .pooling import pool_words
 from .windows import Window, build_windows, tokenize_words
@@ -30,6 +36,58 @@ def special_tokens(tokenizer) -> tuple[list[int], list[int]]:
     ids, word_ids = enc["input_ids"], enc.word_ids()
     content = [k for k, w in enumerate(word_ids) if w is not None]
     return list(ids[: content[0]]), list(ids[content[-1] + 1:])
+
+
+@dataclass
+class EncoderBatch:
+    """One encoder pass: padded inputs and, for each word read from it, where its sub-tokens sit."""
+
+    input_ids: np.ndarray  # Shape: (batch, time)
+    attention_mask: np.ndarray  # Shape: (batch, time)
+    positions: np.ndarray  # Shape: (3, words): window row, first and last sub-token position (specials counted)
+    words: np.ndarray  # Shape: (words,): each word's row in the split's feature array
+
+
+def plan_batches(tokenizer, sentences: Sequence[Sequence[str]], doc_of_sentence: Sequence[int], context: str,
+                 max_length: int, batch_size: int = 64, max_tokens: int = 16384,
+                 max_pieces_per_word: int = 32) -> List[EncoderBatch]:
+    """Tokenise, cut into windows (:mod:`bert_ner_probe.windows`) and batch by length: every encoder input.
+
+    Every word of ``sentences`` is read from exactly one window; an alignment
+    error (a word missing, or read twice) raises.
+    """
+    head, tail = special_tokens(tokenizer)
+    prefix, n_special = len(head), len(head) + len(tail)
+    width = max_length - n_special
+    pieces = tokenize_words(tokenizer, sentences, min(max_pieces_per_word, width))
+    windows: List[Window] = build_windows(pieces, doc_of_sentence, context, width)
+    n_words = sum(len(s) for s in sentences)
+    covered = sum(w.word_index.size for w in windows)
+    if covered != n_words:
+        raise RuntimeError(f"alignment error: {n_words} words, {covered} planned")
+    if any(bool((w.last < w.first).any()) for w in windows):
+        raise RuntimeError("alignment error: a word's last sub-token precedes its first")
+
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    lengths = np.asarray([w.piece_ids.size + n_special for w in windows])
+    plan: List[EncoderBatch] = []
+    for idx in batches_by_length(lengths, batch_size, max_tokens):
+        T = int(lengths[idx].max())
+        ids = np.full((len(idx), T), pad_id, dtype=np.int64)  # Shape: (batch, time)
+        mask = np.zeros((len(idx), T), dtype=np.int64)
+        rows, firsts, lasts, targets = [], [], [], []
+        for r, k in enumerate(idx):
+            w = windows[k]
+            seq = np.concatenate([head, w.piece_ids, tail]) if (head or tail) else w.piece_ids
+            ids[r, :seq.size] = seq
+            mask[r, :seq.size] = 1
+            rows.append(np.full(w.word_index.size, r))
+            firsts.append(w.first + prefix)
+            lasts.append(w.last + prefix)
+            targets.append(w.word_index)
+        plan.append(EncoderBatch(ids, mask, np.stack([np.concatenate(rows), np.concatenate(firsts),
+                                                      np.concatenate(lasts)]), np.concatenate(targets)))
+    return plan
 
 
 def extract_split(
@@ -51,56 +109,73 @@ def extract_split(
     encoder and seconds spent. Every word row of ``out`` is written exactly once.
     """
     t0 = time.perf_counter()
-    tok = encoder.tokenizer
-    head, tail = special_tokens(tok)
-    prefix, n_special = len(head), len(head) + len(tail)
-    width = encoder.max_length - n_special
-    pieces = tokenize_words(tok, sentences, min(max_pieces_per_word, width))
-    windows: List[Window] = build_windows(pieces, doc_of_sentence, context, width)
+    plan = plan_batches(encoder.tokenizer, sentences, doc_of_sentence, context, encoder.max_length,
+                        batch_size, max_tokens, max_pieces_per_word)
     n_words = sum(len(s) for s in sentences)
-    covered = sum(w.word_index.size for w in windows)
-    if covered != n_words or out.shape[0] != n_words:
-        raise RuntimeError(f"alignment error: {n_words} words, {covered} planned, {out.shape[0]} rows")
-
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
-    lengths = np.asarray([w.piece_ids.size + n_special for w in windows])
+    if out.shape[0] != n_words:
+        raise RuntimeError(f"alignment error: {n_words} words, {out.shape[0]} rows")
     dev = encoder.device
-    passes = 0
     bar = tqdm(total=n_words, desc=desc, unit="word", disable=not progress, leave=False)
-    with torch.inference_mode():
-        for idx in batches_by_length(lengths, batch_size, max_tokens):
-            T = int(lengths[idx].max())
-            ids = np.full((len(idx), T), pad_id, dtype=np.int64)  # Shape: (batch, time)
-            mask = np.zeros((len(idx), T), dtype=np.int64)
-            rows, firsts, lasts, targets = [], [], [], []
-            for r, k in enumerate(idx):
-                w = windows[k]
-                seq = np.concatenate([head, w.piece_ids, tail]) if (head or tail) else w.piece_ids
-                ids[r, :seq.size] = seq
-                mask[r, :seq.size] = 1
-                rows.append(np.full(w.word_index.size, r))
-                firsts.append(w.first + prefix)
-                lasts.append(w.last + prefix)
-                targets.append(w.word_index)
-            res = encoder.model(input_ids=torch.from_numpy(ids).to(dev),
-                                attention_mask=torch.from_numpy(mask).to(dev),
+    with torch.inference_mode(), _Writer(out, dev) as writer:
+        for b in plan:
+            res = encoder.model(input_ids=to_device_nowait(torch.from_numpy(b.input_ids), dev),
+                                attention_mask=to_device_nowait(torch.from_numpy(b.attention_mask), dev),
                                 output_hidden_states=True)
-            passes += 1
             hidden = torch.stack(res.hidden_states, dim=2)  # Shape: (batch, time, layers + 1, hidden)
-            pooled = pool_words(hidden,
-                                torch.from_numpy(np.concatenate(rows)).to(dev),
-                                torch.from_numpy(np.concatenate(firsts)).to(dev),
-                                torch.from_numpy(np.concatenate(lasts)).to(dev),
-                                pooling)  # Shape: (words, layers + 1, width)
-            target = np.concatenate(targets)
-            order = np.argsort(target)
-            out[target[order]] = pooled.to(torch.float16).cpu().numpy()[order]
-            bar.update(target.size)
+            where = to_device_nowait(torch.from_numpy(b.positions), dev)  # Shape: (3, words)
+            pooled = pool_words(hidden, where[0], where[1], where[2], pooling,
+                                check=False)  # Shape: (words, layers + 1, width); plan_batches checked
+            writer.put(b.words, pooled.to(torch.float16))
+            bar.update(b.words.size)
     bar.close()
     return {
-        "windows": len(windows),
-        "encoder_passes": passes,
-        "pieces": int(lengths.sum()),
+        "windows": sum(b.input_ids.shape[0] for b in plan),
+        "encoder_passes": len(plan),
+        "pieces": int(sum(b.attention_mask.sum() for b in plan)),
         "words": n_words,
         "seconds": time.perf_counter() - t0,
     }
+
+
+class _Writer:
+    """Puts pooled word rows into the output array: at once on the CPU; on a GPU, from a thread.
+
+    On a GPU each batch is copied into a pinned host buffer without waiting,
+    and a single writer thread waits for that copy and fills the rows, while
+    the host queues the next batches. At most ``depth`` batches are in flight;
+    a failed write is raised by the next :meth:`put` or on leaving the block.
+    """
+
+    def __init__(self, out: np.ndarray, device: torch.device, depth: int = 3) -> None:
+        self.out, self.device, self.depth = out, device, depth
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="extract-writer") if device.type == "cuda" else None
+        self.pending: List[Future] = []
+
+    def put(self, rows: np.ndarray, pooled: torch.Tensor) -> None:
+        """``out[rows] = pooled`` (Shape: (words, layers + 1, width), float16)."""
+        if self.pool is None:
+            self.out[rows] = pooled.numpy()
+            return
+        host = torch.empty(pooled.shape, dtype=pooled.dtype, pin_memory=True)
+        host.copy_(pooled, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+        while len(self.pending) >= self.depth:
+            self.pending.pop(0).result()
+        self.pending.append(self.pool.submit(self._write, rows, host, done))
+
+    def _write(self, rows: np.ndarray, host: torch.Tensor, done: torch.cuda.Event) -> None:
+        done.synchronize()
+        self.out[rows] = host.numpy()
+
+    def __enter__(self) -> "_Writer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.pool is None:
+            return
+        try:
+            for f in self.pending:
+                f.result()
+        finally:
+            self.pool.shutdown(wait=True)

@@ -8,9 +8,11 @@ F1 and friends are fractions in [0, 1].
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Any, Dict, List, Sequence
 
 from seqeval.metrics import classification_report, f1_score
+from seqeval.metrics.sequence_labeling import get_entities
 from seqeval.scheme import IOB2
 
 MODES = ("conlleval", "strict")
@@ -23,10 +25,41 @@ def _mode_kwargs(mode: str) -> Dict[str, Any]:
 
 
 def score(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], mode: str = "conlleval") -> Dict[str, Any]:
-    """Micro P/R/F1 over entities and the same per entity type (with support)."""
+    """Micro P/R/F1 over entities and the same per entity type (with support).
+
+    The same numbers as seqeval's ``classification_report``. In conlleval
+    mode the entities are read once with seqeval's ``get_entities`` (the
+    report reads them ten times, which took about 0.3 s per split); then, per
+    type and summed (micro), ``P = tp / predicted``, ``R = tp / true``,
+    ``F1 = 2PR / (P + R)``, each 0 where its denominator is 0.
+    """
     kwargs = _mode_kwargs(mode)
     if len(gold) != len(pred) or any(len(g) != len(p) for g, p in zip(gold, pred)):
         raise ValueError("gold and predicted tag sequences differ in length")
+    if mode == "strict":
+        return _strict_score(gold, pred, kwargs)
+    true_spans: Dict[str, set] = defaultdict(set)
+    pred_spans: Dict[str, set] = defaultdict(set)
+    for spans, seqs in ((true_spans, gold), (pred_spans, pred)):
+        for name, start, end in get_entities([list(s) for s in seqs]):
+            spans[name].add((start, end))
+    counts = {name: (len(true_spans[name] & pred_spans[name]), len(pred_spans[name]), len(true_spans[name]))
+              for name in sorted(set(true_spans) | set(pred_spans))}  # type: (tp, predicted, true)
+    per_type = {name: {**_prf(*c), "support": c[2]} for name, c in counts.items()}
+    tp, predicted, true = (sum(c[i] for c in counts.values()) for i in range(3))
+    return {**_prf(tp, predicted, true), "support": true, "per_type": per_type}
+
+
+def _prf(tp: int, predicted: int, true: int) -> Dict[str, float]:
+    precision = tp / predicted if predicted else 0.0
+    recall = tp / true if true else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1}
+
+
+def _strict_score(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], kwargs: Dict[str, Any]
+                  ) -> Dict[str, Any]:
+    """:func:`score` through seqeval's ``classification_report`` (strict mode)."""
     report = classification_report([list(g) for g in gold], [list(p) for p in pred], output_dict=True,
                                    zero_division=0, **kwargs)
     micro = report.get("micro avg", {"precision": 0.0, "recall": 0.0, "f1-score": 0.0, "support": 0})

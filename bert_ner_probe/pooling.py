@@ -28,7 +28,7 @@ def check_pooling(pooling: str) -> None:
 
 
 def pool_words(hidden: torch.Tensor, batch: torch.Tensor, first: torch.Tensor, last: torch.Tensor,
-               pooling: str) -> torch.Tensor:
+               pooling: str, check: bool = True) -> torch.Tensor:
     """Pool sub-token states into word vectors.
 
     Args:
@@ -36,6 +36,8 @@ def pool_words(hidden: torch.Tensor, batch: torch.Tensor, first: torch.Tensor, l
         batch: Shape: (words,) — window (row of ``hidden``) of each word.
         first: Shape: (words,) — position of each word's first sub-token.
         last: Shape: (words,) — position of each word's last sub-token (>= first).
+        check: test ``last >= first`` here (on a GPU that makes the host wait; a
+            caller that has checked its host arrays passes False).
 
     Returns:
         Shape: (words, layers, width) with width = hidden, or 2 * hidden for first_last.
@@ -43,7 +45,7 @@ def pool_words(hidden: torch.Tensor, batch: torch.Tensor, first: torch.Tensor, l
     check_pooling(pooling)
     if hidden.dim() != 4:
         raise ValueError(f"hidden must be (batch, time, layers, hidden), got shape {tuple(hidden.shape)}")
-    if bool((last < first).any()):
+    if check and bool((last < first).any()):
         raise ValueError("every word needs last >= first")
     if pooling == "first":
         return hidden[batch, first]

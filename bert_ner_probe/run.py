@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import math
 import platform
 import time
 from pathlib import Path
@@ -22,9 +23,9 @@ from .data import Corpus, load_corpus
 from .encoder import num_layers, resolve_device
 from .features import get_features
 from .metrics import f1, score, write_conll
-from .strategies import resolve_layers, select_features
+from .strategies import resolve_layers, select_features, selected_shape
 from .tagger import BiLSTMTagger
-from .train import TaggingData, predict, resolve_precision, train
+from .train import TaggingData, feature_home, predict, resolve_precision, train
 
 RESULTS = "results.json"
 
@@ -75,8 +76,11 @@ def tagging_data(entry: CacheEntry, corpus: Corpus, layers: Sequence[int], combi
     for split in ("train", "dev", "test"):
         feats = entry.split(split)
         x = kept.get(split)
-        if x is None:
-            x = select_features(feats.features, layers, combine)
+        if x is None:  # combined where training reads it: on the GPU when it fits there
+            n, _, width = feats.features.shape
+            nbytes = 2 * math.prod(selected_shape(n, len(layers), width, combine))  # float16
+            home = feature_home(nbytes, device)
+            x = select_features(feats.features, layers, combine, device=home)
         data[split] = TaggingData.build(x, feats.offsets, _tags_to_ids(corpus, split), device)
     _last_selection.update(key=key, x={split: d.x for split, d in data.items()})
     return data, reused

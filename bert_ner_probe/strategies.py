@@ -19,7 +19,7 @@ mixes them inside the tagger.
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -80,26 +80,33 @@ def combine_layers(x: torch.Tensor, combine: str) -> torch.Tensor:
     raise ValueError(f"combine_layers handles concat, sum and mean, not {combine!r}")
 
 
+def selected_shape(num_words: int, n_layers: int, width: int, combine: str) -> Tuple[int, ...]:
+    """Shape of :func:`select_features`' output: (words, K, width) for scalar_mix, else (words, width')."""
+    if combine == "scalar_mix":
+        return (num_words, n_layers, width)
+    return (num_words, output_width(combine, n_layers, width))
+
+
 def select_features(features: np.ndarray, layers: Sequence[int], combine: str,
-                    chunk: int = 16384) -> torch.Tensor:
+                    chunk: int = 16384, device: torch.device | str = "cpu") -> torch.Tensor:
     """Read the chosen layers of every word and combine them, one chunk at a time.
 
     Args:
         features: Shape: (words, layers + 1, width), e.g. a float16 memmap.
+        device: where the output is made, and each chunk combined (a GPU does the sums there).
     Returns:
-        float16 tensor — Shape: (words, K, width) for scalar_mix (mixed later
-        by the tagger), else the combined Shape: (words, width').
+        float16 tensor on ``device`` — Shape: (words, K, width) for scalar_mix
+        (mixed later by the tagger), else the combined Shape: (words, width').
     Sums are taken in float32 and stored in float16.
     """
     n, _, width = features.shape
     k = len(layers)
     check_combine(combine)
-    shape = (n, k, width) if combine == "scalar_mix" else (n, output_width(combine, k, width))
-    out = torch.empty(shape, dtype=torch.float16)
+    out = torch.empty(selected_shape(n, k, width, combine), dtype=torch.float16, device=device)
     contiguous = list(layers) == list(range(layers[0], layers[0] + k))
     sel = slice(layers[0], layers[0] + k) if contiguous else list(layers)
     for start in range(0, n, chunk):
-        block = torch.from_numpy(np.array(features[start:start + chunk, sel]))  # Shape: (c, K, width)
+        block = torch.from_numpy(np.array(features[start:start + chunk, sel])).to(device)  # Shape: (c, K, width)
         if combine == "scalar_mix":
             out[start:start + chunk] = block
         else:

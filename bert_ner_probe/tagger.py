@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from .batching import to_device_nowait
 from .bilstm import bidirectional_lstm
 from .dropout import Dropout
 from .scalar_mix import ScalarMix
@@ -74,29 +75,49 @@ class BiLSTMTagger(nn.Module):
         if self.impl == "padded" or (self.impl == "auto" and x.device.type == "cpu"):
             out = bidirectional_lstm(self.lstm, x, lengths)  # Shape: (batch, time, 2h)
         else:
-            packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+            # Longest first (as the trainer batches): no sort on the GPU, no index copy from the host.
+            longest_first = bool((lengths[:-1] >= lengths[1:]).all())
+            packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=longest_first)
             out, _ = self.lstm(packed)
             out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])  # Shape: (batch, time, 2h)
         scores = self.classifier(self.dropout(out)).float()
-        mask = torch.arange(scores.shape[1], device=scores.device)[None, :] < lengths.to(scores.device)[:, None]
-        return scores * mask.unsqueeze(-1)
+        return scores * valid_mask(lengths, scores.shape[1], scores.device).unsqueeze(-1)
 
     def loss(self, x: torch.Tensor, lengths: torch.Tensor, tags: torch.Tensor) -> torch.Tensor:
         """Mean loss per word. ``tags``: Shape: (batch, time), -100 at padding."""
         scores = self.emissions(x, lengths)
         if self.crf is not None:
-            mask = tags != -100
+            mask = tags != -100  # Shape: (batch, time)
             nll = -self.crf(scores, tags.clamp(min=0), mask=mask, reduction="sum")
             return nll / mask.sum()
         return nn.functional.cross_entropy(scores.reshape(-1, scores.shape[-1]), tags.reshape(-1),
                                            ignore_index=-100)
 
     @torch.no_grad()
+    def decode(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Best label index per position, Shape: (batch, time), on ``x``'s device (0 at padding).
+
+        Viterbi with a CRF, argmax without; no copy to the host.
+        """
+        scores = self.emissions(x, lengths)  # Shape: (batch, time, labels)
+        if self.crf is None:
+            return scores.argmax(-1)
+        paths = self.crf.decode(scores, mask=valid_mask(lengths, scores.shape[1], scores.device))
+        best = torch.zeros(scores.shape[:2], dtype=torch.long)
+        for i, path in enumerate(paths):
+            best[i, : len(path)] = torch.tensor(path, dtype=torch.long)
+        return best.to(scores.device)
+
     def predict(self, x: torch.Tensor, lengths: torch.Tensor) -> List[List[int]]:
         """Best label index per word of each sentence (Viterbi with a CRF, argmax without)."""
-        scores = self.emissions(x, lengths)
-        if self.crf is not None:
-            mask = torch.arange(scores.shape[1], device=scores.device)[None, :] < lengths.to(scores.device)[:, None]
-            return self.crf.decode(scores, mask=mask)
-        best = scores.argmax(-1).cpu()
+        best = self.decode(x, lengths).cpu()
         return [best[i, : int(n)].tolist() for i, n in enumerate(lengths)]
+
+
+def valid_mask(lengths: torch.Tensor, time: int, device: torch.device) -> torch.Tensor:
+    """Shape: (batch, time) — True at the first ``lengths[i]`` positions of row ``i``.
+
+    ``lengths`` on the CPU goes to a GPU without the host waiting (:func:`to_device_nowait`).
+    """
+    return torch.arange(time, device=device)[None, :] < to_device_nowait(lengths, device)[:, None]
+

@@ -24,13 +24,13 @@ import copy
 import logging
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .batching import batches_by_length, bucketed_batches
+from .batching import batches_by_length, bucketed_batches, to_device_nowait
 from .encoder import native_bf16
 from .errors import UserError
 from .tagger import BiLSTMTagger
@@ -40,11 +40,16 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TaggingData:
-    """Combined word features of one split, ready for batching."""
+    """Combined word features of one split, ready for batching.
+
+    ``x`` and ``tags`` live together: on the GPU when the features fit there
+    (then a batch is gathered on the GPU and no step waits for the host), else
+    on the CPU (pinned when training runs on a GPU).
+    """
 
     x: torch.Tensor  # Shape: (words, width) or (words, K, width), float16
     offsets: np.ndarray  # Shape: (sentences + 1,)
-    tags: torch.Tensor  # Shape: (words,), label indices
+    tags: torch.Tensor  # Shape: (words,), label indices, on x's device
 
     @classmethod
     def build(cls, features: torch.Tensor, offsets: np.ndarray, tags: Sequence[int],
@@ -52,7 +57,8 @@ class TaggingData:
         if features.shape[0] != offsets[-1] or len(tags) != offsets[-1]:
             raise ValueError(f"{features.shape[0]} feature rows, {len(tags)} tags, {offsets[-1]} words: they must agree")
         x = _to_device(features, device) if device.type == "cuda" else features
-        return cls(x, np.asarray(offsets, dtype=np.int64), torch.as_tensor(np.asarray(tags), dtype=torch.long))
+        tags_t = torch.as_tensor(np.asarray(tags), dtype=torch.long)
+        return cls(x, np.asarray(offsets, dtype=np.int64), tags_t.to(x.device) if x.is_cuda else tags_t)
 
     @property
     def num_sentences(self) -> int:
@@ -62,31 +68,53 @@ class TaggingData:
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
 
-    def batch(self, sentence_ids: np.ndarray, device: torch.device):
-        """Padded features, lengths (CPU) and tags (-100 at padding) for some sentences."""
+    def positions(self, sentence_ids: np.ndarray) -> Tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        """Word rows and validity of each padded position, on the features' device; lengths.
+
+        Returns ``(rows, valid, lengths)``: rows Shape: (batch, time) (0 at
+        padding), valid Shape: (batch, time) bool, lengths Shape: (batch,) numpy.
+        """
         starts = self.offsets[sentence_ids]
         lens = self.offsets[sentence_ids + 1] - starts
-        T = int(lens.max())
-        pos = np.arange(T)[None, :]
-        valid = pos < lens[:, None]  # Shape: (batch, time)
-        rows = torch.from_numpy(np.where(valid, starts[:, None] + pos, 0))  # padding reads row 0 ...
-        valid_t = torch.from_numpy(valid)
-        x = self.x[rows.to(self.x.device)].to(device, non_blocking=True).float()  # Shape: (batch, time, ...)
-        keep = valid_t.to(device, non_blocking=True).view(valid.shape + (1,) * (x.dim() - 2))
+        span = to_device_nowait(torch.from_numpy(np.stack([starts, lens])), self.x.device)  # Shape: (2, batch)
+        pos = torch.arange(int(lens.max()), device=self.x.device)  # Shape: (time,)
+        valid = pos[None, :] < span[1][:, None]  # Shape: (batch, time)
+        rows = torch.where(valid, span[0][:, None] + pos[None, :], 0)  # padding reads row 0 ...
+        return rows, valid, lens
+
+    def batch(self, sentence_ids: np.ndarray, device: torch.device):
+        """Padded features (float32), lengths (CPU) and tags (-100 at padding) for some sentences, in that order."""
+        return self.gather(*self.positions(sentence_ids), device)
+
+    def gather(self, rows: torch.Tensor, valid: torch.Tensor, lens: np.ndarray, device: torch.device):
+        """:meth:`batch` from :meth:`positions`' output."""
+        x = self.x[rows].to(device, non_blocking=True).float()  # Shape: (batch, time, ...)
+        keep = valid.to(device, non_blocking=True).view(valid.shape + (1,) * (x.dim() - 2))
         x = x * keep  # ... and is zeroed here
-        tags = torch.full(rows.shape, -100, dtype=torch.long)
-        tags[valid_t] = self.tags[rows[valid_t]]
-        return x, torch.from_numpy(lens), tags.to(device, non_blocking=True)
+        tags = torch.where(valid, self.tags[rows], -100).to(device, non_blocking=True)
+        return x, torch.from_numpy(lens), tags
+
+
+def longest_first(sentence_ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The same sentences, longest first (stable): packed sequences then need no re-sorting on the GPU."""
+    return sentence_ids[np.argsort(-lengths[sentence_ids], kind="stable")]
+
+
+def feature_home(nbytes: int, device: torch.device) -> torch.device:
+    """Where a split's features stay during training: the GPU when they take under half its free memory."""
+    if device.type != "cuda":
+        return torch.device("cpu")
+    free, _ = torch.cuda.mem_get_info(device)
+    return device if nbytes < 0.5 * free else torch.device("cpu")
 
 
 def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     """Keep the features on the GPU when they fit; otherwise in pinned host memory."""
-    if x.is_cuda:  # placed already (features reused from the previous job)
+    if x.is_cuda:  # placed already (combined on the GPU, or reused from the previous job)
         return x.to(device)
     if x.is_pinned():  # kept in host memory by an earlier job, where it did not fit
         return x
-    free, _ = torch.cuda.mem_get_info(device)
-    if x.numel() * x.element_size() < 0.5 * free:
+    if feature_home(x.numel() * x.element_size(), device).type == "cuda":
         return x.to(device)
     return x.pin_memory()
 
@@ -125,16 +153,22 @@ def predict(model: BiLSTMTagger, data: TaggingData, device: torch.device, batch_
     Sentences are sorted by length and batched by at most ``batch_size``
     sentences and ``max_words`` padded positions, so a batch of the longest
     sentences stays small; ``precision`` as resolved by :func:`resolve_precision`.
+    Each batch's labels are scattered into one flat tensor on the features'
+    device, copied to the host once at the end.
     """
     model.eval()
-    out: List[Optional[List[int]]] = [None] * data.num_sentences
+    n_words = int(data.offsets[-1])
+    home = data.x.device
+    flat = torch.zeros(n_words + 1, dtype=torch.long, device=home)  # Shape: (words + 1,); the last is padding's sink
     for ids in batches_by_length(data.lengths, batch_size, max_words):
-        x, lens, _ = data.batch(ids, device)
+        ids = ids[::-1].copy()  # longest first
+        rows, valid, lens = data.positions(ids)
+        x, lengths, _ = data.gather(rows, valid, lens, device)
         with autocast(device, precision):
-            pred = model.predict(x, lens)
-        for i, p in zip(ids, pred):
-            out[i] = p
-    return out  # type: ignore[return-value]
+            best = model.decode(x, lengths)  # Shape: (batch, time)
+        flat.scatter_(0, torch.where(valid, rows, n_words).flatten(), best.to(home).flatten())
+    words = flat[:n_words].cpu().numpy()
+    return [words[s:e].tolist() for s, e in zip(data.offsets[:-1], data.offsets[1:])]
 
 
 @dataclass
@@ -179,7 +213,7 @@ def train(
         t_epoch = time.perf_counter()
         bar = tqdm(batches, desc=f"epoch {epoch}/{epochs}", unit="batch", disable=not progress, leave=False)
         for ids in bar:
-            x, lens, tags = train_data.batch(ids, device)
+            x, lens, tags = train_data.batch(longest_first(ids, train_data.lengths), device)
             with autocast(device, precision):
                 loss = model.loss(x, lens, tags)
             optim.zero_grad(set_to_none=True)

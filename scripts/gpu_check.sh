@@ -6,12 +6,13 @@
 # (a) installs the wheels in .whl/ (if any) into /tmp/site and uses the package from
 #     the source tree through PYTHONPATH; (b) uses .devdata/conll2003 as CONLL2003_DIR;
 # (c) builds a randomly initialised BERT-base-sized encoder with the MiniLM tokenizer;
-# (d) runs scripts/bench.py with it (and with MiniLM when that package is importable);
-# (e) times the table7 sweep with it under a timeout, then prints bench.md and table.md.
-#
-# The whole script is budgeted to GPU_CHECK_BUDGET_S seconds (default 540): the
-# table7 sweep gets what the benches leave, and a sweep cut short still reports
-# its finished jobs (the report is then written from them).
+# (d) one short CUDA run with MiniLM (the package, or .devdata/minilm) as a smoke test;
+# (e) times the full table7 sweep (30 jobs, trainer=large_batch) with the random encoder
+#     under a timeout (GPU_CHECK_SWEEP_S, default 330) and prints each job's timings;
+# (f) when all 30 jobs finished: scripts/sweep_bound.py, the bare-loop bound of that
+#     sweep on this machine, and whether the sweep's wall time is within it;
+# (g) scripts/bench.py with the random encoder (full train split, batch 256) with what
+#     is left of GPU_CHECK_BUDGET_S (default 540); then prints bench.md and table.md.
 set -euo pipefail
 
 START=$(date +%s)
@@ -78,29 +79,18 @@ print(f"saved {n / 1e6:.1f}M parameters, {config.num_hidden_layers} layers x {co
       f"vocab {config.vocab_size} (tokenizer from {tok_dir}) to {out}")
 EOF
 
-step "(d) bench: random BERT-base (budget left $(left)s)"
-timeout 150 $PY scripts/bench.py --device cuda --encoder "$ENCODER_DIR" --out "$OUT/bench" \
-    --limit 4000 --eval-limit 1000 --extract-limit 14041 --hidden-size 768 --epochs 1 --repeats 2 --skip-sweep \
-    --work-dir /tmp/bench_work_bert \
-    || step "bench (BERT-base) failed or timed out: exit $?"
-rm -rf /tmp/bench_work_bert
-if [[ -n $MINILM ]]; then
-    # Does a larger batch cost F1? Full data, concat_last_four, the paper's 2x768 BiLSTM,
-    # 10 epochs with early stopping: the default trainer (batch 32) vs trainer=large_batch.
-    step "(d) batch-size check on dev, MiniLM (budget left $(left)s)"
-    timeout 150 $PY -m bert_ner_probe -m strategy=concat_last_four trainer=default,large_batch \
-        encoder.name_or_path="$MINILM" encoder.context=sentence device=cuda progress=false \
-        cache_dir=/tmp/bnp_cache_minilm hydra.sweep.dir="$OUT/batch_check" > "$OUT/batch_check.log" 2>&1 \
-        || step "batch-size check failed or timed out: exit $?"
-    grep -h "dev F1" "$OUT/batch_check.log" || tail -n 20 "$OUT/batch_check.log"
-else
-    step "(d) no MiniLM (package or .devdata/minilm): MiniLM bench skipped"
-fi
 
-SWEEP_S=$(( $(left) - 25 ))
-if (( SWEEP_S < 30 )); then SWEEP_S=30; fi
+step "(d) smoke: one short CUDA run with MiniLM (a failure stops the check here)"
+if ! $PY -m bert_ner_probe strategy=last device=cuda progress=false encoder.name_or_path="${MINILM:-$ENCODER_DIR}" \
+    data.limit.train=500 data.limit.dev=100 data.limit.test=100 trainer=large_batch trainer.epochs=2 \
+    cache_dir=/tmp/bnp_cache_smoke hydra.run.dir="$OUT/smoke" > "$OUT/smoke.log" 2>&1; then
+    tail -n 40 "$OUT/smoke.log"; step "smoke run failed"; exit 1
+fi
+tail -n 1 "$OUT/smoke.log"
+
+SWEEP_S=${GPU_CHECK_SWEEP_S:-330}
 step "(e) table7 sweep, random BERT-base, timeout ${SWEEP_S}s"
-T0=$(date +%s)
+T0=$(date +%s.%N)
 set +e
 timeout --signal=INT --kill-after=15 "$SWEEP_S" $PY -m bert_ner_probe experiment=table7 \
     encoder.name_or_path="$ENCODER_DIR" encoder.name=bert-base-random device=cuda progress=false \
@@ -108,7 +98,7 @@ timeout --signal=INT --kill-after=15 "$SWEEP_S" $PY -m bert_ner_probe experiment
     cache_dir=/tmp/bnp_cache hydra.sweep.dir="$OUT/table7" > "$OUT/table7.log" 2>&1
 RC=$?
 set -e
-WALL=$(( $(date +%s) - T0 ))
+WALL=$($PY -c "import time; print(round(time.time() - $T0, 1))")
 DONE=$(find "$OUT/table7" -name results.json 2>/dev/null | wc -l)
 step "table7 sweep: exit $RC, wall ${WALL}s, $DONE of 30 jobs finished"
 tail -n 5 "$OUT/table7.log" || true
@@ -130,18 +120,27 @@ for r in runs:
           f"({r['history'][-1]['train_words_per_s']:.0f} words/s) + dev evals {dev_eval_s:4.1f}s; "
           f"final eval {t['eval_s']:5.1f}s total {t['total_s']:6.1f}s  dev F1 {100 * r['dev']['f1']:.2f}")
 extract = sum(r["timings"]["extract_s"] for r in runs)  # only the job that built the cache extracts
-per_job = sum(r["timings"]["total_s"] - r["timings"]["extract_s"] for r in runs) / len(runs)
-print(f"table7: {len(runs)}/30 jobs finished in {wall:.0f}s; extraction {extract:.1f}s once, then "
-      f"{per_job:.1f}s per job -> full 30-job sweep about {extract + 30 * per_job:.0f}s (extrapolated)")
+inside = sum(r["timings"]["total_s"] for r in runs)
+print(f"table7: {len(runs)}/30 jobs in {wall:.0f}s wall; extraction {extract:.1f}s; inside jobs {inside:.1f}s; "
+      f"outside jobs (interpreter start, Hydra, report) {wall - inside:.1f}s")
 EOF
+    if (( DONE == 30 )); then
+        step "(f) bare-loop bound of the sweep"
+        timeout 150 $PY scripts/sweep_bound.py "$OUT/table7" --wall "$WALL" --out "$OUT/bound.json" \
+            || step "sweep_bound failed or timed out: exit $?"
+    fi
+fi
+
+step "(g) bench: random BERT-base, full train split, batch 256 (budget left $(left)s)"
+if (( $(left) > 100 )); then
+    timeout $(( $(left) - 20 )) $PY scripts/bench.py --device cuda --encoder "$ENCODER_DIR" --out "$OUT/bench" \
+        --limit 14041 --eval-limit 1000 --extract-limit 14041 --hidden-size 768 --batch-size 256 --epochs 1 \
+        --repeats 2 --skip-sweep --work-dir /tmp/bench_work_bert \
+        || step "bench (BERT-base) failed or timed out: exit $?"
 fi
 
 step "figures"
-for d in "$OUT/bench" "$OUT/bench_minilm"; do  # bench.md when complete, else the parts bench.json kept
-    if [[ -f $d/bench.md ]]; then echo "==== $d/bench.md"; cat "$d/bench.md";
-    elif [[ -f $d/bench.json ]]; then echo "==== $d/bench.json (incomplete)"; cat "$d/bench.json"; fi
-done
-for f in "$OUT/batch_check/table.md" "$OUT/table7/table.md"; do
-    if [[ -f $f ]]; then echo "==== $f"; cat "$f"; fi
-done
+if [[ -f $OUT/bench/bench.md ]]; then echo "==== bench.md"; cat "$OUT/bench/bench.md";
+elif [[ -f $OUT/bench/bench.json ]]; then echo "==== bench.json (incomplete)"; cat "$OUT/bench/bench.json"; fi
+if [[ -f $OUT/table7/table.md ]]; then echo "==== table7/table.md"; cat "$OUT/table7/table.md"; fi
 step "done in $(( $(date +%s) - START ))s; outputs in $OUT"

@@ -168,3 +168,22 @@ def test_parallel_processes_build_once(tmp_path):
     assert sorted(r[1] for r in results) == [False, True]  # one built, the other waited and hit
     assert results[0][2] == results[1][2] == 5
     assert results[0][3] == results[1][3] == _features(5).tolist()
+
+
+def test_encoder_fingerprint_follows_file_content_and_is_kept_while_files_are_unchanged(tmp_path):
+    from bert_ner_probe.encoder import fingerprint
+
+    (tmp_path / "config.json").write_text("{}")
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"\x00" * 64)
+    first = fingerprint(str(tmp_path))
+    assert fingerprint(str(tmp_path)) == first
+    st = weights.stat()
+    weights.write_bytes(b"\x01" * 64)  # same size, other weights
+    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    second = fingerprint(str(tmp_path))
+    assert second != first
+    (tmp_path / "extra.bin").write_bytes(b"x")  # a new file
+    assert fingerprint(str(tmp_path)) not in (first, second)
+    (tmp_path / "extra.bin").unlink()
+    assert fingerprint(str(tmp_path)) == second

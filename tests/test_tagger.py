@@ -279,6 +279,31 @@ def test_strict_and_conlleval_differ_on_an_entity_starting_with_i():
     assert strict["f1"] == pytest.approx(2 / 3)
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_score_equals_seqeval_classification_report(seed):
+    """conlleval mode reads the entities once; every number must be the report's (malformed tags included)."""
+    from seqeval.metrics import classification_report
+
+    rng = np.random.default_rng(seed)
+    tags = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-MISC", "I-MISC"]
+    gold = [[tags[i] for i in rng.integers(0, len(tags), rng.integers(1, 30))] for _ in range(200)]
+    pred = [[t if rng.random() < 0.7 else tags[rng.integers(0, len(tags))] for t in g] for g in gold]
+    if seed == 0:  # a type only predicted, one only in gold
+        gold[0][0], pred[1][0] = "B-ONLYGOLD", "B-ONLYPRED"
+    ours = score(gold, pred)
+    report = classification_report(gold, pred, output_dict=True, zero_division=0)
+    micro = report["micro avg"]
+    assert ours["precision"] == pytest.approx(micro["precision"], abs=1e-12)
+    assert ours["recall"] == pytest.approx(micro["recall"], abs=1e-12)
+    assert ours["f1"] == pytest.approx(micro["f1-score"], abs=1e-12)
+    assert ours["support"] == micro["support"]
+    assert set(ours["per_type"]) == {k for k in report if not k.endswith(" avg")}
+    for name, v in ours["per_type"].items():
+        assert v == pytest.approx({"precision": report[name]["precision"], "recall": report[name]["recall"],
+                                   "f1": report[name]["f1-score"], "support": report[name]["support"]}, abs=1e-12)
+    assert ours["f1"] == pytest.approx(f1(gold, pred), abs=1e-12)
+
+
 def test_score_rejects_bad_input():
     with pytest.raises(ValueError, match="eval.mode"):
         score([["O"]], [["O"]], mode="exact")
