@@ -106,11 +106,12 @@ def extract_split(
     """Fill ``out`` (Shape: (words, layers + 1, width)) with pooled features.
 
     Returns counters: windows, encoder passes (batches), pieces fed to the
-    encoder and seconds spent. Every word row of ``out`` is written exactly once.
+    encoder, seconds spent in all and on the plan. Every word row of ``out`` is written exactly once.
     """
     t0 = time.perf_counter()
     plan = plan_batches(encoder.tokenizer, sentences, doc_of_sentence, context, encoder.max_length,
                         batch_size, max_tokens, max_pieces_per_word)
+    plan_s = time.perf_counter() - t0
     n_words = sum(len(s) for s in sentences)
     if out.shape[0] != n_words:
         raise RuntimeError(f"alignment error: {n_words} words, {out.shape[0]} rows")
@@ -133,22 +134,25 @@ def extract_split(
         "encoder_passes": len(plan),
         "pieces": int(sum(b.attention_mask.sum() for b in plan)),
         "words": n_words,
+        "plan_s": plan_s,  # tokenising, windows and batches
         "seconds": time.perf_counter() - t0,
     }
 
 
 class _Writer:
-    """Puts pooled word rows into the output array: at once on the CPU; on a GPU, from a thread.
+    """Puts pooled word rows into the output array: at once on the CPU; on a GPU, from threads.
 
     On a GPU each batch is copied into a pinned host buffer without waiting,
-    and a single writer thread waits for that copy and fills the rows, while
-    the host queues the next batches. At most ``depth`` batches are in flight;
-    a failed write is raised by the next :meth:`put` or on leaving the block.
+    and a writer thread waits for that copy and fills the rows, while the host
+    queues the next batches. Batches own disjoint rows, so ``depth`` of them
+    are written at once by as many threads (first writes into a fresh memory
+    map are page faults, which parallel threads take side by side). A failed
+    write is raised by a later :meth:`put` or on leaving the block.
     """
 
-    def __init__(self, out: np.ndarray, device: torch.device, depth: int = 3) -> None:
+    def __init__(self, out: np.ndarray, device: torch.device, depth: int = 4) -> None:
         self.out, self.device, self.depth = out, device, depth
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="extract-writer") if device.type == "cuda" else None
+        self.pool = ThreadPoolExecutor(depth, thread_name_prefix="extract-writer") if device.type == "cuda" else None
         self.pending: List[Future] = []
 
     def put(self, rows: np.ndarray, pooled: torch.Tensor) -> None:

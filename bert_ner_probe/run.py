@@ -22,7 +22,7 @@ from .config import check_values
 from .data import Corpus, load_corpus
 from .encoder import num_layers, resolve_device
 from .features import get_features
-from .metrics import f1, score, write_conll
+from .metrics import GoldEntities, score, write_conll
 from .strategies import resolve_layers, select_features, selected_shape
 from .tagger import BiLSTMTagger
 from .train import TaggingData, feature_home, predict, resolve_precision, train
@@ -130,9 +130,10 @@ def run_probe(cfg: DictConfig, out_dir: Path) -> Dict[str, Any]:
         return [[labels[i] for i in p] for p in pred_ids]
 
     gold = {s: [sent.tags for sent in corpus[s].sentences] for s in ("dev", "test")}
+    dev_gold = GoldEntities(gold["dev"], cfg.eval.mode)  # read once, scored every epoch
     trained = train(
         model, data["train"], data["dev"],
-        dev_f1=lambda p: f1(gold["dev"], tags_of(p), cfg.eval.mode),
+        dev_f1=lambda p: dev_gold.f1(tags_of(p)),
         device=device, epochs=cfg.trainer.epochs, batch_size=cfg.trainer.batch_size, lr=cfg.trainer.lr,
         patience=cfg.trainer.patience, seed=cfg.seed, grad_clip=cfg.trainer.grad_clip,
         eval_batch_size=cfg.trainer.eval_batch_size, eval_max_words=cfg.trainer.eval_max_words,

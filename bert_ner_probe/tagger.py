@@ -20,7 +20,7 @@ from typing import List, Optional
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from .batching import to_device_nowait
 from .bilstm import bidirectional_lstm
@@ -60,6 +60,29 @@ class BiLSTMTagger(nn.Module):
 
             self.crf = CRF(num_labels, batch_first=True)
 
+    def packs(self, device: torch.device) -> bool:
+        """Whether the LSTM runs on packed sequences on ``device`` (``impl``: auto = not on the CPU)."""
+        return self.impl == "packed" or (self.impl == "auto" and device.type != "cpu")
+
+    def packed_scores(self, seq: PackedSequence) -> torch.Tensor:
+        """Label scores of every word of a packed batch, in packed order: Shape: (words, labels), float32.
+
+        ``seq.data``: Shape: (words, input) or (words, K, input) with a mix. No
+        padding is made at any point (the fast path on a GPU; see
+        :meth:`bert_ner_probe.train.TaggingData.packed`).
+        """
+        x = seq.data
+        if self.mix is not None:
+            x = self.mix(x)  # Shape: (words, input)
+        out, _ = self.lstm(seq._replace(data=self.input_dropout(x)))
+        return self.classifier(self.dropout(out.data)).float()  # Shape: (words, labels)
+
+    def packed_loss(self, seq: PackedSequence, tags: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy per word; ``tags``: Shape: (words,), in packed order. Not for a CRF."""
+        if self.crf is not None:
+            raise ValueError("a CRF scores whole sentences: use loss() on padded batches")
+        return nn.functional.cross_entropy(self.packed_scores(seq), tags)
+
     def emissions(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Label scores.
 
@@ -72,7 +95,7 @@ class BiLSTMTagger(nn.Module):
         if self.mix is not None:
             x = self.mix(x)  # Shape: (batch, time, input)
         x = self.input_dropout(x)
-        if self.impl == "padded" or (self.impl == "auto" and x.device.type == "cpu"):
+        if not self.packs(x.device):
             out = bidirectional_lstm(self.lstm, x, lengths)  # Shape: (batch, time, 2h)
         else:
             # Longest first (as the trainer batches): no sort on the GPU, no index copy from the host.

@@ -28,6 +28,7 @@ from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
+from torch.nn.utils.rnn import PackedSequence
 from tqdm.auto import tqdm
 
 from .batching import batches_by_length, bucketed_batches, to_device_nowait
@@ -81,6 +82,25 @@ class TaggingData:
         valid = pos[None, :] < span[1][:, None]  # Shape: (batch, time)
         rows = torch.where(valid, span[0][:, None] + pos[None, :], 0)  # padding reads row 0 ...
         return rows, valid, lens
+
+    def packed(self, sentence_ids: np.ndarray, device: torch.device
+               ) -> Tuple[PackedSequence, torch.Tensor, torch.Tensor]:
+        """The sentences as one packed batch, gathered straight into packed order (no padding).
+
+        Returns ``(seq, tags, rows)``: ``seq.data`` Shape: (words, ...) float32
+        on ``device``, time-major with the sentences longest first (their order
+        is changed here); ``tags`` Shape: (words,) and each word's row in this
+        split, ``rows`` Shape: (words,) on the features' device, both in the same order.
+        """
+        ids = longest_first(sentence_ids, self.lengths)
+        starts = self.offsets[ids]
+        lens = self.offsets[ids + 1] - starts
+        t, b = np.nonzero(np.arange(int(lens[0]))[:, None] < lens[None, :])  # time-major: step t, then sentence b
+        batch_sizes = torch.from_numpy(np.bincount(t))  # Shape: (time,), sentences still running at each step
+        rows = to_device_nowait(torch.from_numpy(starts[b] + t), self.x.device)  # Shape: (words,)
+        data = self.x[rows].to(device, non_blocking=True).float()  # Shape: (words, ...)
+        tags = self.tags[rows].to(device, non_blocking=True)
+        return PackedSequence(data, batch_sizes), tags, rows
 
     def batch(self, sentence_ids: np.ndarray, device: torch.device):
         """Padded features (float32), lengths (CPU) and tags (-100 at padding) for some sentences, in that order."""
@@ -153,18 +173,24 @@ def predict(model: BiLSTMTagger, data: TaggingData, device: torch.device, batch_
     Sentences are sorted by length and batched by at most ``batch_size``
     sentences and ``max_words`` padded positions, so a batch of the longest
     sentences stays small; ``precision`` as resolved by :func:`resolve_precision`.
-    Each batch's labels are scattered into one flat tensor on the features'
-    device, copied to the host once at the end.
+    Each batch's labels go into one flat tensor on the features' device,
+    copied to the host once at the end. Without a CRF, a tagger that packs on
+    ``device`` reads packed batches (:meth:`TaggingData.packed`).
     """
     model.eval()
     n_words = int(data.offsets[-1])
     home = data.x.device
     flat = torch.zeros(n_words + 1, dtype=torch.long, device=home)  # Shape: (words + 1,); the last is padding's sink
+    packed = model.crf is None and model.packs(device)
     for ids in batches_by_length(data.lengths, batch_size, max_words):
-        ids = ids[::-1].copy()  # longest first
-        rows, valid, lens = data.positions(ids)
-        x, lengths, _ = data.gather(rows, valid, lens, device)
-        with autocast(device, precision):
+        with torch.no_grad(), autocast(device, precision):
+            if packed:
+                seq, _, rows = data.packed(ids, device)
+                flat[rows] = model.packed_scores(seq).argmax(-1).to(home)
+                continue
+            ids = ids[::-1].copy()  # longest first
+            rows, valid, lens = data.positions(ids)
+            x, lengths, _ = data.gather(rows, valid, lens, device)
             best = model.decode(x, lengths)  # Shape: (batch, time)
         flat.scatter_(0, torch.where(valid, rows, n_words).flatten(), best.to(home).flatten())
     words = flat[:n_words].cpu().numpy()
@@ -202,6 +228,7 @@ def train(
     rng = np.random.default_rng(seed)
     optim = torch.optim.Adam(model.parameters(), lr=lr, fused=device.type in ("cpu", "cuda"))  # one kernel per step
     best_f1, best_epoch, best_state = -1.0, 0, None
+    packed = model.crf is None and model.packs(device)  # straight to packed batches: no padding at all
     history: List[Dict[str, float]] = []
     t0 = time.perf_counter()
     epoch = 0
@@ -213,15 +240,20 @@ def train(
         t_epoch = time.perf_counter()
         bar = tqdm(batches, desc=f"epoch {epoch}/{epochs}", unit="batch", disable=not progress, leave=False)
         for ids in bar:
-            x, lens, tags = train_data.batch(longest_first(ids, train_data.lengths), device)
             with autocast(device, precision):
-                loss = model.loss(x, lens, tags)
+                if packed:
+                    seq, tags, _ = train_data.packed(ids, device)
+                    loss = model.packed_loss(seq, tags)
+                    n = int(seq.batch_sizes.sum())
+                else:
+                    x, lens, tags = train_data.batch(longest_first(ids, train_data.lengths), device)
+                    loss = model.loss(x, lens, tags)
+                    n = int(lens.sum())
             optim.zero_grad(set_to_none=True)
             loss.backward()
             if grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             optim.step()
-            n = int(lens.sum())
             total += loss.detach() * n
             words += n
         bar.close()

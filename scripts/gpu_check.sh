@@ -120,6 +120,12 @@ for r in runs:
           f"({r['history'][-1]['train_words_per_s']:.0f} words/s) + dev evals {dev_eval_s:4.1f}s; "
           f"final eval {t['eval_s']:5.1f}s total {t['total_s']:6.1f}s  dev F1 {100 * r['dev']['f1']:.2f}")
 extract = sum(r["timings"]["extract_s"] for r in runs)  # only the job that built the cache extracts
+for r in runs:
+    if not r["cache_hit"]:
+        m = json.loads((Path(r["cache_entry"]) / "meta.json").read_text())
+        print(f"extraction {m['extract_s']:.1f}s: encoder load {m.get('load_s', 0):.1f}s; " + "; ".join(
+            f"{s} {v['seconds']:.1f}s (plan {v.get('plan_s', 0):.1f}s, {v['encoder_passes']} passes)"
+            for s, v in m["extract"].items()))
 inside = sum(r["timings"]["total_s"] for r in runs)
 print(f"table7: {len(runs)}/30 jobs in {wall:.0f}s wall; extraction {extract:.1f}s; inside jobs {inside:.1f}s; "
       f"outside jobs (interpreter start, Hydra, report) {wall - inside:.1f}s")

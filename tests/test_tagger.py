@@ -115,6 +115,35 @@ def test_tagging_data_with_layers_dimension():
     assert x[1, 0].tolist() == feats[5].float().tolist() and x[1, 1].abs().sum() == 0
 
 
+@pytest.mark.parametrize("mix", [None, 3])
+def test_packed_batches_give_the_padded_route_s_loss_and_labels(mix):
+    """TaggingData.packed + packed_loss/packed_scores == batch + loss/decode (eval mode: no dropout)."""
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 12, size=9)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    n = int(offsets[-1])
+    shape = (n, 3, 8) if mix else (n, 8)
+    feats = torch.from_numpy(rng.normal(size=shape)).to(torch.float16)
+    tags = rng.integers(0, 5, size=n).tolist()
+    data = TaggingData.build(feats, offsets, tags, CPU)
+    model = _tagger(seed=2, mix_layers=mix, impl="packed").eval()
+    ids = np.array([4, 0, 7, 2, 8, 1])
+    seq, packed_tags, rows = data.packed(ids, CPU)
+    assert seq.data.shape[0] == packed_tags.shape[0] == rows.shape[0] == int(lengths[ids].sum())
+    assert sorted(rows.tolist()) == sorted(r for i in ids for r in range(offsets[i], offsets[i + 1]))
+    assert packed_tags.tolist() == [tags[r] for r in rows.tolist()]
+    assert seq.batch_sizes.tolist() == [int((lengths[ids] > t).sum()) for t in range(int(lengths[ids].max()))]
+    x, lens, padded_tags = data.batch(ids, CPU)
+    with torch.no_grad():
+        assert torch.allclose(model.packed_loss(seq, packed_tags), model.loss(x, lens, padded_tags), atol=1e-6)
+        by_row = dict(zip(rows.tolist(), model.packed_scores(seq).argmax(-1).tolist()))
+    padded_pred = model.predict(x, lens)
+    assert [[by_row[r] for r in range(offsets[i], offsets[i + 1])] for i in ids] == padded_pred
+    # predict() takes the packed route for this tagger, the padded one for a padded tagger: same labels.
+    padded_model = _tagger(seed=2, mix_layers=mix, impl="padded").eval()
+    assert predict(model, data, CPU, batch_size=4) == predict(padded_model, data, CPU, batch_size=4)
+
+
 def test_tagging_data_rejects_mismatched_sizes():
     with pytest.raises(ValueError, match="must agree"):
         TaggingData.build(FEATS[:5], OFFSETS, TAGS, CPU)
@@ -177,7 +206,7 @@ def _gold(offsets, tag_ids):
 
 
 def _fit(seed: int, crf: bool = False, k_layers: int = 0, epochs: int = 8, patience: int = 3,
-         precision: str = "fp32"):
+         precision: str = "fp32", impl: str = "auto"):
     tr_x, tr_off, tr_tags = _synthetic_split(240, seed=10, k_layers=k_layers)
     dv_x, dv_off, dv_tags = _synthetic_split(60, seed=11, k_layers=k_layers)
     train_data = TaggingData.build(tr_x, tr_off, tr_tags, CPU)
@@ -185,7 +214,7 @@ def _fit(seed: int, crf: bool = False, k_layers: int = 0, epochs: int = 8, patie
     gold = _gold(dv_off, dv_tags)
     torch.manual_seed(seed)
     model = BiLSTMTagger(8, len(LABELS), hidden_size=16, num_layers=1, dropout=0.1, crf=crf,
-                         mix_layers=k_layers or None)
+                         mix_layers=k_layers or None, impl=impl)
     snapshots = []
 
     def dev_f1(pred_ids):
@@ -239,6 +268,16 @@ def test_same_seed_gives_identical_results():
     assert w[1] > w[0]
 
 
+@pytest.mark.parametrize("k_layers", [0, 2])
+def test_training_on_packed_batches_learns(k_layers):
+    """impl=packed (a GPU's route: batches gathered straight into packed order) learns like the padded one."""
+    model, result, _, dev_data, gold = _fit(seed=3, epochs=6, k_layers=k_layers, impl="packed")
+    assert result.best_dev_f1 >= 0.95
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    pred = predict(model, dev_data, CPU)
+    assert f1(gold, [[LABELS[i] for i in p] for p in pred]) == result.best_dev_f1
+
+
 def test_bf16_training_learns_too():
     # Emulated where the CPU has no bf16 units: slow there, but the same arithmetic.
     model, result, _, dev_data, gold = _fit(seed=3, epochs=4, precision="bf16")
@@ -282,7 +321,7 @@ def test_strict_and_conlleval_differ_on_an_entity_starting_with_i():
 @pytest.mark.parametrize("seed", range(5))
 def test_score_equals_seqeval_classification_report(seed):
     """conlleval mode reads the entities once; every number must be the report's (malformed tags included)."""
-    from seqeval.metrics import classification_report
+    from seqeval.metrics import classification_report, f1_score
 
     rng = np.random.default_rng(seed)
     tags = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-MISC", "I-MISC"]
@@ -302,6 +341,7 @@ def test_score_equals_seqeval_classification_report(seed):
         assert v == pytest.approx({"precision": report[name]["precision"], "recall": report[name]["recall"],
                                    "f1": report[name]["f1-score"], "support": report[name]["support"]}, abs=1e-12)
     assert ours["f1"] == pytest.approx(f1(gold, pred), abs=1e-12)
+    assert f1(gold, pred) == pytest.approx(f1_score(gold, pred, zero_division=0), abs=1e-12)  # seqeval's own
 
 
 def test_score_rejects_bad_input():
