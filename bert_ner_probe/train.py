@@ -186,13 +186,12 @@ def predict(model: BiLSTMTagger, data: TaggingData, device: torch.device, batch_
         with torch.no_grad(), autocast(device, precision):
             if packed:
                 seq, _, rows = data.packed(ids, device)
-                flat[rows] = model.packed_scores(seq).argmax(-1).to(home)
-                continue
-            ids = ids[::-1].copy()  # longest first
-            rows, valid, lens = data.positions(ids)
-            x, lengths, _ = data.gather(rows, valid, lens, device)
-            best = model.decode(x, lengths)  # Shape: (batch, time)
-        flat.scatter_(0, torch.where(valid, rows, n_words).flatten(), best.to(home).flatten())
+                flat[rows] = model.packed_scores(seq).argmax(-1).to(home)  # Shape: (words,)
+            else:
+                rows, valid, lens = data.positions(ids[::-1].copy())  # longest first
+                x, lengths, _ = data.gather(rows, valid, lens, device)
+                best = model.decode(x, lengths)  # Shape: (batch, time)
+                flat.scatter_(0, torch.where(valid, rows, n_words).flatten(), best.to(home).flatten())
     words = flat[:n_words].cpu().numpy()
     return [words[s:e].tolist() for s, e in zip(data.offsets[:-1], data.offsets[1:])]
 
