@@ -7,7 +7,7 @@ stacked to ``(batch, time, layers + 1, hidden)``, pooled per word
 (:mod:`bert_ner_probe.pooling`) and written into the output array (a memory
 map in the cache) at each word's row. On a GPU nothing in the loop makes the
 host wait for the GPU: inputs go through pinned memory, the pooled words come
-back into pinned buffers, and a writer thread puts each batch into the output
+back into pinned buffers, and writer threads put each batch into the output
 array once its copy has landed, while the GPU runs the next batches. The
 model runs in the dtype it was loaded in (``encoder.dtype``; ``auto`` = bf16
 where the hardware has it, see :func:`bert_ner_probe.features.resolve_dtype_name`).

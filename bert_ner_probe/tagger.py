@@ -11,7 +11,9 @@ padded batch with per-sentence reversal for the backward direction
 the CPU). With the same weights both give the same outputs in evaluation;
 in training their dropout masks are drawn differently. ``impl="auto"`` picks
 padded on the CPU and packed elsewhere (on CUDA, padded makes cuDNN copy
-the weights of every layer but the first at each call).
+the weights of every layer but the first at each call). Without a CRF a
+packing tagger also takes batches already in packed order
+(:meth:`BiLSTMTagger.packed_scores`), so no padding is made at all.
 """
 
 from __future__ import annotations

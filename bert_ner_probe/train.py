@@ -11,6 +11,11 @@ After every epoch the dev set is tagged and scored; training stops after
 ``patience`` epochs without a better dev F1 and the best epoch's weights are
 put back.
 
+On a GPU the features stay on the device when they fit, each batch is
+gathered there straight into packed order (:meth:`TaggingData.packed`), and
+no step makes the host wait for the GPU: on an H200 a 2×768 epoch at batch
+256 ran at 0.95 of a bare loop's speed (``scripts/bench.py``).
+
 ``precision="bf16"`` runs the tagger's forward pass under
 ``torch.autocast(dtype=torch.bfloat16)`` (weights, optimiser state and loss
 stay float32); ``"auto"`` picks it on CPUs with native bf16 matrix units
