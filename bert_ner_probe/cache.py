@@ -11,11 +11,8 @@ An entry is written into a temporary sibling folder and renamed into place
 only when complete, so a killed extraction never leaves an entry a later run
 trusts. A file lock per entry makes parallel jobs extract once: the first
 takes the lock and builds, the others wait and then read the finished entry.
-Files are not fsynced: a killed process loses nothing written (the page
-cache keeps it), but after a power cut a finished entry may hold zeros, so
-delete the cache folder after one. Forcing a multi-GB entry to disk costs
-seconds (0.8 s for 2 GB on a 2-core test machine), more than all the encoder's
-forward passes over CoNLL-2003 on one H200 (0.27 s for a BERT-base-sized model).
+Each feature file is flushed to disk (``msync``) before its entry is
+completed, so jobs on other nodes of a shared filesystem read what was written.
 """
 
 from __future__ import annotations

@@ -187,16 +187,16 @@ def read_conll(path: os.PathLike | str, scheme: str = "iob2") -> Tuple[List[Sent
     return sentences, digest
 
 
-# Files read by this process: {(path, scheme): ((inode, size, mtime_ns), (sentences, digest))}. The jobs of
+# Files read by this process: {(path, scheme): ((inode, size, mtime, ctime), (sentences, digest))}. The jobs of
 # a sweep run one after another in one process and read the same three files; the sentences are
 # never modified after reading, so each file is parsed once while it is unchanged.
 _read_files: Dict[Tuple[str, str], Tuple[Tuple[int, int], Tuple[List[Sentence], str]]] = {}
 
 
 def _read_conll_once(path: Path, scheme: str) -> Tuple[List[Sentence], str]:
-    """:func:`read_conll`, or its earlier result while the file's inode, size and modification time are unchanged."""
+    """:func:`read_conll`, or its earlier result while the file's inode, size, mtime and ctime are unchanged."""
     st = path.stat()
-    key, stamp = (str(path.resolve()), scheme), (st.st_ino, st.st_size, st.st_mtime_ns)
+    key, stamp = (str(path.resolve()), scheme), (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     seen = _read_files.get(key)
     if seen is not None and seen[0] == stamp:
         return seen[1]

@@ -96,14 +96,15 @@ def fingerprint(location: str) -> str:
 
     For a folder the hash covers file names and contents (weights included),
     so changed weights under the same path make a new cache entry. Within one
-    process a folder is hashed again only when a file's name, inode, size
-    or modification time changed (the jobs of a sweep share one process).
+    process a folder is hashed again only when a file's name, inode, size,
+    mtime or ctime changed (the jobs of a sweep share one process).
     """
     p = Path(location)
     if p.is_dir():
         files = [f for f in sorted(p.rglob("*")) if f.is_file() and not f.name.startswith(".") and f.suffix != ".md"]
         stats = [f.stat() for f in files]
-        stamp = tuple((str(f.relative_to(p)), st.st_ino, st.st_size, st.st_mtime_ns) for f, st in zip(files, stats))
+        stamp = tuple((str(f.relative_to(p)), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+                      for f, st in zip(files, stats))
         seen = _fingerprints.get(str(p.resolve()))
         if seen is not None and seen[0] == stamp:
             return seen[1]
@@ -125,7 +126,7 @@ def fingerprint(location: str) -> str:
         return h.hexdigest()
 
 
-# Folders hashed by this process: {folder: (names, inodes, sizes and mtimes of its files, hash)}.
+# Folders hashed by this process: {folder: (names, inodes, sizes, mtimes and ctimes of its files, hash)}.
 _fingerprints: Dict[str, Tuple[tuple, str]] = {}
 
 

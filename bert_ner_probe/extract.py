@@ -158,12 +158,12 @@ class _Writer:
     def put(self, rows: np.ndarray, pooled: torch.Tensor) -> None:
         """``out[rows] = pooled`` (Shape: (words, layers + 1, width), float16)."""
         if self.pool is None:
-            self.out[rows] = pooled.numpy()
+            self.out[rows] = pooled.cpu().numpy()
             return
         host = torch.empty(pooled.shape, dtype=pooled.dtype, pin_memory=True)
-        host.copy_(pooled, non_blocking=True)
-        done = torch.cuda.Event()
-        done.record()
+        host.copy_(pooled, non_blocking=True)  # queued on the current stream of pooled's GPU
+        done = torch.cuda.Event(blocking=True)  # a waiting writer sleeps instead of spinning on a core
+        done.record(torch.cuda.current_stream(pooled.device))  # that GPU's stream, whichever is the current GPU
         while len(self.pending) >= self.depth:
             self.pending.pop(0).result()
         self.pending.append(self.pool.submit(self._write, rows, host, done))
@@ -175,11 +175,14 @@ class _Writer:
     def __enter__(self) -> "_Writer":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
         if self.pool is None:
             return
         try:
             for f in self.pending:
-                f.result()
+                if exc_type is None:
+                    f.result()  # a failed write is the error
+                else:
+                    f.exception()  # wait, and keep the loop's own error as the one raised
         finally:
             self.pool.shutdown(wait=True)

@@ -74,7 +74,8 @@ def get_features(encoder_cfg: Any, pooling: str, corpus: Corpus, device: str,
                 loaded, sentences, [s.doc for s in sp.sentences], out, pooling, encoder_cfg.context,
                 batch_size=encoder_cfg.batch_size, max_tokens=encoder_cfg.max_tokens,
                 max_pieces_per_word=encoder_cfg.max_pieces_per_word, desc=f"extract {split}", progress=progress)
-            del out  # unmapped; the page cache writes it to disk in its own time (see cache.py)
+            out.flush()  # on disk before the entry is complete: jobs on other nodes may read it next
+            del out
             np.save(folder / f"{split}.offsets.npy", offsets)
         return {
             "num_layers": loaded.num_layers,

@@ -97,7 +97,7 @@ def run_probe(cfg: DictConfig, out_dir: Path) -> Dict[str, Any]:
     precision = resolve_precision(cfg.trainer.precision, device)  # before any work: bf16 is refused on CUDA
     depth = num_layers(cfg.encoder.name_or_path)
     layers = resolve_layers(None if cfg.strategy.layers is None else list(cfg.strategy.layers), depth)
-    corpus = load_corpus(cfg.data.dir, cfg.data.scheme, OmegaConf.to_container(cfg.data.limit))
+    corpus = load_corpus(cfg.data.dir, cfg.data.scheme, OmegaConf.to_container(cfg.data.limit), cfg.data.hub_id)
 
     wanted = _wanted(cfg, layers, device)
     forget_features(unless=wanted)  # before a possible extraction, which needs the memory

@@ -46,6 +46,7 @@ if str(REPO_ROOT) not in sys.path:
 from bert_ner_probe import encoder as enc  # noqa: E402
 from bert_ner_probe.data import SPLITS, load_corpus  # noqa: E402
 from bert_ner_probe.extract import plan_batches  # noqa: E402
+from bert_ner_probe.pooling import pooled_width  # noqa: E402
 from bert_ner_probe.train import TaggingData  # noqa: E402
 
 SHARED = ("encoder", "data", "pooling", "trainer", "tagger", "device")  # config groups every job must share
@@ -63,11 +64,17 @@ def load_jobs(sweep_dir: Path) -> List[Dict[str, Any]]:
     return runs
 
 
+def sweep_corpus(cfg: Dict[str, Any]):
+    """The corpus the sweep read (its folder, or its hub dataset), with its limits."""
+    d = cfg["data"]
+    return load_corpus(d["dir"], d["scheme"], d["limit"], d["hub_id"])
+
+
 def bare_extraction_s(cfg: Dict[str, Any], dtype: str, device: torch.device, repeats: int) -> Dict[str, Any]:
     """Seconds of forward passes alone over every split, best of ``repeats``."""
     e = cfg["encoder"]
     loaded = enc.load_encoder(e["name_or_path"], str(device), dtype, e["max_length"])
-    corpus = load_corpus(cfg["data"]["dir"], cfg["data"]["scheme"], cfg["data"]["limit"])
+    corpus = sweep_corpus(cfg)
     batches = []
     for split in SPLITS:
         sents = corpus[split].sentences
@@ -89,7 +96,7 @@ def bare_extraction_s(cfg: Dict[str, Any], dtype: str, device: torch.device, rep
 def bare_epoch_s(cfg: Dict[str, Any], width: int, precision: str, device: torch.device, repeats: int
                  ) -> Dict[str, Any]:
     """Seconds of one bare epoch at input ``width`` (faster form, best of ``repeats``) on the full train split."""
-    corpus = load_corpus(cfg["data"]["dir"], cfg["data"]["scheme"], cfg["data"]["limit"])
+    corpus = sweep_corpus(cfg)
     sents = corpus["train"].sentences
     offsets = np.concatenate([[0], np.cumsum([len(s.words) for s in sents])]).astype(np.int64)
     index = {t: i for i, t in enumerate(corpus.labels)}
@@ -128,8 +135,10 @@ def main(argv: Sequence[str] | None = None) -> Dict[str, Any]:
     extraction = bare_extraction_s(cfg, runs[0]["encoder_dtype"], device, a.repeats)
     hidden = extraction["hidden_size"]
 
+    word = pooled_width(cfg["pooling"]["method"], hidden)  # one layer's vector of a word
+
     def width(r: Dict[str, Any]) -> int:
-        return hidden * len(r["layers"]) if r["combine"] == "concat" else hidden
+        return word * len(r["layers"]) if r["combine"] == "concat" else word
 
     epochs = Counter()
     for r in runs:

@@ -280,8 +280,9 @@ def test_real_conll2003(conll_dir):
 # ---------------------------------------------------------------- the command line's error path
 
 
-def _cli(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
+def _cli(tmp_path: Path, *overrides: str, **extra_env: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "CONLL2003_DIR"}
+    env.update(extra_env)
     env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     cmd = [sys.executable, "-m", "bert_ner_probe", f"cache_dir={tmp_path / 'cache'}",
            f"hydra.run.dir={tmp_path / 'run'}", "progress=false", "device=cpu", *overrides]
@@ -304,3 +305,10 @@ def test_cli_missing_encoder_folder_exits_2(tmp_path, conll):
     assert res.returncode == 2, res.stderr
     assert "/nonexistent/folder" in res.stderr and "does not exist" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_cli_without_data_dir_asks_the_configured_hub_dataset(tmp_path):
+    # Offline here: the message must name the data.hub_id given, not the default one.
+    res = _cli(tmp_path, "data.dir=null", "data.hub_id=someone/other_conll", HF_HUB_OFFLINE="1")
+    assert res.returncode == 2, res.stderr
+    assert "'someone/other_conll'" in res.stderr and "Traceback" not in res.stderr
