@@ -7,11 +7,11 @@
 1. **Extraction** — words/s of :func:`bert_ner_probe.extract.extract_split`
    (``context=sentence``, ``pooling=first``, into an in-memory numpy array,
    end to end: tokenisation, windows, batching, forward, pooling, writing)
-   against a bare loop: the same sentences tokenised in advance
-   (``is_split_into_words=True``), padded in advance into the same
-   length-sorted batches (:func:`~bert_ner_probe.batching.batches_by_length`),
-   already on the device, and only ``model(**batch, output_hidden_states=True)``
-   timed under ``torch.inference_mode``, in the same dtype.
+   against a bare loop: the same encoder inputs, planned in advance by the
+   harness's own :func:`~bert_ner_probe.extract.plan_batches` (same windows,
+   same length-sorted batches), padded and already on the device, and only
+   ``model(**batch, output_hidden_states=True)`` timed under
+   ``torch.inference_mode``, in the same dtype.
    ``extract_ratio`` = harness ÷ bare.
 2. **Training** — words/s of one tagger epoch of :func:`bert_ner_probe.train.train`
    (its own ``history[*]["train_words_per_s"]``, i.e. the epoch loop only,
@@ -39,7 +39,7 @@ warmed up once and the best of ``--repeats`` is kept, since the machine may be
 shared and noisy. On CPU every process uses one torch thread unless
 ``--threads`` says otherwise (see ``THREADS_NOTE``). Harness functions are reused throughout (load_corpus,
 load_encoder, get_features, select_features, TaggingData, bucketed_batches,
-batches_by_length, the Hydra config itself); only the two bare loops are
+plan_batches, the Hydra config itself); only the two bare loops are
 written out here, deliberately bare.
 """
 
@@ -73,8 +73,8 @@ if str(REPO_ROOT) not in sys.path:  # a source checkout used through PYTHONPATH 
 
 from bert_ner_probe import encoder as enc  # noqa: E402
 from bert_ner_probe.data import Corpus, load_corpus  # noqa: E402
-from bert_ner_probe.batching import batches_by_length, bucketed_batches  # noqa: E402
-from bert_ner_probe.extract import extract_split  # noqa: E402
+from bert_ner_probe.batching import bucketed_batches  # noqa: E402
+from bert_ner_probe.extract import extract_split, plan_batches  # noqa: E402
 from bert_ner_probe.features import get_features, resolve_dtype_name  # noqa: E402
 from bert_ner_probe.main import config_dir  # noqa: E402  (also registers the config schema)
 from bert_ner_probe.strategies import resolve_layers, select_features  # noqa: E402
@@ -253,6 +253,23 @@ def load_results(root: Path) -> List[Dict[str, Any]]:
 # --------------------------------------------------------------------------- 1. extraction
 
 
+def bare_inputs(loaded: enc.LoadedEncoder, sentences: Sequence[Sequence[str]], docs: Sequence[int], context: str,
+                batch_size: int, max_tokens: int, max_pieces_per_word: int
+                ) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+    """``(input_ids, attention_mask)`` of every encoder pass the harness plans, already on the device."""
+    plan = plan_batches(loaded.tokenizer, sentences, docs, context, loaded.max_length, batch_size, max_tokens,
+                        max_pieces_per_word)
+    return [(torch.from_numpy(b.input_ids).to(loaded.device), torch.from_numpy(b.attention_mask).to(loaded.device))
+            for b in plan]
+
+
+def bare_forward(loaded: enc.LoadedEncoder, batches: Sequence[Tuple[torch.Tensor, torch.Tensor]]) -> None:
+    """The bare extraction loop: ``model(..., output_hidden_states=True)`` and nothing else."""
+    with torch.inference_mode():
+        for ids, mask in batches:
+            loaded.model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+
+
 def bench_extraction(loaded: enc.LoadedEncoder, sentences: List[List[str]], batch_size: int,
                      max_tokens: int, max_pieces_per_word: int, repeats: int) -> Dict[str, Any]:
     """Harness extraction vs a bare forward loop over the same sentences, in words/s.
@@ -262,7 +279,7 @@ def bench_extraction(loaded: enc.LoadedEncoder, sentences: List[List[str]], batc
     The bare side gets its token ids, padding, batches and device copies for
     free and times ``model(...)`` alone.
     """
-    device, model, tok = loaded.device, loaded.model, loaded.tokenizer
+    device = loaded.device
     n_words = sum(len(s) for s in sentences)
     out = np.empty((n_words, loaded.num_layers + 1, loaded.hidden_size), dtype=np.float16)
 
@@ -271,31 +288,15 @@ def bench_extraction(loaded: enc.LoadedEncoder, sentences: List[List[str]], batc
                              batch_size=batch_size, max_tokens=max_tokens,
                              max_pieces_per_word=max_pieces_per_word, progress=False)
 
-    # Bare: tokenise, batch like the harness (sorted by length, same limits), pad and copy in advance.
-    encoded = tok(sentences, is_split_into_words=True, truncation=True, max_length=loaded.max_length)
-    ids_list: List[List[int]] = encoded["input_ids"]
-    lengths = np.asarray([len(ids) for ids in ids_list])
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
-    batches: List[Tuple[torch.Tensor, torch.Tensor]] = []
-    for idx in batches_by_length(lengths, batch_size, max_tokens):
-        T = int(lengths[idx].max())
-        ids = np.full((len(idx), T), pad_id, dtype=np.int64)  # Shape: (batch, time)
-        mask = np.zeros((len(idx), T), dtype=np.int64)
-        for r, k in enumerate(idx):
-            ids[r, :lengths[k]] = ids_list[k]
-            mask[r, :lengths[k]] = 1
-        batches.append((torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)))
-
-    def bare(bs: Sequence[Tuple[torch.Tensor, torch.Tensor]]) -> None:
-        with torch.inference_mode():
-            for ids, mask in bs:
-                model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+    # Bare: the harness's own plan (same windows and batches), padded and copied to the device in advance.
+    batches = bare_inputs(loaded, sentences, list(range(len(sentences))), "sentence", batch_size, max_tokens,
+                          max_pieces_per_word)
 
     # Warm up once each, on short and long inputs alike.
     step = max(1, len(sentences) // (2 * batch_size))
     warm = sentences[::step]
     _timed(lambda: harness(warm, np.empty((sum(map(len, warm)),) + out.shape[1:], np.float16)), device)
-    _timed(lambda: bare(batches[:2] + batches[-1:]), device)
+    _timed(lambda: bare_forward(loaded, batches[:2] + batches[-1:]), device)
 
     harness_s: List[float] = []
     bare_s: List[float] = []
@@ -303,7 +304,7 @@ def bench_extraction(loaded: enc.LoadedEncoder, sentences: List[List[str]], batc
     for _ in range(repeats):
         seconds, stats = _timed(lambda: harness(sentences, out), device)
         harness_s.append(seconds)
-        seconds, _ = _timed(lambda: bare(batches), device)
+        seconds, _ = _timed(lambda: bare_forward(loaded, batches), device)
         bare_s.append(seconds)
     harness_wps = n_words / min(harness_s)
     bare_wps = n_words / min(bare_s)
@@ -318,7 +319,7 @@ def bench_extraction(loaded: enc.LoadedEncoder, sentences: List[List[str]], batc
         "extract_harness_passes": int(stats["encoder_passes"]),
         "extract_bare_passes": len(batches),
         "extract_harness_pieces": int(stats["pieces"]),
-        "extract_bare_pieces": int(lengths.sum()),
+        "extract_bare_pieces": int(sum(int(mask.sum()) for _, mask in batches)),
     }
 
 

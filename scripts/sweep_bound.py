@@ -38,14 +38,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/: the bare loops of bench.py
-from bench import REPO_ROOT, BareTagger, _timed, bare_batches, bare_epoch  # noqa: E402
+from bench import REPO_ROOT, BareTagger, _timed, bare_batches, bare_epoch, bare_forward, bare_inputs  # noqa: E402
 
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from bert_ner_probe import encoder as enc  # noqa: E402
 from bert_ner_probe.data import SPLITS, load_corpus  # noqa: E402
-from bert_ner_probe.extract import plan_batches  # noqa: E402
 from bert_ner_probe.pooling import pooled_width  # noqa: E402
 from bert_ner_probe.train import TaggingData  # noqa: E402
 
@@ -78,17 +77,11 @@ def bare_extraction_s(cfg: Dict[str, Any], dtype: str, device: torch.device, rep
     batches = []
     for split in SPLITS:
         sents = corpus[split].sentences
-        for b in plan_batches(loaded.tokenizer, [s.words for s in sents], [s.doc for s in sents], e["context"],
-                              loaded.max_length, e["batch_size"], e["max_tokens"], e["max_pieces_per_word"]):
-            batches.append((torch.from_numpy(b.input_ids).to(device), torch.from_numpy(b.attention_mask).to(device)))
+        batches += bare_inputs(loaded, [s.words for s in sents], [s.doc for s in sents], e["context"],
+                               e["batch_size"], e["max_tokens"], e["max_pieces_per_word"])
 
-    def forward(bs: Sequence) -> None:
-        with torch.inference_mode():
-            for ids, mask in bs:
-                loaded.model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
-
-    _timed(lambda: forward(batches[:2] + batches[-2:]), device)  # warm-up
-    times = [_timed(lambda: forward(batches), device)[0] for _ in range(repeats)]
+    _timed(lambda: bare_forward(loaded, batches[:2] + batches[-2:]), device)  # warm-up
+    times = [_timed(lambda: bare_forward(loaded, batches), device)[0] for _ in range(repeats)]
     return {"bare_extract_s": min(times), "bare_extract_times": times, "encoder_passes": len(batches),
             "hidden_size": loaded.hidden_size}
 
@@ -116,7 +109,7 @@ def bare_epoch_s(cfg: Dict[str, Any], width: int, precision: str, device: torch.
                  for _ in range(repeats)]
         out["packed_s" if packed else "padded_s"] = min(times)
     out["epoch_s"] = min(out["packed_s"], out["padded_s"])
-    del prepared, data
+    prepared = data = None  # free the device memory before the next width
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return out

@@ -41,6 +41,7 @@ def test_bench_tiny_cpu(tmp_path: Path, conll_dir: Path) -> None:
     assert result["rss_run_cache_hit"] is True and result["train_features_cache_hit"] is True
     # The bare extraction loop saw the same sentences in as many batches as the harness.
     assert result["extract_bare_passes"] == result["extract_harness_passes"]
+    assert result["extract_bare_pieces"] == result["extract_harness_pieces"]  # the same plan, to the token
     assert result["extract_sentences"] == 120 and result["extract_words"] > 0
     assert result["settings"]["batch_size"] == 32  # conf/trainer/default.yaml
     # The bare figure is the faster of its two forms, and it ran at the harness's precision.
