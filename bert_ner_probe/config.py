@@ -12,6 +12,8 @@ from typing import List, Optional
 
 from hydra.core.config_store import ConfigStore
 
+from .optim import OptimizerName, ScheduleName
+
 
 @dataclass
 class LimitConfig:
@@ -77,7 +79,20 @@ class TrainerConfig:
     eval_batch_size: int = 256
     eval_max_words: int = 8192  # and at most this many padded words per evaluation batch (bounds memory)
     bucket_pool: int = 5  # sort by length within pools of this many batches; 1 = plain random batches
-    precision: str = "auto"  # auto | fp32 | bf16 (autocast); auto = bf16 on CPUs with AMX/AVX512-BF16
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (autocast; fp16 for fine-tuning on CUDA only)
+    optimizer: OptimizerName = OptimizerName.adam  # adam | adamw
+    weight_decay: float = 0.0  # not on biases and LayerNorm weights
+    schedule: ScheduleName = ScheduleName.constant  # constant | linear (decay to 0), after the warm-up
+    warmup_ratio: float = 0.0  # share of the optimiser steps with a linearly rising rate
+    grad_accum: int = 1  # batches per optimiser step (fine-tuning: for batches that do not fit in memory)
+
+
+@dataclass
+class FinetuneConfig:
+    """Settings of ``strategy=finetune`` alone (its optimiser settings are in ``trainer``, see trainer/finetune.yaml)."""
+
+    save: bool = False  # save the fine-tuned encoder (a Hugging Face folder) and its head in <run>/model
+    train_limit: Optional[int] = None  # train on the first N training sentences only (this row alone)
 
 
 @dataclass
@@ -93,6 +108,7 @@ class Config:
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     tagger: TaggerConfig = field(default_factory=TaggerConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     seed: int = 1
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -114,6 +130,8 @@ def check_values(cfg) -> None:
     from .pooling import POOLINGS
     from .strategies import COMBINES
     from .tagger import IMPLS
+    from .finetune import PRECISIONS as FINETUNE_PRECISIONS
+    from .finetune_model import FINETUNE
     from .train import PRECISIONS
 
     choices = {
@@ -124,7 +142,8 @@ def check_values(cfg) -> None:
         "strategy.combine": (cfg.strategy.combine, COMBINES),
         "eval.mode": (cfg.eval.mode, MODES),
         "tagger.impl": (cfg.tagger.impl, IMPLS),
-        "trainer.precision": (cfg.trainer.precision, PRECISIONS),
+        "trainer.precision": (cfg.trainer.precision,
+                              FINETUNE_PRECISIONS if cfg.strategy.name == FINETUNE else PRECISIONS),
     }
     for key, (value, allowed) in choices.items():
         if value not in allowed:
@@ -136,6 +155,7 @@ def check_values(cfg) -> None:
         "trainer.bucket_pool": cfg.trainer.bucket_pool, "tagger.hidden_size": cfg.tagger.hidden_size,
         "tagger.num_layers": cfg.tagger.num_layers, "encoder.batch_size": cfg.encoder.batch_size,
         "encoder.max_pieces_per_word": cfg.encoder.max_pieces_per_word,
+        "trainer.grad_accum": cfg.trainer.grad_accum,
     }
     for key, value in at_least_one.items():
         if value < 1:
@@ -143,6 +163,12 @@ def check_values(cfg) -> None:
     for key, value in {"tagger.dropout": cfg.tagger.dropout, "tagger.input_dropout": cfg.tagger.input_dropout}.items():
         if not 0.0 <= value < 1.0:
             raise UserError(f"{key}={value}: must be in [0, 1)")
+    if not 0.0 <= cfg.trainer.warmup_ratio <= 1.0:
+        raise UserError(f"trainer.warmup_ratio={cfg.trainer.warmup_ratio}: must be in [0, 1]")
+    if cfg.trainer.weight_decay < 0:
+        raise UserError(f"trainer.weight_decay={cfg.trainer.weight_decay}: must be at least 0")
+    if cfg.finetune.train_limit is not None and cfg.finetune.train_limit < 1:
+        raise UserError(f"finetune.train_limit={cfg.finetune.train_limit}: must be at least 1 (or null)")
     if cfg.trainer.lr <= 0:
         raise UserError(f"trainer.lr={cfg.trainer.lr}: must be positive")
     if cfg.encoder.max_length is not None and cfg.encoder.max_length < 8:

@@ -48,17 +48,54 @@ class EncoderBatch:
     words: np.ndarray  # Shape: (words,): each word's row in the split's feature array
 
 
-def plan_batches(tokenizer, sentences: Sequence[Sequence[str]], doc_of_sentence: Sequence[int], context: str,
-                 max_length: int, batch_size: int = 64, max_tokens: int = 16384,
-                 max_pieces_per_word: int = 32) -> List[EncoderBatch]:
-    """Tokenise, cut into windows (:mod:`bert_ner_probe.windows`) and batch by length: every encoder input.
+@dataclass
+class WindowPlan:
+    """A split's encoder windows (:mod:`bert_ner_probe.windows`) and how to wrap them in special tokens."""
 
-    Every word of ``sentences`` is read from exactly one window; an alignment
-    error (a word missing, or read twice) raises.
+    windows: List[Window]
+    head: List[int]  # special token ids before each window's pieces, e.g. [CLS]
+    tail: List[int]  # and after them, e.g. [SEP]
+    pad_id: int
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Encoder positions of each window, special tokens included. Shape: (windows,)"""
+        n_special = len(self.head) + len(self.tail)
+        return np.asarray([w.piece_ids.size + n_special for w in self.windows], dtype=np.int64)
+
+    @property
+    def words(self) -> np.ndarray:
+        """Words read from each window. Shape: (windows,)"""
+        return np.asarray([w.word_index.size for w in self.windows], dtype=np.int64)
+
+    def batch(self, idx: Sequence[int]) -> "EncoderBatch":
+        """The windows ``idx`` as one padded encoder input, each word's sub-token positions with it."""
+        prefix = len(self.head)
+        lengths = self.lengths[np.asarray(idx)]
+        ids = np.full((len(idx), int(lengths.max())), self.pad_id, dtype=np.int64)  # Shape: (batch, time)
+        mask = np.zeros_like(ids)
+        rows, firsts, lasts, targets = [], [], [], []
+        for r, k in enumerate(idx):
+            w = self.windows[k]
+            seq = np.concatenate([self.head, w.piece_ids, self.tail]) if (self.head or self.tail) else w.piece_ids
+            ids[r, :seq.size] = seq
+            mask[r, :seq.size] = 1
+            rows.append(np.full(w.word_index.size, r))
+            firsts.append(w.first + prefix)
+            lasts.append(w.last + prefix)
+            targets.append(w.word_index)
+        return EncoderBatch(ids, mask, np.stack([np.concatenate(rows), np.concatenate(firsts),
+                                                 np.concatenate(lasts)]), np.concatenate(targets))
+
+
+def plan_windows_of(tokenizer, sentences: Sequence[Sequence[str]], doc_of_sentence: Sequence[int], context: str,
+                    max_length: int, max_pieces_per_word: int = 32) -> WindowPlan:
+    """Tokenise and cut into windows: every word of ``sentences`` is read from exactly one window.
+
+    An alignment error (a word missing, or read twice) raises.
     """
     head, tail = special_tokens(tokenizer)
-    prefix, n_special = len(head), len(head) + len(tail)
-    width = max_length - n_special
+    width = max_length - len(head) - len(tail)
     pieces = tokenize_words(tokenizer, sentences, min(max_pieces_per_word, width))
     windows: List[Window] = build_windows(pieces, doc_of_sentence, context, width)
     n_words = sum(len(s) for s in sentences)
@@ -67,27 +104,16 @@ def plan_batches(tokenizer, sentences: Sequence[Sequence[str]], doc_of_sentence:
         raise RuntimeError(f"alignment error: {n_words} words, {covered} planned")
     if any(bool((w.last < w.first).any()) for w in windows):
         raise RuntimeError("alignment error: a word's last sub-token precedes its first")
-
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    lengths = np.asarray([w.piece_ids.size + n_special for w in windows])
-    plan: List[EncoderBatch] = []
-    for idx in batches_by_length(lengths, batch_size, max_tokens):
-        T = int(lengths[idx].max())
-        ids = np.full((len(idx), T), pad_id, dtype=np.int64)  # Shape: (batch, time)
-        mask = np.zeros((len(idx), T), dtype=np.int64)
-        rows, firsts, lasts, targets = [], [], [], []
-        for r, k in enumerate(idx):
-            w = windows[k]
-            seq = np.concatenate([head, w.piece_ids, tail]) if (head or tail) else w.piece_ids
-            ids[r, :seq.size] = seq
-            mask[r, :seq.size] = 1
-            rows.append(np.full(w.word_index.size, r))
-            firsts.append(w.first + prefix)
-            lasts.append(w.last + prefix)
-            targets.append(w.word_index)
-        plan.append(EncoderBatch(ids, mask, np.stack([np.concatenate(rows), np.concatenate(firsts),
-                                                      np.concatenate(lasts)]), np.concatenate(targets)))
-    return plan
+    return WindowPlan(windows, head, tail, pad_id)
+
+
+def plan_batches(tokenizer, sentences: Sequence[Sequence[str]], doc_of_sentence: Sequence[int], context: str,
+                 max_length: int, batch_size: int = 64, max_tokens: int = 16384,
+                 max_pieces_per_word: int = 32) -> List[EncoderBatch]:
+    """Every encoder input of a split: its windows (:func:`plan_windows_of`) batched by length."""
+    plan = plan_windows_of(tokenizer, sentences, doc_of_sentence, context, max_length, max_pieces_per_word)
+    return [plan.batch(idx) for idx in batches_by_length(plan.lengths, batch_size, max_tokens)]
 
 
 def extract_split(

@@ -11,7 +11,7 @@ import math
 import platform
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -22,6 +22,7 @@ from .config import check_values
 from .data import Corpus, load_corpus
 from .encoder import num_layers, resolve_device
 from .features import get_features
+from .finetune_model import FINETUNE
 from .metrics import GoldEntities, score, write_conll
 from .strategies import resolve_layers, select_features, selected_shape
 from .tagger import BiLSTMTagger
@@ -93,6 +94,10 @@ def run_probe(cfg: DictConfig, out_dir: Path) -> Dict[str, Any]:
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
     check_values(cfg)
+    if cfg.strategy.name == FINETUNE:  # the encoder itself trained: no feature cache, no BiLSTM
+        from .finetune import run_finetune
+
+        return run_finetune(cfg, out_dir, t_start)
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.trainer.precision, device)  # before any work: bf16 is refused on CUDA
     depth = num_layers(cfg.encoder.name_or_path)
@@ -129,8 +134,7 @@ def run_probe(cfg: DictConfig, out_dir: Path) -> Dict[str, Any]:
     def tags_of(pred_ids: List[List[int]]) -> List[List[str]]:
         return [[labels[i] for i in p] for p in pred_ids]
 
-    gold = {s: [sent.tags for sent in corpus[s].sentences] for s in ("dev", "test")}
-    dev_gold = GoldEntities(gold["dev"], cfg.eval.mode)  # read once, scored every epoch
+    dev_gold = GoldEntities([s.tags for s in corpus["dev"].sentences], cfg.eval.mode)  # read once, scored every epoch
     trained = train(
         model, data["train"], data["dev"],
         dev_f1=lambda p: dev_gold.f1(tags_of(p)),
@@ -142,58 +146,90 @@ def run_probe(cfg: DictConfig, out_dir: Path) -> Dict[str, Any]:
     )
 
     t_eval = time.perf_counter()
-    metrics: Dict[str, Any] = {}
-    for split in ("dev", "test"):
-        pred = tags_of(predict(model, data[split], device, cfg.trainer.eval_batch_size, precision,
-                                cfg.trainer.eval_max_words))
-        metrics[split] = score(gold[split], pred, cfg.eval.mode)
-        if cfg.write_predictions:
-            (out_dir / "predictions").mkdir(parents=True, exist_ok=True)
-            write_conll(out_dir / "predictions" / f"{split}.conll",
-                        [s.words for s in corpus[split].sentences], gold[split], pred)
+    metrics = {split: score_and_write(cfg, corpus, split, tags_of(predict(
+        model, data[split], device, cfg.trainer.eval_batch_size, precision, cfg.trainer.eval_max_words)), out_dir)
+        for split in ("dev", "test")}
     eval_s = time.perf_counter() - t_eval
 
-    results = {
-        "status": "ok",
-        "encoder": cfg.encoder.name_or_path,
-        "encoder_name": cfg.encoder.name,
-        "num_layers": depth,
-        "strategy": cfg.strategy.name,
-        "layers": layers,
-        "combine": combine,
-        "pooling": cfg.pooling.method,
-        "context": cfg.encoder.context,
-        "seed": int(cfg.seed),
-        "labels": labels,
-        "dev": metrics["dev"],
-        "test": metrics["test"],
-        "best_epoch": trained.best_epoch,
-        "epochs_run": trained.epochs_run,
-        "history": trained.history,
-        "cache_hit": hit,
-        "cache_entry": str(entry.path),
-        "encoder_passes": 0 if hit else int(entry.meta["encoder_passes"]),
-        "features_reused": reused,  # combined features kept from the previous job of this process
-        "mix_weights": ({"layers": layers, "weights": model.mix.normalized_weights(),
-                         "gamma": float(model.mix.gamma.detach())} if model.mix is not None else None),
-        "timings": {
+    results = results_record(
+        cfg, corpus, depth=depth, strategy=cfg.strategy.name, layers=layers, combine=combine, metrics=metrics,
+        trained=trained, device=device, encoder_dtype=entry.meta["key"]["dtype"], precision=precision,
+        cache_hit=hit, cache_entry=str(entry.path),
+        encoder_passes=0 if hit else int(entry.meta["encoder_passes"]),
+        features_reused=reused,  # combined features kept from the previous job of this process
+        mix_weights=({"layers": layers, "weights": model.mix.normalized_weights(),
+                      "gamma": float(model.mix.gamma.detach())} if model.mix is not None else None),
+        timings={
             "extract_s": 0.0 if hit else float(entry.meta["extract_s"]),
             "select_s": select_s,  # reading and combining the strategy's layers (and the copy to the device)
             "train_s": trained.train_s,
             "eval_s": eval_s,
             "total_s": time.perf_counter() - t_start,
-        },
+        })
+    write_results(out_dir, results)
+    return results
+
+
+def score_and_write(cfg: DictConfig, corpus: Corpus, split: str, pred: List[List[str]], out_dir: Path
+                    ) -> Dict[str, Any]:
+    """seqeval scores of one split's predicted tags; ``predictions/<split>.conll`` (word gold predicted) too."""
+    gold = [s.tags for s in corpus[split].sentences]
+    if cfg.write_predictions:
+        (out_dir / "predictions").mkdir(parents=True, exist_ok=True)
+        write_conll(out_dir / "predictions" / f"{split}.conll", [s.words for s in corpus[split].sentences], gold, pred)
+    return score(gold, pred, cfg.eval.mode)
+
+
+def results_record(cfg: DictConfig, corpus: Corpus, *, depth: int, strategy: str, layers: Optional[List[int]],
+                   combine: Optional[str], metrics: Dict[str, Any], trained: Any, device: torch.device,
+                   encoder_dtype: str, precision: str, cache_hit: bool, cache_entry: Optional[str],
+                   encoder_passes: int, features_reused: bool, mix_weights: Optional[Dict[str, Any]],
+                   timings: Dict[str, float], **extra: Any) -> Dict[str, Any]:
+    """The one record of a run (probe or fine-tuning) that ``results.json`` holds and every reader reads.
+
+    ``trained`` is a :class:`~bert_ner_probe.train.TrainResult` (best epoch, epochs run, history);
+    ``extra`` keys are appended (fields of one kind of run only).
+    """
+    return {
+        "status": "ok",
+        "encoder": cfg.encoder.name_or_path,
+        "encoder_name": cfg.encoder.name,
+        "num_layers": depth,
+        "strategy": strategy,
+        "layers": layers,
+        "combine": combine,
+        "pooling": cfg.pooling.method,
+        "context": cfg.encoder.context,
+        "seed": int(cfg.seed),
+        "labels": corpus.labels,
+        "dev": metrics["dev"],
+        "test": metrics["test"],
+        "best_epoch": trained.best_epoch,
+        "epochs_run": trained.epochs_run,
+        "history": trained.history,
+        "cache_hit": cache_hit,
+        "cache_entry": cache_entry,
+        "encoder_passes": encoder_passes,
+        "features_reused": features_reused,
+        "mix_weights": mix_weights,
+        "timings": timings,
         "sizes": {s: {"sentences": len(corpus[s].sentences), "words": corpus[s].num_words}
                   for s in ("train", "dev", "test")},
         "device": str(device),
-        "encoder_dtype": entry.meta["key"]["dtype"],  # encoder.dtype resolved (auto → bfloat16 or float32)
+        "encoder_dtype": encoder_dtype,  # encoder.dtype resolved (auto → bfloat16 or float32)
         "precision": precision,  # trainer.precision resolved
+        **extra,
         "versions": {"bert_ner_probe": __version__, "torch": torch.__version__, "python": platform.python_version()},
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
+
+
+def write_results(out_dir: Path, results: Dict[str, Any]) -> Path:
+    """``results.json`` in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / RESULTS).write_text(json.dumps(results, indent=2))
-    return results
+    path = out_dir / RESULTS
+    path.write_text(json.dumps(results, indent=2))
+    return path
 
 
 def summary_line(r: Dict[str, Any]) -> str:
