@@ -52,9 +52,9 @@ def test_every_experiment_composes(name):
     OmegaConf.to_container(cfg, resolve=False)
 
 
-def test_table7_sweeps_six_strategies_and_five_seeds():
+def test_table7_sweeps_six_strategies_the_fine_tuning_row_and_five_seeds():
     cfg = _compose(["experiment=table7"], hydra=True)
-    assert str(cfg.hydra.sweeper.params.strategy).split(",") == TABLE7
+    assert str(cfg.hydra.sweeper.params.strategy).split(",") == TABLE7 + ["finetune"]
     assert str(cfg.hydra.sweeper.params.seed).split(",") == ["1", "2", "3", "4", "5"]
     assert cfg.encoder.context == "document" and cfg.pooling.method == "first"
     assert cfg.tagger.hidden_size == 768 and cfg.tagger.num_layers == 2
@@ -62,8 +62,17 @@ def test_table7_sweeps_six_strategies_and_five_seeds():
 
 def test_table7_cpu_runs_the_same_strategies_once():
     cfg = _compose(["experiment=table7_cpu"], hydra=True)
-    assert str(cfg.hydra.sweeper.params.strategy).split(",") == TABLE7
+    assert str(cfg.hydra.sweeper.params.strategy).split(",") == TABLE7 + ["finetune"]
     assert str(cfg.hydra.sweeper.params.seed) == "1"
+    assert cfg.finetune.train_limit is not None  # the fine-tuning row alone trains on a subset on 2 cores
+
+
+def test_a_fine_tuning_job_of_a_sweep_composes_with_its_own_trainer():
+    """In table7_cpu the probe rows keep the probe trainer; the fine-tuning row gets trainer/finetune.yaml."""
+    ft = _compose(["experiment=table7_cpu", "strategy=finetune"])
+    probe = _compose(["experiment=table7_cpu", "strategy=last"])
+    assert (ft.trainer.name, ft.trainer.lr, ft.trainer.epochs) == ("finetune", 5e-5, probe.trainer.epochs)
+    assert (probe.trainer.name, probe.trainer.lr) == ("default", 1e-3)
 
 
 @pytest.mark.parametrize("name", STRATEGIES)
