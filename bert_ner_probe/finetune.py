@@ -234,6 +234,9 @@ def run_finetune(cfg: DictConfig, out_dir: Path, t_start: float) -> Dict[str, An
     """One fine-tuning run end to end (config checked by the caller); results as :func:`~bert_ner_probe.run.run_probe`'s."""
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.trainer.precision, device)
+    if cfg.trainer.name != "finetune":
+        log.warning("strategy=finetune with trainer=%s (lr %g): the fine-tuning recipe is trainer=finetune",
+                    cfg.trainer.name, cfg.trainer.lr)
     corpus = load_corpus(cfg.data.dir, cfg.data.scheme, OmegaConf.to_container(cfg.data.limit), cfg.data.hub_id)
     t_load = time.perf_counter()
     loaded = load_encoder(cfg.encoder.name_or_path, cfg.device, "float32", cfg.encoder.max_length)
