@@ -22,6 +22,7 @@ from .config import check_values
 from .data import Corpus, load_corpus
 from .encoder import num_layers, resolve_device
 from .features import get_features
+from .hub_data import hub_options
 from .metrics import GoldEntities, score, write_conll
 from .strategies import resolve_layers, select_features, selected_shape
 from .tagger import BiLSTMTagger
@@ -97,7 +98,8 @@ def run_probe(cfg: DictConfig, out_dir: Path) -> Dict[str, Any]:
     precision = resolve_precision(cfg.trainer.precision, device)  # before any work: bf16 is refused on CUDA
     depth = num_layers(cfg.encoder.name_or_path)
     layers = resolve_layers(None if cfg.strategy.layers is None else list(cfg.strategy.layers), depth)
-    corpus = load_corpus(cfg.data.dir, cfg.data.scheme, OmegaConf.to_container(cfg.data.limit), cfg.data.hub_id)
+    corpus = load_corpus(cfg.data.dir, cfg.data.scheme, OmegaConf.to_container(cfg.data.limit), cfg.data.hub_id,
+                         hub_options(cfg.data))
 
     wanted = _wanted(cfg, layers, device)
     forget_features(unless=wanted)  # before a possible extraction, which needs the memory
@@ -183,6 +185,7 @@ def run_probe(cfg: DictConfig, out_dir: Path) -> Dict[str, Any]:
             "eval_s": eval_s,
             "total_s": time.perf_counter() - t_start,
         },
+        "data_notes": corpus.notes,  # e.g. a dev split carved out of train, no document boundaries
         "sizes": {s: {"sentences": len(corpus[s].sentences), "words": corpus[s].num_words}
                   for s in ("train", "dev", "test")},
         "device": str(device),
