@@ -111,7 +111,8 @@ def find_columns(features: Mapping[str, Any], source: str, tokens: Optional[str]
             found = [n for n in names if _is_string_list(features[n]) and n != tags]
             tokens = found[0] if len(found) == 1 else None
     if tags is None:
-        tags = next((n for n in TAG_COLUMNS if n in features and _is_tag_list(features[n]) and n != tokens), None)
+        tags = next((n for n in TAG_COLUMNS if n in features and _inner(features[n]) is not None and n != tokens),
+                    None)  # an integer list here gets tag_names()'s message
         if tags is None:
             found = [n for n in names if type(_inner(features[n])).__name__ == "ClassLabel"]
             tags = found[0] if len(found) == 1 else None
