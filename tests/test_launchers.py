@@ -24,31 +24,37 @@ def _multirun(args, cwd: Path, conll_dir: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=900)
 
 
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    """One feature cache for both sweeps (same data and encoder): the encoder runs once in this module."""
+    return tmp_path_factory.mktemp("cache")
+
+
 def _rows(sweep: Path):
     with open(sweep / "results.csv", newline="") as fh:
         return list(csv.DictReader(fh))
 
 
-def test_submitit_local_sweep(tmp_path, conll_dir):
+def test_submitit_local_sweep(tmp_path, conll_dir, cache):
     sweep = tmp_path / "sweep"
     proc = _multirun(["hydra/launcher=submitit_local", "strategy=last,sum_all", "tagger.hidden_size=16", *TINY,
-                      f"cache_dir={tmp_path / 'cache'}", f"hydra.sweep.dir={sweep}"], tmp_path, conll_dir)
+                      f"cache_dir={cache}", f"hydra.sweep.dir={sweep}"], tmp_path, conll_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/results.json"))]
     assert sorted(r["strategy"] for r in results) == ["last", "sum_all"]
-    assert sum(not r["cache_hit"] for r in results) == 1  # the cache lock works across submitit's processes
+    assert sum(not r["cache_hit"] for r in results) <= 1  # the cache lock works across submitit's processes
     assert list(sweep.glob(".submitit/*")), "the jobs did not go through submitit"
     assert sorted(r["status"] for r in _rows(sweep)) == ["ok", "ok"]
     assert "| last " in (sweep / "table.md").read_text() and (sweep / "strategies.png").is_file()
 
 
-def test_optuna_study_with_mlflow_parent_run(tmp_path, conll_dir):
+def test_optuna_study_with_mlflow_parent_run(tmp_path, conll_dir, cache):
     from mlflow.tracking import MlflowClient
 
     sweep, uri = tmp_path / "sweep", f"sqlite:///{tmp_path / 'mlflow.db'}"
     proc = _multirun(["hydra/sweeper=optuna_search", "hydra.sweeper.n_trials=2", "strategy=last",
                       "tagger.hidden_size=choice(16,32)", *TINY, "logger=mlflow", f"logger.tracking_uri={uri}",
-                      f"cache_dir={tmp_path / 'cache'}", f"hydra.sweep.dir={sweep}"], tmp_path, conll_dir)
+                      f"cache_dir={cache}", f"hydra.sweep.dir={sweep}"], tmp_path, conll_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/results.json"))]
     assert len(results) == 2
