@@ -213,7 +213,8 @@ def read_split(rows: Any, tokens: str, tags: str, document: Optional[str], names
     return sentences, has_documents
 
 
-def carve_dev(train: List[Sentence], fraction: float, seed: int, by_document: bool) -> Tuple[List[Sentence], List[Sentence]]:
+def carve_dev(train: List[Sentence], fraction: float, seed: int,
+              by_document: bool) -> Tuple[List[Sentence], List[Sentence]]:
     """Split train into ``(train, dev)``: a seeded ``fraction`` of its documents (or sentences) becomes dev.
 
     Order is kept within each part and documents are renumbered from 0, so

@@ -39,7 +39,8 @@ from .errors import UserError
 
 TRACKERS = ("none", "mlflow", "tensorboard")
 _PACKAGES = {"mlflow": ("mlflow", "pip install 'bert_ner_probe[track]' (or pip install mlflow)"),
-             "tensorboard": ("torch.utils.tensorboard", "pip install 'bert_ner_probe[track]' (or pip install tensorboard)")}
+             "tensorboard": ("torch.utils.tensorboard",
+                             "pip install 'bert_ner_probe[track]' (or pip install tensorboard)")}
 SWEEP_TAG = "bert_ner_probe.sweep_dir"
 KIND_TAG = "bert_ner_probe.kind"  # job | sweep
 PARENT_TAG = "mlflow.parentRunId"
@@ -205,7 +206,8 @@ def _mlflow_sweep(logger_cfg: Any, sweep_dir: Path, report: Mapping[str, Any]) -
         now = int(time.time() * 1000)
         failures = len(report.get("failures") or [])
         _log_batches(client, run_id, {"sweep_dir": str(sweep_dir)},
-                     [Metric("runs", float(report.get("runs", 0)), now, 0), Metric("failures", float(failures), now, 0)])
+                     [Metric("runs", float(report.get("runs", 0)), now, 0),
+                      Metric("failures", float(failures), now, 0)])
         for path in _sweep_files(sweep_dir, report):
             client.log_artifact(run_id, str(path))
         children = client.search_runs(

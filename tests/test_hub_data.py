@@ -1,4 +1,5 @@
-"""Any ``datasets`` token-classification dataset as a corpus (bert_ner_probe/hub_data.py), on real CoNLL-2003 sentences."""
+"""Any ``datasets`` token-classification dataset as a corpus (bert_ner_probe/hub_data.py), on real CoNLL-2003
+sentences."""
 
 from __future__ import annotations
 
