@@ -25,12 +25,24 @@ class LimitConfig:
 
 
 @dataclass
+class ColumnsConfig:
+    """Columns of a ``datasets`` dataset (null = detected; see bert_ner_probe/hub_data.py)."""
+
+    tokens: Optional[str] = None
+    tags: Optional[str] = None
+    document: Optional[str] = None  # a document-id column (document context); null = detected or none
+
+
+@dataclass
 class DataConfig:
     name: str = "conll2003"
     dir: Optional[str] = None  # folder with train.txt/dev.txt/test.txt or eng.train/...; null = hub
     hub_id: str = "eriktks/conll2003"
     scheme: str = "iob2"  # iob1 | iob2 (IOB1 is converted to IOB2)
     limit: LimitConfig = field(default_factory=LimitConfig)
+    columns: ColumnsConfig = field(default_factory=ColumnsConfig)  # datasets only
+    dev_fraction: float = 0.1  # datasets without a dev split: this share of train becomes dev
+    split_seed: int = 1  # which share (fixed across seeds, so every run sees the same dev)
 
 
 @dataclass
@@ -101,6 +113,17 @@ class EvalConfig:
 
 
 @dataclass
+class LoggerConfig:
+    """Experiment tracking after each job and sweep (bert_ner_probe/tracking.py)."""
+
+    name: str = "none"  # none | mlflow | tensorboard
+    tracking_uri: Optional[str] = None  # mlflow: null = MLflow's default (MLFLOW_TRACKING_URI or ./mlflow.db)
+    experiment: str = "bert_ner_probe"  # mlflow experiment name
+    artifact_location: Optional[str] = None  # mlflow: where a new experiment keeps artifacts; null = MLflow's
+    log_dir: Optional[str] = None  # tensorboard: null = <run folder>/tensorboard
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
@@ -110,6 +133,7 @@ class Config:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
     seed: int = 1
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     cache_dir: Optional[str] = None  # null = $BERT_NER_PROBE_CACHE or ~/.cache/bert_ner_probe

@@ -16,7 +16,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .errors import DataFormatError, UserError
 
@@ -69,6 +69,7 @@ class Corpus:
 
     splits: Dict[str, Split]
     labels: List[str] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)  # how the data was read, for results.json (hub datasets)
 
     def __getitem__(self, name: str) -> Split:
         return self.splits[name]
@@ -255,61 +256,44 @@ def load_corpus(
     scheme: str = "iob2",
     limits: Optional[Dict[str, Optional[int]]] = None,
     hub_id: str = HUB_DATASET,
+    hub_options: Optional[Dict[str, Any]] = None,
 ) -> Corpus:
     """Load the three splits from ``directory`` (or the hub when it is None).
 
     ``limits`` maps a split to the number of leading sentences to keep
     (None keeps all). Labels come from train; a dev/test tag that train never
-    had is an error.
+    had is an error. ``hub_options`` go to :func:`.hub_data.load_hub_splits`
+    (``columns``, ``dev_fraction``, ``split_seed``).
     """
     limits = dict(limits or {})
     splits: Dict[str, Split] = {}
+    notes: List[str] = []
     if directory:
         for name, path in find_split_files(directory).items():
             sentences, digest = _read_conll_once(path, scheme)
             splits[name] = Split(name, _limited(sentences, limits.get(name)), str(path), digest)
     else:
-        splits = _load_hub(hub_id, limits)
+        splits, notes = _load_hub(hub_id, limits, scheme, hub_options)
     labels = label_list(splits["train"].sentences)
     for name in ("dev", "test"):
         _check_labels(splits[name], labels)
-    return Corpus(splits, labels)
+    return Corpus(splits, labels, notes)
 
 
-def _load_hub(hub_id: str, limits: Dict[str, Optional[int]]) -> Dict[str, Split]:
-    """Load CoNLL-2003 through ``datasets`` (needs network or a local HF cache)."""
+def _load_hub(hub_id: str, limits: Dict[str, Optional[int]], scheme: str = "iob2",
+              options: Optional[Dict[str, Any]] = None) -> Tuple[Dict[str, Split], List[str]]:
+    """Load a ``datasets`` token-classification dataset (hub id or local folder): see :mod:`.hub_data`."""
     help_text = (
         "point data.dir (or the CONLL2003_DIR environment variable) at a folder with "
         "train.txt/dev.txt/test.txt or eng.train/eng.testa/eng.testb"
     )
     try:
-        import datasets  # noqa: PLC0415 - optional at run time
+        import datasets  # noqa: F401, PLC0415 - optional at run time
     except ImportError:  # pragma: no cover - datasets is a dependency
         raise UserError(f"no data.dir given and the 'datasets' package is missing; {help_text}") from None
+    from .hub_data import DatasetLoadError, load_hub_splits  # noqa: PLC0415 - hub_data imports this module
+
     try:
-        ds = datasets.load_dataset(hub_id)
-    except Exception as e:  # network, cache or hub failure
-        raise UserError(f"no data.dir given and loading {hub_id!r} from the hub failed ({type(e).__name__}: "
-                        f"{str(e).splitlines()[0] if str(e) else ''}); {help_text}") from None
-    names = ds["train"].features["ner_tags"].feature.names
-    hub_split = {"train": "train", "dev": "validation", "test": "test"}
-    out: Dict[str, Split] = {}
-    for name, hs in hub_split.items():
-        sentences: List[Sentence] = []
-        doc = 0
-        content = False
-        for ex in ds[hs]:
-            tokens = list(ex["tokens"])
-            if tokens and tokens[0] == DOCSTART:
-                if content:
-                    doc += 1
-                    content = False
-                continue
-            if not tokens:
-                continue
-            tags = iob1_to_iob2([names[t] for t in ex["ner_tags"]])
-            sentences.append(Sentence(tokens, tags, doc, 0))
-            content = True
-        digest = hashlib.sha256(json.dumps([[s.words, s.tags] for s in sentences]).encode()).hexdigest()
-        out[name] = Split(name, _limited(sentences, limits.get(name)), f"{hub_id}[{hs}]", digest)
-    return out
+        return load_hub_splits(hub_id, limits, scheme, **(options or {}))
+    except DatasetLoadError as e:
+        raise UserError(f"no data.dir given and {e}; {help_text}") from None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Sequence, Tuple
 
 import numpy as np
 
@@ -47,8 +47,9 @@ def cache_key(encoder_cfg: Any, pooling: str, corpus: Corpus, device: str) -> Di
 
 
 def get_features(encoder_cfg: Any, pooling: str, corpus: Corpus, device: str,
-                 cache_dir: str | None = None, progress: bool = True) -> Tuple[CacheEntry, bool]:
-    """The cache entry for this encoder, data and pooling; extract every split if it is missing.
+                 cache_dir: str | None = None, progress: bool = True,
+                 splits: Sequence[str] = SPLITS) -> Tuple[CacheEntry, bool]:
+    """The cache entry for this encoder, data and pooling; extract every split (of ``splits``) if it is missing.
 
     Returns ``(entry, hit)``; ``entry.meta["extract_s"]`` is the extraction time
     of the run that built it.
@@ -57,6 +58,8 @@ def get_features(encoder_cfg: Any, pooling: str, corpus: Corpus, device: str,
     if encoder_cfg.context not in ("sentence", "document"):
         raise UserError(f"encoder.context must be sentence or document, got {encoder_cfg.context!r}")
     key = cache_key(encoder_cfg, pooling, corpus, device)
+    if tuple(splits) != SPLITS:
+        key["splits"] = list(splits)  # an entry of some splits never stands in for a full one
 
     def build(folder: Path) -> Dict[str, Any]:
         t0 = time.perf_counter()
@@ -64,7 +67,7 @@ def get_features(encoder_cfg: Any, pooling: str, corpus: Corpus, device: str,
         load_s = time.perf_counter() - t0
         width = pooled_width(pooling, loaded.hidden_size)
         stats = {}
-        for split in SPLITS:
+        for split in splits:
             sp = corpus[split]
             sentences = [s.words for s in sp.sentences]
             offsets = np.concatenate([[0], np.cumsum([len(s) for s in sentences])]).astype(np.int64)

@@ -38,11 +38,11 @@ from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
 from .batching import batches_by_length, bucketed_batches, to_device_nowait
-from .data import Corpus, load_corpus
+from .data import Corpus
 from .early_stopping import EarlyStopping
 from .encoder import LoadedEncoder, load_encoder, native_bf16, resolve_device
 from .errors import UserError
@@ -50,7 +50,7 @@ from .extract import EncoderBatch, WindowPlan, plan_windows_of
 from .finetune_model import FineTuneTagger
 from .metrics import GoldEntities
 from .optim import build_optimizer, build_schedule
-from .run import _tags_to_ids, results_record, score_and_write, write_results
+from .run import _tags_to_ids, corpus_of, results_record, score_and_write, write_results
 from .train import TrainResult, autocast
 
 log = logging.getLogger(__name__)
@@ -237,7 +237,7 @@ def run_finetune(cfg: DictConfig, out_dir: Path, t_start: float) -> Dict[str, An
     if cfg.trainer.name != "finetune":
         log.warning("strategy=finetune with trainer=%s (lr %g): the fine-tuning recipe is trainer=finetune",
                     cfg.trainer.name, cfg.trainer.lr)
-    corpus = load_corpus(cfg.data.dir, cfg.data.scheme, OmegaConf.to_container(cfg.data.limit), cfg.data.hub_id)
+    corpus = corpus_of(cfg)
     t_load = time.perf_counter()
     loaded = load_encoder(cfg.encoder.name_or_path, cfg.device, "float32", cfg.encoder.max_length)
     load_s = time.perf_counter() - t_load

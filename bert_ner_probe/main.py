@@ -23,6 +23,7 @@ from omegaconf import DictConfig
 from .config import register
 from .errors import UserError
 from .run import run_probe, summary_line
+from .tracking import check_logger, log_job
 
 log = logging.getLogger("bert_ner_probe")
 ERROR_FILE = "error.json"
@@ -46,7 +47,9 @@ def main(cfg: DictConfig) -> float:
     out_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
     try:
+        check_logger(cfg.logger)  # a tracker asked for but not installed fails before any work
         results = run_probe(cfg, out_dir)
+        log_job(cfg, results, out_dir, Path(hc.sweep.dir).resolve() if multirun else None)
     except UserError as e:
         if multirun:
             _record_failure(out_dir, e, user=True)

@@ -78,6 +78,7 @@ _NOT_SECTION_FIELDS = frozenset({
     "seed", "device", "cache_dir", "threads", "progress", "write_predictions",
     "encoder.name", "encoder.name_or_path", "encoder.context", "pooling.method",
     "encoder.batch_size", "encoder.max_tokens", "trainer.eval_batch_size", "trainer.eval_max_words",
+    "logger.name", "logger.tracking_uri", "logger.experiment", "logger.artifact_location", "logger.log_dir",
 })
 
 _SUMMARY_COLUMNS = ["encoder", "encoder_name", "num_layers", "strategy", "layers", "combine",
@@ -685,6 +686,9 @@ class ReportCallback(Callback):
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
         _print_summary(report)
+        from .tracking import log_sweep  # noqa: PLC0415 - the tracker's parent run holds the report
+
+        log_sweep(config, Path(str(config.hydra.sweep.dir)), report)
         if report["failures"]:
             sys.exit(1)
 

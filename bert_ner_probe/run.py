@@ -23,6 +23,7 @@ from .data import Corpus, load_corpus
 from .encoder import num_layers, resolve_device
 from .features import get_features
 from .finetune_model import FINETUNE
+from .hub_data import hub_options
 from .metrics import GoldEntities, score, write_conll
 from .strategies import resolve_layers, select_features, selected_shape
 from .tagger import BiLSTMTagger
@@ -87,6 +88,12 @@ def tagging_data(entry: CacheEntry, corpus: Corpus, layers: Sequence[int], combi
     return data, reused
 
 
+def corpus_of(cfg: DictConfig) -> Corpus:
+    """The run's corpus as ``cfg.data`` describes it (a CoNLL folder, or a ``datasets`` id or folder)."""
+    return load_corpus(cfg.data.dir, cfg.data.scheme, OmegaConf.to_container(cfg.data.limit), cfg.data.hub_id,
+                       hub_options(cfg.data))
+
+
 def run_probe(cfg: DictConfig, out_dir: Path) -> Dict[str, Any]:
     """Run one configuration end to end; return the results dict (also written to ``results.json``)."""
     out_dir = Path(out_dir)
@@ -102,7 +109,7 @@ def run_probe(cfg: DictConfig, out_dir: Path) -> Dict[str, Any]:
     precision = resolve_precision(cfg.trainer.precision, device)  # before any work: bf16 is refused on CUDA
     depth = num_layers(cfg.encoder.name_or_path)
     layers = resolve_layers(None if cfg.strategy.layers is None else list(cfg.strategy.layers), depth)
-    corpus = load_corpus(cfg.data.dir, cfg.data.scheme, OmegaConf.to_container(cfg.data.limit), cfg.data.hub_id)
+    corpus = corpus_of(cfg)
 
     wanted = _wanted(cfg, layers, device)
     forget_features(unless=wanted)  # before a possible extraction, which needs the memory
@@ -213,6 +220,7 @@ def results_record(cfg: DictConfig, corpus: Corpus, *, depth: int, strategy: str
         "features_reused": features_reused,
         "mix_weights": mix_weights,
         "timings": timings,
+        "data_notes": corpus.notes,  # e.g. a dev split carved out of train, no document boundaries
         "sizes": {s: {"sentences": len(corpus[s].sentences), "words": corpus[s].num_words}
                   for s in ("train", "dev", "test")},
         "device": str(device),

@@ -1,0 +1,123 @@
+"""One typed view of a run's results: :class:`RunResult`, built from the ``results.json`` dict.
+
+``results.json`` stays the stored format (written by
+:func:`bert_ner_probe.run.run_probe`, read by the report); :class:`RunResult`
+gives its main fields types and names, and :meth:`RunResult.to_dict` returns
+the dict it was built from, unchanged, so no field is lost — a field added to
+``results.json`` is read here by adding one attribute.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Union
+
+RESULTS_FILE = "results.json"
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Precision, recall and F1 (fractions in [0, 1]) and the number of gold entities."""
+
+    precision: float
+    recall: float
+    f1: float
+    support: Optional[int] = None
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Scores":
+        support = d.get("support")
+        return cls(float(d["precision"]), float(d["recall"]), float(d["f1"]),
+                   None if support is None else int(support))
+
+
+@dataclass(frozen=True)
+class SplitScores(Scores):
+    """Micro scores of one split plus the same per entity type."""
+
+    per_type: Dict[str, Scores] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "SplitScores":
+        micro = Scores.from_dict(d)
+        return cls(micro.precision, micro.recall, micro.f1, micro.support,
+                   {name: Scores.from_dict(s) for name, s in (d.get("per_type") or {}).items()})
+
+
+@dataclass(frozen=True)
+class Epoch:
+    """One training epoch: mean train loss per word, dev F1, seconds."""
+
+    epoch: int
+    train_loss: float
+    dev_f1: float
+    epoch_s: Optional[float] = None
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Epoch":
+        return cls(int(d["epoch"]), float(d["train_loss"]), float(d["dev_f1"]),
+                   None if d.get("epoch_s") is None else float(d["epoch_s"]))
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A finished run: what was probed, how it scored, how long it took, with which config."""
+
+    strategy: str
+    layers: List[int]
+    combine: str
+    pooling: str
+    context: str
+    seed: int
+    encoder: str
+    num_layers: Optional[int]
+    labels: List[str]
+    dev: SplitScores
+    test: SplitScores
+    best_epoch: Optional[int]
+    epochs_run: Optional[int]
+    history: List[Epoch]
+    timings: Dict[str, float]
+    cache_hit: Optional[bool]
+    mix_weights: Optional[Dict[str, Any]]
+    config: Dict[str, Any]
+    data_notes: List[str]
+    raw: Dict[str, Any] = field(repr=False, compare=False)
+    path: Optional[Path] = field(default=None, compare=False)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], path: Optional[Path] = None) -> "RunResult":
+        """Build from a ``results.json`` dict (``path``: the file it came from, if any)."""
+        return cls(
+            strategy=str(d["strategy"]), layers=[int(x) for x in d["layers"]], combine=str(d["combine"]),
+            pooling=str(d["pooling"]), context=str(d["context"]), seed=int(d["seed"]), encoder=str(d["encoder"]),
+            num_layers=None if d.get("num_layers") is None else int(d["num_layers"]),
+            labels=list(d.get("labels") or []),
+            dev=SplitScores.from_dict(d["dev"]), test=SplitScores.from_dict(d["test"]),
+            best_epoch=d.get("best_epoch"), epochs_run=d.get("epochs_run"),
+            history=[Epoch.from_dict(h) for h in d.get("history") or []],
+            timings={k: float(v) for k, v in (d.get("timings") or {}).items()},
+            cache_hit=d.get("cache_hit"), mix_weights=d.get("mix_weights"),
+            config=dict(d.get("config") or {}), data_notes=list(d.get("data_notes") or []),
+            raw=dict(d), path=path,
+        )
+
+    @classmethod
+    def load(cls, path: Union[str, Path]) -> "RunResult":
+        """Read ``results.json`` (the file, or the run folder holding it)."""
+        p = Path(path)
+        if p.is_dir():
+            p = p / RESULTS_FILE
+        return cls.from_dict(json.loads(p.read_text(encoding="utf-8")), p)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The ``results.json`` dict, as written by the run."""
+        return copy.deepcopy(self.raw)
+
+    @property
+    def run_dir(self) -> Optional[Path]:
+        """The run folder (``results.json``'s folder), when loaded from a file."""
+        return None if self.path is None else self.path.parent
