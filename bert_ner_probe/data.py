@@ -205,7 +205,7 @@ def _parse_conll(path: os.PathLike | str, scheme: str,
 
     for lineno, line in enumerate(text.split("\n"), start=1):
         line = line.rstrip("\r")
-        if is_invisible(line):
+        if not "!" <= line[:1] <= "~" and is_invisible(line):  # (most lines start with printable ASCII)
             if line.strip(" \t\f\v"):  # more than ASCII white space: worth a warning
                 invisible.append((lineno, line))
             flush()

