@@ -42,8 +42,12 @@ def _tags_to_ids(corpus: Corpus, split: str) -> List[int]:
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to a temporary sibling, then rename it over ``path``: a reader sees all of it or nothing."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:  # an interrupt or a full disk: leave no partial file
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def check_finite(x: torch.Tensor, offsets: np.ndarray, corpus: Corpus, split: str, entry: CacheEntry) -> None:

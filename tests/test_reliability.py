@@ -86,28 +86,30 @@ def messy_dir(tmp_path_factory, conll_dir) -> Dict:
 
     train: the first 400 lines (no I-LOC in them); dev: 300 lines with Windows line endings,
     one I-PER right after O (an invalid IOB2 transition) and a last line of only a byte-order mark;
-    test: 120 lines and one sentence of 10,000 real test words.
+    test: 120 lines and one sentence of 1,000 real test words (in ``dir``) or of 10,000 (in ``long_dir``,
+    which the sentence-context run reads).
     """
-    d = tmp_path_factory.mktemp("messy")
+    d, long_d = tmp_path_factory.mktemp("messy"), tmp_path_factory.mktemp("messy_long")
     train = _head(conll_dir / "train.txt", 400)
     dev = _head(conll_dir / "dev.txt", 300)
     # The first B-PER that follows an O becomes I-PER: an I- tag conlleval reads as a new entity.
     bad = next(i for i in range(1, len(dev)) if dev[i].endswith(" B-PER") and dev[i - 1].endswith(" O"))
     dev[bad] = dev[bad][: -len("B-PER")] + "I-PER"
     dev += ["\ufeff"]
-    test = _head(conll_dir / "test.txt", 120)
-    pool = [ln for ln in conll_dir.joinpath("test.txt").read_text().splitlines()[:3000]
-            if ln.strip() and not ln.startswith("-DOCSTART-")]
-    long_sentence = [pool[i % len(pool)] for i in range(LONG_WORDS)]
-    assert long_sentence[0].endswith(" O") or " B-" in long_sentence[0]
-    test += long_sentence + [""]
-    (d / "train.txt").write_text("\n".join(train) + "\n")
-    (d / "dev.txt").write_bytes(("\r\n".join(dev) + "\r\n").encode())
-    (d / "test.txt").write_text("\n".join(test) + "\n")
-    unseen = {split: sorted(set(_tags(lines)) - set(_tags(train))) for split, lines in (("dev", dev), ("test", test))}
+    pool = [ln for ln in _word_rows(conll_dir.joinpath("test.txt").read_text().splitlines()[:3000])]
+    tests = {}
+    for folder, n in ((d, LONG_WORDS // 10), (long_d, LONG_WORDS)):
+        long_sentence = [" ".join(pool[i % len(pool)]) for i in range(n)]  # whole sentences: valid IOB2
+        tests[folder] = _head(conll_dir / "test.txt", 120) + long_sentence + [""]
+        (folder / "train.txt").write_text("\n".join(train) + "\n")
+        (folder / "dev.txt").write_bytes(("\r\n".join(dev) + "\r\n").encode())
+        (folder / "test.txt").write_text("\n".join(tests[folder]) + "\n")
+    unseen = {split: sorted(set(_tags(lines)) - set(_tags(train))) for split, lines in (("dev", dev), ("test", tests[d]))}
     assert unseen["dev"] == ["I-LOC"]  # what the scenario needs from the real data
-    return {"dir": d, "train": train, "dev": dev, "test": test, "bad_line": bad + 1, "bom_line": len(dev),
-            "unseen": unseen, "first_unseen_dev": 1 + next(i for i, ln in enumerate(dev) if ln.endswith("I-LOC"))}
+    assert sorted(set(_tags(tests[long_d])) - set(_tags(train))) == unseen["test"]
+    return {"dir": d, "long_dir": long_d, "train": train, "dev": dev, "test": tests[d], "long_test": tests[long_d],
+            "bad_line": bad + 1, "bom_line": len(dev), "unseen": unseen,
+            "first_unseen_dev": 1 + next(i for i, ln in enumerate(dev) if ln.endswith("I-LOC"))}
 
 
 def _wait_for(predicate, timeout: float, proc: subprocess.Popen = None) -> None:
@@ -149,7 +151,8 @@ def shared(tmp_path_factory, messy_dir) -> Dict:
     victim.communicate(timeout=60)
     assert list(cache.glob(".tmp-*")) and not [p for p in cache.iterdir() if p.is_dir() and p.name[0] != "."]
 
-    sentence = _popen([*data, "encoder.context=sentence", f"cache_dir={tmp / 'cache_sentence'}",
+    sentence = _popen([f"data.dir={messy_dir['long_dir']}", *FAST, "encoder.context=sentence",
+                       f"cache_dir={tmp / 'cache_sentence'}",
                        f"hydra.run.dir={tmp / 'sentence'}"], tmp)
     jobs = [_popen([*data, f"cache_dir={cache}", f"seed={seed}", f"hydra.run.dir={tmp / f'job{seed}'}"], tmp)
             for seed in (1, 2, 3)]
@@ -170,12 +173,12 @@ def test_sigkill_during_extraction_then_three_parallel_jobs_extract_once(shared)
 
 
 def test_messy_corpus_runs_with_one_warning_per_kind(shared, messy_dir):
-    dev = messy_dir["dir"] / "dev.txt"
     n_iloc = _tags(messy_dir["dev"]).count("I-LOC")
-    unseen = f"{dev}:{messy_dir['first_unseen_dev']}: tag 'I-LOC' in the dev split never occurs in the training data"
-    repaired = f"{dev}:{messy_dir['bad_line']}: tag 'I-PER' follows 'O', which IOB2 does not allow"
-    invisible = f"{dev}:{messy_dir['bom_line']}: a line of only invisible characters ('\\ufeff')"
-    for proc in (shared["sentence"][1], shared["procs"][0]):
+    for folder, proc in ((messy_dir["long_dir"], shared["sentence"][1]), (messy_dir["dir"], shared["procs"][0])):
+        dev = folder / "dev.txt"
+        unseen = f"{dev}:{messy_dir['first_unseen_dev']}: tag 'I-LOC' in the dev split never occurs in the training data"
+        repaired = f"{dev}:{messy_dir['bad_line']}: tag 'I-PER' follows 'O', which IOB2 does not allow"
+        invisible = f"{dev}:{messy_dir['bom_line']}: a line of only invisible characters ('\\ufeff')"
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         out = proc.stdout + proc.stderr
         assert "Traceback" not in out
@@ -185,9 +188,10 @@ def test_messy_corpus_runs_with_one_warning_per_kind(shared, messy_dir):
         assert out.count(invisible) == 1
 
 
-@pytest.mark.parametrize("context", ["sentence", "document"])
-def test_messy_corpus_predicts_every_word_and_keeps_gold_tags(shared, messy_dir, context):
+@pytest.mark.parametrize("context,longest", [("sentence", LONG_WORDS), ("document", LONG_WORDS // 10)])
+def test_messy_corpus_predicts_every_word_and_keeps_gold_tags(shared, messy_dir, context, longest):
     run = shared["sentence"][0] if context == "sentence" else shared["jobs"][0]
+    lines = {"dev": messy_dir["dev"], "test": messy_dir["long_test" if context == "sentence" else "test"]}
     results = json.loads((run / "results.json").read_text())
     assert results["context"] == context and results["status"] == "ok"
     unseen = {split: sorted(tags) for split, tags in results["unseen_labels"].items()}
@@ -196,7 +200,7 @@ def test_messy_corpus_predicts_every_word_and_keeps_gold_tags(shared, messy_dir,
     for split in ("dev", "test"):
         blocks = (run / "predictions" / f"{split}.conll").read_text().split("\n\n")
         rows = [ln.split(" ") for block in blocks for ln in block.splitlines()]
-        source = _word_rows(messy_dir[split])
+        source = _word_rows(lines[split])
         assert len(rows) == len(source) == results["sizes"][split]["words"]  # every word predicted
         assert [r[0] for r in rows] == [s[0] for s in source]
         expected = [s[-1] for s in source]
@@ -207,7 +211,7 @@ def test_messy_corpus_predicts_every_word_and_keeps_gold_tags(shared, messy_dir,
         assert [r[1] for r in rows] == expected  # unseen tags stay in the gold column
         assert {r[2] for r in rows} <= set(results["labels"])  # predictions only from training's tags
     test_sentences = (run / "predictions" / "test.conll").read_text().strip("\n").split("\n\n")
-    assert max(len(b.splitlines()) for b in test_sentences) == LONG_WORDS
+    assert max(len(b.splitlines()) for b in test_sentences) == longest
 
 
 # --------------------------------------------------------------------------- damaged caches, NaN features
@@ -368,3 +372,18 @@ def test_user_errors_name_the_file_and_line(tmp_path, messy_dir):
     for k in range(4):
         assert json.loads((sweep / str(k) / "error.json").read_text())["traceback"] is None  # user errors
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())  # nothing extracted
+
+
+def test_sigterm_stops_a_single_run_without_results(shared, tmp_path, messy_dir):
+    """What SLURM sends at a time limit: one line, status 128 + 15, no results.json."""
+    run = tmp_path / "run"
+    proc = _popen([f"data.dir={messy_dir['dir']}", *FAST, "trainer.epochs=500", "trainer.patience=500",
+                   f"cache_dir={shared['cache']}", f"hydra.run.dir={run}"], tmp_path)
+    _wait_for(lambda: any("epoch 1/500" in p.read_text() for p in run.glob("*.log")), 300, proc)
+    proc.send_signal(signal.SIGTERM)
+    done = _finish(proc, timeout=120)
+    assert done.returncode == 128 + signal.SIGTERM, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    assert [ln for ln in done.stderr.splitlines() if ln.startswith("error: ")] == [
+        f"error: interrupted by SIGTERM; {run} holds no results.json"]
+    assert not [p.name for p in run.iterdir() if "results" in p.name]
