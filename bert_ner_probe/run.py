@@ -12,7 +12,7 @@ import os
 import platform
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -50,19 +50,34 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
-def check_finite(x: torch.Tensor, offsets: np.ndarray, corpus: Corpus, split: str, entry: CacheEntry) -> None:
-    """Raise a :class:`UserError` naming the first sentence when any selected feature is NaN or Inf.
+def _nonfinite_rows(block: torch.Tensor) -> Optional[torch.Tensor]:
+    """Which rows of ``block`` (Shape: (words, ...)) hold NaN or Inf; None when none does (the common case).
 
-    ``x`` Shape: (words, ...). Read in blocks of 65,536 words, so the check needs little memory.
+    On the CPU a float16 block is first tested through its bits: a value is NaN or Inf exactly when its
+    five exponent bits are all ones (``bits & 0x7C00 == 0x7C00``); one ``max`` over that is about
+    10x faster than ``torch.isfinite`` on float16.
+    """
+    if block.dtype == torch.float16 and not block.is_cuda:
+        bits = block.contiguous().numpy().view(np.uint16)
+        if int(np.bitwise_and(bits, np.uint16(0x7C00)).max(initial=0)) != 0x7C00:
+            return None
+    bad = ~torch.isfinite(block.reshape(block.shape[0], -1)).all(dim=1)  # Shape: (words,)
+    return bad if bool(bad.any()) else None
+
+
+def check_finite(x: torch.Tensor, offsets: np.ndarray, corpus: Corpus, split: str, entry: CacheEntry) -> None:
+    """Raise a :class:`UserError` naming the first word when any selected feature is NaN or Inf.
+
+    ``x`` Shape: (words, ...). Read in blocks of 8,192 words, so the check needs little memory.
     """
     bad_words, first = 0, None
-    for start in range(0, x.shape[0], 1 << 16):
-        block = x[start:start + (1 << 16)]
-        bad = ~torch.isfinite(block.reshape(block.shape[0], -1)).all(dim=1)  # Shape: (block words,)
-        n = int(bad.sum())
-        if n and first is None:
+    for start in range(0, x.shape[0], 8192):
+        bad = _nonfinite_rows(x[start:start + 8192])
+        if bad is None:
+            continue
+        if first is None:
             first = start + int(bad.nonzero()[0, 0])
-        bad_words += n
+        bad_words += int(bad.sum())
     if first is None:
         return
     sent_idx = int(np.searchsorted(offsets, first, side="right")) - 1

@@ -387,3 +387,17 @@ def test_sigterm_stops_a_single_run_without_results(shared, tmp_path, messy_dir)
     assert [ln for ln in done.stderr.splitlines() if ln.startswith("error: ")] == [
         f"error: interrupted by SIGTERM; {run} holds no results.json"]
     assert not [p.name for p in run.iterdir() if "results" in p.name]
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_nonfinite_rows_finds_nan_and_both_infinities_and_nothing_else(dtype):
+    import torch
+
+    from bert_ner_probe.run import _nonfinite_rows
+
+    x = torch.full((40, 3, 8), 65504.0, dtype=getattr(torch, dtype))  # the largest finite float16
+    x[1::2] *= -1
+    assert _nonfinite_rows(x) is None and _nonfinite_rows(x[:0]) is None
+    for row, value in ((3, float("nan")), (17, float("inf")), (38, -float("inf"))):
+        x[row, 2, 5] = value
+    assert _nonfinite_rows(x).nonzero().ravel().tolist() == [3, 17, 38]
