@@ -61,7 +61,7 @@ def _nonfinite_rows(block: torch.Tensor) -> Optional[torch.Tensor]:
         bits = block.contiguous().numpy().view(np.uint16)
         if int(np.bitwise_and(bits, np.uint16(0x7C00)).max(initial=0)) != 0x7C00:
             return None
-    bad = ~torch.isfinite(block.reshape(block.shape[0], -1)).all(dim=1)  # Shape: (words,)
+    bad = ~torch.isfinite(block.flatten(1)).all(dim=1)  # Shape: (words,)
     return bad if bool(bad.any()) else None
 
 
