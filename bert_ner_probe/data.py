@@ -15,6 +15,7 @@ the first file:line (``data.strict_*`` turn them into errors):
 * a dev or test tag that training lacks stays in the gold tags; the tagger
   cannot predict it, so its entities score as misses
   (``data.strict_labels=true`` makes it an error).
+
 With no local directory the corpus comes from the Hugging Face hub
 (``eriktks/conll2003``) through :mod:`datasets`.
 """
@@ -117,14 +118,10 @@ def iob1_to_iob2(tags: Sequence[str]) -> List[str]:
 
 
 def _iob2_violations(sentence: Sentence) -> List[Tuple[int, str, str]]:
-    """``(index, tag, previous tag)`` of each ``I-X`` after ``O`` or after another type."""
-    found = []
-    prev = "O"
-    for k, tag in enumerate(sentence.tags):
-        if tag.startswith("I-") and (prev == "O" or prev[2:] != tag[2:]):
-            found.append((k, tag, prev))
-        prev = tag
-    return found
+    """``(index, tag, previous tag)`` of each ``I-X`` after ``O`` or after another type: where IOB1 reading changes it."""
+    tags = sentence.tags
+    return [(k, tag, tags[k - 1] if k else "O")
+            for k, (tag, read) in enumerate(zip(tags, iob1_to_iob2(tags))) if tag != read]
 
 
 def _repair_iob2(path: str, sentences: List[Sentence], strict: bool) -> List[str]:
