@@ -401,3 +401,14 @@ def test_nonfinite_rows_finds_nan_and_both_infinities_and_nothing_else(dtype):
     for row, value in ((3, float("nan")), (17, float("inf")), (38, -float("inf"))):
         x[row, 2, 5] = value
     assert _nonfinite_rows(x).nonzero().ravel().tolist() == [3, 17, 38]
+
+
+def test_unknown_pooling_and_negative_learning_rate_exit_2(tmp_path, messy_dir):
+    """Two bad values as single runs (at once): one line each, before any extraction."""
+    cases = {"pooling.method=median": "pooling.method='median': expected one of",
+             "trainer.lr=-0.001": "trainer.lr=-0.001: must be positive"}
+    procs = {o: _popen([o, f"data.dir={messy_dir['dir']}", *FAST, f"cache_dir={tmp_path / 'cache'}",
+                        f"hydra.run.dir={tmp_path / str(k)}"], tmp_path) for k, o in enumerate(cases)}
+    for override, proc in procs.items():
+        assert _one_error_line(_finish(proc)).startswith(f"error: {cases[override]}")
+    assert not (tmp_path / "cache").exists()
