@@ -13,25 +13,47 @@ trusts. A file lock per entry makes parallel jobs extract once: the first
 takes the lock and builds, the others wait and then read the finished entry.
 Each feature file is flushed to disk (``msync``) before its entry is
 completed, so jobs on other nodes of a shared filesystem read what was written.
+
+Nothing damaged is trusted: ``meta.json`` records each file's byte size, a
+checksum over sampled blocks (:func:`file_record`, cheap enough for every
+open) and a CRC-32 of the whole file (for ``bert-ner-probe-cache verify
+--full``). Opening an entry checks sizes and sampled checksums; a damaged or
+incomplete entry is rebuilt under the lock with one warning line, or, with
+``rebuild=False``, is a :class:`CacheError` naming it. Each open touches
+``last_used`` in the entry, which ``bert-ner-probe-cache`` lists and prunes by.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
+import time
 import uuid
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 from filelock import FileLock
 
+from .errors import UserError
+
 FORMAT_VERSION = 3  # bump whenever extraction changes what a feature holds
 META = "meta.json"
+LAST_USED = "last_used"  # touched at every open; its mtime is the entry's last use
+SAMPLE_BLOCKS = 64  # blocks read per file by the sampled checksum ...
+SAMPLE_BLOCK_BYTES = 1 << 14  # ... of 16 KiB each: at most 1 MiB per file and open
+_CHUNK = 1 << 24
+log = logging.getLogger(__name__)
+
+
+class CacheError(UserError):
+    """A damaged cache entry that may not be rebuilt (``cache.rebuild=false``)."""
 
 
 @dataclass
@@ -71,42 +93,189 @@ def entry_name(key: Dict[str, Any]) -> str:
     return f"{slug}-{digest}"
 
 
-def _complete(path: Path) -> bool:
-    return (path / META).is_file()
+def sampled_digest(path: Path, size: int) -> str:
+    """sha256 over the file's size and :data:`SAMPLE_BLOCKS` evenly spaced blocks (the whole file when small).
+
+    The blocks start at ``round(i * (size - block) / (blocks - 1))`` for ``i = 0 … blocks - 1``, so the
+    first and last bytes (the ``.npy`` header and the tail a cut-off copy loses) are always read.
+    """
+    h = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as fh:
+        if size <= SAMPLE_BLOCKS * SAMPLE_BLOCK_BYTES:
+            h.update(fh.read())
+        else:
+            step = (size - SAMPLE_BLOCK_BYTES) / (SAMPLE_BLOCKS - 1)
+            for i in range(SAMPLE_BLOCKS):
+                fh.seek(round(i * step))
+                h.update(fh.read(SAMPLE_BLOCK_BYTES))
+    return h.hexdigest()
+
+
+def full_crc32(path: Path) -> int:
+    """CRC-32 of the whole file (about 2 GB/s), for a full verify."""
+    crc = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            crc = zlib.crc32(chunk, crc)
+    return crc
+
+
+def file_record(path: Path) -> Dict[str, Any]:
+    """What ``meta.json`` keeps of one file: ``{"bytes", "sampled_sha256", "crc32"}``."""
+    size = path.stat().st_size
+    return {"bytes": size, "sampled_sha256": sampled_digest(path, size), "crc32": full_crc32(path)}
+
+
+def check_entry(path: Path, full: bool = False) -> Optional[str]:
+    """Why the entry folder ``path`` cannot be trusted, or None when it is intact.
+
+    Checks that ``meta.json`` reads and records its files, then each file's size and
+    sampled checksum (and with ``full`` its whole-file CRC-32).
+    """
+    if not (path / META).is_file():
+        return f"no {META}: the entry is incomplete"
+    try:
+        meta = json.loads((path / META).read_text())
+        files = meta["files"]
+        if not isinstance(files, dict) or not files:
+            raise KeyError("files")
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"{META} is unreadable or records no file sizes and checksums (an older or damaged entry)"
+    for name, rec in files.items():
+        p = path / name
+        try:
+            size = p.stat().st_size
+        except OSError:
+            return f"{name} is missing"
+        if size != rec.get("bytes"):
+            return f"{name} holds {size} bytes, {META} records {rec.get('bytes')} (truncated or overwritten)"
+        if sampled_digest(p, size) != rec.get("sampled_sha256"):
+            return f"{name} differs from its checksum in {META} (overwritten)"
+        if full and full_crc32(p) != rec.get("crc32"):
+            return f"{name} differs from its whole-file CRC-32 in {META} (overwritten)"
+    return None
+
+
+def _touch(path: Path) -> None:
+    """Record a use of the entry (a read-only cache just does not record it)."""
+    try:
+        (path / LAST_USED).touch()
+    except OSError:
+        pass
+
+
+def _open_checked(final: Path) -> Tuple[Optional[CacheEntry], Optional[str]]:
+    """``(entry, None)`` for an intact entry, ``(None, why)`` for a damaged one, ``(None, None)`` if absent."""
+    if not final.exists():
+        return None, None
+    why = check_entry(final)
+    if why is not None:
+        return None, why
+    _touch(final)
+    return CacheEntry(final, json.loads((final / META).read_text())), None
+
+
+def _damaged(final: Path, why: str) -> CacheError:
+    return CacheError(f"cache entry {final} is damaged: {why}; remove it (bert-ner-probe-cache rm {final.name}) "
+                      "or set cache.rebuild=true to rebuild it")
 
 
 def get_or_build(
     root: os.PathLike | str,
     key: Dict[str, Any],
     build: Callable[[Path], Dict[str, Any]],
+    rebuild: bool = True,
 ) -> Tuple[CacheEntry, bool]:
-    """Return the entry for ``key``, building it with ``build(tmp_dir)`` if absent.
+    """Return the entry for ``key``, building it with ``build(tmp_dir)`` if absent or damaged.
 
     ``build`` writes ``<split>.npy`` and ``<split>.offsets.npy`` into the
     folder it is given and returns extra metadata. Returns ``(entry, hit)``
-    where ``hit`` is True when no build ran in this call.
+    where ``hit`` is True when no build ran in this call. A damaged entry
+    (see :func:`check_entry`) is rebuilt with one warning, or raises
+    :class:`CacheError` when ``rebuild`` is False.
     """
     root = Path(root).expanduser()
     root.mkdir(parents=True, exist_ok=True)
     name = entry_name(key)
     final = root / name
-    if _complete(final):
-        return CacheEntry(final, json.loads((final / META).read_text())), True
+    entry, why = _open_checked(final)
+    if entry is not None:
+        return entry, True
+    if why is not None and not rebuild:
+        raise _damaged(final, why)
     with FileLock(str(root / f"{name}.lock")):
-        if _complete(final):  # another job built it while we waited
-            return CacheEntry(final, json.loads((final / META).read_text())), True
+        entry, why = _open_checked(final)
+        if entry is not None:  # another job built it while we waited
+            return entry, True
+        if why is not None:
+            if not rebuild:
+                raise _damaged(final, why)
+            log.warning("cache entry %s is damaged (%s): rebuilding it", final, why)
         for stale in root.glob(f".tmp-{name}-*"):  # left by a killed build; we hold the lock
             shutil.rmtree(stale, ignore_errors=True)
-        if final.exists():  # incomplete, e.g. from an older crash: never trusted
+        if final.exists():  # damaged or incomplete: never trusted
             shutil.rmtree(final)
         tmp = root / f".tmp-{name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
         try:
             extra = build(tmp)
-            meta = {"format": FORMAT_VERSION, "key": key, **extra}
+            files = {p.name: file_record(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+            meta = {"format": FORMAT_VERSION, "key": key, **extra, "created": time.time(), "files": files}
             (tmp / META).write_text(json.dumps(meta, indent=2, default=str))
+            (tmp / LAST_USED).touch()
             os.replace(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     return CacheEntry(final, meta), False
+
+
+# --------------------------------------------------------------------------- listing and removal
+
+
+@dataclass
+class EntryInfo:
+    """One folder of the cache as ``bert-ner-probe-cache`` shows it."""
+
+    name: str
+    path: Path
+    meta: Optional[Dict[str, Any]]  # None when meta.json is missing or unreadable
+    bytes: int
+    last_used: float  # seconds since the epoch: last_used's mtime, else meta.json's, else the folder's
+
+
+def _folder_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def list_entries(root: os.PathLike | str) -> List[EntryInfo]:
+    """Every entry folder under ``root`` (temporary build folders and locks skipped), least recently used first."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        return []
+    out = []
+    for path in root.iterdir():
+        if not path.is_dir() or path.name.startswith("."):
+            continue
+        try:
+            meta = json.loads((path / META).read_text())
+        except (OSError, ValueError):
+            meta = None
+        stamps = [p for p in (path / LAST_USED, path / META, path) if p.exists()]
+        out.append(EntryInfo(path.name, path, meta, _folder_bytes(path), stamps[0].stat().st_mtime))
+    return sorted(out, key=lambda e: (e.last_used, e.name))
+
+
+def remove_entry(root: os.PathLike | str, name: str) -> int:
+    """Delete one entry folder under its lock (waiting for a build of it to end); return the bytes freed.
+
+    Raises :class:`UserError` when ``name`` is no entry of ``root``.
+    """
+    root = Path(root).expanduser()
+    path = root / name
+    if "/" in name or name.startswith(".") or not path.is_dir():
+        raise UserError(f"{path}: no such cache entry (see bert-ner-probe-cache list)")
+    with FileLock(str(root / f"{name}.lock")):
+        freed = _folder_bytes(path)
+        shutil.rmtree(path)
+    return freed

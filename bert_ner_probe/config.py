@@ -39,6 +39,8 @@ class DataConfig:
     dir: Optional[str] = None  # folder with train.txt/dev.txt/test.txt or eng.train/...; null = hub
     hub_id: str = "eriktks/conll2003"
     scheme: str = "iob2"  # iob1 | iob2 (IOB1 is converted to IOB2)
+    strict_scheme: bool = False  # an invalid IOB2 transition is an error (default: repaired as conlleval reads it)
+    strict_labels: bool = False  # a dev/test tag training lacks is an error (default: warned, scored as misses)
     limit: LimitConfig = field(default_factory=LimitConfig)
     columns: ColumnsConfig = field(default_factory=ColumnsConfig)  # datasets only
     dev_fraction: float = 0.1  # datasets without a dev split: this share of train becomes dev
@@ -124,6 +126,11 @@ class LoggerConfig:
 
 
 @dataclass
+class CacheConfig:
+    rebuild: bool = True  # a damaged or incomplete cache entry is rebuilt (false: an error naming the entry)
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
@@ -137,6 +144,8 @@ class Config:
     seed: int = 1
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     cache_dir: Optional[str] = None  # null = $BERT_NER_PROBE_CACHE or ~/.cache/bert_ner_probe
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    resume: bool = False  # multirun: skip jobs whose folder holds a complete results.json of the same config
     threads: Optional[int] = None  # torch CPU threads; null = torch's default
     progress: bool = True  # tqdm bars
     write_predictions: bool = True

@@ -4,6 +4,18 @@ Reads column files (``word POS chunk NER`` or ``word NER``; the tag is the
 last column), keeps ``-DOCSTART-`` document boundaries, converts IOB1 input to
 IOB2, and checks every line: a malformed one raises
 :class:`~bert_ner_probe.errors.DataFormatError` naming the file and line.
+
+Valid but messy input runs with one warning line per file and kind, naming
+the first file:line (``data.strict_*`` turn them into errors):
+
+* a line of only invisible characters (U+FEFF, U+200B, U+00A0, …) is a blank line;
+* an IOB2 ``I-X`` after ``O`` or after another type is repaired the way
+  conlleval reads it: it opens a new entity, so it becomes ``B-X``
+  (``data.strict_scheme=true`` makes it an error);
+* a dev or test tag that training lacks stays in the gold tags; the tagger
+  cannot predict it, so its entities score as misses
+  (``data.strict_labels=true`` makes it an error).
+
 With no local directory the corpus comes from the Hugging Face hub
 (``eriktks/conll2003``) through :mod:`datasets`.
 """
@@ -11,9 +23,10 @@ With no local directory the corpus comes from the Hugging Face hub
 from __future__ import annotations
 
 import hashlib
-import json
+import logging
 import os
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
@@ -30,6 +43,12 @@ SPLIT_FILES: Dict[str, Tuple[str, ...]] = {
 }
 HUB_DATASET = "eriktks/conll2003"
 _TAG_RE = re.compile(r"^(O|[BI]-\S+)$")
+log = logging.getLogger(__name__)
+
+
+def is_invisible(line: str) -> bool:
+    """True for a line of only white space and format characters (U+FEFF, U+200B, U+00A0, …): a blank line."""
+    return all(ch.isspace() or unicodedata.category(ch) in ("Cf", "Zs", "Zl", "Zp", "Cc") for ch in line)
 
 
 @dataclass
@@ -65,11 +84,14 @@ class Split:
 
 @dataclass
 class Corpus:
-    """Train, dev and test splits and the label set (taken from train)."""
+    """Train, dev and test splits and the label set the tagger predicts (taken from train)."""
 
     splits: Dict[str, Split]
     labels: List[str] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)  # how the data was read, for results.json (hub datasets)
+    # Per dev/test split, each tag that training lacks and how often it occurs there: kept in the
+    # gold tags and scored, but outside ``labels``, so the tagger never predicts it.
+    unseen_labels: Dict[str, Dict[str, int]] = field(default_factory=dict)
 
     def __getitem__(self, name: str) -> Split:
         return self.splits[name]
@@ -95,27 +117,59 @@ def iob1_to_iob2(tags: Sequence[str]) -> List[str]:
     return out
 
 
-def _check_iob2(path: str, sentence: Sentence) -> None:
-    prev = "O"
-    for k, tag in enumerate(sentence.tags):
-        if tag.startswith("I-") and (prev == "O" or prev[2:] != tag[2:]):
-            raise DataFormatError(
-                path,
-                sentence.line + k,
-                f"tag {tag!r} follows {prev!r}, which IOB2 does not allow; "
-                "if this file is IOB1 set data.scheme=iob1",
-            )
-        prev = tag
+def _iob2_violations(sentence: Sentence) -> List[Tuple[int, str, str]]:
+    """``(index, tag, previous tag)`` of each ``I-X`` after ``O`` or after another type: where IOB1 reading changes it."""
+    tags = sentence.tags
+    return [(k, tag, tags[k - 1] if k else "O")
+            for k, (tag, read) in enumerate(zip(tags, iob1_to_iob2(tags))) if tag != read]
 
 
-def read_conll(path: os.PathLike | str, scheme: str = "iob2") -> Tuple[List[Sentence], str]:
-    """Read one CoNLL column file.
+def _repair_iob2(path: str, sentences: List[Sentence], strict: bool) -> List[str]:
+    """Repair invalid IOB2 transitions in place as conlleval reads them (``I-X`` → ``B-X``).
+
+    Returns the warning (one line, or none); with ``strict`` the first one is a :class:`DataFormatError`.
+    """
+    count, first = 0, None
+    for s in sentences:
+        bad = _iob2_violations(s)
+        if not bad:
+            continue
+        if first is None:
+            k, tag, prev = bad[0]
+            first = (s.line + k, tag, prev)
+            if strict:
+                raise DataFormatError(path, first[0], f"tag {tag!r} follows {prev!r}, which IOB2 does not allow; "
+                                      "if this file is IOB1 set data.scheme=iob1 (or data.strict_scheme=false "
+                                      "to read it as conlleval does)")
+        count += len(bad)
+        s.tags = iob1_to_iob2(s.tags)
+    if first is None:
+        return []
+    line, tag, prev = first
+    return [f"{path}:{line}: tag {tag!r} follows {prev!r}, which IOB2 does not allow; read as the start of a "
+            f"new entity (B-{tag[2:]}) as conlleval does, {count} such tag(s) repaired in this file "
+            "(data.strict_scheme=true makes this an error)"]
+
+
+def read_conll(path: os.PathLike | str, scheme: str = "iob2",
+               strict_scheme: bool = False) -> Tuple[List[Sentence], str]:
+    """Read one CoNLL column file; log its warnings (see the module docstring).
 
     Returns the sentences (tags in IOB2) and the sha256 of the file's bytes.
     Raises :class:`DataFormatError` for a missing or empty file, a line whose
-    column count differs from the file's first line, an empty token, or a tag
-    that is not ``O``/``B-X``/``I-X``.
+    column count differs from the file's first line, an empty token, a tag
+    that is not ``O``/``B-X``/``I-X``, or (with ``strict_scheme``) an invalid
+    IOB2 transition.
     """
+    sentences, digest, warnings = _parse_conll(path, scheme, strict_scheme)
+    for w in warnings:
+        log.warning(w)
+    return sentences, digest
+
+
+def _parse_conll(path: os.PathLike | str, scheme: str,
+                 strict_scheme: bool) -> Tuple[List[Sentence], str, List[str]]:
+    """:func:`read_conll` without logging: ``(sentences, sha256, warning lines)``."""
     if scheme not in ("iob1", "iob2"):
         raise UserError(f"data.scheme must be iob1 or iob2, got {scheme!r}")
     p = Path(path)
@@ -137,6 +191,7 @@ def read_conll(path: os.PathLike | str, scheme: str = "iob2") -> Tuple[List[Sent
     doc = 0
     seen_doc_content = False
     ncols: Optional[int] = None
+    invisible: List[Tuple[int, str]] = []  # (line, text) of lines of only invisible characters
 
     def flush() -> None:
         nonlocal words, tags, seen_doc_content
@@ -147,7 +202,9 @@ def read_conll(path: os.PathLike | str, scheme: str = "iob2") -> Tuple[List[Sent
 
     for lineno, line in enumerate(text.split("\n"), start=1):
         line = line.rstrip("\r")
-        if not line.strip():
+        if not "!" <= line[:1] <= "~" and is_invisible(line):  # (most lines start with printable ASCII)
+            if line.strip(" \t\f\v"):  # more than ASCII white space: worth a warning
+                invisible.append((lineno, line))
             flush()
             continue
         if line[0] in " \t":
@@ -180,30 +237,40 @@ def read_conll(path: os.PathLike | str, scheme: str = "iob2") -> Tuple[List[Sent
 
     if not sentences:
         raise DataFormatError(p, None, "no sentences: the file is empty")
-    for s in sentences:
-        if scheme == "iob1":
+    warnings: List[str] = []
+    if invisible:
+        line, text = invisible[0]
+        warnings.append(f"{p}:{line}: a line of only invisible characters ({text!r}) is read as a blank line "
+                        f"({len(invisible)} such line(s) in this file)")
+    if scheme == "iob1":
+        for s in sentences:
             s.tags = iob1_to_iob2(s.tags)
-        else:
-            _check_iob2(str(p), s)
-    return sentences, digest
+    else:
+        warnings += _repair_iob2(str(p), sentences, strict_scheme)
+    return sentences, digest, warnings
 
 
-# Files read by this process: {(path, scheme): ((inode, size, mtime, ctime), (sentences, digest))}. The jobs of
-# a sweep run one after another in one process and read the same three files; the sentences are
-# never modified after reading, so each file is parsed once while it is unchanged.
-_read_files: Dict[Tuple[str, str], Tuple[Tuple[int, int], Tuple[List[Sentence], str]]] = {}
+# Files read by this process: {(path, scheme, strict): ((inode, size, mtime, ctime), (sentences, digest,
+# warnings))}. The jobs of a sweep run one after another in one process and read the same three files;
+# the sentences are never modified after reading, so each file is parsed once while it is unchanged.
+_read_files: Dict[Tuple[str, str, bool], Tuple[Tuple[int, ...], Tuple[List[Sentence], str, List[str]]]] = {}
 
 
-def _read_conll_once(path: Path, scheme: str) -> Tuple[List[Sentence], str]:
-    """:func:`read_conll`, or its earlier result while the file's inode, size, mtime and ctime are unchanged."""
+def _read_conll_once(path: Path, scheme: str, strict_scheme: bool = False) -> Tuple[List[Sentence], str]:
+    """:func:`read_conll`, or its earlier result while the file's inode, size, mtime and ctime are unchanged.
+
+    The file's warnings are logged on every call, so each job's log has them.
+    """
     st = path.stat()
-    key, stamp = (str(path.resolve()), scheme), (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    key, stamp = (str(path.resolve()), scheme, strict_scheme), (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     seen = _read_files.get(key)
-    if seen is not None and seen[0] == stamp:
-        return seen[1]
-    result = read_conll(path, scheme)
-    _read_files[key] = (stamp, result)
-    return result
+    if seen is None or seen[0] != stamp:
+        seen = (stamp, _parse_conll(path, scheme, strict_scheme))
+        _read_files[key] = seen
+    sentences, digest, warnings = seen[1]
+    for w in warnings:
+        log.warning(w)
+    return sentences, digest
 
 
 def find_split_files(directory: os.PathLike | str) -> Dict[str, Path]:
@@ -232,17 +299,36 @@ def _limited(sentences: List[Sentence], limit: Optional[int]) -> List[Sentence]:
     return sentences[:limit]
 
 
-def _check_labels(split: Split, labels: Iterable[str]) -> None:
+def _unseen_labels(split: Split, labels: Iterable[str], strict: bool) -> Dict[str, int]:
+    """The tags of ``split`` that ``labels`` (training) lacks, with their counts; log one warning line.
+
+    With ``strict`` the first one is a :class:`DataFormatError`. Such tags stay in the gold tags; the
+    tagger cannot predict them, so seqeval scores their entities as misses (as every peer tool does).
+    """
     known = set(labels)
+    counts: Dict[str, int] = {}
+    first: Optional[Tuple[Optional[int], str]] = None
     for s in split.sentences:
         for k, tag in enumerate(s.tags):
-            if tag not in known:
-                raise DataFormatError(
-                    split.source,
-                    s.line + k if s.line else None,
-                    f"tag {tag!r} in the {split.name} split never occurs in the training data "
-                    f"(train labels: {', '.join(sorted(known))})",
-                )
+            if tag in known:
+                continue
+            where = s.line + k if s.line else None
+            if first is None:
+                first = (where, tag)
+                if strict:
+                    raise DataFormatError(
+                        split.source, where,
+                        f"tag {tag!r} in the {split.name} split never occurs in the training data "
+                        f"(train labels: {', '.join(sorted(known))}; data.strict_labels=false runs and "
+                        "scores such entities as misses)")
+            counts[tag] = counts.get(tag, 0) + 1
+    if first is not None:
+        where = f"{split.source}:{first[0]}" if first[0] is not None else split.source
+        listed = ", ".join(f"{t} x{n}" for t, n in sorted(counts.items()))
+        log.warning(f"{where}: tag {first[1]!r} in the {split.name} split never occurs in the training data; "
+                    f"{sum(counts.values())} such tag(s) ({listed}) stay in the gold tags, the tagger cannot "
+                    "predict them and they score as misses (data.strict_labels=true makes this an error)")
+    return counts
 
 
 def label_list(sentences: Iterable[Sentence]) -> List[str]:
@@ -257,12 +343,16 @@ def load_corpus(
     limits: Optional[Dict[str, Optional[int]]] = None,
     hub_id: str = HUB_DATASET,
     hub_options: Optional[Dict[str, Any]] = None,
+    strict_labels: bool = False,
+    strict_scheme: bool = False,
 ) -> Corpus:
     """Load the three splits from ``directory`` (or the hub when it is None).
 
     ``limits`` maps a split to the number of leading sentences to keep
     (None keeps all). Labels come from train; a dev/test tag that train never
-    had is an error. ``hub_options`` go to :func:`.hub_data.load_hub_splits`
+    had is a warning and lands in ``Corpus.unseen_labels`` (an error with
+    ``strict_labels``). ``strict_scheme`` makes an invalid IOB2 transition an
+    error instead of a repair. ``hub_options`` go to :func:`.hub_data.load_hub_splits`
     (``columns``, ``dev_fraction``, ``split_seed``).
     """
     limits = dict(limits or {})
@@ -270,14 +360,14 @@ def load_corpus(
     notes: List[str] = []
     if directory:
         for name, path in find_split_files(directory).items():
-            sentences, digest = _read_conll_once(path, scheme)
+            sentences, digest = _read_conll_once(path, scheme, strict_scheme)
             splits[name] = Split(name, _limited(sentences, limits.get(name)), str(path), digest)
     else:
-        splits, notes = _load_hub(hub_id, limits, scheme, hub_options)
+        splits, notes = _load_hub(hub_id, limits, scheme, {**(hub_options or {}), "strict_scheme": strict_scheme})
     labels = label_list(splits["train"].sentences)
-    for name in ("dev", "test"):
-        _check_labels(splits[name], labels)
-    return Corpus(splits, labels, notes)
+    unseen = {name: _unseen_labels(splits[name], labels, strict_labels) for name in ("dev", "test")}
+    return Corpus(splits, labels, notes=notes,
+                  unseen_labels={name: counts for name, counts in unseen.items() if counts})
 
 
 def _load_hub(hub_id: str, limits: Dict[str, Optional[int]], scheme: str = "iob2",

@@ -48,11 +48,12 @@ def cache_key(encoder_cfg: Any, pooling: str, corpus: Corpus, device: str) -> Di
 
 def get_features(encoder_cfg: Any, pooling: str, corpus: Corpus, device: str,
                  cache_dir: str | None = None, progress: bool = True,
-                 splits: Sequence[str] = SPLITS) -> Tuple[CacheEntry, bool]:
+                 splits: Sequence[str] = SPLITS, rebuild: bool = True) -> Tuple[CacheEntry, bool]:
     """The cache entry for this encoder, data and pooling; extract every split (of ``splits``) if it is missing.
 
     Returns ``(entry, hit)``; ``entry.meta["extract_s"]`` is the extraction time
-    of the run that built it.
+    of the run that built it. A damaged entry is rebuilt, or with ``rebuild=False``
+    is a :class:`~.cache.CacheError` (see :func:`~.cache.get_or_build`).
     """
     check_pooling(pooling)
     if encoder_cfg.context not in ("sentence", "document"):
@@ -81,6 +82,7 @@ def get_features(encoder_cfg: Any, pooling: str, corpus: Corpus, device: str,
             del out
             np.save(folder / f"{split}.offsets.npy", offsets)
         return {
+            "data_sources": {split: corpus[split].source for split in SPLITS},  # for bert-ner-probe-cache list
             "num_layers": loaded.num_layers,
             "hidden_size": loaded.hidden_size,
             "width": width,
@@ -91,4 +93,4 @@ def get_features(encoder_cfg: Any, pooling: str, corpus: Corpus, device: str,
             "extract_s": time.perf_counter() - t0,
         }
 
-    return get_or_build(cache_dir or default_root(), key, build)
+    return get_or_build(cache_dir or default_root(), key, build, rebuild=rebuild)

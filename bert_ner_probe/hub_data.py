@@ -28,11 +28,12 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import logging
 import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from .data import (DOCSTART, SPLITS, _TAG_RE, Sentence, Split, _check_iob2, _limited,  # noqa: PLC2701
+from .data import (DOCSTART, SPLITS, _TAG_RE, Sentence, Split, _iob2_violations, _limited,  # noqa: PLC2701
                    iob1_to_iob2)
 from .errors import DataFormatError, UserError
 
@@ -49,6 +50,8 @@ NO_DOCUMENTS_NOTE = ("no document boundaries in the dataset (no -DOCSTART- rows 
                      "every sentence is its own document, so encoder.context=document is sentence context")
 
 _DATA_FILES = (".parquet", ".json", ".jsonl", ".csv", ".arrow")
+
+log = logging.getLogger(__name__)
 
 
 class DatasetLoadError(UserError):
@@ -150,13 +153,14 @@ def _split_map(available: Sequence[str], source: str) -> Dict[str, Optional[str]
 
 
 def read_split(rows: Any, tokens: str, tags: str, document: Optional[str], names: Optional[List[str]],
-               scheme: str, where: str) -> Tuple[List[Sentence], bool]:
+               scheme: str, where: str, strict_scheme: bool = False) -> Tuple[List[Sentence], bool]:
     """Sentences of one dataset split, tags as IOB2 strings; ``(sentences, has_documents)``.
 
     ``where`` names the split in messages (``<source>[<split>]``); rows are
     numbered from 0 as in the dataset. The checks are the CoNLL reader's: a
-    tag that is not ``O``/``B-X``/``I-X``, an IOB2 violation (unless
-    ``scheme=iob1``), an empty token, or words and tags of different lengths.
+    tag that is not ``O``/``B-X``/``I-X``, an empty token, or words and tags
+    of different lengths is an error; an invalid IOB2 transition is repaired
+    with one warning (an error with ``strict_scheme``).
     """
     if scheme not in ("iob1", "iob2"):
         raise UserError(f"data.scheme must be iob1 or iob2, got {scheme!r}")
@@ -164,6 +168,7 @@ def read_split(rows: Any, tokens: str, tags: str, document: Optional[str], names
     sentences: List[Sentence] = []
     doc, content, docstart = 0, False, False
     last_id: Any = object()
+    repaired: List[Tuple[int, int, str, str, int]] = []  # row, word, tag, previous tag, tags repaired in the row
     for row, ex in enumerate(rows.select_columns(columns)):
         words = [str(w) for w in ex[tokens]]
         if document is not None and ex[document] != last_id:
@@ -196,16 +201,23 @@ def read_split(rows: Any, tokens: str, tags: str, document: Optional[str], names
             if not isinstance(t, str) or not _TAG_RE.match(t):
                 raise DataFormatError(where, None, f"row {row}, word {k + 1}: expected a tag O, B-TYPE or "
                                                    f"I-TYPE, found {t!r}")
-        sentence = Sentence(words, iob1_to_iob2(raw) if scheme == "iob1" else raw, doc, 1)
-        if scheme == "iob2":
-            try:
-                _check_iob2("", sentence)
-            except DataFormatError as e:  # the reader's message, placed at row and word
-                message = str(e).split(": ", 1)[1]
-                raise DataFormatError(where, None, f"row {row}, word {e.line}: {message}") from None
-        sentence.line = 0  # no file line: messages name the split and row
+        sentence = Sentence(words, iob1_to_iob2(raw) if scheme == "iob1" else raw, doc, 0)  # no file line
+        bad = _iob2_violations(sentence) if scheme == "iob2" else []
+        if bad:  # repaired as conlleval reads it (I-X opens a new entity), as the CoNLL reader does
+            k, tag, prev = bad[0]
+            if strict_scheme:
+                raise DataFormatError(where, None, f"row {row}, word {k + 1}: tag {tag!r} follows {prev!r}, "
+                                                   "which IOB2 does not allow (data.strict_scheme=false repairs it)")
+            repaired.append((row, k + 1, tag, prev, len(bad)))
+            sentence.tags = iob1_to_iob2(sentence.tags)
         sentences.append(sentence)
         content = True
+    if repaired:
+        row, word, tag, prev, _ = repaired[0]
+        log.warning("%s: row %d, word %d: tag %r follows %r, which IOB2 does not allow; read as the start of a new "
+                    "entity (B-%s) as conlleval does, %d such tag(s) repaired in this split "
+                    "(data.strict_scheme=true makes this an error)", where, row, word, tag, prev, tag[2:],
+                    sum(r[-1] for r in repaired))
     has_documents = docstart or document is not None
     if not has_documents:  # no boundaries: each sentence is its own document
         for i, s in enumerate(sentences):
@@ -246,7 +258,7 @@ def _digest(sentences: List[Sentence], extra: str = "") -> str:
 
 def load_hub_splits(source: str, limits: Mapping[str, Optional[int]], scheme: str = "iob2",
                     columns: Optional[Mapping[str, Optional[str]]] = None, dev_fraction: float = 0.1,
-                    split_seed: int = 1) -> Tuple[Dict[str, Split], List[str]]:
+                    split_seed: int = 1, strict_scheme: bool = False) -> Tuple[Dict[str, Split], List[str]]:
     """Train, dev and test :class:`Split` objects from a ``datasets`` dataset, and notes for ``results.json``.
 
     ``limits`` keeps the first N sentences per split (after any dev carve-out).
@@ -274,7 +286,7 @@ def load_hub_splits(source: str, limits: Mapping[str, Optional[int]], scheme: st
             raise UserError(f"{where} lacks column {tok!r} or {tag!r} (columns: {', '.join(ds[theirs].features)})")
         if tag_names(ds[theirs].features[tag], tag, where) != names:
             raise UserError(f"{where}: the tags column's ClassLabel names differ from the train split's")
-        sentences, has_docs = read_split(ds[theirs], tok, tag, doc, names, scheme, where)
+        sentences, has_docs = read_split(ds[theirs], tok, tag, doc, names, scheme, where, strict_scheme)
         if not sentences:
             raise DataFormatError(where, None, "no sentences: the split is empty")
         read[ours] = sentences

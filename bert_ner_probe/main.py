@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
+from typing import Any, Dict, Optional
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -22,7 +25,7 @@ from omegaconf import DictConfig
 
 from .config import register
 from .errors import UserError
-from .run import run_probe, summary_line
+from .run import RESULTS, recorded_config, run_probe, summary_line, write_atomic
 from .tracking import check_logger, log_job
 
 log = logging.getLogger("bert_ner_probe")
@@ -41,15 +44,75 @@ def config_dir() -> str:
 register()
 
 
+class Interrupted(BaseException):
+    """Raised in the running job by SIGINT/SIGTERM; a BaseException, so no ``except Exception`` swallows it."""
+
+    def __init__(self, signame: str) -> None:
+        super().__init__(f"interrupted by {signame}")
+        self.signame = signame
+
+
+# The signal that interrupted this process (None until one arrives) and whether a job is running.
+_signal_state: Dict[str, Any] = {"signal": None, "in_job": False}
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    """First signal: stop the running job (or mark the sweep interrupted between jobs). Second: abort now."""
+    name = signal.Signals(signum).name
+    if _signal_state["signal"] is not None:
+        raise KeyboardInterrupt(f"second {name}")
+    _signal_state["signal"] = name
+    if _signal_state["in_job"]:
+        raise Interrupted(name)
+
+
+def _install_signal_handlers() -> None:
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(sig) is not _on_signal:
+                signal.signal(sig, _on_signal)
+
+
+def finished_results(out_dir: Path, cfg: DictConfig) -> Optional[Dict[str, Any]]:
+    """The job's ``results.json`` when it is complete (status ok, dev and test F1) and of this very config."""
+    try:
+        results = json.loads((out_dir / RESULTS).read_text())
+        complete = (results.get("status") == "ok" and "f1" in results["dev"] and "f1" in results["test"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return results if complete and results.get("config") == recorded_config(cfg) else None
+
+
 @hydra.main(config_path=config_dir(), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float:
     hc = HydraConfig.get()
     out_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
+    _install_signal_handlers()
+    if multirun:
+        if cfg.resume:
+            done = finished_results(out_dir, cfg)
+            if done is not None:
+                print(f"resume: {out_dir} already has its {RESULTS}, skipped", flush=True)
+                return float(done["dev"]["f1"])
+        (out_dir / ERROR_FILE).unlink(missing_ok=True)  # from an earlier, interrupted or failed try
+        if _signal_state["signal"] is not None:  # the sweep was interrupted before this job started
+            _record_interrupt(out_dir, hc.sweep.dir, f"not run: the sweep was interrupted by {_signal_state['signal']}")
+            return float("nan")
     try:
         check_logger(cfg.logger)  # a tracker asked for but not installed fails before any work
-        results = run_probe(cfg, out_dir)
+        _signal_state["in_job"] = True
+        try:
+            results = run_probe(cfg, out_dir)
+        finally:
+            _signal_state["in_job"] = False
         log_job(cfg, results, out_dir, Path(hc.sweep.dir).resolve() if multirun else None)
+    except Interrupted as e:
+        if multirun:
+            _record_interrupt(out_dir, hc.sweep.dir, f"{e} before the job finished")
+            return float("nan")
+        print(f"error: {e}; {out_dir} holds no {RESULTS}", file=sys.stderr, flush=True)
+        sys.exit(128 + signal.Signals[e.signame].value)
     except UserError as e:
         if multirun:
             _record_failure(out_dir, e, user=True)
@@ -65,10 +128,23 @@ def main(cfg: DictConfig) -> float:
     return float(results["dev"]["f1"])
 
 
+def _record_interrupt(out_dir: Path, sweep_dir: str, why: str) -> None:
+    """Note an unfinished job for the report, with how to finish it."""
+    if (out_dir / RESULTS).is_file():  # it finished just before the signal
+        return
+    message = (f"{why}; run the same command with resume=true hydra.sweep.dir={sweep_dir} "
+               "to finish the unfinished jobs")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(out_dir / ERROR_FILE, json.dumps({"status": "interrupted", "error": message,
+                                                   "traceback": None}, indent=2))
+    log.error("job interrupted: %s", why)
+    print(f"interrupted: {out_dir}: {why}", file=sys.stderr, flush=True)
+
+
 def _record_failure(out_dir: Path, e: BaseException, user: bool) -> None:
     """Keep the sweep going: note the failure in the job folder for the report."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / ERROR_FILE).write_text(json.dumps({
+    write_atomic(out_dir / ERROR_FILE, json.dumps({
         "status": "failed", "error": f"{type(e).__name__}: {e}",
         "traceback": None if user else traceback.format_exc(),
     }, indent=2))

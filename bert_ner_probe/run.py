@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
@@ -21,6 +23,7 @@ from .cache import CacheEntry
 from .config import check_values
 from .data import Corpus, load_corpus
 from .encoder import num_layers, resolve_device
+from .errors import UserError
 from .features import get_features
 from .finetune_model import FINETUNE
 from .hub_data import hub_options
@@ -33,8 +36,61 @@ RESULTS = "results.json"
 
 
 def _tags_to_ids(corpus: Corpus, split: str) -> List[int]:
+    """Label indices; a dev/test tag training lacks (``corpus.unseen_labels``) gets -100, which no loss reads."""
     index = {t: i for i, t in enumerate(corpus.labels)}
-    return [index[t] for s in corpus[split].sentences for t in s.tags]
+    return [index.get(t, -100) for s in corpus[split].sentences for t in s.tags]
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary sibling, then rename it over ``path``: a reader sees all of it or nothing."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:  # an interrupt or a full disk: leave no partial file
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _nonfinite_rows(block: torch.Tensor) -> Optional[torch.Tensor]:
+    """Which rows of ``block`` (Shape: (words, ...)) hold NaN or Inf; None when none does (the common case).
+
+    On the CPU a float16 block is first tested through its bits: a value is NaN or Inf exactly when its
+    five exponent bits are all ones (``bits & 0x7C00 == 0x7C00``); one ``max`` over that is about
+    10x faster than ``torch.isfinite`` on float16.
+    """
+    if block.dtype == torch.float16 and not block.is_cuda:
+        bits = block.contiguous().numpy().view(np.uint16)
+        if int(np.bitwise_and(bits, np.uint16(0x7C00)).max(initial=0)) != 0x7C00:
+            return None
+    bad = ~torch.isfinite(block.flatten(1)).all(dim=1)  # Shape: (words,)
+    return bad if bool(bad.any()) else None
+
+
+def check_finite(x: torch.Tensor, offsets: np.ndarray, corpus: Corpus, split: str, entry: CacheEntry) -> None:
+    """Raise a :class:`UserError` naming the first word when any selected feature is NaN or Inf.
+
+    ``x`` Shape: (words, ...). Read in blocks of 8,192 words, so the check needs little memory.
+    """
+    bad_words, first = 0, None
+    for start in range(0, x.shape[0], 8192):
+        bad = _nonfinite_rows(x[start:start + 8192])
+        if bad is None:
+            continue
+        if first is None:
+            first = start + int(bad.nonzero()[0, 0])
+        bad_words += int(bad.sum())
+    if first is None:
+        return
+    sent_idx = int(np.searchsorted(offsets, first, side="right")) - 1
+    sentence = corpus[split].sentences[sent_idx]
+    line = sentence.line + (first - int(offsets[sent_idx])) if sentence.line else None
+    where = f"{corpus[split].source}:{line}" if line else corpus[split].source
+    raise UserError(f"{where}: the selected {split} features hold NaN or Inf for {bad_words} word(s) "
+                    f"(first: {sentence.words[first - int(offsets[sent_idx])]!r}), read from cache entry "
+                    f"{entry.path}; the encoder overflowed in encoder.dtype={entry.meta['key']['dtype']} or the "
+                    f"entry is corrupt: try encoder.dtype=float32, or remove it (bert-ner-probe-cache rm "
+                    f"{entry.path.name})")
 
 
 # The last job's combined features, kept for the next job of this process: the seeds of one
@@ -83,6 +139,7 @@ def tagging_data(entry: CacheEntry, corpus: Corpus, layers: Sequence[int], combi
             nbytes = 2 * math.prod(selected_shape(n, len(layers), width, combine))  # float16
             home = feature_home(nbytes, device)
             x = select_features(feats.features, layers, combine, device=home)
+            check_finite(x, feats.offsets, corpus, split, entry)  # before training reads them
         data[split] = TaggingData.build(x, feats.offsets, _tags_to_ids(corpus, split), device)
     _last_selection.update(key=key, x={split: d.x for split, d in data.items()})
     return data, reused
@@ -91,7 +148,8 @@ def tagging_data(entry: CacheEntry, corpus: Corpus, layers: Sequence[int], combi
 def corpus_of(cfg: DictConfig) -> Corpus:
     """The run's corpus as ``cfg.data`` describes it (a CoNLL folder, or a ``datasets`` id or folder)."""
     return load_corpus(cfg.data.dir, cfg.data.scheme, OmegaConf.to_container(cfg.data.limit), cfg.data.hub_id,
-                       hub_options(cfg.data))
+                       hub_options(cfg.data), strict_labels=cfg.data.strict_labels,
+                       strict_scheme=cfg.data.strict_scheme)
 
 
 def run_probe(cfg: DictConfig, out_dir: Path) -> Dict[str, Any]:
@@ -113,7 +171,8 @@ def run_probe(cfg: DictConfig, out_dir: Path) -> Dict[str, Any]:
 
     wanted = _wanted(cfg, layers, device)
     forget_features(unless=wanted)  # before a possible extraction, which needs the memory
-    entry, hit = get_features(cfg.encoder, cfg.pooling.method, corpus, cfg.device, cfg.cache_dir, cfg.progress)
+    entry, hit = get_features(cfg.encoder, cfg.pooling.method, corpus, cfg.device, cfg.cache_dir, cfg.progress,
+                              rebuild=cfg.cache.rebuild)
     if int(entry.meta["num_layers"]) != depth:
         raise RuntimeError(f"cache entry {entry.path} has {entry.meta['num_layers']} layers, the encoder {depth}")
     combine = cfg.strategy.combine
@@ -208,7 +267,8 @@ def results_record(cfg: DictConfig, corpus: Corpus, *, depth: int, strategy: str
         "pooling": cfg.pooling.method,
         "context": cfg.encoder.context,
         "seed": int(cfg.seed),
-        "labels": corpus.labels,
+        "labels": corpus.labels,  # what the tagger predicts: the training tags
+        "unseen_labels": corpus.unseen_labels,  # {split: {tag: count}}: gold tags training lacks, scored as misses
         "dev": metrics["dev"],
         "test": metrics["test"],
         "best_epoch": trained.best_epoch,
@@ -228,16 +288,22 @@ def results_record(cfg: DictConfig, corpus: Corpus, *, depth: int, strategy: str
         "precision": precision,  # trainer.precision resolved
         **extra,
         "versions": {"bert_ner_probe": __version__, "torch": torch.__version__, "python": platform.python_version()},
-        "config": OmegaConf.to_container(cfg, resolve=True),
+        "config": recorded_config(cfg),
     }
 
 
 def write_results(out_dir: Path, results: Dict[str, Any]) -> Path:
     """``results.json`` in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / RESULTS
-    path.write_text(json.dumps(results, indent=2))
-    return path
+    write_atomic(out_dir / RESULTS, json.dumps(results, indent=2))
+    return out_dir / RESULTS
+
+
+def recorded_config(cfg: DictConfig) -> Dict[str, Any]:
+    """The resolved config as results.json keeps it; ``resume`` says how a job was launched, not what it computed."""
+    config = OmegaConf.to_container(cfg, resolve=True)
+    config.pop("resume", None)
+    return config
 
 
 def summary_line(r: Dict[str, Any]) -> str:

@@ -187,3 +187,86 @@ def test_encoder_fingerprint_follows_file_content_and_is_kept_while_files_are_un
     assert fingerprint(str(tmp_path)) not in (first, second)
     (tmp_path / "extra.bin").unlink()
     assert fingerprint(str(tmp_path)) == second
+
+
+# ---------------------------------------------------------------- integrity: nothing damaged is trusted
+
+
+@pytest.mark.parametrize("damage", ["truncate", "overwrite", "delete", "meta_without_files"])
+def test_damaged_entry_is_rebuilt_with_one_warning(tmp_path, caplog, damage):
+    from bert_ner_probe.cache import check_entry
+
+    root = tmp_path / "cache"
+    entry, _ = get_or_build(root, KEY, Builder(tmp_path / "log", seed=1))
+    assert check_entry(entry.path) is None and check_entry(entry.path, full=True) is None
+    assert set(entry.meta["files"]) == {"train.npy", "train.offsets.npy", "dev.npy", "dev.offsets.npy"}
+    train = entry.path / "train.npy"
+    if damage == "truncate":
+        with open(train, "r+b") as fh:
+            fh.truncate(train.stat().st_size - 7)
+    elif damage == "overwrite":  # same size, other bytes: only a checksum sees it
+        data = bytearray(train.read_bytes())
+        data[-4:] = b"\xff\xff\xff\xff"
+        train.write_bytes(bytes(data))
+    elif damage == "delete":
+        train.unlink()
+    else:  # an entry written before sizes and checksums were recorded
+        meta = json.loads((entry.path / META).read_text())
+        del meta["files"]
+        (entry.path / META).write_text(json.dumps(meta))
+    assert check_entry(entry.path) is not None
+
+    build = Builder(tmp_path / "log2", seed=2)
+    with caplog.at_level("WARNING", logger="bert_ner_probe.cache"):
+        again, hit = get_or_build(root, KEY, build)
+    assert not hit and build.calls == 1 and again.path == entry.path
+    np.testing.assert_array_equal(np.asarray(again.split("train").features), _features(2))
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and warnings[0].startswith(f"cache entry {entry.path} is damaged (")
+
+
+def test_damaged_entry_with_rebuild_false_is_one_error_naming_it(tmp_path):
+    from bert_ner_probe.cache import CacheError
+
+    root = tmp_path / "cache"
+    entry, _ = get_or_build(root, KEY, Builder(tmp_path / "log"))
+    (entry.path / "dev.offsets.npy").write_bytes(b"\x00" * (entry.path / "dev.offsets.npy").stat().st_size)
+    build = Builder(tmp_path / "log2")
+    with pytest.raises(CacheError) as e:
+        get_or_build(root, KEY, build, rebuild=False)
+    assert str(e.value).startswith(f"cache entry {entry.path} is damaged: dev.offsets.npy differs from its checksum")
+    assert "\n" not in str(e.value) and build.calls == 0
+
+
+def test_sampled_checksum_reads_first_and_last_block_of_large_files(tmp_path):
+    from bert_ner_probe.cache import SAMPLE_BLOCK_BYTES, SAMPLE_BLOCKS, sampled_digest
+
+    size = SAMPLE_BLOCKS * SAMPLE_BLOCK_BYTES * 3
+    p = tmp_path / "big.bin"
+    p.write_bytes(bytes(size))
+    before = sampled_digest(p, size)
+    for offset in (0, size - 1):
+        data = bytearray(p.read_bytes())
+        data[offset] = 1
+        p.write_bytes(bytes(data))
+        assert sampled_digest(p, size) != before
+        p.write_bytes(bytes(size))
+    assert sampled_digest(p, size) == before
+
+
+def test_open_records_last_use_and_list_entries_sorts_by_it(tmp_path):
+    from bert_ner_probe.cache import LAST_USED, list_entries, remove_entry
+
+    root = tmp_path / "cache"
+    a, _ = get_or_build(root, KEY, Builder(tmp_path / "la"))
+    b, _ = get_or_build(root, {**KEY, "pooling": "mean"}, Builder(tmp_path / "lb"))
+    for path in (a.path, b.path):
+        os.utime(path / LAST_USED, (1_000_000, 1_000_000))
+    get_or_build(root, KEY, Builder(tmp_path / "la"))  # a hit: a is used now
+    listed = list_entries(root)
+    assert [e.name for e in listed] == [b.path.name, a.path.name]
+    assert listed[0].last_used == 1_000_000 and listed[1].last_used > time.time() - 60
+    assert listed[1].bytes == sum(p.stat().st_size for p in a.path.iterdir())
+    assert remove_entry(root, b.path.name) == listed[0].bytes and not b.path.exists()
+    with pytest.raises(Exception, match="no such cache entry"):
+        remove_entry(root, "../cache")

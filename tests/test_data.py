@@ -96,19 +96,38 @@ def test_iob1_file_is_converted(tmp_path):
     assert s.tags == ["B-ORG", "O", "B-PER", "O", "O", "B-LOC"]
 
 
-def test_iob2_scheme_rejects_i_after_o_naming_file_and_line(tmp_path):
+def test_strict_scheme_rejects_i_after_o_naming_file_and_line(tmp_path):
     p = _write(tmp_path / "iob1.txt", "a O\n\nEU B-ORG\nsays O\nU.N. I-ORG\n")
     with pytest.raises(DataFormatError) as e:
-        read_conll(p)
+        read_conll(p, strict_scheme=True)
     assert _error(e).startswith(f"{p}:5: ")
     assert "'I-ORG' follows 'O'" in _error(e) and "data.scheme=iob1" in _error(e)
     assert e.value.line == 5 and e.value.path == str(p)
 
 
-def test_iob2_scheme_rejects_i_of_another_type(tmp_path):
+def test_strict_scheme_rejects_i_of_another_type(tmp_path):
     p = _write(tmp_path / "x.txt", "John B-PER\nSmith I-LOC\n")
     with pytest.raises(DataFormatError, match=r"x\.txt:2: tag 'I-LOC' follows 'B-PER'"):
-        read_conll(p)
+        read_conll(p, strict_scheme=True)
+
+
+def test_invalid_iob2_transitions_are_repaired_as_conlleval_reads_them_with_one_warning(tmp_path, caplog):
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    raw = ["John B-person", "Smith I-person", "Hamlet I-creative-work", "by O", "U.N. I-corporation", "", "x O",
+           "Paris I-location", "London I-location"]
+    p = _write(tmp_path / "wnut.txt", "\n".join(raw) + "\n")
+    raw_tags = [[ln.split()[1] for ln in raw[:5]], [ln.split()[1] for ln in raw[6:]]]
+    with caplog.at_level("WARNING", logger="bert_ner_probe.data"):
+        sentences, _ = read_conll(p)
+    assert [s.tags for s in sentences] == [["B-person", "I-person", "B-creative-work", "O", "B-corporation"],
+                                           ["O", "B-location", "I-location"]]
+    # The repaired tags hold exactly the entities conlleval (seqeval's default mode) reads from the raw ones.
+    assert get_entities([s.tags for s in sentences]) == get_entities(raw_tags)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert warnings[0].startswith(f"{p}:3: tag 'I-creative-work' follows 'I-person'")
+    assert "3 such tag(s)" in warnings[0] and "data.strict_scheme=true" in warnings[0]
 
 
 def test_bad_scheme_value(tmp_path):
@@ -178,18 +197,32 @@ def test_data_dir_that_is_not_a_directory(tmp_path):
         load_corpus(str(tmp_path / "absent"))
 
 
-def test_dev_tag_never_seen_in_train(tmp_path, conll):
+def test_dev_tag_never_seen_in_train_is_an_error_with_strict_labels(tmp_path, conll):
     dev = "-DOCSTART- O\n\nLeicestershire B-ORG\nwon O\n\nSmith B-PER\nat O\nOld B-FAC\nTrafford I-FAC\n"
     d = conll.write(tmp_path / "c", dev=dev)
     with pytest.raises(DataFormatError) as e:
-        load_corpus(str(d))
+        load_corpus(str(d), strict_labels=True)
     assert _error(e).startswith(f"{d / 'dev.txt'}:8: tag 'B-FAC' in the dev split never occurs in the training data")
+
+
+def test_dev_tag_never_seen_in_train_is_kept_with_one_warning(tmp_path, conll, caplog):
+    dev = "-DOCSTART- O\n\nLeicestershire B-ORG\nwon O\n\nSmith B-PER\nat O\nOld B-FAC\nTrafford I-FAC\n"
+    d = conll.write(tmp_path / "c", dev=dev)
+    with caplog.at_level("WARNING", logger="bert_ner_probe.data"):
+        corpus = load_corpus(str(d))
+    assert corpus.unseen_labels == {"dev": {"B-FAC": 1, "I-FAC": 1}}
+    assert "B-FAC" not in corpus.labels  # the tagger never predicts it ...
+    assert corpus["dev"].sentences[1].tags == ["B-PER", "O", "B-FAC", "I-FAC"]  # ... gold keeps it
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and warnings[0].startswith(f"{d / 'dev.txt'}:8: tag 'B-FAC' in the dev split")
+    assert "2 such tag(s) (B-FAC x1, I-FAC x1)" in warnings[0]
 
 
 def test_test_tag_never_seen_in_train(tmp_path, conll):
     d = conll.write(tmp_path / "c", test="Japan B-LOC\n\nlost O\nto B-GPE\n")
     with pytest.raises(DataFormatError, match=r"test\.txt:4: tag 'B-GPE' in the test split"):
-        load_corpus(str(d))
+        load_corpus(str(d), strict_labels=True)
+    assert load_corpus(str(d)).unseen_labels == {"test": {"B-GPE": 1}}
 
 
 # ---------------------------------------------------------------- file names, limits, labels
@@ -228,10 +261,22 @@ def test_limits_keep_the_first_sentences(small_corpus_dir):
         load_corpus(str(small_corpus_dir), limits={"train": 0})
 
 
-def test_limit_that_drops_a_label_dev_needs_is_an_error(small_corpus_dir):
+def test_limit_that_drops_a_label_dev_needs(small_corpus_dir):
     # The first train sentence has no PER entity; dev's line 6 is "Smith B-PER".
     with pytest.raises(DataFormatError, match=r"dev\.txt:6: tag 'B-PER' in the dev split"):
-        load_corpus(str(small_corpus_dir), limits={"train": 1})
+        load_corpus(str(small_corpus_dir), limits={"train": 1}, strict_labels=True)
+    assert load_corpus(str(small_corpus_dir), limits={"train": 1}).unseen_labels["dev"] == {"B-PER": 1}
+
+
+@pytest.mark.parametrize("invisible", ["\ufeff", "\u200b", "\u00a0", " \u2060\t", "\u3000"])
+def test_a_line_of_invisible_characters_is_a_blank_line_with_a_warning(tmp_path, caplog, invisible):
+    p = _write(tmp_path / "x.txt", f"EU B-ORG\nsays O\n{invisible}\nJohn B-PER\n\n{invisible}\n")
+    with caplog.at_level("WARNING", logger="bert_ner_probe.data"):
+        sentences, _ = read_conll(p)
+    assert [s.words for s in sentences] == [["EU", "says"], ["John"]]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and warnings[0].startswith(f"{p}:3: a line of only invisible characters")
+    assert "2 such line(s)" in warnings[0]
 
 
 def test_fingerprint_follows_content(tmp_path, conll):
