@@ -119,13 +119,23 @@ def _saved(tmp_path, rows, features=None, splits=("train", "validation", "test")
 
 @pytest.mark.parametrize("tags, message", [
     (["B-PER", "X-PER"], r"\[train\]: row 1, word 2: expected a tag O, B-TYPE or I-TYPE, found 'X-PER'"),
-    (["O", "I-PER"], r"\[train\]: row 1, word 2: tag 'I-PER' follows 'O', which IOB2 does not allow"),
     (["B-PER"], r"\[train\]: row 1: 2 tokens but 1 tags"),
 ])
 def test_bad_rows_name_split_row_and_word(tmp_path, tags, message):
     path = _saved(tmp_path, {"tokens": [["a", "b"], ["Peter", "Smith"]], "tags": [["O", "O"], tags]})
     with pytest.raises(DataFormatError, match=message):
         load_hub_splits(path, {})
+
+
+def test_an_iob2_slip_is_repaired_with_a_warning_or_an_error_when_strict(tmp_path, caplog):
+    path = _saved(tmp_path, {"tokens": [["a", "b"], ["Peter", "Smith"]], "tags": [["O", "O"], ["O", "I-PER"]]})
+    with caplog.at_level("WARNING"):
+        splits, _ = load_hub_splits(path, {})
+    assert splits["train"].sentences[1].tags == ["O", "B-PER"]
+    assert "[train]: row 1, word 2: tag 'I-PER' follows 'O'" in caplog.text and "1 such tag(s) repaired" in caplog.text
+    with pytest.raises(DataFormatError, match=r"\[train\]: row 1, word 2: tag 'I-PER' follows 'O', which IOB2 does "
+                                              r"not allow"):
+        load_hub_splits(path, {}, strict_scheme=True)
 
 
 def test_iob1_scheme_converts_like_the_conll_reader(tmp_path):
@@ -160,8 +170,11 @@ def test_corpus_labels_and_unknown_dev_tag_check_are_the_conll_ones(tmp_path):
     train = ds.select([0])
     path = tmp_path / "d"
     datasets.DatasetDict({"train": train, "dev": ds, "test": train}).save_to_disk(str(path))
+    corpus = load_corpus(None, hub_id=str(path))  # a dev tag training lacks: kept, scored as a miss
+    assert corpus.labels == ["B-PER", "O"] or "B-LOC" not in corpus.labels
+    assert corpus.unseen_labels == {"dev": {"B-LOC": 1}}
     with pytest.raises(DataFormatError, match=r"d\[dev\]: tag 'B-LOC' in the dev split never occurs in the training"):
-        load_corpus(None, hub_id=str(path))
+        load_corpus(None, hub_id=str(path), strict_labels=True)
 
 
 @pytest.mark.e2e
