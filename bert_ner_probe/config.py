@@ -86,6 +86,15 @@ class EvalConfig:
 
 
 @dataclass
+class ReportConfig:
+    """The report's statistics (see bert_ner_probe/significance.py)."""
+
+    alpha: float = 0.05  # significance level of the pairwise tests (Holm-adjusted per table)
+    bootstrap_resamples: int = 1000  # bootstrap / approximate-randomisation resamples over sentences
+    seed: int = 0  # seed of those resamples
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
@@ -94,6 +103,7 @@ class Config:
     tagger: TaggerConfig = field(default_factory=TaggerConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
     seed: int = 1
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     cache_dir: Optional[str] = None  # null = $BERT_NER_PROBE_CACHE or ~/.cache/bert_ner_probe
@@ -143,6 +153,11 @@ def check_values(cfg) -> None:
     for key, value in {"tagger.dropout": cfg.tagger.dropout, "tagger.input_dropout": cfg.tagger.input_dropout}.items():
         if not 0.0 <= value < 1.0:
             raise UserError(f"{key}={value}: must be in [0, 1)")
+    report = cfg.get("report")
+    if report is not None and not 0.0 < report.alpha < 1.0:
+        raise UserError(f"report.alpha={report.alpha}: must be in (0, 1)")
+    if report is not None and report.bootstrap_resamples < 100:
+        raise UserError(f"report.bootstrap_resamples={report.bootstrap_resamples}: must be at least 100")
     if cfg.trainer.lr <= 0:
         raise UserError(f"trainer.lr={cfg.trainer.lr}: must be positive")
     if cfg.encoder.max_length is not None and cfg.encoder.max_length < 8:

@@ -38,7 +38,7 @@ import statistics
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import yaml
 from hydra.experimental.callback import Callback
@@ -46,12 +46,17 @@ from omegaconf import DictConfig
 
 from .errors import UserError
 
+if TYPE_CHECKING:
+    from .significance import Settings
+
 RESULTS_FILE = "results.json"
 ERROR_FILE = "error.json"  # written by bert_ner_probe.main for a failed multirun job
 HYDRA_CONFIG = Path(".hydra") / "config.yaml"
 HYDRA_OVERRIDES = Path(".hydra") / "overrides.yaml"
 
 CSV_FILE = "results.csv"
+SIGNIFICANCE_FILE = "significance.csv"
+SIGNIFICANCE_PLOT = "significance.png"
 TABLE_FILE = "table.md"
 STRATEGIES_PLOT = "strategies.png"
 LAYERS_PLOT = "layers.png"
@@ -69,6 +74,12 @@ PAPER_DEV_F1: Dict[str, float] = {
 }
 #: The paper's fine-tuned BERT-base dev F1 on the same task.
 PAPER_FINETUNE_DEV_F1 = 96.4
+#: The paper's fine-tuned BERT-large dev F1 (Table 3).
+PAPER_FINETUNE_LARGE_DEV_F1 = 96.6
+#: The strategy name of a fine-tuning run (encoder and a linear head trained together).
+FINETUNE = "finetune"
+_FINETUNE_ONLY_PREFIX = "finetune."
+_FINETUNE_OWN_PREFIXES = ("trainer.", "tagger.", "finetune.")
 TABLE7_ORDER: Tuple[str, ...] = tuple(PAPER_DEV_F1)
 PAPER_LABEL = "paper dev F1 (BERT-base)"
 
@@ -108,6 +119,7 @@ class Job:
     config: Dict[str, Any]
     results: Optional[Dict[str, Any]] = None
     error: Optional[str] = None
+    path: Optional[Path] = None  # the job folder itself (its prediction files are read from there)
 
     @property
     def ok(self) -> bool:
@@ -185,11 +197,13 @@ def load_job(job_dir: Path, root: Path) -> Job:
             results = _check_results(json.loads(results_path.read_text()))
         except (OSError, ValueError) as e:
             return Job(rel, "failed", overrides, _read_hydra_config(job_dir),
-                       error=f"unreadable {RESULTS_FILE}: {e}")
+                       error=f"unreadable {RESULTS_FILE}: {e}", path=job_dir)
         if results.get("status", "ok") == "ok":
-            return Job(rel, "ok", overrides, results.get("config") or _read_hydra_config(job_dir), results)
+            return Job(rel, "ok", overrides, results.get("config") or _read_hydra_config(job_dir), results,
+                       path=job_dir)
         return Job(rel, "failed", overrides, results.get("config") or _read_hydra_config(job_dir),
-                   error=str(results.get("error") or f"status {results.get('status')!r} in {RESULTS_FILE}"))
+                   error=str(results.get("error") or f"status {results.get('status')!r} in {RESULTS_FILE}"),
+                   path=job_dir)
     config = _read_hydra_config(job_dir)
     if error_path.is_file():
         try:
@@ -197,9 +211,10 @@ def load_job(job_dir: Path, root: Path) -> Job:
             message = str(err.get("error") or "unknown error") if isinstance(err, dict) else str(err)
         except (OSError, ValueError) as e:
             message = f"unreadable {ERROR_FILE}: {e}"
-        return Job(rel, "failed", overrides, config, error=message)
+        return Job(rel, "failed", overrides, config, error=message, path=job_dir)
     return Job(rel, "missing", overrides, config,
-               error=f"no {RESULTS_FILE} or {ERROR_FILE}: the job was killed, is still running or never ran")
+               error=f"no {RESULTS_FILE} or {ERROR_FILE}: the job was killed, is still running or never ran",
+               path=job_dir)
 
 
 def load_jobs(root: Union[str, Path]) -> List[Job]:
@@ -269,7 +284,16 @@ class Row:
         return [100.0 * float(j.results["test"]["f1"]) for j in self.runs]
 
     @property
+    def finetune(self) -> bool:
+        return self.strategy == FINETUNE
+
+    @property
     def paper(self) -> Optional[float]:
+        """The paper's dev F1 of this strategy (fine-tuning: BERT-large's for a large encoder, else BERT-base's)."""
+        if self.finetune:
+            r = self.runs[0].results if self.runs else {}
+            large = str(r.get("encoder_name")) == "bert-large-cased" or "bert-large" in str(r.get("encoder"))
+            return PAPER_FINETUNE_LARGE_DEV_F1 if large else PAPER_FINETUNE_DEV_F1
         return PAPER_DEV_F1.get(self.strategy)
 
 
@@ -300,18 +324,37 @@ class Section:
         return " · ".join(parts)
 
 
+def is_finetune(job: Job) -> bool:
+    """A fine-tuning run (``strategy == "finetune"``) rather than a frozen-feature probe."""
+    return job.results is not None and job.results.get("strategy") == FINETUNE
+
+
+def _counts_for_section(key: str, finetune: bool) -> bool:
+    """Whether config field ``key`` of a run can start a section.
+
+    ``finetune.*`` never does; ``trainer.*`` and ``tagger.*`` of a fine-tuning
+    run are its own training recipe, so they neither split it from the probe
+    rows nor count as differences between the probe rows.
+    """
+    if key.startswith(_FINETUNE_ONLY_PREFIX):
+        return False
+    return not (finetune and key.startswith(_FINETUNE_OWN_PREFIXES))
+
+
 def _section_fields(runs: Sequence[Job]) -> List[str]:
     """Config fields (other than seed, strategy and bookkeeping) whose value differs between runs."""
-    flat = [{k: _text(v) for k, v in flatten(j.config).items()} for j in runs]
-    keys = sorted({k for f in flat for k in f})
+    flat = [(is_finetune(j), {k: _text(v) for k, v in flatten(j.config).items()}) for j in runs]
+    keys = sorted({k for _, f in flat for k in f})
     return [k for k in keys
             if k not in _NOT_SECTION_FIELDS and not k.startswith("strategy.")
-            and len({f.get(k) for f in flat}) > 1]
+            and len({f.get(k) for ft, f in flat if _counts_for_section(k, ft)}) > 1]
 
 
 def _row_sort_key(row: Row) -> Tuple[Any, ...]:
     """Table 7 order; then other multi-layer strategies by name (``scalar_mix_all`` …);
     then single layers (``layer_3``, ``custom`` with one layer) by index; then multi-layer ``custom``."""
+    if row.finetune:
+        return -1, 0, (), row.layers, row.combine
     if row.strategy in TABLE7_ORDER:
         return 0, TABLE7_ORDER.index(row.strategy), (), row.layers, row.combine
     if len(row.layers) == 1:
@@ -327,7 +370,9 @@ def _label_rows(rows: Sequence[Row]) -> None:
     for row in rows:
         counts[row.strategy] = counts.get(row.strategy, 0) + 1
     for row in rows:
-        if row.strategy == "custom" and len(row.layers) == 1:
+        if row.finetune and counts[row.strategy] == 1:
+            row.label = row.strategy
+        elif row.strategy == "custom" and len(row.layers) == 1:
             row.label = f"layer {row.layers[0]}"
         elif row.strategy == "custom" or counts[row.strategy] > 1:
             row.label = f"{row.strategy} [{_layers_text(row.layers)}] {row.combine}"
@@ -340,23 +385,39 @@ def group_runs(jobs: Sequence[Job]) -> List[Section]:
     runs = [j for j in jobs if j.ok]
     varying = _section_fields(runs)
     sections: Dict[Tuple[Tuple[str, str], ...], Section] = {}
-    for job in runs:
+
+    def key_of(job: Job, finetune: bool) -> Tuple[Tuple[str, str], ...]:
+        r, flat = job.results, flatten(job.config)
+        extras = [(k, _text(flat.get(k))) for k in varying if _counts_for_section(k, finetune)]
+        return (("encoder", str(r["encoder"])), ("pooling", str(r["pooling"])), ("context", str(r["context"])),
+                *extras)
+
+    def add(section: Section, job: Job) -> None:
         r = job.results
-        flat = flatten(job.config)
-        extras = {k: _text(flat.get(k)) for k in varying}
-        key = (("encoder", str(r["encoder"])), ("pooling", str(r["pooling"])), ("context", str(r["context"])),
-               *extras.items())
-        section = sections.get(key)
-        if section is None:
-            section = sections[key] = Section(key, str(r.get("encoder_name") or r["encoder"]),
-                                              r.get("num_layers"), extras)
-        layers, combine = tuple(int(x) for x in r["layers"]), str(r["combine"])
+        layers, combine = tuple(int(x) for x in r["layers"] or ()), _text(r["combine"])
         row = next((x for x in section.rows if (x.strategy, x.layers, x.combine) == (r["strategy"], layers, combine)),
                    None)
         if row is None:
             row = Row(str(r["strategy"]), layers, combine)
             section.rows.append(row)
         row.runs.append(job)
+
+    def new_section(job: Job, key: Tuple[Tuple[str, str], ...]) -> Section:
+        r = job.results
+        sections[key] = Section(key, str(r.get("encoder_name") or r["encoder"]), r.get("num_layers"), dict(key[3:]))
+        return sections[key]
+
+    for job in (j for j in runs if not is_finetune(j)):
+        key = key_of(job, False)
+        add(sections.get(key) or new_section(job, key), job)
+    # A fine-tuning run joins every section of the same encoder, data, pooling and context
+    # (whatever the probes' trainer or tagger), as the paper's Table 7 puts both approaches together.
+    for job in (j for j in runs if is_finetune(j)):
+        key = key_of(job, True)
+        homes = [s for k, s in sections.items()
+                 if tuple(kv for kv in k if _counts_for_section(kv[0], True)) == key]
+        for section in homes or [sections.get(key) or new_section(job, key)]:
+            add(section, job)
     for section in sections.values():
         section.rows.sort(key=_row_sort_key)
         _label_rows(section.rows)
@@ -435,217 +496,37 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def render_table(sections: Sequence[Section], jobs: Sequence[Job], root: Path) -> str:
-    """``table.md``: one Table 7 per section, the paper note, then failed or missing runs."""
-    n_ok = sum(j.ok for j in jobs)
-    failures = [j for j in jobs if not j.ok]
-    lines = [
-        "# Feature-based NER probing (Devlin et al. 2019, Table 7)",
-        "",
-        f"Runs under `{root}`: {n_ok} finished, {len(failures)} failed or missing. "
-        "F1 in percent, mean ± sample std over seeds (`–` with one seed).",
-        "",
-        f"The paper's numbers are CoNLL-2003 dev F1 of BERT-base (cased) features with a two-layer "
-        f"768-d BiLSTM; fine-tuning BERT-base gives {PAPER_FINETUNE_DEV_F1} dev F1. With a smaller or "
-        "different encoder compare the ordering of the strategies, not the absolute values.",
-    ]
-    if not sections:
-        lines += ["", "No finished runs."]
-    header = ["strategy", "layers", "combine", "dev F1", "test F1", "n seeds", PAPER_LABEL]
-    for section in sections:
-        lines += ["", f"## {section.title()}", "",
-                  "| " + " | ".join(header) + " |",
-                  "|" + "|".join(["---"] * 3 + ["---:"] * 4) + "|"]
-        for row in section.rows:
-            paper = "" if row.paper is None else f"{row.paper:.1f}"
-            cells = [row.label, _layers_text(row.layers), row.combine, format_mean_std(row.dev),
-                     format_mean_std(row.test), str(len(row.runs)), paper]
-            lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "## Failed or missing runs", ""]
-    if not failures:
-        lines.append("none")
-    for job in failures:
-        overrides = " ".join(job.overrides) if job.overrides else "(no overrides)"
-        lines.append(f"- `{job.run_dir}` — **{job.status}** — overrides: `{overrides}` — "
-                     f"{_one_line(job.error or '')}")
-    return "\n".join(lines) + "\n"
-
-
-# --------------------------------------------------------------------------- plots
-
-Stats = Dict[str, Tuple[float, float]]  # category → (mean, std) in percent
-
-
-def _figure(width: float, height: float):
-    """A matplotlib Figure on the Agg canvas (no pyplot, no global backend change)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _stats(values: Sequence[float]) -> Tuple[float, float]:
-    mean, std = mean_std(values)
-    return mean, 0.0 if std is None else std
-
-
-def _bar_panels(path: Path, panels: Sequence[Tuple[str, List[str], Dict[str, Stats]]], paper: bool) -> Path:
-    """Grouped bars of dev F1 (mean ± std), one panel per ``(title, categories, {series: stats})``.
-
-    With ``paper`` the paper's dev F1 is drawn as a marker on each Table 7 strategy.
-    """
-    width = max(6.0, 1.0 + 0.9 * max(len(cats) for _, cats, _ in panels))
-    fig = _figure(width, 3.6 * len(panels))
-    for i, (title, cats, series) in enumerate(panels):
-        ax = fig.add_subplot(len(panels), 1, i + 1)
-        n = len(series)
-        bar_w = 0.8 / n
-        values: List[float] = []
-        for k, (name, stats) in enumerate(series.items()):
-            xs = [j + (k - (n - 1) / 2) * bar_w for j, c in enumerate(cats) if c in stats]
-            means = [stats[c][0] for c in cats if c in stats]
-            stds = [stats[c][1] for c in cats if c in stats]
-            ax.bar(xs, means, bar_w, yerr=stds, capsize=3, label=name)
-            values += [m - s for m, s in zip(means, stds)]
-        if paper:
-            marks = [(j, PAPER_DEV_F1[c]) for j, c in enumerate(cats) if c in PAPER_DEV_F1]
-            if marks:
-                ax.scatter([j for j, _ in marks], [v for _, v in marks], marker="D", color="black",
-                           zorder=3, label=PAPER_LABEL)
-                values += [v for _, v in marks]
-        ax.set_ylim(max(0.0, math.floor(min(values)) - 5), 100)
-        ax.set_xticks(range(len(cats)))
-        ax.set_xticklabels(cats, rotation=25, ha="right")
-        ax.set_ylabel("dev F1 (%)")
-        ax.set_title(title, fontsize=10)
-        ax.grid(axis="y", alpha=0.3)
-        if n > 1 or paper:
-            ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    fig.savefig(path, dpi=100)
-    return path
-
-
-def plot_strategies(sections: Sequence[Section], path: Path) -> Path:
-    """Dev F1 per strategy in Table 7 order, one panel per section, paper values as markers."""
-    panels = [(s.title(), [r.label for r in s.rows], {"this probe": {r.label: _stats(r.dev) for r in s.rows}})
-              for s in sections]
-    return _bar_panels(path, panels, paper=True)
-
-
-def plot_pooling(sections: Sequence[Section], path: Path) -> Path:
-    """Dev F1 per strategy with one bar per pooling method, one panel per otherwise-equal setup."""
-    groups: Dict[Tuple[Tuple[str, str], ...], List[Section]] = {}
-    for s in sections:
-        groups.setdefault(tuple(kv for kv in s.key if kv[0] != "pooling"), []).append(s)
-    panels = []
-    for members in groups.values():
-        cats: List[str] = []
-        for row in sorted((r for s in members for r in s.rows), key=_row_sort_key):
-            if row.label not in cats:
-                cats.append(row.label)
-        series = {f"pooling {s.pooling}": {r.label: _stats(r.dev) for r in s.rows} for s in members}
-        panels.append((members[0].title(without=("pooling",)), cats, series))
-    return _bar_panels(path, panels, paper=False)
-
-
-def _single_layer_stats(section: Section) -> Dict[int, List[float]]:
-    """Dev F1 runs by hidden-state index, over every one-layer row (whatever its strategy name)."""
-    by_layer: Dict[int, List[float]] = {}
-    for row in section.rows:
-        if len(row.layers) == 1:
-            by_layer.setdefault(row.layers[0], []).extend(row.dev)
-    return by_layer
-
-
-def plot_layers(sections: Sequence[Section], path: Path) -> Path:
-    """Dev F1 (mean ± std) by hidden-state index; scalar_mix_all's mean as a dashed line."""
-    fig = _figure(7.0, 4.5)
-    ax = fig.add_subplot(1, 1, 1)
-    colors = [f"C{i}" for i in range(10)]
-    ticks: set = set()
-    for i, section in enumerate(sections):
-        by_layer = _single_layer_stats(section)
-        if not by_layer:
-            continue
-        color = colors[i % len(colors)]
-        xs = sorted(by_layer)
-        stats = [_stats(by_layer[x]) for x in xs]
-        label = section.title() if len(sections) > 1 else "single layer"
-        ax.errorbar(xs, [m for m, _ in stats], yerr=[s for _, s in stats], marker="o", capsize=3,
-                    color=color, label=label)
-        mix = [v for row in section.rows if row.strategy == "scalar_mix_all" for v in row.dev]
-        if mix:
-            ax.axhline(statistics.fmean(mix), linestyle="--", color=color,
-                       label=f"scalar_mix_all ({section.title()})" if len(sections) > 1 else "scalar_mix_all")
-        ticks.update(xs)
-    ax.set_xticks(sorted(ticks))
-    return _finish_by_layer(fig, ax, "dev F1 (%)", "Dev F1 of single-layer features", path)
-
-
-def plot_mix_weights(sections: Sequence[Section], path: Path) -> Path:
-    """Learned scalar-mix weights (softmax-normalised, mean over seeds) by hidden-state index."""
-    fig = _figure(7.0, 4.5)
-    ax = fig.add_subplot(1, 1, 1)
-    for section in sections:
-        for row in section.rows:
-            mixes = [j.results["mix_weights"] for j in row.runs if j.results.get("mix_weights")]
-            if not mixes:
-                continue
-            layers = list(mixes[0]["layers"])
-            weights = [statistics.fmean(m["weights"][k] for m in mixes) for k in range(len(layers))]
-            label = row.label if len(sections) == 1 else f"{row.label} · {section.title()}"
-            ax.plot(layers, weights, marker="o", label=f"{label} (n={len(mixes)})")
-    return _finish_by_layer(fig, ax, "softmax weight", "Learned scalar-mix weights", path)
-
-
-def _finish_by_layer(fig, ax, ylabel: str, title: str, path: Path) -> Path:
-    """Axes, legend and file of a plot over hidden-state indices."""
-    ax.set_xlabel("hidden state (0 = embeddings)")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    fig.legend(fontsize=8, loc="outside lower center")
-    fig.savefig(path, dpi=100)
-    return path
-
-
-def write_plots(sections: Sequence[Section], out_dir: Path) -> List[Path]:
-    """Every plot whose runs exist (see the module docstring)."""
-    if not sections:
-        return []
-    written = [plot_strategies(sections, out_dir / STRATEGIES_PLOT)]
-    layers = {x for s in sections for x in _single_layer_stats(s)}
-    if len(layers) >= 2:
-        written.append(plot_layers(sections, out_dir / LAYERS_PLOT))
-    if any(j.results.get("mix_weights") for s in sections for r in s.rows for j in r.runs):
-        written.append(plot_mix_weights(sections, out_dir / MIX_WEIGHTS_PLOT))
-    if len({s.pooling for s in sections}) > 1:
-        written.append(plot_pooling(sections, out_dir / POOLING_PLOT))
-    return written
-
-
 # --------------------------------------------------------------------------- entry points
 
 
-def write_report(run_dir: Union[str, Path], out_dir: Union[str, Path, None] = None) -> Dict[str, Any]:
-    """Collect the runs under ``run_dir`` and write the CSV, table and plots into ``out_dir`` (default ``run_dir``).
+def write_report(run_dir: Union[str, Path], out_dir: Union[str, Path, None] = None,
+                 settings: Optional["Settings"] = None) -> Dict[str, Any]:
+    """Collect the runs under ``run_dir`` and write the CSVs, table and plots into ``out_dir`` (default ``run_dir``).
 
-    Returns ``{"csv", "table": Path, "plots": [Path], "written": [Path], "runs": int,
-    "failures": [Job]}`` — ``runs`` counts finished runs, ``failures`` the failed or
-    missing jobs. Raises :class:`UserError` when ``run_dir`` holds no job folder.
+    ``settings`` (``report.*``: alpha, bootstrap resamples, seed) default to
+    :class:`bert_ner_probe.significance.Settings`. Returns ``{"csv",
+    "significance", "table": Path, "plots": [Path], "written": [Path], "runs":
+    int, "failures": [Job]}`` — ``runs`` counts finished runs, ``failures`` the
+    failed or missing jobs. Raises :class:`UserError` when ``run_dir`` holds no job folder.
     """
+    from .plots import write_plots
+    from .significance import Settings
+    from .tables import analyse, render_table, write_significance_csv
+
+    settings = settings or Settings()
     root = Path(run_dir)
     jobs = load_jobs(root)
     out = Path(out_dir) if out_dir is not None else root
     out.mkdir(parents=True, exist_ok=True)
     sections = group_runs(jobs)
     csv_path = write_csv(jobs, out / CSV_FILE)
+    stats, pivots = analyse(sections, settings)
+    sig_path = write_significance_csv(stats, pivots, out / SIGNIFICANCE_FILE)
     table_path = out / TABLE_FILE
-    table_path.write_text(render_table(sections, jobs, root), encoding="utf-8")
-    plots = write_plots(sections, out)
-    return {"csv": csv_path, "table": table_path, "plots": plots, "written": [csv_path, table_path, *plots],
+    table_path.write_text(render_table(stats, pivots, jobs, root, settings), encoding="utf-8")
+    plots = write_plots(sections, out, stats)
+    return {"csv": csv_path, "significance": sig_path, "table": table_path, "plots": plots,
+            "written": [csv_path, sig_path, table_path, *plots],
             "runs": sum(j.ok for j in jobs), "failures": [j for j in jobs if not j.ok]}
 
 
@@ -666,13 +547,28 @@ def cli(argv: Optional[Iterable[str]] = None) -> None:
     )
     parser.add_argument("run_dir", metavar="DIR", help="a run or multirun folder (searched recursively)")
     parser.add_argument("--out", default=None, help="where to write the report (default: DIR)")
+    parser.add_argument("--alpha", type=float, default=0.05, help="significance level (report.alpha, default 0.05)")
+    parser.add_argument("--resamples", type=int, default=1000,
+                        help="bootstrap / randomisation resamples over sentences (report.bootstrap_resamples)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the resampling (report.seed)")
     args = parser.parse_args(None if argv is None else list(argv))
     try:
-        report = write_report(args.run_dir, args.out)
+        report = write_report(args.run_dir, args.out, settings_from(args.alpha, args.resamples, args.seed))
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     _print_summary(report)
+
+
+def settings_from(alpha: float = 0.05, bootstrap_resamples: int = 1000, seed: int = 0) -> "Settings":
+    """Checked report settings; a bad value is a :class:`UserError`."""
+    from .significance import Settings
+
+    if not 0.0 < alpha < 1.0:
+        raise UserError(f"report.alpha={alpha}: must be in (0, 1)")
+    if bootstrap_resamples < 100:
+        raise UserError(f"report.bootstrap_resamples={bootstrap_resamples}: must be at least 100")
+    return Settings(alpha=float(alpha), bootstrap_resamples=int(bootstrap_resamples), seed=int(seed))
 
 
 class ReportCallback(Callback):
@@ -680,7 +576,10 @@ class ReportCallback(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         try:
-            report = write_report(Path(str(config.hydra.sweep.dir)))
+            rc = config.get("report") or {}
+            settings = settings_from(float(rc.get("alpha", 0.05)), int(rc.get("bootstrap_resamples", 1000)),
+                                     int(rc.get("seed", 0)))
+            report = write_report(Path(str(config.hydra.sweep.dir)), settings=settings)
         except UserError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
