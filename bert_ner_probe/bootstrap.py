@@ -23,9 +23,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from seqeval.metrics.sequence_labeling import get_entities
 
-# The gold spans per sentence of one tag column, keyed by (mode, tags): the gold column is
-# the same in every run of a sweep, so it is read once per report.
-_GOLD_MEMO: Dict[Tuple[str, Tuple[Tuple[str, ...], ...]], List[set]] = {}
+# The gold spans of one tag column, keyed by (mode, tags): the gold column is the same in
+# every run of a sweep, so it is read once per report.
+_GOLD_MEMO: Dict[Tuple[str, Tuple[str, ...]], set] = {}
 
 
 @dataclass(frozen=True)
@@ -59,67 +59,79 @@ def f1_from_sums(sums: np.ndarray) -> np.ndarray:
 
 
 def read_conll_tags(path: Path) -> Tuple[List[List[str]], List[List[str]]]:
-    """Gold and predicted tags per sentence from a ``word gold predicted`` file (blank line between sentences)."""
+    """Gold and predicted tags per sentence from a ``word gold predicted`` file (blank line between sentences).
+
+    Each sentence block is split in one C-level call (three fields a line);
+    a block that does not split so is read line by line, which names the bad line.
+    """
+    text = Path(path).read_text(encoding="utf-8")
     gold: List[List[str]] = []
     pred: List[List[str]] = []
-    g: List[str] = []
-    p: List[str] = []
-    for line in Path(path).read_text(encoding="utf-8").split("\n"):
-        if not line.strip():
-            if g:
-                gold.append(g)
-                pred.append(p)
-                g, p = [], []
+    for block in text.split("\n\n"):
+        fields = block.split()
+        if not fields:
             continue
-        parts = line.split()
-        if len(parts) < 3:
-            raise ValueError(f"{path}: expected 'word gold predicted', got {line!r}")
-        g.append(parts[-2])
-        p.append(parts[-1])
-    if g:
-        gold.append(g)
-        pred.append(p)
+        lines = [ln for ln in block.split("\n") if ln.strip()]
+        if len(fields) == 3 * len(lines):
+            gold.append(fields[1::3])
+            pred.append(fields[2::3])
+            continue
+        for line in lines:
+            if len(line.split()) < 3:
+                raise ValueError(f"{path}: expected 'word gold predicted', got {line!r}")
+        gold.append([ln.split()[-2] for ln in lines])
+        pred.append([ln.split()[-1] for ln in lines])
     return gold, pred
 
 
-def _spans_per_sentence(tags: Sequence[Sequence[str]], mode: str) -> List[set]:
-    """The ``(type, start, end)`` entity spans of each sentence, offsets within the sentence."""
-    if mode == "strict":
-        from seqeval.scheme import IOB2, Entities
-
-        entities = Entities([list(t) for t in tags], IOB2, suffix=False).entities
-        return [{(e.tag, e.start, e.end) for e in sent} for sent in entities]
-    # One get_entities call over the whole column, as seqeval scores it (an "O" after each
-    # sentence), then each span goes back to its sentence by its start offset.
+def _flat(tags: Sequence[Sequence[str]]) -> Tuple[List[str], np.ndarray]:
+    """The tags as seqeval scores them (an ``"O"`` after each sentence) and each sentence's start offset."""
     flat: List[str] = []
     starts = np.empty(len(tags), dtype=np.int64)
     for i, sent in enumerate(tags):
         starts[i] = len(flat)
         flat.extend(sent)
         flat.append("O")
-    out: List[set] = [set() for _ in tags]
-    for name, begin, end in get_entities(flat):
-        i = int(np.searchsorted(starts, begin, side="right")) - 1
-        out[i].add((name, begin - int(starts[i]), end - int(starts[i])))
-    return out
+    return flat, starts
+
+
+def _spans(flat: List[str], starts: np.ndarray, lengths: Sequence[int], mode: str) -> set:
+    """The ``(type, start, end)`` entity spans of the column, offsets into ``flat``."""
+    if mode == "strict":
+        from seqeval.scheme import IOB2, Entities
+
+        sents = [flat[int(s):int(s) + n] for s, n in zip(starts, lengths)]
+        entities = Entities(sents, IOB2, suffix=False).entities
+        return {(e.tag, int(starts[i]) + e.start, int(starts[i]) + e.end - 1)
+                for i, sent in enumerate(entities) for e in sent}
+    return set(get_entities(flat))
 
 
 def sentence_counts(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]],
                     mode: str = "conlleval") -> SentenceCounts:
-    """Per-sentence true positives, predicted and gold entity counts (seqeval spans in ``mode``)."""
+    """Per-sentence true positives, predicted and gold entity counts (seqeval spans in ``mode``).
+
+    One seqeval call per column, as :func:`bert_ner_probe.metrics.score`
+    reads it; each span is then assigned to the sentence it starts in.
+    """
     if len(gold) != len(pred) or any(len(g) != len(p) for g, p in zip(gold, pred)):
         raise ValueError("gold and predicted tag sequences differ in length")
-    key = (mode, tuple(tuple(g) for g in gold))
+    lengths = [len(g) for g in gold]
+    gold_flat, starts = _flat(gold)
+    key = (mode, tuple(gold_flat))
     gold_spans = _GOLD_MEMO.get(key)
     if gold_spans is None:
         if len(_GOLD_MEMO) > 8:
             _GOLD_MEMO.clear()
-        gold_spans = _GOLD_MEMO[key] = _spans_per_sentence(gold, mode)
-    pred_spans = _spans_per_sentence(pred, mode)
-    tp = np.fromiter((len(g & p) for g, p in zip(gold_spans, pred_spans)), dtype=np.int64, count=len(gold))
-    n_pred = np.fromiter((len(p) for p in pred_spans), dtype=np.int64, count=len(gold))
-    n_gold = np.fromiter((len(g) for g in gold_spans), dtype=np.int64, count=len(gold))
-    return SentenceCounts(tp, n_pred, n_gold)
+        gold_spans = _GOLD_MEMO[key] = _spans(gold_flat, starts, lengths, mode)
+    pred_flat, _ = _flat(pred)
+    pred_spans = _spans(pred_flat, starts, lengths, mode)
+
+    def per_sentence(spans) -> np.ndarray:
+        begins = np.fromiter((b for _, b, _ in spans), dtype=np.int64, count=len(spans))
+        return np.bincount(np.searchsorted(starts, begins, side="right") - 1, minlength=len(gold)).astype(np.int64)
+
+    return SentenceCounts(per_sentence(pred_spans & gold_spans), per_sentence(pred_spans), per_sentence(gold_spans))
 
 
 def read_counts(path: Path, mode: str = "conlleval") -> SentenceCounts:
@@ -139,15 +151,77 @@ def resample_weights(n_sentences: int, resamples: int, seed: int) -> np.ndarray:
     return counts.reshape(resamples, n_sentences).astype(np.float64)
 
 
+class Resampler:
+    """The resamples of one set of ``n`` sentences, shared by every row and pair of a table.
+
+    ``weights`` (bootstrap draws per sentence) and ``swap`` (approximate
+    randomisation: 1 where a sentence's outputs are exchanged) are drawn once;
+    the products with each file's counts are computed once per file, so a
+    pair costs O(resamples), not O(resamples x sentences). Sharing the draws
+    between pairs (common random numbers) keeps each test valid.
+    """
+
+    def __init__(self, n_sentences: int, resamples: int, seed: int) -> None:
+        self.n = n_sentences
+        self.resamples = resamples
+        # Shape: (R, S); float32 is exact for these integer sums (< 2**24).
+        self.weights = resample_weights(n_sentences, resamples, seed).astype(np.float32)
+        self.swap = np.random.default_rng(seed + 1).integers(0, 2, size=(resamples, n_sentences)).astype(np.float32)
+        self._memo: Dict[Tuple[int, str], Tuple[SentenceCounts, np.ndarray]] = {}
+
+    def _product(self, which: str, counts: SentenceCounts) -> np.ndarray:
+        """``weights @ counts`` or ``swap @ counts``, memoised per file. Shape: → (R, 3) float64."""
+        if len(counts) != self.n:
+            raise ValueError(f"prediction files cover different numbers of sentences: {len(counts)}, {self.n}")
+        key = (id(counts), which)
+        hit = self._memo.get(key)
+        if hit is None or hit[0] is not counts:
+            matrix = self.weights if which == "boot" else self.swap
+            hit = self._memo[key] = (counts, (matrix @ counts.matrix.astype(np.float32)).astype(np.float64))
+        return hit[1]
+
+    def f1(self, counts: Sequence[SentenceCounts]) -> np.ndarray:
+        """Bootstrap F1 (percent) of each resample, averaged over ``counts``. Shape: → (R,)."""
+        return np.mean([f1_from_sums(self._product("boot", c)) for c in counts], axis=0)
+
+    def paired(self, a: SentenceCounts, b: SentenceCounts, level: float = 0.95) -> "PairedResult":
+        """See :func:`paired_test`."""
+        ma, mb = a.matrix.sum(0), b.matrix.sum(0)  # Shape: (3,)
+        delta = float(f1_from_sums(ma[None])[0] - f1_from_sums(mb[None])[0])
+        diff = self._product("swap", b) - self._product("swap", a)  # Shape: (R, 3)
+        shuffled = f1_from_sums(ma + diff) - f1_from_sums(mb - diff)
+        p = (1.0 + float(np.sum(np.abs(shuffled) >= abs(delta) - 1e-9))) / (self.resamples + 1.0)
+        boot = f1_from_sums(self._product("boot", a)) - f1_from_sums(self._product("boot", b))
+        low, high = percentile_ci(boot, level)
+        return PairedResult(delta, low, high, min(1.0, p))
+
+
+_RESAMPLERS: Dict[Tuple[int, int, int], Resampler] = {}
+
+
+def resampler(n_sentences: int, resamples: int, seed: int) -> Resampler:
+    """The shared :class:`Resampler` of ``n_sentences`` (a few kept; the memo is per report)."""
+    key = (n_sentences, resamples, seed)
+    if key not in _RESAMPLERS:
+        if len(_RESAMPLERS) >= 4:
+            _RESAMPLERS.clear()
+        _RESAMPLERS[key] = Resampler(n_sentences, resamples, seed)
+    return _RESAMPLERS[key]
+
+
+def clear_memos() -> None:
+    """Forget the kept gold spans and resamplers (the report calls this when it is done)."""
+    _RESAMPLERS.clear()
+    _GOLD_MEMO.clear()
+
+
 def bootstrap_f1(counts: Sequence[SentenceCounts], resamples: int, seed: int) -> np.ndarray:
     """F1 (percent) on each bootstrap resample of the sentences, averaged over ``counts`` (the seeds of a row).
 
     All files must cover the same sentences; each resample draws the same
     sentences for every file. Shape: → (resamples,).
     """
-    n = _same_length(counts)
-    weights = resample_weights(n, resamples, seed)  # Shape: (R, S)
-    return np.mean([f1_from_sums(weights @ c.matrix) for c in counts], axis=0)
+    return resampler(_same_length(counts), resamples, seed).f1(counts)
 
 
 def percentile_ci(samples: np.ndarray, level: float = 0.95) -> Tuple[float, float]:
@@ -184,19 +258,7 @@ def paired_test(a: SentenceCounts, b: SentenceCounts, resamples: int, seed: int,
     matrix; two-sided ``p = (1 + #{|δ*| ≥ |δ|}) / (R + 1)``. The interval
     resamples the same sentences for both systems (paired bootstrap).
     """
-    n = _same_length([a, b])
-    ma, mb = a.matrix, b.matrix  # Shape: (S, 3)
-    delta = float(f1_from_sums(ma.sum(0)[None])[0] - f1_from_sums(mb.sum(0)[None])[0])
-    rng = np.random.default_rng(seed)
-    swap = rng.integers(0, 2, size=(resamples, n)).astype(np.float64)  # Shape: (R, S)
-    diff = swap @ (mb - ma)  # Shape: (R, 3)
-    sa, sb = ma.sum(0) + diff, mb.sum(0) - diff
-    shuffled = f1_from_sums(sa) - f1_from_sums(sb)
-    p = (1.0 + float(np.sum(np.abs(shuffled) >= abs(delta) - 1e-9))) / (resamples + 1.0)
-    weights = resample_weights(n, resamples, seed + 1)
-    boot = f1_from_sums(weights @ ma) - f1_from_sums(weights @ mb)
-    low, high = percentile_ci(boot, level)
-    return PairedResult(delta, low, high, min(1.0, p))
+    return resampler(_same_length([a, b]), resamples, seed).paired(a, b, level)
 
 
 def _same_length(counts: Sequence[SentenceCounts]) -> int:

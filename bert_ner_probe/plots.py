@@ -168,6 +168,9 @@ def _finish_by_layer(fig, ax, ylabel: str, title: str, path: Path) -> Path:
     return path
 
 
+ANNOTATE_UP_TO = 12  # rows of a heat map whose cells get their difference written in (text is slow to draw)
+
+
 def plot_significance(stats: Sequence["TableStats"], path: Path) -> Path:
     """Pairwise heat map per table and split: colour = Holm-adjusted p (log scale), text = row − column F1."""
     import numpy as np
@@ -177,7 +180,8 @@ def plot_significance(stats: Sequence["TableStats"], path: Path) -> Path:
 
     tables = [t for t in stats if len(t.samples) > 1]
     k = max(len(t.samples) for t in tables)
-    fig = _figure(max(8.0, 1.6 + 1.1 * k * len(SPLITS)), (1.2 + 0.55 * k) * len(tables))
+    cell = 1.1 if k <= ANNOTATE_UP_TO else 0.3  # inches per cell: large tables get a compact map
+    fig = _figure(max(8.0, 2.5 + cell * k * len(SPLITS)), (1.5 + cell * k / 2) * len(tables))
     image = None
     for i, t in enumerate(tables):
         labels = [s.label for s in t.samples]
@@ -187,7 +191,7 @@ def plot_significance(stats: Sequence["TableStats"], path: Path) -> Path:
             for pair in (x for x in t.pairs if x.split == split):
                 a, b = labels.index(pair.a), labels.index(pair.b)
                 p[a, b] = p[b, a] = max(pair.p_holm, 1e-4) if not np.isnan(pair.p_holm) else np.nan
-                for (r, c), sign in (((a, b), 1), ((b, a), -1)):
+                for (r, c), sign in (((a, b), 1), ((b, a), -1)) if len(labels) <= ANNOTATE_UP_TO else ():
                     mark = "*" if pair.significant else ""
                     dark = not np.isnan(p[a, b]) and p[a, b] < 0.01
                     ax.text(c, r, f"{sign * pair.delta:+.1f}{mark}", ha="center", va="center", fontsize=7,
@@ -200,7 +204,8 @@ def plot_significance(stats: Sequence["TableStats"], path: Path) -> Path:
             ax.set_title(f"{split} · {t.section.title()}", fontsize=8)
     if image is not None:
         fig.colorbar(image, ax=fig.axes, shrink=0.8, label="p (Holm)")
-        fig.suptitle("row − column F1 (points); * significant after Holm", fontsize=9)
+        if k <= ANNOTATE_UP_TO:
+            fig.suptitle("row − column F1 (points); * significant after Holm", fontsize=9)
     fig.savefig(path, dpi=100)
     return path
 

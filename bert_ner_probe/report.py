@@ -509,6 +509,7 @@ def write_report(run_dir: Union[str, Path], out_dir: Union[str, Path, None] = No
     int, "failures": [Job]}`` — ``runs`` counts finished runs, ``failures`` the
     failed or missing jobs. Raises :class:`UserError` when ``run_dir`` holds no job folder.
     """
+    from .bootstrap import clear_memos
     from .plots import write_plots
     from .significance import Settings
     from .tables import analyse, render_table, write_significance_csv
@@ -525,6 +526,7 @@ def write_report(run_dir: Union[str, Path], out_dir: Union[str, Path, None] = No
     table_path = out / TABLE_FILE
     table_path.write_text(render_table(stats, pivots, jobs, root, settings), encoding="utf-8")
     plots = write_plots(sections, out, stats)
+    clear_memos()
     return {"csv": csv_path, "significance": sig_path, "table": table_path, "plots": plots,
             "written": [csv_path, sig_path, table_path, *plots],
             "runs": sum(j.ok for j in jobs), "failures": [j for j in jobs if not j.ok]}
