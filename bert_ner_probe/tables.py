@@ -174,6 +174,7 @@ def _finetune_notes(t: TableStats, ft: Row, frozen: Sequence[Row]) -> List[str]:
     limit, epochs = cfg.get("finetune.train_limit"), cfg.get("finetune.epochs", cfg.get("trainer.epochs"))
     probe_epochs = {flatten(j.config).get("trainer.epochs") for r in frozen for j in r.runs}
     if limit is not None or (probe_epochs and probe_epochs != {epochs}):
+        limit = limit if limit is not None else cfg.get("data.limit.train")
         subset = "all training sentences" if limit is None else f"first {limit} training sentences"
         notes.append(f"fine-tuning row: {subset}, {epochs} epochs.")
     if frozen:
