@@ -98,9 +98,7 @@ def pivots(stats: Sequence[TableStats], settings: Settings) -> List[Pivot]:
             columns = [column(t) for t in members]
             rows = sorted({r.label: r for t in members for r in t.section.rows}.values(), key=_row_sort_key)
             for split in SPLITS:
-                pivot = Pivot(setting, members[0].section.title(without=(setting, "pooling", "context")
-                                                                if setting == "encoder" else (setting,)),
-                              split, columns)
+                pivot = Pivot(setting, _shared_title(members[0].section, setting), split, columns)
                 for row in rows:
                     pivot.cells[row.label] = {column(t): s for t in members for s in t.samples
                                               if s.label == row.label}
@@ -118,6 +116,14 @@ def pivots(stats: Sequence[TableStats], settings: Settings) -> List[Pivot]:
                 adjust(family, settings.alpha)
                 out.append(pivot)
     return out
+
+
+def _shared_title(section: Section, setting: str) -> str:
+    """What the sections of a pivot share: the title without the varied setting."""
+    if setting != "encoder":
+        return section.title(without=(setting,))
+    parts = [f"pooling {section.pooling}", f"context {section.context}"]
+    return " · ".join(parts + [f"{k}={v}" for k, v in section.extras.items()])
 
 
 def write_significance_csv(stats: Sequence[TableStats], pivots_: Sequence[Pivot], path: Path) -> Path:

@@ -206,3 +206,21 @@ def test_alpha_from_cli_and_from_the_callback(sweep: Path, tmp_path: Path,
     with pytest.raises(SystemExit) as exc:
         cli([str(root), "--alpha", "1.5"])
     assert exc.value.code == 2 and "report.alpha" in capsys.readouterr().err
+
+
+def test_encoder_pivot(sweep: Path, tmp_path: Path) -> None:
+    """Two encoders in one folder: a table each, and a pivot with one column per encoder."""
+    dirs = jobs_where(sweep, pooling="first", seed=1)
+    root = copy_jobs([*dirs, *dirs], tmp_path / "encoders")
+    for job in sorted(root.iterdir(), key=lambda p: int(p.name))[len(dirs):]:
+        r = json.loads((job / "results.json").read_text())
+        r.update(encoder="/models/other-encoder", encoder_name="other")
+        r["config"]["encoder"].update(name="other", name_or_path="/models/other-encoder")
+        (job / "results.json").write_text(json.dumps(r))
+    text = write_report(root)["table"].read_text()
+    assert "\n## minilm-l6 (6 layers)" in text and "\n## other (6 layers)" in text
+    heading = next(ln for ln in text.splitlines() if ln.startswith("## dev F1 by encoder"))
+    assert heading == "## dev F1 by encoder · pooling first · context document"
+    pivot = md_rows(text, "dev F1 by encoder")
+    assert set(pivot) == {"embeddings", "concat_last_four"}
+    assert all("approximate-randomisation" in cells[3] for cells in pivot.values())
