@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-from seqeval.metrics.sequence_labeling import get_entities
 
 # The gold spans of one tag column, keyed by (mode, tags): the gold column is the same in
 # every run of a sweep, so it is read once per report.
@@ -61,21 +60,23 @@ def f1_from_sums(sums: np.ndarray) -> np.ndarray:
 def read_conll_tags(path: Path) -> Tuple[List[List[str]], List[List[str]]]:
     """Gold and predicted tags per sentence from a ``word gold predicted`` file (blank line between sentences).
 
-    Each sentence block is split in one C-level call (three fields a line);
-    a block that does not split so is read line by line, which names the bad line.
+    The whole file is split in one C-level call (three fields a line) and cut
+    into sentences by their line counts; a file that does not split so is
+    read line by line, which names the bad line.
     """
     text = Path(path).read_text(encoding="utf-8")
+    blocks = [b for b in (b.strip("\n") for b in text.split("\n\n")) if b.strip()]
+    lengths = [b.count("\n") + 1 for b in blocks]
+    fields = text.split()
+    if len(fields) == 3 * sum(lengths) and all("\n\n" not in b for b in blocks):
+        gold_col, pred_col = fields[1::3], fields[2::3]
+        ends = np.cumsum(lengths).tolist()
+        begins = [0] + ends[:-1]
+        return ([gold_col[b:e] for b, e in zip(begins, ends)], [pred_col[b:e] for b, e in zip(begins, ends)])
     gold: List[List[str]] = []
     pred: List[List[str]] = []
-    for block in text.split("\n\n"):
-        fields = block.split()
-        if not fields:
-            continue
+    for block in blocks:
         lines = [ln for ln in block.split("\n") if ln.strip()]
-        if len(fields) == 3 * len(lines):
-            gold.append(fields[1::3])
-            pred.append(fields[2::3])
-            continue
         for line in lines:
             if len(line.split()) < 3:
                 raise ValueError(f"{path}: expected 'word gold predicted', got {line!r}")
@@ -104,6 +105,9 @@ def _spans(flat: List[str], starts: np.ndarray, lengths: Sequence[int], mode: st
         entities = Entities(sents, IOB2, suffix=False).entities
         return {(e.tag, int(starts[i]) + e.start, int(starts[i]) + e.end - 1)
                 for i, sent in enumerate(entities) for e in sent}
+    # Imported here: seqeval's package imports scikit-learn (~2 s), which a report over seeds never needs.
+    from seqeval.metrics.sequence_labeling import get_entities
+
     return set(get_entities(flat))
 
 
@@ -111,27 +115,45 @@ def sentence_counts(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]
                     mode: str = "conlleval") -> SentenceCounts:
     """Per-sentence true positives, predicted and gold entity counts (seqeval spans in ``mode``).
 
-    One seqeval call per column, as :func:`bert_ner_probe.metrics.score`
-    reads it; each span is then assigned to the sentence it starts in.
+    The gold column is read with one seqeval call (memoised across the runs of
+    a report). A sentence predicted exactly right has its gold spans; the
+    others are read with one more seqeval call over just those sentences
+    (an ``"O"`` after each, as :func:`bert_ner_probe.metrics.score` reads
+    them; a span never crosses that ``"O"``, so each sentence's spans are its
+    own), and each span is counted in the sentence it starts in.
     """
     if len(gold) != len(pred) or any(len(g) != len(p) for g, p in zip(gold, pred)):
         raise ValueError("gold and predicted tag sequences differ in length")
-    lengths = [len(g) for g in gold]
     gold_flat, starts = _flat(gold)
     key = (mode, tuple(gold_flat))
     gold_spans = _GOLD_MEMO.get(key)
     if gold_spans is None:
         if len(_GOLD_MEMO) > 8:
             _GOLD_MEMO.clear()
-        gold_spans = _GOLD_MEMO[key] = _spans(gold_flat, starts, lengths, mode)
-    pred_flat, _ = _flat(pred)
-    pred_spans = _spans(pred_flat, starts, lengths, mode)
+        gold_spans = _GOLD_MEMO[key] = _spans(gold_flat, starts, [len(g) for g in gold], mode)
+    n = len(gold)
+    n_gold = _per_sentence(gold_spans, starts, n)
+    wrong = [i for i, (g, p) in enumerate(zip(gold, pred)) if g != p and list(g) != list(p)]
+    tp, n_pred = n_gold.copy(), n_gold.copy()
+    if wrong:
+        sub_flat, sub_starts = _flat([pred[i] for i in wrong])
+        sub_spans = _spans(sub_flat, sub_starts, [len(pred[i]) for i in wrong], mode)
+        # Back to the offsets of the whole column: sub-sentence k is sentence wrong[k].
+        shift = starts[wrong] - sub_starts
+        k_of = np.searchsorted(sub_starts, [b for _, b, _ in sub_spans], side="right") - 1
+        pred_spans = {(name, b + int(shift[k]), e + int(shift[k])) for (name, b, e), k in zip(sub_spans, k_of)}
+        idx = np.asarray(wrong)
+        tp[idx] = 0
+        n_pred[idx] = 0
+        tp += _per_sentence(pred_spans & gold_spans, starts, n)
+        n_pred += _per_sentence(pred_spans, starts, n)
+    return SentenceCounts(tp, n_pred, n_gold)
 
-    def per_sentence(spans) -> np.ndarray:
-        begins = np.fromiter((b for _, b, _ in spans), dtype=np.int64, count=len(spans))
-        return np.bincount(np.searchsorted(starts, begins, side="right") - 1, minlength=len(gold)).astype(np.int64)
 
-    return SentenceCounts(per_sentence(pred_spans & gold_spans), per_sentence(pred_spans), per_sentence(gold_spans))
+def _per_sentence(spans: set, starts: np.ndarray, n: int) -> np.ndarray:
+    """How many of ``spans`` start in each sentence. Shape: → (n,) int64."""
+    begins = np.fromiter((b for _, b, _ in spans), dtype=np.int64, count=len(spans))
+    return np.bincount(np.searchsorted(starts, begins, side="right") - 1, minlength=n).astype(np.int64)
 
 
 def read_counts(path: Path, mode: str = "conlleval") -> SentenceCounts:

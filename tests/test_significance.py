@@ -9,6 +9,7 @@ from typing import Dict, List
 import numpy as np
 import pytest
 from scipy import stats
+from seqeval.metrics.sequence_labeling import get_entities
 
 from bert_ner_probe.bootstrap import (SentenceCounts, bootstrap_ci, paired_test, read_conll_tags, read_counts,
                                       sentence_counts)
@@ -115,6 +116,10 @@ def test_sentence_counts_match_metrics_score(conll_dir: Path, tmp_path: Path) ->
         assert len(counts) == len(gold)
         assert counts.f1() == pytest.approx(100 * score(gold, pred, mode)["f1"], abs=1e-9)
         assert int(counts.gold.sum()) == score(gold, pred, mode)["support"]
+        if mode == "conlleval":  # and sentence by sentence, as seqeval reads one sentence alone
+            for i in range(200):
+                g, p = set(get_entities(gold[i])), set(get_entities(pred[i]))
+                assert (counts.tp[i], counts.predicted[i], counts.gold[i]) == (len(g & p), len(p), len(g))
     with pytest.raises(ValueError):
         sentence_counts(gold, pred[:-1])
 
