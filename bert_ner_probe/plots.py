@@ -181,7 +181,7 @@ def plot_significance(stats: Sequence["TableStats"], path: Path) -> Path:
     tables = [t for t in stats if len(t.samples) > 1]
     k = max(len(t.samples) for t in tables)
     cell = 1.1 if k <= ANNOTATE_UP_TO else 0.3  # inches per cell: large tables get a compact map
-    fig = _figure(max(8.0, 2.5 + cell * k * len(SPLITS)), (1.5 + cell * k / 2) * len(tables))
+    fig = _figure(max(8.0, 2.5 + cell * k * len(SPLITS)), (1.5 + 0.8 * cell * k) * len(tables))
     image = None
     for i, t in enumerate(tables):
         labels = [s.label for s in t.samples]
