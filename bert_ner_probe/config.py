@@ -131,6 +131,15 @@ class CacheConfig:
 
 
 @dataclass
+class ReportConfig:
+    """The report's statistics (see bert_ner_probe/significance.py)."""
+
+    alpha: float = 0.05  # significance level of the pairwise tests (Holm-adjusted per table)
+    bootstrap_resamples: int = 1000  # bootstrap / approximate-randomisation resamples over sentences
+    seed: int = 0  # seed of those resamples
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
@@ -141,6 +150,7 @@ class Config:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
     seed: int = 1
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     cache_dir: Optional[str] = None  # null = $BERT_NER_PROBE_CACHE or ~/.cache/bert_ner_probe
@@ -202,6 +212,11 @@ def check_values(cfg) -> None:
         raise UserError(f"trainer.weight_decay={cfg.trainer.weight_decay}: must be at least 0")
     if cfg.finetune.train_limit is not None and cfg.finetune.train_limit < 1:
         raise UserError(f"finetune.train_limit={cfg.finetune.train_limit}: must be at least 1 (or null)")
+    report = cfg.get("report")
+    if report is not None and not 0.0 < report.alpha < 1.0:
+        raise UserError(f"report.alpha={report.alpha}: must be in (0, 1)")
+    if report is not None and report.bootstrap_resamples < 100:
+        raise UserError(f"report.bootstrap_resamples={report.bootstrap_resamples}: must be at least 100")
     if cfg.trainer.lr <= 0:
         raise UserError(f"trainer.lr={cfg.trainer.lr}: must be positive")
     if cfg.encoder.max_length is not None and cfg.encoder.max_length < 8:

@@ -148,7 +148,8 @@ def test_report_files_and_return_value(sweep: Path, tmp_path: Path) -> None:
     out = tmp_path / "report"
     report = write_report(sweep, out)
     names = {p.name for p in report["written"]}
-    assert names == {"results.csv", "table.md", "strategies.png", "layers.png", "mix_weights.png", "pooling.png"}
+    assert names == {"results.csv", "significance.csv", "table.md", "strategies.png", "layers.png",
+                     "mix_weights.png", "pooling.png", "significance.png"}
     assert all(p.parent == out and p.is_file() for p in report["written"])
     assert report["runs"] == 14
     assert [(f.run_dir, f.status) for f in report["failures"]] == [("14", "failed"), ("15", "missing")]
@@ -188,12 +189,14 @@ def test_table(sweep: Path) -> None:
     assert [r[0] for r in rows] == ["embeddings", "last", "concat_last_four", "scalar_mix_all", "layer 1", "layer 3",
                                 "custom [0, 3, 6] mean"]
     cells = {r[0]: r for r in rows}
-    # strategy | layers | combine | dev F1 | test F1 | n seeds | paper dev F1
-    assert cells["last"][1:] == ["6", "concat", "85.0 ± 7.1", "72.0 ± 2.8", "2", "94.9"]
-    assert cells["concat_last_four"][1:] == ["3–6", "concat", "86.0 ± 1.4", "81.0 ± 1.4", "2", "96.1"]
-    assert cells["embeddings"][3:] == ["60.0 ± –", "55.0 ± –", "1", "91.0"]
-    assert cells["scalar_mix_all"][1:3] == ["1–6", "scalar_mix"] and cells["scalar_mix_all"][6] == ""
-    assert cells["layer 3"][3:] == ["83.0 ± 1.4", "78.0 ± 0.0", "2", ""]
+    # strategy | layers | combine | dev F1 | dev CI | test F1 | test CI | n seeds | paper dev F1
+    # (two seeds and no prediction files: no interval and no test, so only the best row is marked)
+    assert cells["last"][1:] == ["6", "concat", "85.0 ± 7.1", "–", "72.0 ± 2.8", "–", "2", "94.9"]
+    assert cells["concat_last_four"][1:] == ["3–6", "concat", "86.0 ± 1.4", "–", "81.0 ± 1.4", "–", "2", "96.1"]
+    assert cells["embeddings"][3:] == ["60.0 ± –", "–", "55.0 ± –", "–", "1", "91.0"]
+    assert cells["scalar_mix_all"][1:3] == ["1–6", "scalar_mix"] and cells["scalar_mix_all"][8] == ""
+    assert cells["scalar_mix_all"][3] == "87.0 ± 1.4 ★" and cells["scalar_mix_all"][5] == "82.0 ± 1.4 ★"
+    assert cells["layer 3"][3:] == ["83.0 ± 1.4", "–", "78.0 ± 0.0", "–", "2", ""]
     assert cells["custom [0, 3, 6] mean"][1:3] == ["0, 3, 6", "mean"]
     mean_rows = table_rows(section(text, "pooling mean"))
     assert [r[0] for r in mean_rows] == ["last", "concat_last_four"]
@@ -217,11 +220,11 @@ def test_no_failures_and_only_needed_plots(tmp_path: Path) -> None:
     make_run(root / "1", "sum_all", [1, 2, 3, 4, 5, 6], "sum", 1, 0.84, 0.8)
     report = write_report(root)
     assert report["failures"] == []
-    assert [p.name for p in report["plots"]] == ["strategies.png"]
+    assert [p.name for p in report["plots"]] == ["strategies.png", "significance.png"]
     text = report["table"].read_text()
     assert section(text, "Failed or missing runs").split("\n", 2)[2].strip() == "none"
     rows = table_rows(text)
-    assert [(r[0], r[6]) for r in rows] == [("concat_last_four", "96.1"), ("sum_all", "95.5")]
+    assert [(r[0], r[8]) for r in rows] == [("concat_last_four", "96.1"), ("sum_all", "95.5")]
 
 
 def test_single_layer_strategies_sort_by_layer(tmp_path: Path) -> None:
@@ -234,7 +237,8 @@ def test_single_layer_strategies_sort_by_layer(tmp_path: Path) -> None:
     report = write_report(root)
     assert [r[0] for r in table_rows(report["table"].read_text())] == [
         "sum_all", "scalar_mix_last_four", "layer_0", "layer_2", "layer 5", "layer_10"]
-    assert {p.name for p in report["plots"]} == {"strategies.png", "layers.png", "mix_weights.png"}
+    assert {p.name for p in report["plots"]} == {"strategies.png", "layers.png", "mix_weights.png",
+                                                 "significance.png"}
 
 
 def test_other_config_differences_get_their_own_section(tmp_path: Path) -> None:
@@ -243,7 +247,7 @@ def test_other_config_differences_get_their_own_section(tmp_path: Path) -> None:
     make_run(root / "1", "last", [6], "concat", 1, 0.90, 0.7, crf=True)
     text = write_report(root)["table"].read_text()
     assert "tagger.crf=False" in text and "tagger.crf=True" in text
-    assert [r[3] for r in table_rows(text)] == ["80.0 ± –", "90.0 ± –"]
+    assert [r[3] for r in table_rows(text)] == ["80.0 ± –", "90.0 ± –"]  # one row per table: no mark
 
 
 def test_single_run_folder(tmp_path: Path) -> None:

@@ -1,0 +1,238 @@
+"""Job folders of a run or multirun: find them, read each as a finished, failed or missing :class:`Job`,
+and write them as ``results.csv``.
+
+A job folder is any folder holding ``.hydra/config.yaml``, ``results.json``
+or ``error.json``; an unreadable ``results.json`` makes a failed job, never
+an exception. (Split out of :mod:`bert_ner_probe.report`, which re-exports these names.)
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import yaml
+
+from .errors import UserError
+
+RESULTS_FILE = "results.json"
+ERROR_FILE = "error.json"  # written by bert_ner_probe.main for a failed multirun job
+HYDRA_CONFIG = Path(".hydra") / "config.yaml"
+HYDRA_OVERRIDES = Path(".hydra") / "overrides.yaml"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One job folder: a finished run (``ok``), a ``failed`` one or a ``missing`` one.
+
+    ``run_dir`` is relative to the searched folder (``"."`` for the folder itself);
+    ``config`` is the run's resolved config (from ``results.json``, else from
+    ``.hydra/config.yaml``, else empty).
+    """
+
+    run_dir: str
+    status: str
+    overrides: List[str]
+    config: Dict[str, Any]
+    results: Optional[Dict[str, Any]] = None
+    error: Optional[str] = None
+    path: Optional[Path] = None  # the job folder itself (its prediction files are read from there)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+def _natural_key(text: str) -> List[Union[int, str]]:
+    """Sort ``2`` before ``10``: digit runs compare as numbers."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
+
+
+def _is_job_dir(path: Path) -> bool:
+    return (path / HYDRA_CONFIG).is_file() or (path / RESULTS_FILE).is_file() or (path / ERROR_FILE).is_file()
+
+
+def find_job_dirs(root: Path) -> List[Path]:
+    """Every job folder at or below ``root``, in natural order; hidden folders and predictions skipped."""
+    found = []
+    for dirpath, dirnames, _ in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".") and d != "predictions"]
+        if _is_job_dir(Path(dirpath)):
+            found.append(Path(dirpath))
+    return sorted(found, key=lambda p: _natural_key(p.relative_to(root).as_posix()))
+
+
+def _read_overrides(job_dir: Path) -> List[str]:
+    path = job_dir / HYDRA_OVERRIDES
+    if not path.is_file():
+        return []
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return []
+    return [str(o) for o in loaded] if isinstance(loaded, list) else []
+
+
+def _read_hydra_config(job_dir: Path) -> Dict[str, Any]:
+    """The job's ``.hydra/config.yaml``, resolved where possible (interpolations kept as text otherwise)."""
+    path = job_dir / HYDRA_CONFIG
+    if not path.is_file():
+        return {}
+    from omegaconf import OmegaConf
+
+    try:
+        cfg = OmegaConf.load(path)
+    except Exception:  # a half-written or hand-edited file: describe the job without it
+        return {}
+    try:
+        container = OmegaConf.to_container(cfg, resolve=True)
+    except Exception:  # e.g. ${hydra:...} outside a Hydra app
+        container = OmegaConf.to_container(cfg, resolve=False)
+    return container if isinstance(container, dict) else {}
+
+
+def _check_results(results: Any) -> Dict[str, Any]:
+    """The fields the report reads; raise ``ValueError`` naming the first one missing."""
+    if not isinstance(results, dict):
+        raise ValueError("not a JSON object")
+    for key in ("strategy", "layers", "combine", "pooling", "context", "encoder", "seed"):
+        if key not in results:
+            raise ValueError(f"no {key!r}")
+    for split in ("dev", "test"):
+        if not isinstance(results.get(split), dict) or "f1" not in results[split]:
+            raise ValueError(f"no {split}.f1")
+    return results
+
+
+def load_job(job_dir: Path, root: Path) -> Job:
+    """Read one job folder; an unreadable ``results.json`` makes it a failed job, never an exception."""
+    rel = job_dir.relative_to(root).as_posix()
+    overrides = _read_overrides(job_dir)
+    results_path, error_path = job_dir / RESULTS_FILE, job_dir / ERROR_FILE
+    if results_path.is_file():
+        try:
+            results = _check_results(json.loads(results_path.read_text()))
+        except (OSError, ValueError) as e:
+            return Job(rel, "failed", overrides, _read_hydra_config(job_dir),
+                       error=f"unreadable {RESULTS_FILE}: {e}", path=job_dir)
+        if results.get("status", "ok") == "ok":
+            return Job(rel, "ok", overrides, results.get("config") or _read_hydra_config(job_dir), results,
+                       path=job_dir)
+        return Job(rel, "failed", overrides, results.get("config") or _read_hydra_config(job_dir),
+                   error=str(results.get("error") or f"status {results.get('status')!r} in {RESULTS_FILE}"),
+                   path=job_dir)
+    config = _read_hydra_config(job_dir)
+    if error_path.is_file():
+        try:
+            err = json.loads(error_path.read_text())
+            message = str(err.get("error") or "unknown error") if isinstance(err, dict) else str(err)
+        except (OSError, ValueError) as e:
+            message = f"unreadable {ERROR_FILE}: {e}"
+        return Job(rel, "failed", overrides, config, error=message, path=job_dir)
+    return Job(rel, "missing", overrides, config,
+               error=f"no {RESULTS_FILE} or {ERROR_FILE}: the job was killed, is still running or never ran",
+               path=job_dir)
+
+
+def load_jobs(root: Union[str, Path]) -> List[Job]:
+    """Every job below ``root``; raise :class:`UserError` when there is none."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"{root} is not a folder")
+    dirs = find_job_dirs(root)
+    if not dirs:
+        raise UserError(
+            f"no runs under {root}: expected a run or multirun folder whose jobs hold "
+            f"{RESULTS_FILE}, {ERROR_FILE} or {HYDRA_CONFIG.as_posix()}"
+        )
+    return [load_job(d, root) for d in dirs]
+
+
+def flatten(tree: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    """``{"tagger": {"crf": False}}`` → ``{"tagger.crf": False}``; lists stay values."""
+    out: Dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def _text(value: Any) -> str:
+    """A config or result value as one cell: JSON for lists/dicts, empty for None."""
+    if value is None:
+        return ""
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return str(value)
+
+
+_SUMMARY_COLUMNS = ["encoder", "encoder_name", "num_layers", "strategy", "layers", "combine",
+                    "pooling", "context", "seed"]
+_METRIC_COLUMNS = ["dev_f1", "dev_precision", "dev_recall", "dev_support",
+                   "test_f1", "test_precision", "test_recall", "test_support",
+                   "best_epoch", "epochs_run", "cache_hit", "encoder_passes",
+                   "extract_s", "train_s", "eval_s", "total_s", "device_resolved",
+                   "encoder_dtype_resolved", "precision_resolved", "features_reused",
+                   "mix_weights", "mix_gamma"]
+
+
+# --------------------------------------------------------------------------- results.csv
+
+
+def _job_columns(job: Job) -> Dict[str, Any]:
+    """The summary and metric cells of one job (metrics only for a successful run)."""
+    r = job.results
+    if r is None:  # describe a failed job from its config
+        flat = flatten(job.config)
+        return {"encoder": flat.get("encoder.name_or_path"), "encoder_name": flat.get("encoder.name"),
+                "strategy": flat.get("strategy.name"), "layers": _text(flat.get("strategy.layers")),
+                "combine": flat.get("strategy.combine"), "pooling": flat.get("pooling.method"),
+                "context": flat.get("encoder.context"), "seed": flat.get("seed")}
+    row: Dict[str, Any] = {k: r.get(k) for k in _SUMMARY_COLUMNS}
+    row["layers"] = _text(r["layers"])
+    for split in ("dev", "test"):
+        for metric in ("f1", "precision", "recall", "support"):
+            row[f"{split}_{metric}"] = r[split].get(metric)
+        for entity, scores in (r[split].get("per_type") or {}).items():
+            row[f"{split}_f1_{entity}"] = scores.get("f1")
+    for key in ("best_epoch", "epochs_run", "cache_hit", "encoder_passes"):
+        row[key] = r.get(key)
+    row.update({k: v for k, v in (r.get("timings") or {}).items()})
+    row["device_resolved"] = r.get("device")
+    row["encoder_dtype_resolved"] = r.get("encoder_dtype")
+    row["precision_resolved"] = r.get("precision")
+    row["features_reused"] = r.get("features_reused")
+    mix = r.get("mix_weights")
+    if mix:
+        row["mix_weights"] = _text(mix.get("weights"))
+        row["mix_gamma"] = mix.get("gamma")
+    return row
+
+
+def write_csv(jobs: Sequence[Job], path: Path) -> Path:
+    """One row per job: ``run_dir, status, error, overrides``, summary, metrics, then flattened config."""
+    rows = []
+    for job in jobs:
+        row = {"run_dir": job.run_dir, "status": job.status, "error": job.error or "",
+               "overrides": " ".join(job.overrides)}
+        row.update(_job_columns(job))
+        rows.append((row, flatten(job.config)))
+    fixed = ["run_dir", "status", "error", "overrides", *_SUMMARY_COLUMNS, *_METRIC_COLUMNS]
+    per_type = sorted({k for row, _ in rows for k in row if k not in fixed})
+    config_keys = sorted({k for _, cfg in rows for k in cfg} - set(fixed) - set(per_type))
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fixed + per_type + config_keys, restval="")
+        writer.writeheader()
+        for row, cfg in rows:
+            cells = {k: _text(v) for k, v in row.items()}
+            cells.update({k: _text(v) for k, v in cfg.items() if k not in cells})
+            writer.writerow(cells)
+    return path

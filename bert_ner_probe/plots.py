@@ -1,0 +1,229 @@
+"""The report's plots: strategies, layers, scalar-mix weights, pooling and the significance heat map.
+
+Each function draws onto a matplotlib ``Figure`` on the Agg canvas (no
+pyplot, no global backend change) and writes one PNG; :func:`write_plots`
+writes those whose runs exist. Imported by the report only when it writes
+plots, so ``bert_ner_probe.report`` stays cheap to import.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
+
+from .report import (LAYERS_PLOT, MIX_WEIGHTS_PLOT, PAPER_DEV_F1, PAPER_LABEL, POOLING_PLOT, SIGNIFICANCE_PLOT,
+                     STRATEGIES_PLOT, Section, _row_sort_key, mean_std)
+
+if TYPE_CHECKING:
+    from .tables import TableStats
+
+
+Stats = Dict[str, Tuple[float, float]]  # category → (mean, std) in percent
+
+
+def _figure(width: float, height: float):
+    """A matplotlib Figure on the Agg canvas (no pyplot, no global backend change)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _stats(values: Sequence[float]) -> Tuple[float, float]:
+    mean, std = mean_std(values)
+    return mean, 0.0 if std is None else std
+
+
+def _bar_panels(path: Path, panels: Sequence[Tuple[str, List[str], Dict[str, Stats]]], paper: bool,
+                lines: Optional[Sequence[Optional[Tuple[str, float]]]] = None) -> Path:
+    """Grouped bars of dev F1 (mean ± std), one panel per ``(title, categories, {series: stats})``.
+
+    With ``paper`` the paper's dev F1 is drawn as a marker on each Table 7
+    strategy; ``lines[i]`` = ``(label, value)`` is a horizontal reference line on panel ``i``.
+    """
+    width = max(6.0, 1.0 + 0.9 * max(len(cats) for _, cats, _ in panels))
+    fig = _figure(width, 3.6 * len(panels))
+    for i, (title, cats, series) in enumerate(panels):
+        ax = fig.add_subplot(len(panels), 1, i + 1)
+        n = len(series)
+        bar_w = 0.8 / n
+        values: List[float] = []
+        for k, (name, stats) in enumerate(series.items()):
+            xs = [j + (k - (n - 1) / 2) * bar_w for j, c in enumerate(cats) if c in stats]
+            means = [stats[c][0] for c in cats if c in stats]
+            stds = [stats[c][1] for c in cats if c in stats]
+            ax.bar(xs, means, bar_w, yerr=stds, capsize=3, label=name)
+            values += [m - s for m, s in zip(means, stds)]
+        if paper:
+            marks = [(j, PAPER_DEV_F1[c]) for j, c in enumerate(cats) if c in PAPER_DEV_F1]
+            if marks:
+                ax.scatter([j for j, _ in marks], [v for _, v in marks], marker="D", color="black",
+                           zorder=3, label=PAPER_LABEL)
+                values += [v for _, v in marks]
+        line = lines[i] if lines else None
+        if line is not None:
+            ax.axhline(line[1], linestyle="--", color="C3", label=line[0])
+            values.append(line[1])
+        ax.set_ylim(max(0.0, math.floor(min(values)) - 5), 100)
+        ax.set_xticks(range(len(cats)))
+        ax.set_xticklabels(cats, rotation=25, ha="right")
+        ax.set_ylabel("dev F1 (%)")
+        ax.set_title(title, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+        if n > 1 or paper or line is not None:
+            ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def plot_strategies(sections: Sequence[Section], path: Path) -> Path:
+    """Dev F1 per strategy in Table 7 order, one panel per section, paper values as markers."""
+    panels, lines = [], []
+    for s in sections:
+        frozen = [r for r in s.rows if not r.finetune]
+        panels.append((s.title(), [r.label for r in frozen], {"this probe": {r.label: _stats(r.dev) for r in frozen}}))
+        ft = [v for r in s.rows if r.finetune for v in r.dev]
+        lines.append((f"fine-tuning ({statistics.fmean(ft):.1f})", statistics.fmean(ft)) if ft else None)
+    return _bar_panels(path, panels, paper=True, lines=lines)
+
+
+def plot_pooling(sections: Sequence[Section], path: Path) -> Path:
+    """Dev F1 per strategy with one bar per pooling method, one panel per otherwise-equal setup."""
+    groups: Dict[Tuple[Tuple[str, str], ...], List[Section]] = {}
+    for s in sections:
+        groups.setdefault(tuple(kv for kv in s.key if kv[0] != "pooling"), []).append(s)
+    panels = []
+    for members in groups.values():
+        cats: List[str] = []
+        for row in sorted((r for s in members for r in s.rows), key=_row_sort_key):
+            if row.label not in cats:
+                cats.append(row.label)
+        series = {f"pooling {s.pooling}": {r.label: _stats(r.dev) for r in s.rows} for s in members}
+        panels.append((members[0].title(without=("pooling",)), cats, series))
+    return _bar_panels(path, panels, paper=False)
+
+
+def _single_layer_stats(section: Section) -> Dict[int, List[float]]:
+    """Dev F1 runs by hidden-state index, over every one-layer row (whatever its strategy name)."""
+    by_layer: Dict[int, List[float]] = {}
+    for row in section.rows:
+        if len(row.layers) == 1:
+            by_layer.setdefault(row.layers[0], []).extend(row.dev)
+    return by_layer
+
+
+def plot_layers(sections: Sequence[Section], path: Path) -> Path:
+    """Dev F1 (mean ± std) by hidden-state index; scalar_mix_all's mean as a dashed line."""
+    fig = _figure(7.0, 4.5)
+    ax = fig.add_subplot(1, 1, 1)
+    colors = [f"C{i}" for i in range(10)]
+    ticks: set = set()
+    for i, section in enumerate(sections):
+        by_layer = _single_layer_stats(section)
+        if not by_layer:
+            continue
+        color = colors[i % len(colors)]
+        xs = sorted(by_layer)
+        stats = [_stats(by_layer[x]) for x in xs]
+        label = section.title() if len(sections) > 1 else "single layer"
+        ax.errorbar(xs, [m for m, _ in stats], yerr=[s for _, s in stats], marker="o", capsize=3,
+                    color=color, label=label)
+        mix = [v for row in section.rows if row.strategy == "scalar_mix_all" for v in row.dev]
+        if mix:
+            ax.axhline(statistics.fmean(mix), linestyle="--", color=color,
+                       label=f"scalar_mix_all ({section.title()})" if len(sections) > 1 else "scalar_mix_all")
+        ticks.update(xs)
+    ax.set_xticks(sorted(ticks))
+    return _finish_by_layer(fig, ax, "dev F1 (%)", "Dev F1 of single-layer features", path)
+
+
+def plot_mix_weights(sections: Sequence[Section], path: Path) -> Path:
+    """Learned scalar-mix weights (softmax-normalised, mean over seeds) by hidden-state index."""
+    fig = _figure(7.0, 4.5)
+    ax = fig.add_subplot(1, 1, 1)
+    for section in sections:
+        for row in section.rows:
+            mixes = [j.results["mix_weights"] for j in row.runs if j.results.get("mix_weights")]
+            if not mixes:
+                continue
+            layers = list(mixes[0]["layers"])
+            weights = [statistics.fmean(m["weights"][k] for m in mixes) for k in range(len(layers))]
+            label = row.label if len(sections) == 1 else f"{row.label} · {section.title()}"
+            ax.plot(layers, weights, marker="o", label=f"{label} (n={len(mixes)})")
+    return _finish_by_layer(fig, ax, "softmax weight", "Learned scalar-mix weights", path)
+
+
+def _finish_by_layer(fig, ax, ylabel: str, title: str, path: Path) -> Path:
+    """Axes, legend and file of a plot over hidden-state indices."""
+    ax.set_xlabel("hidden state (0 = embeddings)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    fig.legend(fontsize=8, loc="outside lower center")
+    fig.savefig(path, dpi=100)
+    return path
+
+
+ANNOTATE_UP_TO = 12  # rows of a heat map whose cells get their difference written in (text is slow to draw)
+
+
+def plot_significance(stats: Sequence["TableStats"], path: Path) -> Path:
+    """Pairwise heat map per table and split: colour = Holm-adjusted p (log scale), text = row − column F1."""
+    import numpy as np
+    from matplotlib.colors import LogNorm
+
+    from .significance import SPLITS
+
+    tables = [t for t in stats if len(t.samples) > 1]
+    k = max(len(t.samples) for t in tables)
+    cell = 1.1 if k <= ANNOTATE_UP_TO else 0.3  # inches per cell: large tables get a compact map
+    fig = _figure(max(8.0, 2.5 + cell * k * len(SPLITS)), (1.5 + 0.8 * cell * k) * len(tables))
+    image = None
+    for i, t in enumerate(tables):
+        labels = [s.label for s in t.samples]
+        for j, split in enumerate(SPLITS):
+            ax = fig.add_subplot(len(tables), len(SPLITS), i * len(SPLITS) + j + 1)
+            p = np.full((len(labels), len(labels)), np.nan)  # Shape: (k, k)
+            for pair in (x for x in t.pairs if x.split == split):
+                a, b = labels.index(pair.a), labels.index(pair.b)
+                p[a, b] = p[b, a] = max(pair.p_holm, 1e-4) if not np.isnan(pair.p_holm) else np.nan
+                for (r, c), sign in (((a, b), 1), ((b, a), -1)) if len(labels) <= ANNOTATE_UP_TO else ():
+                    mark = "*" if pair.significant else ""
+                    dark = not np.isnan(p[a, b]) and p[a, b] < 0.01
+                    ax.text(c, r, f"{sign * pair.delta:+.1f}{mark}", ha="center", va="center", fontsize=7,
+                            color="white" if dark else "black")
+            image = ax.imshow(p, cmap="viridis", norm=LogNorm(vmin=1e-4, vmax=1.0))
+            ax.set_xticks(range(len(labels)))
+            ax.set_xticklabels(labels, rotation=35, ha="right", fontsize=7)
+            ax.set_yticks(range(len(labels)))
+            ax.set_yticklabels(labels if j == 0 else [], fontsize=7)
+            ax.set_title(f"{split} · {t.section.title()}", fontsize=8)
+    if image is not None:
+        fig.colorbar(image, ax=fig.axes, shrink=0.8, label="p (Holm)")
+        if k <= ANNOTATE_UP_TO:
+            fig.suptitle("row − column F1 (points); * significant after Holm", fontsize=9)
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def write_plots(sections: Sequence[Section], out_dir: Path, stats: Sequence["TableStats"] = ()) -> List[Path]:
+    """Every plot whose runs exist (see the module docstring); the heat map when a table has two rows."""
+    if not sections:
+        return []
+    written = [plot_strategies(sections, out_dir / STRATEGIES_PLOT)]
+    if any(len(t.samples) > 1 for t in stats):
+        written.append(plot_significance(stats, out_dir / SIGNIFICANCE_PLOT))
+    layers = {x for s in sections for x in _single_layer_stats(s)}
+    if len(layers) >= 2:
+        written.append(plot_layers(sections, out_dir / LAYERS_PLOT))
+    if any(j.results.get("mix_weights") for s in sections for r in s.rows for j in r.runs):
+        written.append(plot_mix_weights(sections, out_dir / MIX_WEIGHTS_PLOT))
+    if len({s.pooling for s in sections}) > 1:
+        written.append(plot_pooling(sections, out_dir / POOLING_PLOT))
+    return written
+
+
