@@ -215,13 +215,14 @@ def _run(args, cwd: Path) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def finetune_run(tmp_path_factory, conll_dir):
+    """A real two-job sweep: a frozen row (strategy=last) and the fine-tuning row, one report."""
     root = tmp_path_factory.mktemp("finetune")
-    out = root / "run"
-    proc = _run(["strategy=finetune", *LIMITS, "trainer.epochs=2", "finetune.save=true", "threads=2",
-                 f"data.dir={conll_dir}", f"cache_dir={root / 'cache'}", f"hydra.run.dir={out}", "progress=false"],
-                cwd=root)
+    sweep = root / "sweep"
+    proc = _run(["-m", "strategy=last,finetune", *LIMITS, "trainer.epochs=2", "finetune.save=true", "threads=2",
+                 "tagger.hidden_size=32", f"data.dir={conll_dir}", f"cache_dir={root / 'cache'}",
+                 f"hydra.sweep.dir={sweep}", "progress=false"], cwd=root)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return root, out, proc
+    return root, sweep / "1", proc
 
 
 @pytest.mark.e2e
@@ -250,8 +251,19 @@ def test_finetune_run_writes_a_probe_shaped_record_and_every_word(finetune_run, 
         lines = [ln.split(" ") for ln in (out / "predictions" / f"{split}.conll").read_text().split("\n") if ln]
         assert [ln[0] for ln in lines] == [w for s in gold for w in s.words]
         assert [ln[1] for ln in lines] == [t for s in gold for t in s.tags]
-    # The feature cache is never touched.
-    assert not (root / "cache").exists() or not any((root / "cache").iterdir())
+    # The fine-tuning job never read the feature cache: the frozen job alone made its one entry.
+    assert json.loads((out.parent / "0" / "results.json").read_text())["cache_hit"] is False
+    assert len([p for p in (root / "cache").iterdir() if p.is_dir() and not p.name.startswith(".")]) == 1
+
+
+@pytest.mark.e2e
+def test_the_report_puts_the_fine_tuning_row_first_beside_the_frozen_row(finetune_run):
+    _, out, _ = finetune_run
+    table = (out.parent / "table.md").read_text()
+    assert table.index("Fine-tuning approach") < table.index("| finetune") < table.index("| last")
+    assert "96.4" in table and "share of fine-tuning" in table
+    rows = (out.parent / "results.csv").read_text().splitlines()
+    assert len(rows) == 3 and any(",finetune," in r for r in rows)
 
 
 @pytest.mark.e2e
