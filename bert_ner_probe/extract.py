@@ -15,6 +15,7 @@ where the hardware has it, see :func:`bert_ner_probe.features.resolve_dtype_name
 
 from __future__ import annotations
 
+import functools
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -57,13 +58,13 @@ class WindowPlan:
     tail: List[int]  # and after them, e.g. [SEP]
     pad_id: int
 
-    @property
+    @functools.cached_property
     def lengths(self) -> np.ndarray:
         """Encoder positions of each window, special tokens included. Shape: (windows,)"""
         n_special = len(self.head) + len(self.tail)
         return np.asarray([w.piece_ids.size + n_special for w in self.windows], dtype=np.int64)
 
-    @property
+    @functools.cached_property
     def words(self) -> np.ndarray:
         """Words read from each window. Shape: (windows,)"""
         return np.asarray([w.word_index.size for w in self.windows], dtype=np.int64)

@@ -12,7 +12,7 @@ Training steps over *windows*: in sentence context a window is a sentence
 and a batch holds ``trainer.batch_size`` of them (length-bucketed as the
 probe's batches); in document context windows cover whole documents
 (a word is read from the window where it has most context, and the loss
-counts each word once), and a batch holds about as many words as
+counts each word once), and a batch holds the number of words nearest to
 ``trainer.batch_size`` average training sentences, so the optimiser takes
 about the same number of steps in both contexts and each word is encoded
 about once per epoch (twice where windows overlap), not once per sentence.
@@ -23,14 +23,15 @@ fine-tuning recipe: AdamW, lr 5e-5, weight decay 0.01, linear warm-up over
 1.0, early stopping on dev F1 with the best epoch restored. Every step runs
 under bf16 autocast where the hardware has bf16 (Ampere+ GPUs, CPUs with
 AMX or AVX512-BF16), fp16 with a gradient scaler on older GPUs, float32
-elsewhere; ``trainer.grad_accum`` batches make one optimiser step.
+elsewhere. ``trainer.grad_accum=K`` splits each batch into K micro-batches
+whose gradients add up to the batch's (one optimiser step, the same batch
+size), for batches that do not fit in memory.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +51,7 @@ from .extract import EncoderBatch, WindowPlan, plan_windows_of
 from .finetune_model import FineTuneTagger
 from .metrics import GoldEntities
 from .optim import build_optimizer, build_schedule
-from .run import _tags_to_ids, corpus_of, results_record, score_and_write, write_results
+from .run import _tags_to_ids, corpus_of, forget_features, results_record, score_and_write, write_results
 from .train import TrainResult, autocast
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ class SplitWindows:
 
     plan: WindowPlan
     tags: torch.Tensor  # Shape: (words,) label indices, on the CPU
+    sentence_of_word: np.ndarray  # Shape: (words,) each word's sentence within the split
 
     @property
     def num_words(self) -> int:
@@ -91,9 +93,15 @@ class SplitWindows:
         sentences = corpus[split].sentences[:limit]
         plan = plan_windows_of(loaded.tokenizer, [s.words for s in sentences], [s.doc for s in sentences],
                                cfg.encoder.context, loaded.max_length, cfg.encoder.max_pieces_per_word)
-        n_words = sum(len(s.words) for s in sentences)
-        tags = torch.as_tensor(_tags_to_ids(corpus, split)[:n_words], dtype=torch.long)
-        return cls(plan, tags)
+        lengths = [len(s.words) for s in sentences]
+        tags = torch.as_tensor(_tags_to_ids(corpus, split)[:sum(lengths)], dtype=torch.long)
+        return cls(plan, tags, np.repeat(np.arange(len(lengths)), lengths))
+
+    def chains(self, batch: EncoderBatch) -> np.ndarray:
+        """Each word's CRF chain in ``batch``: its sentence's words read from one window. Shape: (words,), ascending."""
+        row, sentence = batch.positions[0], self.sentence_of_word[batch.words]
+        starts = np.r_[True, (row[1:] != row[:-1]) | (sentence[1:] != sentence[:-1])]
+        return np.cumsum(starts) - 1
 
 
 def training_batches(plan: WindowPlan, context: str, batch_size: int, words_per_batch: float,
@@ -106,11 +114,12 @@ def training_batches(plan: WindowPlan, context: str, batch_size: int, words_per_
     current: List[int] = []
     count = 0
     for k in rng.permutation(len(plan.windows)):
-        current.append(int(k))
-        count += int(words[k])
-        if count >= words_per_batch:
+        n = int(words[k])
+        if current and count + n - words_per_batch > words_per_batch - count:  # nearer the target without k
             batches.append(np.asarray(current))
             current, count = [], 0
+        current.append(int(k))
+        count += n
     if current:
         batches.append(np.asarray(current))
     return batches
@@ -131,15 +140,19 @@ def predict(model: FineTuneTagger, windows: SplitWindows, device: torch.device, 
     """
     model.eval()
     plan = windows.plan
-    flat = torch.empty(windows.num_words, dtype=torch.long, device=device)
+    flat = torch.full((windows.num_words,), -1, dtype=torch.long, device=device)
     with torch.no_grad():
         for idx in _eval_batches(plan, cfg):
             b = plan.batch(idx)
             ids, mask, pos = _inputs(b, device)
             with autocast(device, precision):
                 scores = model.word_scores(ids, mask, pos)
-            flat[to_device_nowait(torch.from_numpy(b.words), device)] = model.decode(scores, pos[0])
-    return flat.cpu().numpy()
+            chain = to_device_nowait(torch.from_numpy(windows.chains(b)), device)
+            flat[to_device_nowait(torch.from_numpy(b.words), device)] = model.decode(scores, chain)
+    labels = flat.cpu().numpy()
+    if (labels < 0).any():
+        raise RuntimeError(f"alignment error: {int((labels < 0).sum())} words were read from no window")
+    return labels
 
 
 def _split_sentences(labels: np.ndarray, lengths: List[int]) -> List[List[int]]:
@@ -164,7 +177,7 @@ def finetune(model: FineTuneTagger, train_w: SplitWindows, dev_w: SplitWindows,
     """Train ``model`` (encoder and head) on the planned batches (:func:`plan_epochs`); the best dev epoch's
     weights are restored."""
     tr = cfg.trainer
-    total_steps = sum(math.ceil(len(b) / tr.grad_accum) for b in epochs)
+    total_steps = sum(len(b) for b in epochs)  # one optimiser step per planned batch
     optim = build_optimizer(model, tr.optimizer, tr.lr, tr.weight_decay, device)
     schedule = build_schedule(optim, tr.schedule, total_steps, tr.warmup_ratio)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
@@ -178,24 +191,26 @@ def finetune(model: FineTuneTagger, train_w: SplitWindows, dev_w: SplitWindows,
         words = 0
         t_epoch = time.perf_counter()
         bar = tqdm(batches, desc=f"epoch {epoch}/{tr.epochs}", unit="batch", disable=not cfg.progress, leave=False)
-        for i, idx in enumerate(bar):
-            b = train_w.plan.batch(idx)
-            ids, mask, pos = _inputs(b, device)
-            tags = to_device_nowait(train_w.tags[torch.from_numpy(b.words)], device)
-            with autocast(device, precision):
-                scores = model.word_scores(ids, mask, pos)  # Shape: (words, labels), float32
-            loss = model.loss(scores, tags, pos[0])
-            scaler.scale(loss / tr.grad_accum).backward()
-            if (i + 1) % tr.grad_accum == 0 or i + 1 == len(batches):
-                if tr.grad_clip:
-                    scaler.unscale_(optim)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), tr.grad_clip)
-                scaler.step(optim)
-                scaler.update()
-                optim.zero_grad(set_to_none=True)
-                schedule.step()
-            total += loss.detach() * b.words.size
-            words += b.words.size
+        for idx in bar:
+            batch_words = int(train_w.plan.words[idx].sum())
+            for part in np.array_split(idx, min(tr.grad_accum, len(idx))):  # micro-batches, one step
+                b = train_w.plan.batch(part)
+                ids, mask, pos = _inputs(b, device)
+                tags = to_device_nowait(train_w.tags[torch.from_numpy(b.words)], device)
+                chain = to_device_nowait(torch.from_numpy(train_w.chains(b)), device)
+                with autocast(device, precision):
+                    scores = model.word_scores(ids, mask, pos)  # Shape: (words, labels), float32
+                loss = model.loss(scores, tags, chain)  # mean over this micro-batch's words
+                scaler.scale(loss * (b.words.size / batch_words)).backward()  # ... weighted: the batch's mean
+                total += loss.detach() * b.words.size
+            if tr.grad_clip:
+                scaler.unscale_(optim)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), tr.grad_clip)
+            scaler.step(optim)
+            scaler.update()
+            optim.zero_grad(set_to_none=True)
+            schedule.step()
+            words += batch_words
         bar.close()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -237,6 +252,10 @@ def run_finetune(cfg: DictConfig, out_dir: Path, t_start: float) -> Dict[str, An
     if cfg.trainer.name != "finetune":
         log.warning("strategy=finetune with trainer=%s (lr %g): the fine-tuning recipe is trainer=finetune",
                     cfg.trainer.name, cfg.trainer.lr)
+    if cfg.encoder.dtype not in ("auto", "float32"):
+        log.info("strategy=finetune loads the encoder in float32 and trains under %s autocast; "
+                 "encoder.dtype=%s applies to frozen features only", precision, cfg.encoder.dtype)
+    forget_features()  # a previous frozen job's combined features: the encoder needs the memory
     corpus = corpus_of(cfg)
     t_load = time.perf_counter()
     loaded = load_encoder(cfg.encoder.name_or_path, cfg.device, "float32", cfg.encoder.max_length)

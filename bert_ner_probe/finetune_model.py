@@ -9,10 +9,9 @@ is pooled per word exactly as the frozen features are
 
 trained with token-level cross-entropy, every encoder weight included. With
 ``crf=True`` a linear-chain CRF (pytorch-crf) scores each *chain* instead:
-the words one window reads, in order — a sentence in sentence context, a
-stretch of a document in document context (sentences inside a chain are
-joined, which costs the CRF nothing it needs: an entity never crosses a
-sentence boundary, and the transition scores learn that).
+the words of one sentence that one window reads, in order — the whole
+sentence, unless the sentence is longer than a window — as the probe's CRF
+scores sentences.
 """
 
 from __future__ import annotations
@@ -59,41 +58,41 @@ class FineTuneTagger(nn.Module):
         words = pool_words(hidden.unsqueeze(2), positions[0], positions[1], positions[2], self.pooling, check=False)
         return self.classifier(self.dropout(words[:, 0])).float()
 
-    def loss(self, scores: torch.Tensor, tags: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    def loss(self, scores: torch.Tensor, tags: torch.Tensor, chain: torch.Tensor) -> torch.Tensor:
         """Mean loss per word: cross-entropy, or the CRF's negative log-likelihood of each chain.
 
-        ``scores`` Shape: (words, labels); ``tags``, ``rows`` Shape: (words,) (rows ascending).
+        ``scores`` Shape: (words, labels); ``tags``, ``chain`` Shape: (words,) (chain ids ascending).
         """
         if self.crf is None:
             return nn.functional.cross_entropy(scores, tags)
-        padded, mask, index = chains(scores, rows)
+        padded, mask, index = chains(scores, chain)
         gold = torch.zeros(mask.shape, dtype=torch.long, device=tags.device)
         gold[mask] = tags[index[mask]]
         return -self.crf(padded, gold, mask=mask, reduction="sum") / mask.sum()
 
     @torch.no_grad()
-    def decode(self, scores: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    def decode(self, scores: torch.Tensor, chain: torch.Tensor) -> torch.Tensor:
         """Best label of every word, Shape: (words,): argmax, or Viterbi over each chain with a CRF."""
         if self.crf is None:
             return scores.argmax(-1)
-        padded, mask, index = chains(scores, rows)
+        padded, mask, index = chains(scores, chain)
         best = torch.empty(scores.shape[0], dtype=torch.long, device=scores.device)
         for i, path in enumerate(self.crf.decode(padded, mask=mask)):
             best[index[i, : len(path)]] = torch.as_tensor(path, dtype=torch.long, device=scores.device)
         return best
 
 
-def chains(scores: torch.Tensor, rows: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Words grouped by window row into padded chains, for a CRF.
+def chains(scores: torch.Tensor, chain: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Words grouped into padded chains, for a CRF.
 
     Args:
-        scores: Shape: (words, labels); rows: Shape: (words,), ascending (each row's words contiguous).
+        scores: Shape: (words, labels); chain: Shape: (words,), ascending (each chain's words contiguous).
     Returns:
         ``(padded, mask, index)``: padded Shape: (chains, longest, labels) (0 at padding), mask
         Shape: (chains, longest) bool, and index Shape: (chains, longest): each position's word
         (0 at padding).
     """
-    counts = torch.bincount(rows)
+    counts = torch.bincount(chain)
     counts = counts[counts > 0]  # Shape: (chains,)
     starts = torch.cumsum(counts, 0) - counts
     pos = torch.arange(int(counts.max()), device=scores.device)  # Shape: (longest,)

@@ -162,7 +162,11 @@ def run_probe(cfg: DictConfig, out_dir: Path) -> Dict[str, Any]:
     if cfg.strategy.name == FINETUNE:  # the encoder itself trained: no feature cache, no BiLSTM
         from .finetune import run_finetune
 
-        return run_finetune(cfg, out_dir, t_start)
+        try:
+            return run_finetune(cfg, out_dir, t_start)
+        finally:
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()  # the next job's free-memory checks see the room
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.trainer.precision, device)  # before any work: bf16 is refused on CUDA
     depth = num_layers(cfg.encoder.name_or_path)

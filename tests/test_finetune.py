@@ -84,48 +84,105 @@ def test_crf_loss_is_the_sum_of_each_chains_nll_per_word(minilm_tokenizer):
     assert best[2:].tolist() == model.crf.decode(scores[None, 2:])[0]
 
 
-def test_precision_policy():
-    from bert_ner_probe.encoder import native_bf16
+def test_precision_policy(monkeypatch):
+    import bert_ner_probe.finetune as ft
     from bert_ner_probe.errors import UserError
-    from bert_ner_probe.finetune import resolve_precision
 
-    cpu = torch.device("cpu")
-    assert resolve_precision("auto", cpu) == ("bf16" if native_bf16(cpu) else "fp32")
-    assert resolve_precision("fp32", cpu) == "fp32"
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(ft, "native_bf16", lambda device: device.type == "cuda")  # an Ampere GPU, an old CPU
+    assert (ft.resolve_precision("auto", cuda), ft.resolve_precision("auto", cpu)) == ("bf16", "fp32")
+    monkeypatch.setattr(ft, "native_bf16", lambda device: device.type == "cpu")  # a pre-Ampere GPU, an AMX CPU
+    assert (ft.resolve_precision("auto", cuda), ft.resolve_precision("auto", cpu)) == ("fp16", "bf16")
+    assert ft.resolve_precision("fp32", cpu) == "fp32" and ft.resolve_precision("fp16", cuda) == "fp16"
     with pytest.raises(UserError, match="fp16 needs a CUDA device"):
-        resolve_precision("fp16", cpu)
+        ft.resolve_precision("fp16", cpu)
+
+
+def test_linear_schedule_and_decay_groups():
+    from bert_ner_probe.optim import build_optimizer, build_schedule
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.LayerNorm(3))
+    optim = build_optimizer(model, "adamw", 1.0, 0.01, torch.device("cpu"))
+    decayed, kept = optim.param_groups
+    assert (decayed["weight_decay"], kept["weight_decay"]) == (0.01, 0.0)
+    assert [p.shape for p in decayed["params"]] == [(3, 2)]  # biases and LayerNorm weights are not decayed
+    schedule = build_schedule(optim, "linear", total_steps=10, warmup_ratio=0.2)
+    rates = []
+    for _ in range(10):
+        rates.append(optim.param_groups[0]["lr"])
+        optim.step()
+        schedule.step()
+    assert rates == pytest.approx([0.0, 0.5, 1.0, 7 / 8, 6 / 8, 5 / 8, 4 / 8, 3 / 8, 2 / 8, 1 / 8])
+    assert optim.param_groups[0]["lr"] == 0.0
 
 
 # --------------------------------------------------------------------------- a tiny random BertModel
 
 
-def test_tiny_bert_learns_and_its_weights_change(minilm_tokenizer, small_corpus_dir, one_thread):
-    """The whole loop (windows, batches, AdamW with warm-up and decay, clipping, early stopping) on a
-    tiny random encoder: the loss falls and every part of the encoder moves."""
+def _tiny_setup(minilm_tokenizer, small_corpus_dir, overrides, dropout=True):
     from bert_ner_probe.data import load_corpus
     from bert_ner_probe.encoder import LoadedEncoder
-    from bert_ner_probe.finetune import SplitWindows, finetune, plan_epochs
+    from bert_ner_probe.finetune import SplitWindows
     from bert_ner_probe.finetune_model import FineTuneTagger
 
-    cfg = _compose(["strategy=finetune", "encoder.context=sentence", "trainer.epochs=40", "trainer.patience=40",
-                    "trainer.batch_size=2", "trainer.lr=1e-3", "progress=false"])
+    cfg = _compose(["strategy=finetune", "encoder.context=sentence", "progress=false", *overrides])
     corpus = load_corpus(str(small_corpus_dir))
     model = _tiny_bert(minilm_tokenizer)
+    if not dropout:
+        model.config.hidden_dropout_prob = model.config.attention_probs_dropout_prob = 0.0
+        model = type(model)(model.config)
+        model.load_state_dict(_tiny_bert(minilm_tokenizer).state_dict())
     loaded = LoadedEncoder(model, minilm_tokenizer, 2, 32, 64, torch.device("cpu"), torch.float32)
-    train_w = SplitWindows.of(loaded, corpus, "train", cfg)
-    dev_w = SplitWindows.of(loaded, corpus, "dev", cfg)
-    before = {name: p.detach().clone() for name, p in model.named_parameters()}
     torch.manual_seed(0)
-    tagger = FineTuneTagger(model, len(corpus.labels), crf=False)
+    tagger = FineTuneTagger(model, len(corpus.labels), dropout=None if dropout else 0.0)
+    return cfg, tagger, SplitWindows.of(loaded, corpus, "train", cfg), SplitWindows.of(loaded, corpus, "dev", cfg)
+
+
+def test_tiny_bert_learns_and_the_best_epoch_comes_back(minilm_tokenizer, small_corpus_dir, one_thread):
+    """The whole loop (windows, batches, AdamW with warm-up and decay, clipping, early stopping) on a
+    tiny random encoder: the loss falls, every part of the encoder moves, the best epoch's weights return."""
+    from bert_ner_probe.finetune import finetune, plan_epochs
+
+    cfg, tagger, train_w, dev_w = _tiny_setup(minilm_tokenizer, small_corpus_dir, [
+        "trainer.epochs=30", "trainer.patience=30", "trainer.batch_size=2", "trainer.lr=1e-3"])
+    before = {name: p.detach().clone() for name, p in tagger.named_parameters()}
+    snapshots = {}
+
+    def dev_f1(ids: np.ndarray) -> float:  # a made-up dev curve that peaks at epoch 20
+        epoch = len(snapshots) + 1
+        snapshots[epoch] = {k: v.clone() for k, v in tagger.state_dict().items()}
+        return 1.0 - abs(epoch - 20) / 100
+
     epochs = plan_epochs(train_w, cfg, words_per_batch=0)
-    assert [len(b) for b in epochs] == [3] * 40  # 5 sentences in batches of 2
-    result = finetune(tagger, train_w, dev_w, lambda ids: float(ids.size), cfg, torch.device("cpu"), "fp32", epochs)
+    assert [len(b) for b in epochs] == [3] * 30  # 5 sentences in batches of 2
+    result = finetune(tagger, train_w, dev_w, dev_f1, cfg, torch.device("cpu"), "fp32", epochs)
     losses = [h["train_loss"] for h in result.history]
     assert losses[-1] < 0.5 * losses[0], losses
     assert result.history[-1]["lr_end"] == 0.0  # linear decay ends at zero
-    moved = [name for name, p in model.named_parameters() if not torch.equal(p, before[name])]
-    assert "embeddings.word_embeddings.weight" in moved and "encoder.layer.1.output.dense.weight" in moved
-    assert all(p.requires_grad for p in model.parameters())
+    assert (result.best_epoch, result.epochs_run) == (20, 30)
+    assert all(torch.equal(v, snapshots[20][k]) for k, v in tagger.state_dict().items())
+    assert not all(torch.equal(v, snapshots[30][k]) for k, v in tagger.state_dict().items())
+    moved = [name for name, p in tagger.named_parameters() if not torch.equal(p, before[name])]
+    assert "encoder.embeddings.word_embeddings.weight" in moved and "encoder.encoder.layer.1.output.dense.weight" in moved
+    assert all(p.requires_grad for p in tagger.parameters())
+
+
+def test_gradient_accumulation_takes_the_same_steps(minilm_tokenizer, small_corpus_dir, one_thread):
+    """Without dropout, K micro-batches per batch give the weights of whole batches (the same steps)."""
+    from bert_ner_probe.finetune import finetune, plan_epochs
+
+    weights = {}
+    for k in (1, 2):
+        cfg, tagger, train_w, dev_w = _tiny_setup(minilm_tokenizer, small_corpus_dir, [
+            "trainer.epochs=2", "trainer.batch_size=4", "trainer.lr=1e-3", f"trainer.grad_accum={k}"], dropout=False)
+        epochs = plan_epochs(train_w, cfg, words_per_batch=0)
+        assert [len(b) for b in epochs] == [2, 2]  # 5 sentences: batches of 4 and 1, two optimiser steps
+        finetune(tagger, train_w, dev_w, lambda ids: 0.0, cfg, torch.device("cpu"), "fp32", epochs)
+        weights[k] = {n: p.detach().clone() for n, p in tagger.named_parameters()}
+    for name, p in weights[1].items():
+        torch.testing.assert_close(weights[2][name], p, rtol=1e-4, atol=1e-5)
+    assert not torch.equal(weights[1]["classifier.weight"], _tiny_setup(
+        minilm_tokenizer, small_corpus_dir, [], dropout=False)[1].classifier.weight)
 
 
 def test_document_batches_hold_about_a_batch_of_sentences_worth_of_words(minilm_tokenizer, conll_dir):
@@ -143,8 +200,29 @@ def test_document_batches_hold_about_a_batch_of_sentences_worth_of_words(minilm_
     covered = np.sort(np.concatenate(batches))
     assert covered.tolist() == list(range(len(w.plan.windows)))  # every window once per epoch
     words = [int(w.plan.words[b].sum()) for b in batches]
-    assert all(n >= per_batch for n in words[:-1])
-    assert all(n - int(w.plan.words[b[-1]]) < per_batch for n, b in zip(words, batches))
+    # Each batch closed where it was nearest the target: adding the next window would overshoot more.
+    for n, nxt in zip(words[:-1], batches[1:]):
+        assert abs(n - per_batch) <= abs(n + int(w.plan.words[nxt[0]]) - per_batch)
+    assert abs(np.mean(words) - per_batch) < 0.15 * per_batch, (np.mean(words), per_batch)
+
+
+def test_crf_chains_are_sentences_within_a_window(minilm_tokenizer, conll_dir):
+    from bert_ner_probe.data import load_corpus
+    from bert_ner_probe.encoder import LoadedEncoder
+    from bert_ner_probe.finetune import SplitWindows
+
+    corpus = load_corpus(str(conll_dir), limits={"train": 60, "dev": 10, "test": 10})
+    cfg = _compose(["strategy=finetune", "finetune.train_limit=50"])
+    loaded = LoadedEncoder(None, minilm_tokenizer, 6, 384, 64, torch.device("cpu"), torch.float32)  # small windows
+    w = SplitWindows.of(loaded, corpus, "train", cfg, limit=50)
+    assert w.num_words == sum(len(s.words) for s in corpus["train"].sentences[:50])
+    b = w.plan.batch(np.arange(len(w.plan.windows)))
+    chain = w.chains(b)
+    sentence, row = w.sentence_of_word[b.words], b.positions[0]
+    for c in np.unique(chain):  # one sentence and one window per chain, and every chain contiguous
+        at = np.nonzero(chain == c)[0]
+        assert len(set(sentence[at])) == 1 and len(set(row[at])) == 1 and at[-1] - at[0] + 1 == at.size
+    assert len(np.unique(chain)) >= 50  # at least one chain per sentence (long ones span windows)
 
 
 # --------------------------------------------------------------------------- the probe never trains its encoder
@@ -251,6 +329,14 @@ def test_finetune_run_writes_a_probe_shaped_record_and_every_word(finetune_run, 
         lines = [ln.split(" ") for ln in (out / "predictions" / f"{split}.conll").read_text().split("\n") if ln]
         assert [ln[0] for ln in lines] == [w for s in gold for w in s.words]
         assert [ln[1] for ln in lines] == [t for s in gold for t in s.tags]
+        # The third column is what the run scored.
+        from seqeval.metrics import f1_score
+
+        predicted, at = [], 0
+        for s in gold:
+            predicted.append([ln[2] for ln in lines[at:at + len(s.words)]])
+            at += len(s.words)
+        assert f1_score([s.tags for s in gold], predicted) == pytest.approx(r[split]["f1"])
     # The fine-tuning job never read the feature cache: the frozen job alone made its one entry.
     assert json.loads((out.parent / "0" / "results.json").read_text())["cache_hit"] is False
     assert len([p for p in (root / "cache").iterdir() if p.is_dir() and not p.name.startswith(".")]) == 1
