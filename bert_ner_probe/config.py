@@ -78,6 +78,7 @@ class TrainerConfig:
     eval_max_words: int = 8192  # and at most this many padded words per evaluation batch (bounds memory)
     bucket_pool: int = 5  # sort by length within pools of this many batches; 1 = plain random batches
     precision: str = "auto"  # auto | fp32 | bf16 (autocast); auto = bf16 on CPUs with AMX/AVX512-BF16
+    concurrent: str = "auto"  # jobs of a multirun at once: auto (1 on CPU, what fits on a GPU) | N (concurrency.py)
 
 
 @dataclass
@@ -105,6 +106,9 @@ class Config:
 def register() -> None:
     """Store the schema as ``schema`` for ``conf/config.yaml``'s defaults list."""
     ConfigStore.instance().store(name="schema", node=Config)
+    from .concurrency import register_resolver
+
+    register_resolver()  # trainer.concurrent → the launcher's worker count
 
 
 def check_values(cfg) -> None:

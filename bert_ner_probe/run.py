@@ -18,12 +18,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import __version__
 from .cache import CacheEntry
+from .concurrency import worker_threads, workers
 from .config import check_values
 from .data import Corpus, load_corpus
 from .encoder import num_layers, resolve_device
 from .features import get_features
 from .metrics import GoldEntities, score, write_conll
-from .strategies import resolve_layers, select_features, selected_shape
+from .strategies import CachedSelection, resolve_layers, select_features, selected_shape
 from .tagger import BiLSTMTagger
 from .train import TaggingData, feature_home, predict, resolve_precision, train
 
@@ -64,8 +65,11 @@ def tagging_data(entry: CacheEntry, corpus: Corpus, layers: Sequence[int], combi
                  device: torch.device, wanted: str) -> Tuple[Dict[str, TaggingData], bool]:
     """Each split's combined features and tags; ``(data, reused)``.
 
-    The combined features are reused from the previous call when ``wanted``
-    (see :func:`_wanted`) and the cache entry match; tags are always rebuilt.
+    On the CPU the features are a :class:`~bert_ner_probe.strategies.CachedSelection`
+    (each batch read from the cache file and combined when it is gathered); on
+    a GPU they are combined once, on the GPU when they fit there. They are
+    reused from the previous call when ``wanted`` (see :func:`_wanted`) and
+    the cache entry match; tags are always rebuilt.
     """
     key = (wanted, str(entry.path))
     reused = _last_selection.get("key") == key
@@ -76,7 +80,9 @@ def tagging_data(entry: CacheEntry, corpus: Corpus, layers: Sequence[int], combi
     for split in ("train", "dev", "test"):
         feats = entry.split(split)
         x = kept.get(split)
-        if x is None:  # combined where training reads it: on the GPU when it fits there
+        if x is None and device.type == "cpu":  # read from the cache batch by batch: no copy of the split
+            x = CachedSelection(feats.features, layers, combine)
+        elif x is None:  # combined where training reads it: on the GPU when it fits there
             n, _, width = feats.features.shape
             nbytes = 2 * math.prod(selected_shape(n, len(layers), width, combine))  # float16
             home = feature_home(nbytes, device)
@@ -92,6 +98,8 @@ def run_probe(cfg: DictConfig, out_dir: Path) -> Dict[str, Any]:
     t_start = time.perf_counter()
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
+    elif workers() > 1:  # one of several jobs at once (trainer.concurrent): a share of the cores each
+        torch.set_num_threads(worker_threads())
     check_values(cfg)
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.trainer.precision, device)  # before any work: bf16 is refused on CUDA
