@@ -34,6 +34,12 @@
    (``strategy=concat_last_four`` by default, warm cache), read with
    ``os.wait4`` for that child alone.
 
+5. **Peak RSS of a full-data run** (``--full-rss-epochs N``, off by default:
+   minutes on 2 cores) — one run of ``--strategy`` on the whole of
+   CoNLL-2003 with ``encoder.context=sentence``, ``trainer.epochs=N``, on a
+   fresh cache folder (so it extracts first, as a first run does): peak RSS,
+   wall time and dev F1.
+
 Timings of the harness and of the bare loop alternate in one process; each is
 warmed up once and the best of ``--repeats`` is kept, since the machine may be
 shared and noisy. On CPU every process uses one torch thread unless
@@ -502,6 +508,31 @@ def bench_peak_rss(settings: Settings, cache_dir: Path, work: Path, logs: Path) 
     }
 
 
+def bench_full_rss(settings: Settings, epochs: int, work: Path, logs: Path) -> Dict[str, Any]:
+    """Peak RSS (MiB), wall time and dev F1 of one run on the full data, extraction included (a fresh cache)."""
+    run_dir = work / "full_rss_run"
+    args = [f"strategy={settings.strategy}", _override("data.dir", settings.data_dir),
+            _override("encoder.name_or_path", settings.encoder), f"encoder.dtype={settings.dtype}",
+            "encoder.context=sentence", _override("device", settings.device), f"trainer.epochs={epochs}",
+            f"trainer.batch_size={settings.batch_size}", f"tagger.hidden_size={settings.hidden_size}",
+            f"seed={settings.seed}", _override("cache_dir", str(work / "full_cache")), "progress=false",
+            _override("hydra.run.dir", str(run_dir))] + ([f"threads={settings.threads}"] if settings.threads else [])
+    child = run_harness(args, logs / "full_rss_run.log")
+    results = load_results(run_dir)
+    if child.returncode != 0 or not results:
+        raise RuntimeError(f"full-data run failed (exit {child.returncode}); log {child.log}:\n{child.tail()}")
+    r = results[0]
+    return {
+        "full_peak_rss_mb": child.peak_rss_mb,
+        "full_run_s": child.wall_s,
+        "full_epochs": epochs,
+        "full_train_words": int(r["sizes"]["train"]["words"]),
+        "full_dev_f1": float(r["dev"]["f1"]),
+        "full_extract_s": float(r["timings"]["extract_s"]),
+        "full_train_s": float(r["timings"]["train_s"]),
+    }
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -563,6 +594,17 @@ def render_markdown(r: Dict[str, Any]) -> str:
         f"{_fmt(r['rss_run_cache_hit'])}): **{_fmt(r['peak_rss_mb'])} MiB** "
         f"(wall {_fmt(r['rss_run_s'])} s; bench process itself {_fmt(r['bench_peak_rss_mb'])} MiB).",
         "",
+    ]
+    if r.get("full_peak_rss_mb") is not None:
+        lines += [
+            f"Peak RSS of a full-data run (`strategy={s['strategy']} encoder.context=sentence "
+            f"trainer.epochs={r['full_epochs']}`, {_fmt(r['full_train_words'])} train words, fresh cache: "
+            f"extraction {_fmt(r['full_extract_s'])} s, training {_fmt(r['full_train_s'])} s): "
+            f"**{_fmt(r['full_peak_rss_mb'])} MiB**, dev F1 {_fmt(100 * r['full_dev_f1'], 2)} "
+            f"(wall {_fmt(r['full_run_s'])} s).",
+            "",
+        ]
+    lines += [
         "Raw timings (s): extraction harness "
         + ", ".join(_fmt(x, 2) for x in r["extract_harness_s"]) + "; bare "
         + ", ".join(_fmt(x, 2) for x in r["extract_bare_s"]) + ". Training epoch harness "
@@ -605,6 +647,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    help="torch CPU threads here and in every harness run; 0 = torch's default, None: 1 on "
                         "CPU (see THREADS_NOTE in this file), torch's default on CUDA")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--full-rss-epochs", type=int, default=0,
+                   help="also measure the peak RSS of one full-data run with this many epochs (0: skip)")
     p.add_argument("--work-dir", type=Path, default=None,
                    help="where caches and run folders go (default: a temporary folder, removed at the end)")
     return p.parse_args(argv)
@@ -731,6 +775,12 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         _log(f"peak RSS: one {settings.strategy} run")
         result.update(bench_peak_rss(settings, cache_dir, work, logs))
         part_s["peak_rss"] = time.perf_counter() - t0
+        if a.full_rss_epochs > 0:
+            save(complete=False)
+            t0 = time.perf_counter()
+            _log(f"peak RSS: one {settings.strategy} run on the full data, {a.full_rss_epochs} epoch(s)")
+            result.update(bench_full_rss(settings, a.full_rss_epochs, work, logs))
+            part_s["full_rss"] = time.perf_counter() - t0
 
     result["bench_peak_rss_mb"] = _maxrss_mb(resource.getrusage(resource.RUSAGE_SELF))
     save(complete=True)
