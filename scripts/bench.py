@@ -83,7 +83,7 @@ from bert_ner_probe.batching import bucketed_batches  # noqa: E402
 from bert_ner_probe.extract import extract_split, plan_batches  # noqa: E402
 from bert_ner_probe.features import get_features, resolve_dtype_name  # noqa: E402
 from bert_ner_probe.main import config_dir  # noqa: E402  (also registers the config schema)
-from bert_ner_probe.strategies import resolve_layers, select_features  # noqa: E402
+from bert_ner_probe.strategies import CachedSelection, resolve_layers, select_features  # noqa: E402
 from bert_ner_probe.tagger import BiLSTMTagger  # noqa: E402
 from bert_ner_probe.train import TaggingData, autocast, resolve_precision, train  # noqa: E402
 
@@ -391,15 +391,20 @@ def bare_epoch(model: BareTagger, optim: torch.optim.Optimizer, batches: Sequenc
 
 
 def bench_training(features: torch.Tensor, offsets: np.ndarray, tags: Sequence[int], num_labels: int,
-                   cfg: Any, device: torch.device, epochs: int, repeats: int) -> Dict[str, Any]:
+                   cfg: Any, device: torch.device, epochs: int, repeats: int,
+                   harness_features: Optional[torch.Tensor | CachedSelection] = None) -> Dict[str, Any]:
     """Harness tagger epochs vs bare-loop epochs on the same features and batches, in words/s.
 
     ``cfg`` is the composed harness config (tagger, trainer, seed). The
     harness number is :func:`train`'s own ``train_words_per_s`` (the epoch
     loop; dev evaluation runs outside it, here on 64 training sentences).
+    The harness trains on ``harness_features`` where given (on the CPU, the
+    :class:`CachedSelection` a run reads each batch from), the bare loops on
+    ``features`` padded in advance.
     """
     precision = resolve_precision(cfg.trainer.precision, device)
     data = TaggingData.build(features, offsets, tags, device)
+    harness_data = data if harness_features is None else TaggingData.build(harness_features, offsets, tags, device)
     n_dev = min(64, data.num_sentences)
     dev = TaggingData.build(features[: offsets[n_dev]], offsets[: n_dev + 1], tags[: offsets[n_dev]], device)
     n_warm = min(4 * cfg.trainer.batch_size, data.num_sentences)
@@ -434,7 +439,7 @@ def bench_training(features: torch.Tensor, offsets: np.ndarray, tags: Sequence[i
     harness_epochs: List[Dict[str, float]] = []
     bare_s: Dict[str, List[float]] = {"packed": [], "padded": []}
     for _ in range(repeats):
-        harness_epochs.extend(harness(data, epochs))
+        harness_epochs.extend(harness(harness_data, epochs))
         for form in bare_s:
             bare_s[form].extend(bare(prepared, epochs, form == "packed"))
     harness_wps = max(h["train_words_per_s"] for h in harness_epochs)
@@ -673,12 +678,14 @@ def _log(msg: str) -> None:
 
 
 def prepare_training_features(cfg: Any, settings: Settings, device: torch.device, cache_dir: Path
-                              ) -> Tuple[torch.Tensor, np.ndarray, List[int], int, bool]:
+                              ) -> Tuple[torch.Tensor, torch.Tensor | CachedSelection, np.ndarray, List[int], int,
+                                         bool]:
     """The training part's inputs, as the harness builds them: combined features, offsets, tags.
 
     The features come through the harness's cache (a hit when the sweep ran
-    first, since the key is the same). Returns ``(x, offsets, tags,
-    num_labels, cache_hit)``.
+    first, since the key is the same). Returns ``(x, source, offsets, tags,
+    num_labels, cache_hit)``: ``x`` the split combined in one tensor (for the
+    bare loops), ``source`` what the harness trains on.
     """
     corpus: Corpus = load_corpus(settings.data_dir, cfg.data.scheme,
                                  {"train": settings.limit, "dev": settings.eval_limit, "test": settings.eval_limit})
@@ -687,9 +694,11 @@ def prepare_training_features(cfg: Any, settings: Settings, device: torch.device
     layers = resolve_layers(None if cfg.strategy.layers is None else list(cfg.strategy.layers),
                             int(entry.meta["num_layers"]))
     x = select_features(feats.features, layers, cfg.strategy.combine)
+    # what the harness trains on: on the CPU each batch read from the cache (as run.tagging_data does)
+    source = CachedSelection(feats.features, layers, cfg.strategy.combine) if device.type == "cpu" else x
     index = {t: i for i, t in enumerate(corpus.labels)}
     tags = [index[t] for s in corpus["train"].sentences for t in s.tags]
-    return x, np.asarray(feats.offsets), tags, len(corpus.labels), hit
+    return x, source, np.asarray(feats.offsets), tags, len(corpus.labels), hit
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
@@ -762,10 +771,11 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         t0 = time.perf_counter()
         _log(f"training: {settings.strategy}, {settings.limit} sentences, hidden {settings.hidden_size}, "
              f"batch {settings.batch_size}")
-        x, offsets, tags, num_labels, hit = prepare_training_features(cfg, settings, device, cache_dir)
+        x, source, offsets, tags, num_labels, hit = prepare_training_features(cfg, settings, device, cache_dir)
         result["train_features_cache_hit"] = hit
-        result.update(bench_training(x, offsets, tags, num_labels, cfg, device, settings.epochs, settings.repeats))
-        del x
+        result.update(bench_training(x, offsets, tags, num_labels, cfg, device, settings.epochs, settings.repeats,
+                                     harness_features=source))
+        del x, source
         part_s["training"] = time.perf_counter() - t0
         save(complete=False)
         _log(f"training: harness {result['train_harness_words_per_s']:.0f} words/s, "
