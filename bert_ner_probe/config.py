@@ -98,7 +98,8 @@ class TrainerConfig:
     weight_decay: float = 0.0  # not on biases and LayerNorm weights
     schedule: ScheduleName = ScheduleName.constant  # constant | linear (decay to 0), after the warm-up
     warmup_ratio: float = 0.0  # share of the optimiser steps with a linearly rising rate
-    grad_accum: int = 1  # batches per optimiser step (fine-tuning: for batches that do not fit in memory)
+    grad_accum: int = 1  # micro-batches per batch (one optimiser step), for batches that do not fit in memory
+    concurrent: str = "auto"  # jobs of a multirun at once: auto (1 on CPU, what fits on a GPU) | N (concurrency.py)
 
 
 @dataclass
@@ -164,6 +165,9 @@ class Config:
 def register() -> None:
     """Store the schema as ``schema`` for ``conf/config.yaml``'s defaults list."""
     ConfigStore.instance().store(name="schema", node=Config)
+    from .concurrency import register_resolver
+
+    register_resolver()  # trainer.concurrent → the launcher's worker count
 
 
 def check_values(cfg) -> None:

@@ -16,6 +16,7 @@ where the hardware has it, see :func:`bert_ner_probe.features.resolve_dtype_name
 from __future__ import annotations
 
 import functools
+import mmap
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -166,6 +167,9 @@ def extract_split(
     }
 
 
+RELEASE_BYTES = 64 * 2**20
+
+
 class _Writer:
     """Puts pooled word rows into the output array: at once on the CPU; on a GPU, from threads.
 
@@ -181,9 +185,17 @@ class _Writer:
         self.out, self.device, self.depth = out, device, depth
         self.pool = ThreadPoolExecutor(depth, thread_name_prefix="extract-writer") if device.type == "cuda" else None
         self.pending: List[Future] = []
+        self.unreleased = 0  # bytes written since the map's pages were last dropped from the resident set
 
     def put(self, rows: np.ndarray, pooled: torch.Tensor) -> None:
         """``out[rows] = pooled`` (Shape: (words, layers + 1, width), float16)."""
+        self.unreleased += pooled.numel() * pooled.element_size()
+        if self.unreleased > RELEASE_BYTES and isinstance(getattr(self.out, "base", None), mmap.mmap):
+            # Written pages of a shared file map count in this process's RSS until unmapped; dropping
+            # them keeps the data (in the page cache, written back as usual) and bounds the RSS of
+            # an extraction by RELEASE_BYTES instead of the split's size (1.1 GB for CoNLL train).
+            self.out.base.madvise(mmap.MADV_DONTNEED)
+            self.unreleased = 0
         if self.pool is None:
             self.out[rows] = pooled.cpu().numpy()
             return

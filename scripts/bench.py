@@ -34,6 +34,12 @@
    (``strategy=concat_last_four`` by default, warm cache), read with
    ``os.wait4`` for that child alone.
 
+5. **Peak RSS of a full-data run** (``--full-rss-epochs N``, off by default:
+   minutes on 2 cores) — one run of ``--strategy`` on the whole of
+   CoNLL-2003 with ``encoder.context=sentence``, ``trainer.epochs=N``, on a
+   fresh cache folder (so it extracts first, as a first run does): peak RSS,
+   wall time and dev F1.
+
 Timings of the harness and of the bare loop alternate in one process; each is
 warmed up once and the best of ``--repeats`` is kept, since the machine may be
 shared and noisy. On CPU every process uses one torch thread unless
@@ -77,7 +83,7 @@ from bert_ner_probe.batching import bucketed_batches  # noqa: E402
 from bert_ner_probe.extract import extract_split, plan_batches  # noqa: E402
 from bert_ner_probe.features import get_features, resolve_dtype_name  # noqa: E402
 from bert_ner_probe.main import config_dir  # noqa: E402  (also registers the config schema)
-from bert_ner_probe.strategies import resolve_layers, select_features  # noqa: E402
+from bert_ner_probe.strategies import CachedSelection, resolve_layers, select_features  # noqa: E402
 from bert_ner_probe.tagger import BiLSTMTagger  # noqa: E402
 from bert_ner_probe.train import TaggingData, autocast, resolve_precision, train  # noqa: E402
 
@@ -385,15 +391,20 @@ def bare_epoch(model: BareTagger, optim: torch.optim.Optimizer, batches: Sequenc
 
 
 def bench_training(features: torch.Tensor, offsets: np.ndarray, tags: Sequence[int], num_labels: int,
-                   cfg: Any, device: torch.device, epochs: int, repeats: int) -> Dict[str, Any]:
+                   cfg: Any, device: torch.device, epochs: int, repeats: int,
+                   harness_features: Optional[torch.Tensor | CachedSelection] = None) -> Dict[str, Any]:
     """Harness tagger epochs vs bare-loop epochs on the same features and batches, in words/s.
 
     ``cfg`` is the composed harness config (tagger, trainer, seed). The
     harness number is :func:`train`'s own ``train_words_per_s`` (the epoch
     loop; dev evaluation runs outside it, here on 64 training sentences).
+    The harness trains on ``harness_features`` where given (on the CPU, the
+    :class:`CachedSelection` a run reads each batch from), the bare loops on
+    ``features`` padded in advance.
     """
     precision = resolve_precision(cfg.trainer.precision, device)
     data = TaggingData.build(features, offsets, tags, device)
+    harness_data = data if harness_features is None else TaggingData.build(harness_features, offsets, tags, device)
     n_dev = min(64, data.num_sentences)
     dev = TaggingData.build(features[: offsets[n_dev]], offsets[: n_dev + 1], tags[: offsets[n_dev]], device)
     n_warm = min(4 * cfg.trainer.batch_size, data.num_sentences)
@@ -428,7 +439,7 @@ def bench_training(features: torch.Tensor, offsets: np.ndarray, tags: Sequence[i
     harness_epochs: List[Dict[str, float]] = []
     bare_s: Dict[str, List[float]] = {"packed": [], "padded": []}
     for _ in range(repeats):
-        harness_epochs.extend(harness(data, epochs))
+        harness_epochs.extend(harness(harness_data, epochs))
         for form in bare_s:
             bare_s[form].extend(bare(prepared, epochs, form == "packed"))
     harness_wps = max(h["train_words_per_s"] for h in harness_epochs)
@@ -502,6 +513,31 @@ def bench_peak_rss(settings: Settings, cache_dir: Path, work: Path, logs: Path) 
     }
 
 
+def bench_full_rss(settings: Settings, epochs: int, work: Path, logs: Path) -> Dict[str, Any]:
+    """Peak RSS (MiB), wall time and dev F1 of one run on the full data, extraction included (a fresh cache)."""
+    run_dir = work / "full_rss_run"
+    args = [f"strategy={settings.strategy}", _override("data.dir", settings.data_dir),
+            _override("encoder.name_or_path", settings.encoder), f"encoder.dtype={settings.dtype}",
+            "encoder.context=sentence", _override("device", settings.device), f"trainer.epochs={epochs}",
+            f"trainer.batch_size={settings.batch_size}", f"tagger.hidden_size={settings.hidden_size}",
+            f"seed={settings.seed}", _override("cache_dir", str(work / "full_cache")), "progress=false",
+            _override("hydra.run.dir", str(run_dir))] + ([f"threads={settings.threads}"] if settings.threads else [])
+    child = run_harness(args, logs / "full_rss_run.log")
+    results = load_results(run_dir)
+    if child.returncode != 0 or not results:
+        raise RuntimeError(f"full-data run failed (exit {child.returncode}); log {child.log}:\n{child.tail()}")
+    r = results[0]
+    return {
+        "full_peak_rss_mb": child.peak_rss_mb,
+        "full_run_s": child.wall_s,
+        "full_epochs": epochs,
+        "full_train_words": int(r["sizes"]["train"]["words"]),
+        "full_dev_f1": float(r["dev"]["f1"]),
+        "full_extract_s": float(r["timings"]["extract_s"]),
+        "full_train_s": float(r["timings"]["train_s"]),
+    }
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -563,6 +599,17 @@ def render_markdown(r: Dict[str, Any]) -> str:
         f"{_fmt(r['rss_run_cache_hit'])}): **{_fmt(r['peak_rss_mb'])} MiB** "
         f"(wall {_fmt(r['rss_run_s'])} s; bench process itself {_fmt(r['bench_peak_rss_mb'])} MiB).",
         "",
+    ]
+    if r.get("full_peak_rss_mb") is not None:
+        lines += [
+            f"Peak RSS of a full-data run (`strategy={s['strategy']} encoder.context=sentence "
+            f"trainer.epochs={r['full_epochs']}`, {_fmt(r['full_train_words'])} train words, fresh cache: "
+            f"extraction {_fmt(r['full_extract_s'])} s, training {_fmt(r['full_train_s'])} s): "
+            f"**{_fmt(r['full_peak_rss_mb'])} MiB**, dev F1 {_fmt(100 * r['full_dev_f1'], 2)} "
+            f"(wall {_fmt(r['full_run_s'])} s).",
+            "",
+        ]
+    lines += [
         "Raw timings (s): extraction harness "
         + ", ".join(_fmt(x, 2) for x in r["extract_harness_s"]) + "; bare "
         + ", ".join(_fmt(x, 2) for x in r["extract_bare_s"]) + ". Training epoch harness "
@@ -605,6 +652,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    help="torch CPU threads here and in every harness run; 0 = torch's default, None: 1 on "
                         "CPU (see THREADS_NOTE in this file), torch's default on CUDA")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--full-rss-epochs", type=int, default=0,
+                   help="also measure the peak RSS of one full-data run with this many epochs (0: skip)")
     p.add_argument("--work-dir", type=Path, default=None,
                    help="where caches and run folders go (default: a temporary folder, removed at the end)")
     return p.parse_args(argv)
@@ -629,12 +678,14 @@ def _log(msg: str) -> None:
 
 
 def prepare_training_features(cfg: Any, settings: Settings, device: torch.device, cache_dir: Path
-                              ) -> Tuple[torch.Tensor, np.ndarray, List[int], int, bool]:
+                              ) -> Tuple[torch.Tensor, torch.Tensor | CachedSelection, np.ndarray, List[int], int,
+                                         bool]:
     """The training part's inputs, as the harness builds them: combined features, offsets, tags.
 
     The features come through the harness's cache (a hit when the sweep ran
-    first, since the key is the same). Returns ``(x, offsets, tags,
-    num_labels, cache_hit)``.
+    first, since the key is the same). Returns ``(x, source, offsets, tags,
+    num_labels, cache_hit)``: ``x`` the split combined in one tensor (for the
+    bare loops), ``source`` what the harness trains on.
     """
     corpus: Corpus = load_corpus(settings.data_dir, cfg.data.scheme,
                                  {"train": settings.limit, "dev": settings.eval_limit, "test": settings.eval_limit})
@@ -643,9 +694,11 @@ def prepare_training_features(cfg: Any, settings: Settings, device: torch.device
     layers = resolve_layers(None if cfg.strategy.layers is None else list(cfg.strategy.layers),
                             int(entry.meta["num_layers"]))
     x = select_features(feats.features, layers, cfg.strategy.combine)
+    # what the harness trains on: on the CPU each batch read from the cache (as run.tagging_data does)
+    source = CachedSelection(feats.features, layers, cfg.strategy.combine) if device.type == "cpu" else x
     index = {t: i for i, t in enumerate(corpus.labels)}
     tags = [index[t] for s in corpus["train"].sentences for t in s.tags]
-    return x, np.asarray(feats.offsets), tags, len(corpus.labels), hit
+    return x, source, np.asarray(feats.offsets), tags, len(corpus.labels), hit
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
@@ -718,10 +771,11 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         t0 = time.perf_counter()
         _log(f"training: {settings.strategy}, {settings.limit} sentences, hidden {settings.hidden_size}, "
              f"batch {settings.batch_size}")
-        x, offsets, tags, num_labels, hit = prepare_training_features(cfg, settings, device, cache_dir)
+        x, source, offsets, tags, num_labels, hit = prepare_training_features(cfg, settings, device, cache_dir)
         result["train_features_cache_hit"] = hit
-        result.update(bench_training(x, offsets, tags, num_labels, cfg, device, settings.epochs, settings.repeats))
-        del x
+        result.update(bench_training(x, offsets, tags, num_labels, cfg, device, settings.epochs, settings.repeats,
+                                     harness_features=source))
+        del x, source
         part_s["training"] = time.perf_counter() - t0
         save(complete=False)
         _log(f"training: harness {result['train_harness_words_per_s']:.0f} words/s, "
@@ -731,6 +785,12 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         _log(f"peak RSS: one {settings.strategy} run")
         result.update(bench_peak_rss(settings, cache_dir, work, logs))
         part_s["peak_rss"] = time.perf_counter() - t0
+        if a.full_rss_epochs > 0:
+            save(complete=False)
+            t0 = time.perf_counter()
+            _log(f"peak RSS: one {settings.strategy} run on the full data, {a.full_rss_epochs} epoch(s)")
+            result.update(bench_full_rss(settings, a.full_rss_epochs, work, logs))
+            part_s["full_rss"] = time.perf_counter() - t0
 
     result["bench_peak_rss_mb"] = _maxrss_mb(resource.getrusage(resource.RUSAGE_SELF))
     save(complete=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +11,8 @@ import torch
 
 from bert_ner_probe.errors import UserError
 from bert_ner_probe.scalar_mix import ScalarMix
-from bert_ner_probe.strategies import check_combine, output_width, resolve_layers, select_features
+from bert_ner_probe.strategies import (CachedSelection, check_combine, output_width, read_rows,
+                                       resolve_layers, select_features)
 
 # ---------------------------------------------------------------- resolve_layers
 
@@ -181,3 +183,59 @@ def test_scalar_mix_in_float16():
     assert out.dtype == torch.float16
     assert out.float().tolist() == MIXED.tolist()
     assert math.isclose(sum(mix.normalized_weights()), 1.0, rel_tol=1e-6)
+
+
+# ---------------------------------------------------------------- reading without the memory map
+
+
+def _saved(tmp_path, array: np.ndarray) -> np.ndarray:
+    """``array`` written as a .npy file and opened as the cache opens it (a read-only memory map)."""
+    np.save(tmp_path / "split.npy", array)
+    return np.load(tmp_path / "split.npy", mmap_mode="r")
+
+
+@pytest.mark.parametrize("start,stop", [(0, 3), (1, 3), (2, 3), (0, 1)])
+def test_read_rows_reads_the_file_behind_a_memmap(tmp_path, start, stop):
+    features = _saved(tmp_path, FEATURES)
+    got = read_rows(features, start, stop)
+    assert not isinstance(got, np.memmap)
+    assert np.array_equal(got, FEATURES[start:stop])
+
+
+@pytest.mark.parametrize("layers", [[3], [1, 2, 3], [0, 2], [2, 0, 3]])
+@pytest.mark.parametrize("combine", ["concat", "sum", "mean", "scalar_mix"])
+@pytest.mark.parametrize("on_file", [True, False])
+def test_cached_selection_equals_select_features(tmp_path, layers, combine, on_file):
+    # random rows in several runs, repeats, padding's row 0, any shape: as the trainer gathers them
+    rng = np.random.default_rng(0)
+    array = rng.normal(size=(50, 4, 3)).astype(np.float16)
+    features = _saved(tmp_path, array) if on_file else array
+    whole = select_features(features, layers, combine, chunk=7)
+    lazy = CachedSelection(features, layers, combine)
+    assert lazy.shape == whole.shape and (lazy.fd is not None) == on_file
+    for rows in (torch.tensor([[5, 6, 7, 0], [30, 31, 0, 0]]), torch.tensor([49, 48, 2, 3, 4, 3, 10]),
+                 torch.arange(50)):
+        got = lazy[rows]
+        assert got.dtype == torch.float16 and got.shape == tuple(rows.shape) + tuple(whole.shape[1:])
+        assert torch.equal(got, whole[rows])
+
+
+def _rss_file_mb() -> float:
+    """This process's resident pages of mapped files, in MiB (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssFile:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no RssFile line")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="reads /proc/self/status (Linux)")
+def test_reading_a_split_does_not_map_the_cache_file(tmp_path):
+    # 64 MiB of features: combining one layer, or a batch of rows, must not bring the file's
+    # pages into this process's resident set (they count in its RSS once touched through the map)
+    features = _saved(tmp_path, np.ones((8192, 8, 512), dtype=np.float16))
+    before = _rss_file_mb()
+    assert select_features(features, [7], "concat").shape == (8192, 512)
+    assert CachedSelection(features, [4, 5, 6, 7], "concat")[torch.arange(0, 8192, 3)].shape == (2731, 2048)
+    assert _rss_file_mb() - before < 16
+    np.array(features[:, 7])  # through the map: the whole file is touched (a row is 8 KiB)
+    assert _rss_file_mb() - before > 48
