@@ -252,7 +252,8 @@ def run_probe(cfg: DictConfig, out_dir: Path) -> Dict[str, Any]:
         patience=cfg.trainer.patience, seed=cfg.seed, grad_clip=cfg.trainer.grad_clip,
         eval_batch_size=cfg.trainer.eval_batch_size, eval_max_words=cfg.trainer.eval_max_words,
         progress=cfg.progress, bucket_pool=cfg.trainer.bucket_pool,
-        precision=precision,
+        precision=precision, optimizer=cfg.trainer.optimizer, weight_decay=cfg.trainer.weight_decay,
+        schedule=cfg.trainer.schedule, warmup_ratio=cfg.trainer.warmup_ratio, grad_accum=cfg.trainer.grad_accum,
     )
 
     t_eval = time.perf_counter()

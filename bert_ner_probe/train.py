@@ -25,7 +25,6 @@ stay float32); ``"auto"`` picks it on CPUs with native bf16 matrix units
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import os
 import time
@@ -39,8 +38,10 @@ from tqdm.auto import tqdm
 
 from .batching import batches_by_length, bucketed_batches, to_device_nowait
 from .concurrency import workers
+from .early_stopping import EarlyStopping
 from .encoder import native_bf16
 from .errors import UserError
+from .optim import build_optimizer, build_schedule
 from .strategies import CachedSelection
 from .tagger import BiLSTMTagger
 
@@ -244,11 +245,23 @@ def train(
     progress: bool = True,
     bucket_pool: int = 5,
     precision: str = "fp32",
+    optimizer: str = "adam",
+    weight_decay: float = 0.0,
+    schedule: str = "constant",
+    warmup_ratio: float = 0.0,
+    grad_accum: int = 1,
 ) -> TrainResult:
-    """Fit ``model``; return the best epoch (1-based) and per-epoch history. Best weights are restored."""
+    """Fit ``model``; return the best epoch (1-based) and per-epoch history. Best weights are restored.
+
+    The optimiser and schedule come from :mod:`bert_ner_probe.optim` (Adam at a constant rate by
+    default); ``grad_accum=K`` splits each batch into K micro-batches whose gradients add up to
+    the batch's, one optimiser step per batch.
+    """
     rng = np.random.default_rng(seed)
-    optim = torch.optim.Adam(model.parameters(), lr=lr, fused=device.type in ("cpu", "cuda"))  # one kernel per step
-    best_f1, best_epoch, best_state = -1.0, 0, None
+    optim = build_optimizer(model, optimizer, lr, weight_decay, device)
+    steps_per_epoch = len(bucketed_batches(train_data.lengths, batch_size, np.random.default_rng(0), bucket_pool))
+    lr_schedule = build_schedule(optim, schedule, epochs * steps_per_epoch, warmup_ratio)
+    stopper = EarlyStopping(patience)
     packed = model.crf is None and model.packs(device)  # straight to packed batches: no padding at all
     history: List[Dict[str, float]] = []
     t0 = time.perf_counter()
@@ -261,22 +274,25 @@ def train(
         t_epoch = time.perf_counter()
         bar = tqdm(batches, desc=f"epoch {epoch}/{epochs}", unit="batch", disable=not progress, leave=False)
         for ids in bar:
-            with autocast(device, precision):
-                if packed:
-                    seq, tags, _ = train_data.packed(ids, device)
-                    loss = model.packed_loss(seq, tags)
-                    n = int(seq.batch_sizes.sum())
-                else:
-                    x, lens, tags = train_data.batch(longest_first(ids, train_data.lengths), device)
-                    loss = model.loss(x, lens, tags)
-                    n = int(lens.sum())
             optim.zero_grad(set_to_none=True)
-            loss.backward()
+            batch_words = int(train_data.lengths[ids].sum())
+            for part in np.array_split(ids, min(grad_accum, len(ids))):  # micro-batches, one step
+                with autocast(device, precision):
+                    if packed:
+                        seq, tags, _ = train_data.packed(part, device)
+                        loss = model.packed_loss(seq, tags)
+                        n = int(seq.batch_sizes.sum())
+                    else:
+                        x, lens, tags = train_data.batch(longest_first(part, train_data.lengths), device)
+                        loss = model.loss(x, lens, tags)
+                        n = int(lens.sum())
+                (loss if n == batch_words else loss * (n / batch_words)).backward()  # the batch's mean
+                total += loss.detach() * n
             if grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             optim.step()
-            total += loss.detach() * n
-            words += n
+            lr_schedule.step()
+            words += batch_words
         bar.close()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -287,11 +303,7 @@ def train(
                         "dev_eval_s": time.perf_counter() - t_epoch - epoch_s})
         log.info("epoch %d/%d: train loss %.4f, dev F1 %.2f, %.1f s (%.0f words/s)", epoch, epochs,
                  history[-1]["train_loss"], 100 * f1, epoch_s, history[-1]["train_words_per_s"])
-        if f1 > best_f1:
-            best_f1, best_epoch = f1, epoch
-            best_state = copy.deepcopy(model.state_dict())
-        elif epoch - best_epoch >= patience:
+        if stopper.update(model, epoch, f1):
             break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    return TrainResult(best_epoch, epoch, best_f1, history, time.perf_counter() - t0)
+    stopper.restore(model)
+    return TrainResult(stopper.best_epoch, epoch, stopper.best_f1, history, time.perf_counter() - t0)

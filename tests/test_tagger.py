@@ -206,14 +206,14 @@ def _gold(offsets, tag_ids):
 
 
 def _fit(seed: int, crf: bool = False, k_layers: int = 0, epochs: int = 8, patience: int = 3,
-         precision: str = "fp32", impl: str = "auto"):
+         precision: str = "fp32", impl: str = "auto", dropout: float = 0.1, **trainer):
     tr_x, tr_off, tr_tags = _synthetic_split(240, seed=10, k_layers=k_layers)
     dv_x, dv_off, dv_tags = _synthetic_split(60, seed=11, k_layers=k_layers)
     train_data = TaggingData.build(tr_x, tr_off, tr_tags, CPU)
     dev_data = TaggingData.build(dv_x, dv_off, dv_tags, CPU)
     gold = _gold(dv_off, dv_tags)
     torch.manual_seed(seed)
-    model = BiLSTMTagger(8, len(LABELS), hidden_size=16, num_layers=1, dropout=0.1, crf=crf,
+    model = BiLSTMTagger(8, len(LABELS), hidden_size=16, num_layers=1, dropout=dropout, crf=crf,
                          mix_layers=k_layers or None, impl=impl)
     snapshots = []
 
@@ -222,7 +222,7 @@ def _fit(seed: int, crf: bool = False, k_layers: int = 0, epochs: int = 8, patie
         return score(gold, [[LABELS[i] for i in p] for p in pred_ids])["f1"]
 
     result = train(model, train_data, dev_data, dev_f1, CPU, epochs=epochs, batch_size=16, lr=1e-2,
-                   patience=patience, seed=seed, progress=False, precision=precision)
+                   patience=patience, seed=seed, progress=False, precision=precision, **trainer)
     return model, result, snapshots, dev_data, gold
 
 
@@ -276,6 +276,21 @@ def test_training_on_packed_batches_learns(k_layers):
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     pred = predict(model, dev_data, CPU)
     assert f1(gold, [[LABELS[i] for i in p] for p in pred]) == result.best_dev_f1
+
+
+@pytest.mark.parametrize("crf", [False, True])
+def test_gradient_accumulation_takes_the_same_steps(crf):
+    """Without dropout, K micro-batches per batch give the weights of whole batches (one step per batch)."""
+    whole, *_ = _fit(seed=3, crf=crf, epochs=2, patience=2, dropout=0.0)
+    parts, *_ = _fit(seed=3, crf=crf, epochs=2, patience=2, dropout=0.0, grad_accum=3)
+    for k, v in whole.state_dict().items():
+        torch.testing.assert_close(parts.state_dict()[k], v, rtol=1e-4, atol=1e-5)
+
+
+def test_adamw_with_warm_up_and_linear_decay_learns():
+    model, result, *_ = _fit(seed=3, epochs=4, patience=4, optimizer="adamw", weight_decay=0.01,
+                             schedule="linear", warmup_ratio=0.1)
+    assert result.best_dev_f1 >= 0.6 and result.history[-1]["train_loss"] < result.history[0]["train_loss"]
 
 
 def test_bf16_training_learns_too():
