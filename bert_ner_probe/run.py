@@ -73,11 +73,13 @@ def _nonfinite_rows(block: torch.Tensor) -> Optional[torch.Tensor]:
 def check_finite(x: torch.Tensor, offsets: np.ndarray, corpus: Corpus, split: str, entry: CacheEntry) -> None:
     """Raise a :class:`UserError` naming the first word when any selected feature is NaN or Inf.
 
-    ``x`` Shape: (words, ...). Read in blocks of 8,192 words, so the check needs little memory.
+    ``x`` Shape: (words, ...), a tensor or a :class:`~bert_ner_probe.strategies.CachedSelection`. Read in
+    blocks of 8,192 words, so the check needs little memory.
     """
     bad_words, first = 0, None
     for start in range(0, x.shape[0], 8192):
-        bad = _nonfinite_rows(x[start:start + 8192])
+        end = min(start + 8192, x.shape[0])
+        bad = _nonfinite_rows(x[start:end] if isinstance(x, torch.Tensor) else x[torch.arange(start, end)])
         if bad is None:
             continue
         if first is None:
@@ -169,6 +171,7 @@ def tagging_data(entry: CacheEntry, corpus: Corpus, layers: Sequence[int], combi
         x = kept.get(split)
         if x is None and device.type == "cpu":  # read from the cache batch by batch: no copy of the split
             x = CachedSelection(feats.features, layers, combine)
+            check_finite(x, feats.offsets, corpus, split, entry)  # before training reads them
         elif x is None:  # combined where training reads it: on the GPU when it fits there
             n, _, width = feats.features.shape
             nbytes = 2 * math.prod(selected_shape(n, len(layers), width, combine))  # float16

@@ -72,7 +72,7 @@ if [[ "${GPU_CHECK_SMOKE:-1}" == 1 ]] && ! $PY -m bert_ner_probe strategy=last "
     hydra.run.dir="$OUT/smoke" > "$OUT/smoke.log" 2>&1; then
     tail -n 40 "$OUT/smoke.log"; step "smoke run failed"; exit 1
 fi
-tail -n 1 "$OUT/smoke.log"
+[[ -f "$OUT/smoke.log" ]] && tail -n 1 "$OUT/smoke.log"
 
 # sweep NAME TIMEOUT_S ARGS...: one multirun under a timeout; wall time, workers, peak GPU memory.
 sweep() {
