@@ -52,7 +52,7 @@ from .finetune_model import FineTuneTagger
 from .metrics import GoldEntities
 from .optim import build_optimizer, build_schedule
 from .run import _tags_to_ids, corpus_of, forget_features, results_record, score_and_write, write_results
-from .train import TrainResult, autocast
+from .train import TrainResult, autocast, close_epoch
 
 log = logging.getLogger(__name__)
 
@@ -212,16 +212,9 @@ def finetune(model: FineTuneTagger, train_w: SplitWindows, dev_w: SplitWindows,
             schedule.step()
             words += batch_words
         bar.close()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        epoch_s = time.perf_counter() - t_epoch
-        f1 = dev_f1(predict(model, dev_w, device, precision, cfg))
-        history.append({"epoch": epoch, "train_loss": float(total) / max(words, 1), "dev_f1": f1,
-                        "epoch_s": epoch_s, "train_words_per_s": words / epoch_s,
-                        "dev_eval_s": time.perf_counter() - t_epoch - epoch_s,
-                        "lr_end": float(schedule.get_last_lr()[0])})
-        log.info("epoch %d/%d: train loss %.4f, dev F1 %.2f, %.1f s (%.0f words/s)", epoch, tr.epochs,
-                 history[-1]["train_loss"], 100 * f1, epoch_s, history[-1]["train_words_per_s"])
+        f1 = close_epoch(history, epoch, tr.epochs, total, words, t_epoch, device,
+                         lambda: dev_f1(predict(model, dev_w, device, precision, cfg)),
+                         lr_end=float(schedule.get_last_lr()[0]))
         if stopper.update(model, epoch, f1):
             break
     stopper.restore(model)

@@ -219,6 +219,24 @@ def predict(model: BiLSTMTagger, data: TaggingData, device: torch.device, batch_
     return [words[s:e].tolist() for s, e in zip(data.offsets[:-1], data.offsets[1:])]
 
 
+def close_epoch(history: List[Dict[str, float]], epoch: int, epochs: int, total: torch.Tensor, words: int,
+                t_epoch: float, device: torch.device, score_dev: Callable[[], float], **extra: float) -> float:
+    """End an epoch: wait for the device, score dev, append the epoch's entry to ``history`` and log it.
+
+    ``total`` is the summed loss × words of the epoch (on the device); returns the dev F1.
+    """
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    epoch_s = time.perf_counter() - t_epoch
+    f1 = score_dev()
+    history.append({"epoch": epoch, "train_loss": float(total) / max(words, 1), "dev_f1": f1,
+                    "epoch_s": epoch_s, "train_words_per_s": words / epoch_s,
+                    "dev_eval_s": time.perf_counter() - t_epoch - epoch_s, **extra})
+    log.info("epoch %d/%d: train loss %.4f, dev F1 %.2f, %.1f s (%.0f words/s)", epoch, epochs,
+             history[-1]["train_loss"], 100 * f1, epoch_s, history[-1]["train_words_per_s"])
+    return f1
+
+
 @dataclass
 class TrainResult:
     best_epoch: int
@@ -294,15 +312,8 @@ def train(
             lr_schedule.step()
             words += batch_words
         bar.close()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        epoch_s = time.perf_counter() - t_epoch
-        f1 = dev_f1(predict(model, dev_data, device, eval_batch_size, precision, eval_max_words))
-        history.append({"epoch": epoch, "train_loss": float(total) / max(words, 1), "dev_f1": f1,
-                        "epoch_s": epoch_s, "train_words_per_s": words / epoch_s,
-                        "dev_eval_s": time.perf_counter() - t_epoch - epoch_s})
-        log.info("epoch %d/%d: train loss %.4f, dev F1 %.2f, %.1f s (%.0f words/s)", epoch, epochs,
-                 history[-1]["train_loss"], 100 * f1, epoch_s, history[-1]["train_words_per_s"])
+        f1 = close_epoch(history, epoch, epochs, total, words, t_epoch, device,
+                         lambda: dev_f1(predict(model, dev_data, device, eval_batch_size, precision, eval_max_words)))
         if stopper.update(model, epoch, f1):
             break
     stopper.restore(model)
