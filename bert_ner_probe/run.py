@@ -123,20 +123,6 @@ def forget_features(unless: str | None = None) -> None:
         torch.cuda.empty_cache()  # so that the next job's free-memory check sees the room
 
 
-def bound_heap() -> None:
-    """Have glibc map every allocation of 4 MiB or more on its own (``mallopt(M_MMAP_THRESHOLD)``; elsewhere a no-op).
-
-    By default glibc raises that threshold to as much as 32 MiB after large
-    frees, and the encoder's batch buffers of many sizes are then carved from a
-    heap that does not shrink: a full CoNLL-2003 extraction in float32 grew the
-    RSS by 0.4 GB more than with the threshold fixed (and was no slower).
-    """
-    try:
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt(-3, 4 * 2**20)  # -3: M_MMAP_THRESHOLD
-    except (OSError, AttributeError):
-        pass
-
-
 def release_heap() -> None:
     """Give the C heap's free memory back to the system (glibc's ``malloc_trim``; elsewhere a no-op).
 
@@ -194,7 +180,6 @@ def run_probe(cfg: DictConfig, out_dir: Path) -> Dict[str, Any]:
     """Run one configuration end to end; return the results dict (also written to ``results.json``)."""
     out_dir = Path(out_dir)
     t_start = time.perf_counter()
-    bound_heap()
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
     elif workers() > 1:  # one of several jobs at once (trainer.concurrent): a share of the cores each

@@ -20,7 +20,7 @@ from .bootstrap import SentenceCounts, counts_of_run
 from .report import (PAPER_FINETUNE_DEV_F1, PAPER_LABEL, Job, Row, Section, _layers_text,
                      _one_line, _row_sort_key, flatten, format_mean_std)
 from .significance import (NO_TEST, SEED_TEST, SIGNIFICANCE_COLUMNS, SPLITS, Pair, Sample, Settings, adjust,
-                           all_pairs, best_label, compare, find_pair, not_worse_than_best, row_interval)
+                           all_pairs, compare, find_pair, not_worse_than_best, row_interval)
 
 MARK = "★"
 PIVOT_SETTINGS = ("encoder", "pooling", "context")
@@ -191,7 +191,7 @@ def _finetune_notes(t: TableStats, ft: Row, frozen: Sequence[Row]) -> List[str]:
         sig = ("not tested" if pair is None or pair.test == NO_TEST else
                f"{'significant' if pair.significant else 'not significant'}, {pair.test}, {_p_text(pair)}")
         notes.append(f"Fine-tuning ({ft_mean:.1f} dev F1) {verdict} the best frozen row, {best.label} "
-                     f"({best_mean:.1f}), by {ft_mean - best_mean:+.1f} points ({sig}).")
+                     f"({best_mean:.1f}): {ft_mean - best_mean:+.1f} points ({sig}).")
     return notes
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Sequence, Tuple
@@ -47,12 +46,6 @@ from .tagger import BiLSTMTagger
 
 log = logging.getLogger(__name__)
 
-# oneDNN (the CPU's LSTM and bf16 kernels) keeps up to 1,024 compiled primitives by default, one per
-# input shape, each with its own reordered weights; a tagger sees a new shape for every sentence
-# length, and on the full CoNLL-2003 training set that cache grew the RSS by about 0.6 GB within an
-# epoch. 64 holds the shapes of the latest batches at no cost in speed (an epoch was no slower on
-# 2 cores). Read by oneDNN when it makes its first primitive; a value set by the user is kept.
-os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "64")
 
 
 @dataclass
