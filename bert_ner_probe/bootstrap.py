@@ -105,7 +105,7 @@ def _spans(flat: List[str], starts: np.ndarray, lengths: Sequence[int], mode: st
         entities = Entities(sents, IOB2, suffix=False).entities
         return {(e.tag, int(starts[i]) + e.start, int(starts[i]) + e.end - 1)
                 for i, sent in enumerate(entities) for e in sent}
-    # Imported here: seqeval's package imports scikit-learn (~2 s), which a report over seeds never needs.
+    # Imported here: seqeval's package imports scikit-learn (slow to import), which a report over seeds never needs.
     from seqeval.metrics.sequence_labeling import get_entities
 
     return set(get_entities(flat))

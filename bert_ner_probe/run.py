@@ -59,8 +59,8 @@ def _nonfinite_rows(block: torch.Tensor) -> Optional[torch.Tensor]:
     """Which rows of ``block`` (Shape: (words, ...)) hold NaN or Inf; None when none does (the common case).
 
     On the CPU a float16 block is first tested through its bits: a value is NaN or Inf exactly when its
-    five exponent bits are all ones (``bits & 0x7C00 == 0x7C00``); one ``max`` over that is about
-    10x faster than ``torch.isfinite`` on float16.
+    five exponent bits are all ones (``bits & 0x7C00 == 0x7C00``); one ``max`` over that is much
+    faster than ``torch.isfinite`` on float16.
     """
     if block.dtype == torch.float16 and not block.is_cuda:
         bits = block.contiguous().numpy().view(np.uint16)
@@ -127,8 +127,8 @@ def release_heap() -> None:
     """Give the C heap's free memory back to the system (glibc's ``malloc_trim``; elsewhere a no-op).
 
     An extraction frees hundreds of MB of batch buffers of many sizes; glibc
-    keeps such memory in its heap, where it counted in the RSS of the rest
-    of the run (about 0.5 GB after a full CoNLL-2003 extraction).
+    keeps such memory in its heap, where it would count in the RSS of the
+    rest of the run (the README gives the measured effect).
     """
     try:
         ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
@@ -157,13 +157,13 @@ def tagging_data(entry: CacheEntry, corpus: Corpus, layers: Sequence[int], combi
         x = kept.get(split)
         if x is None and device.type == "cpu":  # read from the cache batch by batch: no copy of the split
             x = CachedSelection(feats.features, layers, combine)
-            check_finite(x, feats.offsets, corpus, split, entry)  # before training reads them
         elif x is None:  # combined where training reads it: on the GPU when it fits there
             n, _, width = feats.features.shape
             nbytes = 2 * math.prod(selected_shape(n, len(layers), width, combine))  # float16
             home = feature_home(nbytes, device)
             x = select_features(feats.features, layers, combine, device=home)
-            check_finite(x, feats.offsets, corpus, split, entry)  # before training reads them
+        if split not in kept:
+            check_finite(x, feats.offsets, corpus, split, entry)  # new features: checked before training reads them
         data[split] = TaggingData.build(x, feats.offsets, _tags_to_ids(corpus, split), device)
     _last_selection.update(key=key, x={split: d.x for split, d in data.items()})
     return data, reused

@@ -11,7 +11,7 @@ counts of its prediction files (:mod:`bert_ner_probe.bootstrap`).
   Welch's t-test (p-value and interval of the difference of means) and
   Almost Stochastic Order (Dror et al. 2019; del Barrio et al. 2018) —
   ``eps_min`` of "a is better than b", vectorised here with the procedure
-  and defaults of ``deepsig.aso`` (whose loop takes ~3 s a pair). Otherwise
+  and defaults of ``deepsig.aso`` (whose per-pair loop is too slow for a report). Otherwise
   the same seed's predictions of both rows are compared over sentences
   (approximate randomisation p-value, paired bootstrap interval).
 * p-values of the pairs of one table and split are Holm–Bonferroni adjusted;
