@@ -9,7 +9,7 @@ DataFrame, :func:`layers` gives every layer's vectors of your sentences;
 
 __version__ = "0.1.0"
 
-from .api import layers, load_results, probe  # noqa: E402
-from .results import RunResult  # noqa: E402
+from bert_ner_probe.api import layers, load_results, probe  # noqa: E402
+from bert_ner_probe.results.run_result import RunResult  # noqa: E402
 
 __all__ = ["probe", "load_results", "layers", "RunResult", "__version__"]

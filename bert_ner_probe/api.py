@@ -23,8 +23,8 @@ from typing import Any, List, Sequence, Union
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from .errors import UserError
-from .results import RunResult
+from bert_ner_probe.errors import UserError
+from bert_ner_probe.results.run_result import RunResult
 
 Words = Union[str, Sequence[str]]
 
@@ -37,8 +37,8 @@ def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
     from hydra import compose, initialize_config_dir  # noqa: PLC0415
     from hydra.core.global_hydra import GlobalHydra  # noqa: PLC0415
 
-    from .config import register  # noqa: PLC0415
-    from .main import config_dir  # noqa: PLC0415
+    from bert_ner_probe.config import register  # noqa: PLC0415
+    from bert_ner_probe.main import config_dir  # noqa: PLC0415
 
     register()
     if GlobalHydra.instance().is_initialized():
@@ -67,8 +67,8 @@ def probe(overrides: Sequence[str] = (), out_dir: Union[str, Path, None] = None)
     the command writes them, so the report reads API runs and command runs
     alike. The run is tracked when ``logger=`` asks for it.
     """
-    from .run import run_probe  # noqa: PLC0415
-    from .tracking import check_logger, log_job  # noqa: PLC0415
+    from bert_ner_probe.run import run_probe  # noqa: PLC0415
+    from bert_ner_probe.tracking import check_logger, log_job  # noqa: PLC0415
 
     if isinstance(overrides, str):
         raise UserError(f"probe() takes a list of overrides, e.g. [{overrides!r}], not a string")
@@ -88,11 +88,11 @@ def load_results(directory: Union[str, Path]):
 
     A :class:`pandas.DataFrame`, one row per job, with ``results.csv``'s
     columns and cells: the report's own writer
-    (:func:`bert_ner_probe.report.write_csv`) builds them, pandas reads them back.
+    (:func:`bert_ner_probe.report.callback.write_csv`) builds them, pandas reads them back.
     """
     import pandas as pd  # noqa: PLC0415
 
-    from .report import load_jobs, write_csv  # noqa: PLC0415
+    from bert_ner_probe.report.callback import load_jobs, write_csv  # noqa: PLC0415
 
     jobs = load_jobs(Path(directory))
     with tempfile.TemporaryDirectory(prefix="bert_ner_probe-") as tmp:
@@ -123,8 +123,8 @@ def layers(sentences: Sequence[Words], **overrides: Any) -> List[np.ndarray]:
     """
     import torch  # noqa: PLC0415
 
-    from .data import SPLITS, Corpus, Sentence, Split  # noqa: PLC0415
-    from .features import get_features  # noqa: PLC0415
+    from bert_ner_probe.data.conll import SPLITS, Corpus, Sentence, Split  # noqa: PLC0415
+    from bert_ner_probe.features.store import get_features  # noqa: PLC0415
 
     words = [s.split() if isinstance(s, str) else [str(w) for w in s] for s in sentences]
     for i, w in enumerate(words):

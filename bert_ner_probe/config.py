@@ -12,7 +12,7 @@ from typing import List, Optional
 
 from hydra.core.config_store import ConfigStore
 
-from .optim import OptimizerName, ScheduleName
+from bert_ner_probe.training.optim import OptimizerName, ScheduleName
 
 
 @dataclass
@@ -26,7 +26,7 @@ class LimitConfig:
 
 @dataclass
 class ColumnsConfig:
-    """Columns of a ``datasets`` dataset (null = detected; see bert_ner_probe/hub_data.py)."""
+    """Columns of a ``datasets`` dataset (null = detected; see bert_ner_probe/data/hub.py)."""
 
     tokens: Optional[str] = None
     tags: Optional[str] = None
@@ -133,7 +133,7 @@ class CacheConfig:
 
 @dataclass
 class ReportConfig:
-    """The report's statistics (see bert_ner_probe/significance.py)."""
+    """The report's statistics (see bert_ner_probe/report/significance.py)."""
 
     alpha: float = 0.05  # significance level of the pairwise tests (Holm-adjusted per table)
     bootstrap_resamples: int = 1000  # bootstrap / approximate-randomisation resamples over sentences
@@ -165,21 +165,21 @@ class Config:
 def register() -> None:
     """Store the schema as ``schema`` for ``conf/config.yaml``'s defaults list."""
     ConfigStore.instance().store(name="schema", node=Config)
-    from .concurrency import register_resolver
+    from bert_ner_probe.training.concurrency import register_resolver
 
     register_resolver()  # trainer.concurrent → the launcher's worker count
 
 
 def check_values(cfg) -> None:
     """Check choices and ranges the types cannot express; raise one clear UserError before any work."""
-    from .errors import UserError
-    from .metrics import MODES
-    from .pooling import POOLINGS
-    from .strategies import COMBINES
-    from .tagger import IMPLS
-    from .finetune import PRECISIONS as FINETUNE_PRECISIONS
-    from .finetune_model import FINETUNE
-    from .train import PRECISIONS
+    from bert_ner_probe.errors import UserError
+    from bert_ner_probe.metrics.score import MODES
+    from bert_ner_probe.features.pooling import POOLINGS
+    from bert_ner_probe.strategy.combiner import COMBINES
+    from bert_ner_probe.tagger.bilstm_tagger import IMPLS
+    from bert_ner_probe.training.finetune import PRECISIONS as FINETUNE_PRECISIONS
+    from bert_ner_probe.tagger.finetune_tagger import FINETUNE
+    from bert_ner_probe.training.train import PRECISIONS
 
     choices = {
         "data.scheme": (cfg.data.scheme, ("iob1", "iob2")),

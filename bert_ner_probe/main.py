@@ -4,7 +4,7 @@ A user error (bad data line, missing file, unknown layer) prints one line
 ``error: …`` and exits with status 2, without a traceback. In a multirun the
 failing job writes ``error.json`` into its folder and the sweep goes on; the
 report lists it and the command exits non-zero at the end (see
-:mod:`bert_ner_probe.report`). Returns dev F1 so sweepers can maximise it.
+:mod:`bert_ner_probe.report.callback`). Returns dev F1 so sweepers can maximise it.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from .config import register
-from .errors import UserError
-from .run import RESULTS, recorded_config, run_probe, summary_line, write_atomic
-from .tracking import check_logger, log_job
+from bert_ner_probe.config import register
+from bert_ner_probe.errors import UserError
+from bert_ner_probe.run import RESULTS, recorded_config, run_probe, summary_line, write_atomic
+from bert_ner_probe.tracking import check_logger, log_job
 
 log = logging.getLogger("bert_ner_probe")
 ERROR_FILE = "error.json"

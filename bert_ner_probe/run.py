@@ -20,20 +20,20 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from . import __version__
-from .cache import CacheEntry
-from .concurrency import worker_threads, workers
-from .config import check_values
-from .data import Corpus, load_corpus
-from .encoder import num_layers, resolve_device
-from .errors import UserError
-from .features import get_features
-from .finetune_model import FINETUNE
-from .hub_data import hub_options
-from .metrics import GoldEntities, score, write_conll
-from .strategies import CachedSelection, resolve_layers, select_features, selected_shape
-from .tagger import BiLSTMTagger
-from .train import TaggingData, feature_home, predict, resolve_precision, train
+from bert_ner_probe import __version__
+from bert_ner_probe.features.cache import CacheEntry
+from bert_ner_probe.training.concurrency import worker_threads, workers
+from bert_ner_probe.config import check_values
+from bert_ner_probe.data.conll import Corpus, load_corpus
+from bert_ner_probe.features.encoder import num_layers, resolve_device
+from bert_ner_probe.errors import UserError
+from bert_ner_probe.features.store import get_features
+from bert_ner_probe.tagger.finetune_tagger import FINETUNE
+from bert_ner_probe.data.hub import hub_options
+from bert_ner_probe.metrics.score import GoldEntities, score, write_conll
+from bert_ner_probe.strategy.combiner import CachedSelection, resolve_layers, select_features, selected_shape
+from bert_ner_probe.tagger.bilstm_tagger import BiLSTMTagger
+from bert_ner_probe.training.train import TaggingData, feature_home, predict, resolve_precision, train
 
 RESULTS = "results.json"
 
@@ -73,7 +73,7 @@ def _nonfinite_rows(block: torch.Tensor) -> Optional[torch.Tensor]:
 def check_finite(x: torch.Tensor, offsets: np.ndarray, corpus: Corpus, split: str, entry: CacheEntry) -> None:
     """Raise a :class:`UserError` naming the first word when any selected feature is NaN or Inf.
 
-    ``x`` Shape: (words, ...), a tensor or a :class:`~bert_ner_probe.strategies.CachedSelection`. Read in
+    ``x`` Shape: (words, ...), a tensor or a :class:`~bert_ner_probe.strategy.combiner.CachedSelection`. Read in
     blocks of 8,192 words, so the check needs little memory.
     """
     bad_words, first = 0, None
@@ -140,7 +140,7 @@ def tagging_data(entry: CacheEntry, corpus: Corpus, layers: Sequence[int], combi
                  device: torch.device, wanted: str) -> Tuple[Dict[str, TaggingData], bool]:
     """Each split's combined features and tags; ``(data, reused)``.
 
-    On the CPU the features are a :class:`~bert_ner_probe.strategies.CachedSelection`
+    On the CPU the features are a :class:`~bert_ner_probe.strategy.combiner.CachedSelection`
     (each batch read from the cache file and combined when it is gathered); on
     a GPU they are combined once, on the GPU when they fit there. They are
     reused from the previous call when ``wanted`` (see :func:`_wanted`) and
@@ -186,7 +186,7 @@ def run_probe(cfg: DictConfig, out_dir: Path) -> Dict[str, Any]:
         torch.set_num_threads(worker_threads())
     check_values(cfg)
     if cfg.strategy.name == FINETUNE:  # the encoder itself trained: no feature cache, no BiLSTM
-        from .finetune import run_finetune
+        from bert_ner_probe.training.finetune import run_finetune
 
         try:
             return run_finetune(cfg, out_dir, t_start)
@@ -286,7 +286,7 @@ def results_record(cfg: DictConfig, corpus: Corpus, *, depth: int, strategy: str
                    timings: Dict[str, float], **extra: Any) -> Dict[str, Any]:
     """The one record of a run (probe or fine-tuning) that ``results.json`` holds and every reader reads.
 
-    ``trained`` is a :class:`~bert_ner_probe.train.TrainResult` (best epoch, epochs run, history);
+    ``trained`` is a :class:`~bert_ner_probe.training.train.TrainResult` (best epoch, epochs run, history);
     ``extra`` keys are appended (fields of one kind of run only).
     """
     return {

@@ -3,7 +3,7 @@
 Nothing here runs inside training. A job is logged after
 :func:`~bert_ner_probe.run.run_probe` returns, from its results dict (whose
 ``history`` holds each epoch's train loss and dev F1); a sweep is logged by
-:class:`~bert_ner_probe.report.ReportCallback` after its report is written.
+:class:`~bert_ner_probe.report.callback.ReportCallback` after its report is written.
 ``logger=none`` (the default) logs nothing.
 
 MLflow (``logger=mlflow``, extra ``[track]``), through ``MlflowClient`` so
@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
-from .errors import UserError
+from bert_ner_probe.errors import UserError
 
 TRACKERS = ("none", "mlflow", "tensorboard")
 _PACKAGES = {"mlflow": ("mlflow", "pip install 'bert_ner_probe[track]' (or pip install mlflow)"),
@@ -96,7 +96,7 @@ def _key(text: str) -> str:
 
 
 def _params(results: Mapping[str, Any]) -> Dict[str, str]:
-    from .report import flatten  # noqa: PLC0415 - report imports matplotlib lazily, hydra eagerly
+    from bert_ner_probe.report.callback import flatten  # noqa: PLC0415 - report imports matplotlib lazily, hydra eagerly
 
     return {_key(k): ("null" if v is None else json.dumps(v) if isinstance(v, (list, dict)) else str(v))
             for k, v in flatten(dict(results.get("config") or {})).items()}

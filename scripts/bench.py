@@ -4,21 +4,21 @@
 ``python scripts/bench.py --out DIR`` measures, in one run, and writes
 ``DIR/bench.json`` and ``DIR/bench.md`` (also printed at the end):
 
-1. **Extraction** — words/s of :func:`bert_ner_probe.extract.extract_split`
+1. **Extraction** — words/s of :func:`bert_ner_probe.features.extract.extract_split`
    (``context=sentence``, ``pooling=first``, into an in-memory numpy array,
    end to end: tokenisation, windows, batching, forward, pooling, writing)
    against a bare loop: the same encoder inputs, planned in advance by the
-   harness's own :func:`~bert_ner_probe.extract.plan_batches` (same windows,
+   harness's own :func:`~bert_ner_probe.features.extract.plan_batches` (same windows,
    same length-sorted batches), padded and already on the device, and only
    ``model(**batch, output_hidden_states=True)`` timed under
    ``torch.inference_mode``, in the same dtype.
    ``extract_ratio`` = harness ÷ bare.
-2. **Training** — words/s of one tagger epoch of :func:`bert_ner_probe.train.train`
+2. **Training** — words/s of one tagger epoch of :func:`bert_ner_probe.training.train.train`
    (its own ``history[*]["train_words_per_s"]``, i.e. the epoch loop only,
    not the dev evaluation) against a bare loop of the same shape
    (``nn.LSTM(2 layers, bidirectional)`` + ``nn.Linear`` + Adam +
    cross-entropy) over the same sentences' features, in the same bucketed
-   batches (:func:`~bert_ner_probe.batching.bucketed_batches`, same seed),
+   batches (:func:`~bert_ner_probe.features.batching.bucketed_batches`, same seed),
    prepared in advance on the device, under the same autocast precision as
    the harness (``trainer.precision``). The bare loop runs in two forms:
    *packed* (``pack_padded_sequence``, exact) and *padded* (one ``nn.LSTM``
@@ -77,15 +77,15 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # a source checkout used through PYTHONPATH or not installed
     sys.path.insert(0, str(REPO_ROOT))
 
-from bert_ner_probe import encoder as enc  # noqa: E402
-from bert_ner_probe.data import Corpus, load_corpus  # noqa: E402
-from bert_ner_probe.batching import bucketed_batches  # noqa: E402
-from bert_ner_probe.extract import extract_split, plan_batches  # noqa: E402
-from bert_ner_probe.features import get_features, resolve_dtype_name  # noqa: E402
+from bert_ner_probe.features import encoder as enc  # noqa: E402
+from bert_ner_probe.data.conll import Corpus, load_corpus  # noqa: E402
+from bert_ner_probe.features.batching import bucketed_batches  # noqa: E402
+from bert_ner_probe.features.extract import extract_split, plan_batches  # noqa: E402
+from bert_ner_probe.features.store import get_features, resolve_dtype_name  # noqa: E402
 from bert_ner_probe.main import config_dir  # noqa: E402  (also registers the config schema)
-from bert_ner_probe.strategies import CachedSelection, resolve_layers, select_features  # noqa: E402
-from bert_ner_probe.tagger import BiLSTMTagger  # noqa: E402
-from bert_ner_probe.train import TaggingData, autocast, resolve_precision, train  # noqa: E402
+from bert_ner_probe.strategy.combiner import CachedSelection, resolve_layers, select_features  # noqa: E402
+from bert_ner_probe.tagger.bilstm_tagger import BiLSTMTagger  # noqa: E402
+from bert_ner_probe.training.train import TaggingData, autocast, resolve_precision, train  # noqa: E402
 
 TABLE7_STRATEGIES: Tuple[str, ...] = (
     "embeddings", "second_to_last", "last", "sum_last_four", "concat_last_four", "sum_all")

@@ -46,7 +46,7 @@ print(f"torch {torch.__version__}, transformers {transformers.__version__}, "
       f"cuda {torch.version.cuda}, device {torch.cuda.get_device_name(0)}, {os.cpu_count()} cores")
 import bert_ner_probe, hydra, omegaconf, seqeval, joblib  # noqa: F401  (fail early when a wheel is missing)
 import hydra_plugins.hydra_joblib_launcher  # noqa: F401  (trainer.concurrent runs jobs through it)
-from bert_ner_probe.concurrency import concurrent_jobs
+from bert_ner_probe.training.concurrency import concurrent_jobs
 print("bert_ner_probe from", bert_ner_probe.__file__, "| trainer.concurrent=auto ->", concurrent_jobs("auto", "cuda"),
       "workers")
 EOF

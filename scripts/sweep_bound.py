@@ -9,7 +9,7 @@ For the jobs of one finished sweep (every ``results.json`` under
 * **bare extraction** — the encoder's forward passes alone
   (``model(**batch, output_hidden_states=True)`` under ``torch.inference_mode``,
   in the sweep's resolved encoder dtype) over every split, in the batches the
-  harness plans (:func:`bert_ner_probe.extract.plan_batches`: same context,
+  harness plans (:func:`bert_ner_probe.features.extract.plan_batches`: same context,
   windows and batch limits), with inputs already on the device;
 * **bare epoch** — per tagger input width in the sweep, one epoch of the bare
   loop of ``scripts/bench.py`` (two-layer BiLSTM + linear + cross-entropy +
@@ -43,10 +43,10 @@ from bench import REPO_ROOT, BareTagger, _timed, bare_batches, bare_epoch, bare_
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from bert_ner_probe import encoder as enc  # noqa: E402
-from bert_ner_probe.data import SPLITS, load_corpus  # noqa: E402
-from bert_ner_probe.pooling import pooled_width  # noqa: E402
-from bert_ner_probe.train import TaggingData  # noqa: E402
+from bert_ner_probe.features import encoder as enc  # noqa: E402
+from bert_ner_probe.data.conll import SPLITS, load_corpus  # noqa: E402
+from bert_ner_probe.features.pooling import pooled_width  # noqa: E402
+from bert_ner_probe.training.train import TaggingData  # noqa: E402
 
 SHARED = ("encoder", "data", "pooling", "trainer", "tagger", "device")  # config groups every job must share
 

@@ -52,7 +52,7 @@ def tiny_encoder(minilm_tokenizer):
     import torch
     from transformers import BertConfig, BertModel
 
-    from bert_ner_probe.encoder import LoadedEncoder
+    from bert_ner_probe.features.encoder import LoadedEncoder
 
     torch.manual_seed(1234)
     config = BertConfig(vocab_size=minilm_tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,

@@ -1,7 +1,7 @@
 """``datasets`` datasets built from the real CoNLL-2003 files, for the hub-data, API and tracking tests.
 
 Nothing is downloaded or committed: the first sentences of each split are
-read with :func:`bert_ner_probe.data.read_conll` and turned into a
+read with :func:`bert_ner_probe.data.conll.read_conll` and turned into a
 ``datasets.DatasetDict`` in one of the layouts other datasets use.
 """
 
@@ -12,7 +12,7 @@ from typing import Dict, List
 
 import datasets
 
-from bert_ner_probe.data import Sentence, read_conll
+from bert_ner_probe.data.conll import Sentence, read_conll
 
 CONLL_LABELS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
 #: CoNLL's four types spread over six, WNUT-17 style (deterministic per entity, so IOB2 stays valid).

@@ -13,8 +13,8 @@ from hub_datasets import classlabel_dataset
 
 import bert_ner_probe as bnp
 from bert_ner_probe.errors import UserError
-from bert_ner_probe.report import write_report
-from bert_ner_probe.results import RunResult, SplitScores
+from bert_ner_probe.report.callback import write_report
+from bert_ner_probe.results.run_result import RunResult, SplitScores
 
 pytestmark = pytest.mark.e2e
 README = Path(__file__).resolve().parents[1] / "README.md"

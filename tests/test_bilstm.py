@@ -7,12 +7,12 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from bert_ner_probe.bilstm import bidirectional_lstm, reverse_index
-from bert_ner_probe.dropout import Dropout, dropout
-from bert_ner_probe.encoder import native_bf16
+from bert_ner_probe.tagger.bilstm import bidirectional_lstm, reverse_index
+from bert_ner_probe.tagger.dropout import Dropout, dropout
+from bert_ner_probe.features.encoder import native_bf16
 from bert_ner_probe.errors import UserError
-from bert_ner_probe.tagger import BiLSTMTagger
-from bert_ner_probe.train import autocast, resolve_precision
+from bert_ner_probe.tagger.bilstm_tagger import BiLSTMTagger
+from bert_ner_probe.training.train import autocast, resolve_precision
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -101,7 +101,7 @@ def test_tagger_impls_give_the_same_emissions_and_loss(mix):
 
 
 def test_auto_impl_runs_the_padded_path_on_the_cpu(monkeypatch):
-    import bert_ner_probe.tagger as tagger_module
+    import bert_ner_probe.tagger.bilstm_tagger as tagger_module
 
     calls = []
 

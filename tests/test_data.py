@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bert_ner_probe.data import iob1_to_iob2, label_list, load_corpus, read_conll
+from bert_ner_probe.data.conll import iob1_to_iob2, label_list, load_corpus, read_conll
 from bert_ner_probe.errors import DataFormatError, UserError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -118,7 +118,7 @@ def test_invalid_iob2_transitions_are_repaired_as_conlleval_reads_them_with_one_
            "Paris I-location", "London I-location"]
     p = _write(tmp_path / "wnut.txt", "\n".join(raw) + "\n")
     raw_tags = [[ln.split()[1] for ln in raw[:5]], [ln.split()[1] for ln in raw[6:]]]
-    with caplog.at_level("WARNING", logger="bert_ner_probe.data"):
+    with caplog.at_level("WARNING", logger="bert_ner_probe.data.conll"):
         sentences, _ = read_conll(p)
     assert [s.tags for s in sentences] == [["B-person", "I-person", "B-creative-work", "O", "B-corporation"],
                                            ["O", "B-location", "I-location"]]
@@ -208,7 +208,7 @@ def test_dev_tag_never_seen_in_train_is_an_error_with_strict_labels(tmp_path, co
 def test_dev_tag_never_seen_in_train_is_kept_with_one_warning(tmp_path, conll, caplog):
     dev = "-DOCSTART- O\n\nLeicestershire B-ORG\nwon O\n\nSmith B-PER\nat O\nOld B-FAC\nTrafford I-FAC\n"
     d = conll.write(tmp_path / "c", dev=dev)
-    with caplog.at_level("WARNING", logger="bert_ner_probe.data"):
+    with caplog.at_level("WARNING", logger="bert_ner_probe.data.conll"):
         corpus = load_corpus(str(d))
     assert corpus.unseen_labels == {"dev": {"B-FAC": 1, "I-FAC": 1}}
     assert "B-FAC" not in corpus.labels  # the tagger never predicts it ...
@@ -271,7 +271,7 @@ def test_limit_that_drops_a_label_dev_needs(small_corpus_dir):
 @pytest.mark.parametrize("invisible", ["\ufeff", "\u200b", "\u00a0", " \u2060\t", "\u3000"])
 def test_a_line_of_invisible_characters_is_a_blank_line_with_a_warning(tmp_path, caplog, invisible):
     p = _write(tmp_path / "x.txt", f"EU B-ORG\nsays O\n{invisible}\nJohn B-PER\n\n{invisible}\n")
-    with caplog.at_level("WARNING", logger="bert_ner_probe.data"):
+    with caplog.at_level("WARNING", logger="bert_ner_probe.data.conll"):
         sentences, _ = read_conll(p)
     assert [s.words for s in sentences] == [["EU", "says"], ["John"]]
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
@@ -303,7 +303,7 @@ def test_a_file_is_parsed_once_while_unchanged_and_again_after_an_edit(tmp_path,
 
 
 def test_label_order():
-    from bert_ner_probe.data import Sentence
+    from bert_ner_probe.data.conll import Sentence
 
     sents = [Sentence(["x"] * 7, ["I-PER", "B-ORG", "O", "B-PER", "I-MISC", "B-LOC", "I-ORG"], 0, 1)]
     assert label_list(sents) == ["O", "B-LOC", "I-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"]

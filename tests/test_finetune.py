@@ -43,7 +43,7 @@ def _tiny_bert(tokenizer, seed: int = 0):
 
 
 def test_chains_group_words_by_window_row():
-    from bert_ner_probe.finetune_model import chains
+    from bert_ner_probe.tagger.finetune_tagger import chains
 
     scores = torch.arange(10, dtype=torch.float32).view(5, 2)  # words 0..4, 2 labels
     rows = torch.tensor([0, 0, 0, 2, 2])  # window 1 reads no word
@@ -54,7 +54,7 @@ def test_chains_group_words_by_window_row():
 
 
 def test_head_scores_are_the_linear_layer_over_the_pooled_last_layer(minilm_tokenizer):
-    from bert_ner_probe.finetune_model import FineTuneTagger
+    from bert_ner_probe.tagger.finetune_tagger import FineTuneTagger
 
     model = FineTuneTagger(_tiny_bert(minilm_tokenizer), num_labels=3, pooling="first_last", dropout=0.0).eval()
     ids = torch.tensor([[101, 2000, 2001, 2002, 102]])
@@ -70,7 +70,7 @@ def test_head_scores_are_the_linear_layer_over_the_pooled_last_layer(minilm_toke
 
 
 def test_crf_loss_is_the_sum_of_each_chains_nll_per_word(minilm_tokenizer):
-    from bert_ner_probe.finetune_model import FineTuneTagger
+    from bert_ner_probe.tagger.finetune_tagger import FineTuneTagger
 
     model = FineTuneTagger(_tiny_bert(minilm_tokenizer), num_labels=3, dropout=0.0, crf=True)
     torch.manual_seed(3)
@@ -85,7 +85,7 @@ def test_crf_loss_is_the_sum_of_each_chains_nll_per_word(minilm_tokenizer):
 
 
 def test_precision_policy(monkeypatch):
-    import bert_ner_probe.finetune as ft
+    import bert_ner_probe.training.finetune as ft
     from bert_ner_probe.errors import UserError
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
@@ -99,7 +99,7 @@ def test_precision_policy(monkeypatch):
 
 
 def test_linear_schedule_and_decay_groups():
-    from bert_ner_probe.optim import build_optimizer, build_schedule
+    from bert_ner_probe.training.optim import build_optimizer, build_schedule
 
     model = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.LayerNorm(3))
     optim = build_optimizer(model, "adamw", 1.0, 0.01, torch.device("cpu"))
@@ -120,10 +120,10 @@ def test_linear_schedule_and_decay_groups():
 
 
 def _tiny_setup(minilm_tokenizer, small_corpus_dir, overrides, dropout=True):
-    from bert_ner_probe.data import load_corpus
-    from bert_ner_probe.encoder import LoadedEncoder
-    from bert_ner_probe.finetune import SplitWindows
-    from bert_ner_probe.finetune_model import FineTuneTagger
+    from bert_ner_probe.data.conll import load_corpus
+    from bert_ner_probe.features.encoder import LoadedEncoder
+    from bert_ner_probe.training.finetune import SplitWindows
+    from bert_ner_probe.tagger.finetune_tagger import FineTuneTagger
 
     cfg = _compose(["strategy=finetune", "encoder.context=sentence", "progress=false", *overrides])
     corpus = load_corpus(str(small_corpus_dir))
@@ -141,7 +141,7 @@ def _tiny_setup(minilm_tokenizer, small_corpus_dir, overrides, dropout=True):
 def test_tiny_bert_learns_and_the_best_epoch_comes_back(minilm_tokenizer, small_corpus_dir, one_thread):
     """The whole loop (windows, batches, AdamW with warm-up and decay, clipping, early stopping) on a
     tiny random encoder: the loss falls, every part of the encoder moves, the best epoch's weights return."""
-    from bert_ner_probe.finetune import finetune, plan_epochs
+    from bert_ner_probe.training.finetune import finetune, plan_epochs
 
     cfg, tagger, train_w, dev_w = _tiny_setup(minilm_tokenizer, small_corpus_dir, [
         "trainer.epochs=30", "trainer.patience=30", "trainer.batch_size=2", "trainer.lr=1e-3"])
@@ -169,7 +169,7 @@ def test_tiny_bert_learns_and_the_best_epoch_comes_back(minilm_tokenizer, small_
 
 def test_gradient_accumulation_takes_the_same_steps(minilm_tokenizer, small_corpus_dir, one_thread):
     """Without dropout, K micro-batches per batch give the weights of whole batches (the same steps)."""
-    from bert_ner_probe.finetune import finetune, plan_epochs
+    from bert_ner_probe.training.finetune import finetune, plan_epochs
 
     weights = {}
     for k in (1, 2):
@@ -186,9 +186,9 @@ def test_gradient_accumulation_takes_the_same_steps(minilm_tokenizer, small_corp
 
 
 def test_document_batches_hold_about_a_batch_of_sentences_worth_of_words(minilm_tokenizer, conll_dir):
-    from bert_ner_probe.data import load_corpus
-    from bert_ner_probe.encoder import LoadedEncoder
-    from bert_ner_probe.finetune import SplitWindows, training_batches
+    from bert_ner_probe.data.conll import load_corpus
+    from bert_ner_probe.features.encoder import LoadedEncoder
+    from bert_ner_probe.training.finetune import SplitWindows, training_batches
 
     corpus = load_corpus(str(conll_dir), limits={"train": 400, "dev": 10, "test": 10})
     cfg = _compose(["strategy=finetune"])
@@ -207,9 +207,9 @@ def test_document_batches_hold_about_a_batch_of_sentences_worth_of_words(minilm_
 
 
 def test_crf_chains_are_sentences_within_a_window(minilm_tokenizer, conll_dir):
-    from bert_ner_probe.data import load_corpus
-    from bert_ner_probe.encoder import LoadedEncoder
-    from bert_ner_probe.finetune import SplitWindows
+    from bert_ner_probe.data.conll import load_corpus
+    from bert_ner_probe.features.encoder import LoadedEncoder
+    from bert_ner_probe.training.finetune import SplitWindows
 
     corpus = load_corpus(str(conll_dir), limits={"train": 60, "dev": 10, "test": 10})
     cfg = _compose(["strategy=finetune", "finetune.train_limit=50"])
@@ -229,8 +229,8 @@ def test_crf_chains_are_sentences_within_a_window(minilm_tokenizer, conll_dir):
 
 
 def test_probe_extraction_leaves_the_encoder_frozen_and_bit_identical(tiny_encoder, small_corpus_dir):
-    from bert_ner_probe.data import load_corpus
-    from bert_ner_probe.extract import extract_split
+    from bert_ner_probe.data.conll import load_corpus
+    from bert_ner_probe.features.extract import extract_split
 
     corpus = load_corpus(str(small_corpus_dir))
     sentences = [s.words for s in corpus["train"].sentences]
@@ -323,7 +323,7 @@ def test_finetune_run_writes_a_probe_shaped_record_and_every_word(finetune_run, 
     assert set(fields) - {"depth", "metrics", "trained", "device"} <= set(r)
     assert "finetune (layers None" in proc.stdout and "dev F1" in proc.stdout
     for split, name in (("dev", "dev.txt"), ("test", "test.txt")):
-        from bert_ner_probe.data import read_conll
+        from bert_ner_probe.data.conll import read_conll
 
         gold = read_conll(conll_dir / name)[0][:40]
         lines = [ln.split(" ") for ln in (out / "predictions" / f"{split}.conll").read_text().split("\n") if ln]

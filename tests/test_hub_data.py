@@ -1,4 +1,4 @@
-"""Any ``datasets`` token-classification dataset as a corpus (bert_ner_probe/hub_data.py), on real CoNLL-2003
+"""Any ``datasets`` token-classification dataset as a corpus (bert_ner_probe/data/hub.py), on real CoNLL-2003
 sentences."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import datasets
 import pytest
 from hub_datasets import CONLL_LABELS, classlabel_dataset, conll_sentences, six_types, string_tag_dataset
 
-from bert_ner_probe.data import load_corpus
+from bert_ner_probe.data.conll import load_corpus
 from bert_ner_probe.errors import DataFormatError, UserError
-from bert_ner_probe.hub_data import NO_DOCUMENTS_NOTE, carve_dev, find_columns, load_hub_splits
+from bert_ner_probe.data.hub import NO_DOCUMENTS_NOTE, carve_dev, find_columns, load_hub_splits
 
 SIZES = {"train": 120, "dev": 40, "test": 40}
 

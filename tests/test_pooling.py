@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bert_ner_probe.pooling import POOLINGS, pool_words, pooled_width
+from bert_ner_probe.features.pooling import POOLINGS, pool_words, pooled_width
 
 # hidden[b, t, l, h] = 30*b + 6*t + 3*l + h  (batch 2, time 5, layers 2, hidden 3), i.e.
 #   b=0: t=0 [[0,1,2],[3,4,5]]      t=1 [[6,7,8],[9,10,11]]    t=2 [[12,13,14],[15,16,17]]

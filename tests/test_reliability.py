@@ -23,7 +23,7 @@ from typing import Dict, List
 import numpy as np
 import pytest
 
-from bert_ner_probe.cache import META, file_record
+from bert_ner_probe.features.cache import META, file_record
 
 pytestmark = pytest.mark.e2e
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -47,7 +47,7 @@ def _run(args, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
 
 
 def _cache_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bert_ner_probe.cache_cli", *args], env=_env(),
+    return subprocess.run([sys.executable, "-m", "bert_ner_probe.features.cache_cli", *args], env=_env(),
                           capture_output=True, text=True, timeout=120)
 
 

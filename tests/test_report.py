@@ -14,7 +14,7 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from bert_ner_probe.report import (
+from bert_ner_probe.report.callback import (
     PAPER_DEV_F1,
     ReportCallback,
     cli,
@@ -284,7 +284,7 @@ def test_cli_user_error_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture, n
 
 
 def test_cli_process_exit_code_and_cheap_import(tmp_path: Path) -> None:
-    code = ("import sys, bert_ner_probe.report as r; "
+    code = ("import sys, bert_ner_probe.report.callback as r; "
             "assert 'matplotlib' not in sys.modules and 'torch' not in sys.modules; r.cli()")
     proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 2, proc.stderr

@@ -23,8 +23,8 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from bert_ner_probe.report import ReportCallback, Row, cli, load_jobs, write_report
-from bert_ner_probe.significance import SIGNIFICANCE_COLUMNS, t_interval
+from bert_ner_probe.report.callback import ReportCallback, Row, cli, load_jobs, write_report
+from bert_ner_probe.report.significance import SIGNIFICANCE_COLUMNS, t_interval
 
 pytestmark = pytest.mark.e2e
 TINY = ["data.limit.train=200", "data.limit.dev=80", "data.limit.test=80", "trainer.epochs=1",

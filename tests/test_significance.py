@@ -11,10 +11,10 @@ import pytest
 from scipy import stats
 from seqeval.metrics.sequence_labeling import get_entities
 
-from bert_ner_probe.bootstrap import (SentenceCounts, bootstrap_ci, paired_test, read_conll_tags, read_counts,
+from bert_ner_probe.report.bootstrap import (SentenceCounts, bootstrap_ci, paired_test, read_conll_tags, read_counts,
                                       sentence_counts)
-from bert_ner_probe.metrics import score, write_conll
-from bert_ner_probe.significance import (NO_TEST, SEED_TEST, SENTENCE_TEST, Sample, Settings, all_pairs,
+from bert_ner_probe.metrics.score import score, write_conll
+from bert_ner_probe.report.significance import (NO_TEST, SEED_TEST, SENTENCE_TEST, Sample, Settings, all_pairs,
                                          aso_eps_min, holm, not_worse_than_best, row_interval, t_interval, welch)
 
 
@@ -101,7 +101,7 @@ def test_t_interval_known_case() -> None:
 
 def test_sentence_counts_match_metrics_score(conll_dir: Path, tmp_path: Path) -> None:
     """Per-sentence counts sum to the same F1 as metrics.score, in both modes, through a written file."""
-    from bert_ner_probe.data import load_corpus
+    from bert_ner_probe.data.conll import load_corpus
 
     corpus = load_corpus(str(conll_dir), "iob2", {"train": 300, "dev": 600, "test": 1})
     sents = corpus["dev"].sentences

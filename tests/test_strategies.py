@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from bert_ner_probe.errors import UserError
-from bert_ner_probe.scalar_mix import ScalarMix
-from bert_ner_probe.strategies import (CachedSelection, check_combine, output_width, read_rows,
+from bert_ner_probe.strategy.scalar_mix import ScalarMix
+from bert_ner_probe.strategy.combiner import (CachedSelection, check_combine, output_width, read_rows,
                                        resolve_layers, select_features)
 
 # ---------------------------------------------------------------- resolve_layers

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from bert_ner_probe.metrics import f1, score, write_conll
-from bert_ner_probe.tagger import BiLSTMTagger
-from bert_ner_probe.batching import bucketed_batches
-from bert_ner_probe.train import TaggingData, predict, train
+from bert_ner_probe.metrics.score import f1, score, write_conll
+from bert_ner_probe.tagger.bilstm_tagger import BiLSTMTagger
+from bert_ner_probe.features.batching import bucketed_batches
+from bert_ner_probe.training.train import TaggingData, predict, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from bert_ner_probe.batching import batches_by_length
-from bert_ner_probe.extract import extract_split, special_tokens
-from bert_ner_probe.windows import build_windows, plan_windows, tokenize_words
+from bert_ner_probe.features.batching import batches_by_length
+from bert_ner_probe.features.extract import extract_split, special_tokens
+from bert_ner_probe.features.windows import build_windows, plan_windows, tokenize_words
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

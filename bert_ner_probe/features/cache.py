@@ -41,7 +41,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 from filelock import FileLock
 
-from .errors import UserError
+from bert_ner_probe.errors import UserError
 
 FORMAT_VERSION = 3  # bump whenever extraction changes what a feature holds
 META = "meta.json"

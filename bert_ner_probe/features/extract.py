@@ -1,16 +1,16 @@
 """Run the frozen encoder once over a split and pool every layer of every word.
 
-:func:`plan_batches` tokenises, cuts windows (see :mod:`bert_ner_probe.windows`),
+:func:`plan_batches` tokenises, cuts windows (see :mod:`bert_ner_probe.features.windows`),
 sorts them by length and batches them by a token budget, so padding stays
 small. :func:`extract_split` runs the plan: each batch's hidden states are
 stacked to ``(batch, time, layers + 1, hidden)``, pooled per word
-(:mod:`bert_ner_probe.pooling`) and written into the output array (a memory
+(:mod:`bert_ner_probe.features.pooling`) and written into the output array (a memory
 map in the cache) at each word's row. On a GPU nothing in the loop makes the
 host wait for the GPU: inputs go through pinned memory, the pooled words come
 back into pinned buffers, and writer threads put each batch into the output
 array once its copy has landed, while the GPU runs the next batches. The
 model runs in the dtype it was loaded in (``encoder.dtype``; ``auto`` = bf16
-where the hardware has it, see :func:`bert_ner_probe.features.resolve_dtype_name`).
+where the hardware has it, see :func:`bert_ner_probe.features.store.resolve_dtype_name`).
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .batching import batches_by_length, to_device_nowait
-from .encoder import LoadedEncoder
-from .pooling import pool_words
-from .windows import Window, build_windows, tokenize_words
+from bert_ner_probe.features.batching import batches_by_length, to_device_nowait
+from bert_ner_probe.features.encoder import LoadedEncoder
+from bert_ner_probe.features.pooling import pool_words
+from bert_ner_probe.features.windows import Window, build_windows, tokenize_words
 
 
 def special_tokens(tokenizer) -> tuple[list[int], list[int]]:
@@ -52,7 +52,7 @@ class EncoderBatch:
 
 @dataclass
 class WindowPlan:
-    """A split's encoder windows (:mod:`bert_ner_probe.windows`) and how to wrap them in special tokens."""
+    """A split's encoder windows (:mod:`bert_ner_probe.features.windows`) and how to wrap them in special tokens."""
 
     windows: List[Window]
     head: List[int]  # special token ids before each window's pieces, e.g. [CLS]

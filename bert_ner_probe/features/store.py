@@ -15,12 +15,12 @@ from typing import Any, Dict, Sequence, Tuple
 
 import numpy as np
 
-from . import encoder as enc
-from .cache import CacheEntry, default_root, get_or_build
-from .data import SPLITS, Corpus
-from .errors import UserError
-from .extract import extract_split
-from .pooling import check_pooling, pooled_width
+from bert_ner_probe.features import encoder as enc
+from bert_ner_probe.features.cache import CacheEntry, default_root, get_or_build
+from bert_ner_probe.data.conll import SPLITS, Corpus
+from bert_ner_probe.errors import UserError
+from bert_ner_probe.features.extract import extract_split
+from bert_ner_probe.features.pooling import check_pooling, pooled_width
 
 
 def resolve_dtype_name(dtype: str, device: str) -> str:

@@ -23,7 +23,7 @@ job — its own seed, weights, batch order, early stopping, run folder and
 The count is passed to the workers in ``$BERT_NER_PROBE_WORKERS``, so that
 each one takes a fair share of the host's threads (:func:`worker_threads`)
 and of the free GPU memory for its features
-(:func:`bert_ner_probe.train.feature_home`).
+(:func:`bert_ner_probe.training.train.feature_home`).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from .errors import UserError
+from bert_ner_probe.errors import UserError
 
 ENV = "BERT_NER_PROBE_WORKERS"
 PER_JOB_BYTES = 6 * 2**30  # per worker; the README gives the measurement behind it
@@ -62,7 +62,7 @@ def concurrent_jobs(value: Any, device: str) -> int:
         return n
     import torch
 
-    from .encoder import resolve_device
+    from bert_ner_probe.features.encoder import resolve_device
 
     dev = resolve_device(str(device))
     if dev.type != "cuda":

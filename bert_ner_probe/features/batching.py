@@ -5,7 +5,7 @@
   (``len(batch) × longest``), which bounds the memory of a batch of long items.
 * :func:`bucketed_batches` — for training: shuffled, then sorted by length
   within pools of ``pool_factor`` batches, and the batches shuffled; see
-  :mod:`bert_ner_probe.train` for why the pools are small.
+  :mod:`bert_ner_probe.training.train` for why the pools are small.
 * :func:`to_device_nowait` — a batch's small host tensors to the GPU without
   making the host wait for the GPU.
 """
@@ -36,7 +36,7 @@ def batches_by_length(lengths: np.ndarray, max_batch: int, max_tokens: int) -> L
 
 def bucketed_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator,
                      pool_factor: int = 5) -> List[np.ndarray]:
-    """Shuffled batches of sentences of similar length (see the module docstring and :mod:`bert_ner_probe.train`)."""
+    """Shuffled batches of sentences of similar length (see the module docstring and :mod:`bert_ner_probe.training.train`)."""
     order = rng.permutation(len(lengths))
     pool = batch_size * pool_factor
     batches: List[np.ndarray] = []

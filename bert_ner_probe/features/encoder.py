@@ -20,7 +20,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import torch
 
-from .errors import UserError
+from bert_ner_probe.errors import UserError
 
 PKG_PREFIX = "pkg://"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

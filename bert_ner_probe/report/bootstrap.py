@@ -1,9 +1,9 @@
 """Sentence-level resampling of entity F1: bootstrap confidence intervals and paired tests.
 
 A run's prediction file (``predictions/{dev,test}.conll``, see
-:func:`bert_ner_probe.metrics.write_conll`) is reduced once to three count
+:func:`bert_ner_probe.metrics.score.write_conll`) is reduced once to three count
 vectors over its sentences — true positives, predicted and gold entities —
-read with seqeval in the mode :func:`bert_ner_probe.metrics.score` used
+read with seqeval in the mode :func:`bert_ner_probe.metrics.score.score` used
 (``conlleval``: seqeval's ``get_entities``; ``strict``: IOB2 spans). Micro F1
 of any weighted set of sentences is then
 
@@ -118,7 +118,7 @@ def sentence_counts(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]
     The gold column is read with one seqeval call (memoised across the runs of
     a report). A sentence predicted exactly right has its gold spans; the
     others are read with one more seqeval call over just those sentences
-    (an ``"O"`` after each, as :func:`bert_ner_probe.metrics.score` reads
+    (an ``"O"`` after each, as :func:`bert_ner_probe.metrics.score.score` reads
     them; a span never crosses that ``"O"``, so each sentence's spans are its
     own), and each span is counted in the sentence it starts in.
     """

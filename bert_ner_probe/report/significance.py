@@ -2,7 +2,7 @@
 
 A *sample* is one row of a table (a strategy, or a cell of a pivot): its
 F1 per seed for each split, and — read only when needed — the per-sentence
-counts of its prediction files (:mod:`bert_ner_probe.bootstrap`).
+counts of its prediction files (:mod:`bert_ner_probe.report.bootstrap`).
 
 * Interval of a row: with ``min_seeds`` (3) or more seeds the t interval of
   the mean over seeds, ``mean ± t(n-1) · s / √n``; otherwise the percentile
@@ -27,7 +27,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .bootstrap import SentenceCounts, bootstrap_ci, paired_test
+from bert_ner_probe.report.bootstrap import SentenceCounts, bootstrap_ci, paired_test
 
 SPLITS = ("dev", "test")
 SIGNIFICANCE_COLUMNS = ["group", "split", "a", "b", "delta", "ci_low", "ci_high", "p_value", "p_holm",

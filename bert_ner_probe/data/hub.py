@@ -4,7 +4,7 @@
 by ``save_to_disk`` (:func:`datasets.load_from_disk`) or a folder of
 parquet/json/csv files (``load_dataset(<folder>)``, split names taken from the
 file names). Whatever the layout, the result is the same
-:class:`~bert_ner_probe.data.Sentence` / :class:`~bert_ner_probe.data.Split`
+:class:`~bert_ner_probe.data.conll.Sentence` / :class:`~bert_ner_probe.data.conll.Split`
 objects the CoNLL reader builds, checked the same way:
 
 * columns: the words and tags columns are found by name (``tokens``,
@@ -33,9 +33,9 @@ import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from .data import (DOCSTART, SPLITS, _TAG_RE, Sentence, Split, _iob2_violations, _limited,  # noqa: PLC2701
+from bert_ner_probe.data.conll import (DOCSTART, SPLITS, _TAG_RE, Sentence, Split, _iob2_violations, _limited,  # noqa: PLC2701
                    iob1_to_iob2)
-from .errors import DataFormatError, UserError
+from bert_ner_probe.errors import DataFormatError, UserError
 
 #: Dataset split names accepted for each of our splits, in order of preference.
 SPLIT_NAMES: Dict[str, Tuple[str, ...]] = {

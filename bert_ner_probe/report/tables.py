@@ -1,7 +1,7 @@
 """The report's statistics per table and ``table.md``: intervals, marks, pivots, the fine-tuning row.
 
-:func:`analyse` turns each section of :func:`bert_ner_probe.report.group_runs`
-into :class:`bert_ner_probe.significance.Sample` rows, gives each row its
+:func:`analyse` turns each section of :func:`bert_ner_probe.report.callback.group_runs`
+into :class:`bert_ner_probe.report.significance.Sample` rows, gives each row its
 interval, compares every pair (Holm per table and split) and builds the
 pivot tables of sweeps that vary pooling, context or the encoder;
 :func:`render_table` writes them as Markdown and :func:`write_significance_csv`
@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .bootstrap import SentenceCounts, counts_of_run
-from .report import (PAPER_FINETUNE_DEV_F1, PAPER_LABEL, Job, Row, Section, _layers_text,
+from bert_ner_probe.report.bootstrap import SentenceCounts, counts_of_run
+from bert_ner_probe.report.callback import (PAPER_FINETUNE_DEV_F1, PAPER_LABEL, Job, Row, Section, _layers_text,
                      _one_line, _row_sort_key, flatten, format_mean_std)
-from .significance import (NO_TEST, SEED_TEST, SIGNIFICANCE_COLUMNS, SPLITS, Pair, Sample, Settings, adjust,
+from bert_ner_probe.report.significance import (NO_TEST, SEED_TEST, SIGNIFICANCE_COLUMNS, SPLITS, Pair, Sample, Settings, adjust,
                            all_pairs, compare, find_pair, not_worse_than_best, row_interval)
 
 MARK = "★"

@@ -35,14 +35,14 @@ import torch
 from torch.nn.utils.rnn import PackedSequence
 from tqdm.auto import tqdm
 
-from .batching import batches_by_length, bucketed_batches, to_device_nowait
-from .concurrency import workers
-from .early_stopping import EarlyStopping
-from .encoder import native_bf16
-from .errors import UserError
-from .optim import build_optimizer, build_schedule
-from .strategies import CachedSelection
-from .tagger import BiLSTMTagger
+from bert_ner_probe.features.batching import batches_by_length, bucketed_batches, to_device_nowait
+from bert_ner_probe.training.concurrency import workers
+from bert_ner_probe.training.early_stopping import EarlyStopping
+from bert_ner_probe.features.encoder import native_bf16
+from bert_ner_probe.errors import UserError
+from bert_ner_probe.training.optim import build_optimizer, build_schedule
+from bert_ner_probe.strategy.combiner import CachedSelection
+from bert_ner_probe.tagger.bilstm_tagger import BiLSTMTagger
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class TaggingData:
     ``x`` and ``tags`` live together: on the GPU when the features fit there
     (then a batch is gathered on the GPU and no step waits for the host), else
     on the CPU (pinned when training runs on a GPU). On the CPU ``x`` may be a
-    :class:`~bert_ner_probe.strategies.CachedSelection`, which reads each
+    :class:`~bert_ner_probe.strategy.combiner.CachedSelection`, which reads each
     batch's rows from the cache when it is indexed.
     """
 
@@ -264,7 +264,7 @@ def train(
 ) -> TrainResult:
     """Fit ``model``; return the best epoch (1-based) and per-epoch history. Best weights are restored.
 
-    The optimiser and schedule come from :mod:`bert_ner_probe.optim` (Adam at a constant rate by
+    The optimiser and schedule come from :mod:`bert_ner_probe.training.optim` (Adam at a constant rate by
     default); ``grad_accum=K`` splits each batch into K micro-batches whose gradients add up to
     the batch's, one optimiser step per batch.
     """

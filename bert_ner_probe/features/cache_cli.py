@@ -30,8 +30,8 @@ from typing import Iterable, List, Optional
 
 from filelock import FileLock, Timeout
 
-from .cache import EntryInfo, check_entry, default_root, list_entries, remove_entry
-from .errors import UserError
+from bert_ner_probe.features.cache import EntryInfo, check_entry, default_root, list_entries, remove_entry
+from bert_ner_probe.errors import UserError
 
 _SIZE_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 _TIME_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}

@@ -10,7 +10,7 @@ last layer; a negative index counts from the top (``-1`` = ``N``,
 * ``sum``        — ``h_1 + … + h_K``
 * ``mean``       — ``(h_1 + … + h_K) / K``
 * ``scalar_mix`` — ``γ · Σ_k softmax(w)_k · h_k``, learned with the tagger
-  (:class:`~bert_ner_probe.scalar_mix.ScalarMix`).
+  (:class:`~bert_ner_probe.strategy.scalar_mix.ScalarMix`).
 
 ``scalar_mix`` keeps the K chosen layers per word and mixes them inside
 the tagger. Two ways to get a split's combined features:
@@ -36,7 +36,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .errors import UserError
+from bert_ner_probe.errors import UserError
 
 COMBINES = ("concat", "sum", "mean", "scalar_mix")
 

@@ -3,7 +3,7 @@
 As in Devlin et al. (2019, §5.3, the fine-tuning rows of Table 7): for a
 window of sub-tokens, the last hidden state ``h`` (Shape: (time, hidden))
 is pooled per word exactly as the frozen features are
-(:mod:`bert_ner_probe.pooling`: first sub-token by default), and::
+(:mod:`bert_ner_probe.features.pooling`: first sub-token by default), and::
 
     scores(word) = W · dropout(pool(h, word)) + b          # Shape: (labels,)
 
@@ -21,7 +21,7 @@ from typing import Optional, Tuple
 import torch
 from torch import nn
 
-from .pooling import pool_words, pooled_width
+from bert_ner_probe.features.pooling import pool_words, pooled_width
 
 #: The strategy name that selects fine-tuning (``strategy=finetune``) instead of a frozen-feature probe.
 FINETUNE = "finetune"
@@ -51,7 +51,7 @@ class FineTuneTagger(nn.Module):
         Args:
             input_ids, attention_mask: Shape: (batch, time).
             positions: Shape: (3, words) — each word's window row, first and last sub-token
-                position (see :class:`bert_ner_probe.extract.EncoderBatch`), rows ascending.
+                position (see :class:`bert_ner_probe.features.extract.EncoderBatch`), rows ascending.
         """
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         # Shape: hidden (batch, time, hidden) → pooled (words, 1, width)

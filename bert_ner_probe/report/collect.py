@@ -3,7 +3,7 @@ and write them as ``results.csv``.
 
 A job folder is any folder holding ``.hydra/config.yaml``, ``results.json``
 or ``error.json``; an unreadable ``results.json`` makes a failed job, never
-an exception. (Split out of :mod:`bert_ner_probe.report`, which re-exports these names.)
+an exception. (Split out of :mod:`bert_ner_probe.report.callback`, which re-exports these names.)
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 import yaml
 
-from .errors import UserError
+from bert_ner_probe.errors import UserError
 
 RESULTS_FILE = "results.json"
 ERROR_FILE = "error.json"  # written by bert_ner_probe.main for a failed multirun job

@@ -11,10 +11,10 @@
   over seeds per strategy with 95% CIs, rows not significantly worse than the
   best marked, beside the paper's BERT-base dev F1; a fine-tuning row first
   under its own heading; pivot tables of sweeps over pooling, context or
-  encoder; then every failed or missing run (:mod:`bert_ner_probe.tables`);
+  encoder; then every failed or missing run (:mod:`bert_ner_probe.report.tables`);
 * ``significance.csv``  every compared pair of every table (and each pivot
   row's lead): difference, its CI, p, Holm-adjusted p, ASO eps_min, test
-  (:mod:`bert_ner_probe.significance`, :mod:`bert_ner_probe.bootstrap`);
+  (:mod:`bert_ner_probe.report.significance`, :mod:`bert_ner_probe.report.bootstrap`);
 * ``significance.png``  pairwise heat map of Holm-adjusted p per table;
 * ``strategies.png``    dev F1 per strategy, paper values as markers, the
   fine-tuning level as a line;
@@ -47,12 +47,12 @@ from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Sequence,
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from .errors import UserError
-from .jobs import (ERROR_FILE, HYDRA_CONFIG, HYDRA_OVERRIDES, RESULTS_FILE, Job, _natural_key,  # noqa: F401
+from bert_ner_probe.errors import UserError
+from bert_ner_probe.report.collect import (ERROR_FILE, HYDRA_CONFIG, HYDRA_OVERRIDES, RESULTS_FILE, Job, _natural_key,  # noqa: F401
                    _text, find_job_dirs, flatten, load_job, load_jobs, write_csv)
 
 if TYPE_CHECKING:
-    from .significance import Settings
+    from bert_ner_probe.report.significance import Settings
 
 CSV_FILE = "results.csv"
 SIGNIFICANCE_FILE = "significance.csv"
@@ -292,15 +292,15 @@ def write_report(run_dir: Union[str, Path], out_dir: Union[str, Path, None] = No
     """Collect the runs under ``run_dir`` and write the CSVs, table and plots into ``out_dir`` (default ``run_dir``).
 
     ``settings`` (``report.*``: alpha, bootstrap resamples, seed) default to
-    :class:`bert_ner_probe.significance.Settings`. Returns ``{"csv",
+    :class:`bert_ner_probe.report.significance.Settings`. Returns ``{"csv",
     "significance", "table": Path, "plots": [Path], "written": [Path], "runs":
     int, "failures": [Job]}`` — ``runs`` counts finished runs, ``failures`` the
     failed or missing jobs. Raises :class:`UserError` when ``run_dir`` holds no job folder.
     """
-    from .bootstrap import clear_memos
-    from .plots import write_plots
-    from .significance import Settings
-    from .tables import analyse, render_table, write_significance_csv
+    from bert_ner_probe.report.bootstrap import clear_memos
+    from bert_ner_probe.report.plots import write_plots
+    from bert_ner_probe.report.significance import Settings
+    from bert_ner_probe.report.tables import analyse, render_table, write_significance_csv
 
     settings = settings or Settings()
     root = Path(run_dir)
@@ -352,7 +352,7 @@ def cli(argv: Optional[Iterable[str]] = None) -> None:
 
 def settings_from(alpha: float = 0.05, bootstrap_resamples: int = 1000, seed: int = 0) -> "Settings":
     """Checked report settings; a bad value is a :class:`UserError`."""
-    from .significance import Settings
+    from bert_ner_probe.report.significance import Settings
 
     if not 0.0 < alpha < 1.0:
         raise UserError(f"report.alpha={alpha}: must be in (0, 1)")
@@ -374,7 +374,7 @@ class ReportCallback(Callback):
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
         _print_summary(report)
-        from .tracking import log_sweep  # noqa: PLC0415 - the tracker's parent run holds the report
+        from bert_ner_probe.tracking import log_sweep  # noqa: PLC0415 - the tracker's parent run holds the report
 
         log_sweep(config, Path(str(config.hydra.sweep.dir)), report)
         if report["failures"]:

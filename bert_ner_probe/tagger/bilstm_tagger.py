@@ -7,7 +7,7 @@ a linear-chain CRF (pytorch-crf) replaces the softmax.
 
 The LSTM runs packed (``impl="packed"``, cuDNN's fast path) or over the
 padded batch with per-sentence reversal for the backward direction
-(``impl="padded"``, :mod:`bert_ner_probe.bilstm`, oneDNN's fused kernel on
+(``impl="padded"``, :mod:`bert_ner_probe.tagger.bilstm`, oneDNN's fused kernel on
 the CPU). With the same weights both give the same outputs in evaluation;
 in training their dropout masks are drawn differently. ``impl="auto"`` picks
 padded on the CPU and packed elsewhere (on CUDA, padded makes cuDNN copy
@@ -24,10 +24,10 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from .batching import to_device_nowait
-from .bilstm import bidirectional_lstm
-from .dropout import Dropout
-from .scalar_mix import ScalarMix
+from bert_ner_probe.features.batching import to_device_nowait
+from bert_ner_probe.tagger.bilstm import bidirectional_lstm
+from bert_ner_probe.tagger.dropout import Dropout
+from bert_ner_probe.strategy.scalar_mix import ScalarMix
 
 IMPLS = ("auto", "packed", "padded")
 
@@ -71,7 +71,7 @@ class BiLSTMTagger(nn.Module):
 
         ``seq.data``: Shape: (words, input) or (words, K, input) with a mix. No
         padding is made at any point (the fast path on a GPU; see
-        :meth:`bert_ner_probe.train.TaggingData.packed`).
+        :meth:`bert_ner_probe.training.train.TaggingData.packed`).
         """
         x = seq.data
         if self.mix is not None:

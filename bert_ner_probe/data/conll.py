@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from .errors import DataFormatError, UserError
+from bert_ner_probe.errors import DataFormatError, UserError
 
 SPLITS: Tuple[str, ...] = ("train", "dev", "test")
 DOCSTART = "-DOCSTART-"
@@ -381,7 +381,7 @@ def _load_hub(hub_id: str, limits: Dict[str, Optional[int]], scheme: str = "iob2
         import datasets  # noqa: F401, PLC0415 - optional at run time
     except ImportError:  # pragma: no cover - datasets is a dependency
         raise UserError(f"no data.dir given and the 'datasets' package is missing; {help_text}") from None
-    from .hub_data import DatasetLoadError, load_hub_splits  # noqa: PLC0415 - hub_data imports this module
+    from bert_ner_probe.data.hub import DatasetLoadError, load_hub_splits  # noqa: PLC0415 - hub_data imports this module
 
     try:
         return load_hub_splits(hub_id, limits, scheme, **(options or {}))

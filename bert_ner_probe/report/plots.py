@@ -3,7 +3,7 @@
 Each function draws onto a matplotlib ``Figure`` on the Agg canvas (no
 pyplot, no global backend change) and writes one PNG; :func:`write_plots`
 writes those whose runs exist. Imported by the report only when it writes
-plots, so ``bert_ner_probe.report`` stays cheap to import.
+plots, so ``bert_ner_probe.report.callback`` stays cheap to import.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import statistics
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
-from .report import (LAYERS_PLOT, MIX_WEIGHTS_PLOT, PAPER_DEV_F1, PAPER_LABEL, POOLING_PLOT, SIGNIFICANCE_PLOT,
+from bert_ner_probe.report.callback import (LAYERS_PLOT, MIX_WEIGHTS_PLOT, PAPER_DEV_F1, PAPER_LABEL, POOLING_PLOT, SIGNIFICANCE_PLOT,
                      STRATEGIES_PLOT, Section, _row_sort_key, mean_std)
 
 if TYPE_CHECKING:
-    from .tables import TableStats
+    from bert_ner_probe.report.tables import TableStats
 
 
 Stats = Dict[str, Tuple[float, float]]  # category → (mean, std) in percent
@@ -176,7 +176,7 @@ def plot_significance(stats: Sequence["TableStats"], path: Path) -> Path:
     import numpy as np
     from matplotlib.colors import LogNorm
 
-    from .significance import SPLITS
+    from bert_ner_probe.report.significance import SPLITS
 
     tables = [t for t in stats if len(t.samples) > 1]
     k = max(len(t.samples) for t in tables)

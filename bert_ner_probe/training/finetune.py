@@ -2,10 +2,10 @@
 
 The other half of Table 7 (Devlin et al. 2019): the same corpus, limits,
 scheme, context (sentence or document, the same windows and max-context
-rule, :mod:`bert_ner_probe.windows`), sub-word pooling and seqeval scoring
+rule, :mod:`bert_ner_probe.features.windows`), sub-word pooling and seqeval scoring
 as a frozen-feature run, and the same outputs (``results.json`` with
 ``strategy: finetune`` and ``layers: null``, ``predictions/{dev,test}.conll``)
-— only the trained part differs (:mod:`bert_ner_probe.finetune_model`). The
+— only the trained part differs (:mod:`bert_ner_probe.tagger.finetune_tagger`). The
 feature cache is never read or written.
 
 Training steps over *windows*: in sentence context a window is a sentence
@@ -42,17 +42,17 @@ import torch
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
-from .batching import batches_by_length, bucketed_batches, to_device_nowait
-from .data import Corpus
-from .early_stopping import EarlyStopping
-from .encoder import LoadedEncoder, load_encoder, native_bf16, resolve_device
-from .errors import UserError
-from .extract import EncoderBatch, WindowPlan, plan_windows_of
-from .finetune_model import FineTuneTagger
-from .metrics import GoldEntities
-from .optim import build_optimizer, build_schedule
-from .run import _tags_to_ids, corpus_of, forget_features, results_record, score_and_write, write_results
-from .train import TrainResult, autocast, close_epoch
+from bert_ner_probe.features.batching import batches_by_length, bucketed_batches, to_device_nowait
+from bert_ner_probe.data.conll import Corpus
+from bert_ner_probe.training.early_stopping import EarlyStopping
+from bert_ner_probe.features.encoder import LoadedEncoder, load_encoder, native_bf16, resolve_device
+from bert_ner_probe.errors import UserError
+from bert_ner_probe.features.extract import EncoderBatch, WindowPlan, plan_windows_of
+from bert_ner_probe.tagger.finetune_tagger import FineTuneTagger
+from bert_ner_probe.metrics.score import GoldEntities
+from bert_ner_probe.training.optim import build_optimizer, build_schedule
+from bert_ner_probe.run import _tags_to_ids, corpus_of, forget_features, results_record, score_and_write, write_results
+from bert_ner_probe.training.train import TrainResult, autocast, close_epoch
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Metrics step: seqeval scores of predicted tags and the CoNLL prediction files."""

@@ -1,0 +1,1 @@
+"""Report step: collect a sweep's jobs into tables, significance tests and plots."""

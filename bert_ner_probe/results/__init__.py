@@ -1,0 +1,1 @@
+"""Results step: the record of one run (``results.json``) and its typed view."""
