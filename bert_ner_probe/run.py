@@ -25,7 +25,8 @@ from bert_ner_probe.features.cache import CacheEntry
 from bert_ner_probe.training.concurrency import worker_threads, workers
 from bert_ner_probe.config import check_values
 from bert_ner_probe.data.conll import Corpus, load_corpus
-from bert_ner_probe.features.encoder import num_layers, resolve_device
+from bert_ner_probe.device import resolve_device, training_precision
+from bert_ner_probe.features.encoder import num_layers
 from bert_ner_probe.errors import UserError
 from bert_ner_probe.features.store import get_features
 from bert_ner_probe.tagger.finetune_tagger import FINETUNE
@@ -33,7 +34,7 @@ from bert_ner_probe.data.hub import hub_options
 from bert_ner_probe.metrics.score import GoldEntities, score, write_conll
 from bert_ner_probe.strategy.combiner import CachedSelection, resolve_layers, select_features, selected_shape
 from bert_ner_probe.tagger.bilstm_tagger import BiLSTMTagger
-from bert_ner_probe.training.train import TaggingData, feature_home, predict, resolve_precision, train
+from bert_ner_probe.training.train import TaggingData, feature_home, predict, train
 
 RESULTS = "results.json"
 
@@ -194,7 +195,7 @@ def run_probe(cfg: DictConfig, out_dir: Path) -> Dict[str, Any]:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()  # the next job's free-memory checks see the room
     device = resolve_device(cfg.device)
-    precision = resolve_precision(cfg.trainer.precision, device)  # before any work: bf16 is refused on CUDA
+    precision = training_precision(cfg.trainer.precision, device)  # before any work: bf16 is refused on CUDA
     depth = num_layers(cfg.encoder.name_or_path)
     layers = resolve_layers(None if cfg.strategy.layers is None else list(cfg.strategy.layers), depth)
     corpus = corpus_of(cfg)

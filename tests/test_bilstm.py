@@ -9,10 +9,9 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from bert_ner_probe.tagger.bilstm import bidirectional_lstm, reverse_index
 from bert_ner_probe.tagger.dropout import Dropout, dropout
-from bert_ner_probe.features.encoder import native_bf16
+from bert_ner_probe.device import autocast, native_bf16, training_precision
 from bert_ner_probe.errors import UserError
 from bert_ner_probe.tagger.bilstm_tagger import BiLSTMTagger
-from bert_ner_probe.training.train import autocast, resolve_precision
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -147,14 +146,14 @@ def test_dropout_is_the_identity_in_evaluation_and_at_zero():
 # ---------------------------------------------------------------- precision
 
 
-def test_resolve_precision():
-    assert resolve_precision("fp32", CPU) == "fp32"
-    assert resolve_precision("bf16", CPU) == "bf16"
-    assert resolve_precision("auto", CPU) == ("bf16" if native_bf16(CPU) else "fp32")
-    with pytest.raises(ValueError, match="precision"):
-        resolve_precision("fp16", CPU)
+def test_training_precision_of_the_probe():
+    assert training_precision("fp32", CPU) == "fp32"
+    assert training_precision("bf16", CPU) == "bf16"
+    assert training_precision("auto", CPU) == ("bf16" if native_bf16(CPU) else "fp32")
+    with pytest.raises(UserError, match="fp16 is for fine-tuning"):
+        training_precision("fp16", CPU)
     with pytest.raises(UserError, match="float16"):  # autocast would run cuDNN's LSTM in float16
-        resolve_precision("bf16", torch.device("cuda"))
+        training_precision("bf16", torch.device("cuda"))
 
 
 @pytest.mark.parametrize("crf, mix", [(False, None), (True, None), (False, 3), (True, 3)])

@@ -83,7 +83,8 @@ def test_every_strategy_composes(name):
 
 @pytest.mark.parametrize(
     "override",
-    ["tagger.hiden_size=10", "trainer.epochs=three", "strategy.layer=[1]", "encoder.bogus=1", "seed=x"],
+    ["tagger.hiden_size=10", "trainer.epochs=three", "strategy.layer=[1]", "encoder.bogus=1", "seed=x",
+     "encoder.dtype=int8", "trainer.precision=fp8"],
 )
 def test_typos_and_wrong_types_fail_at_compose_time(override):
     with pytest.raises((ConfigCompositionException, ConfigKeyError, ValidationError)):
@@ -107,8 +108,7 @@ def test_a_typo_inside_a_group_file_fails(tmp_path):
     [("pooling.method=median", "pooling.method"), ("encoder.context=paragraph", "encoder.context"),
      ("strategy.combine=max", "strategy.combine"), ("eval.mode=lenient", "eval.mode"),
      ("trainer.epochs=0", "trainer.epochs"), ("tagger.dropout=1.5", "tagger.dropout"),
-     ("data.scheme=bio", "data.scheme"), ("encoder.dtype=int8", "encoder.dtype"),
-     ("tagger.impl=cudnn", "tagger.impl"), ("trainer.precision=fp16", "trainer.precision")],
+     ("data.scheme=bio", "data.scheme"), ("tagger.impl=cudnn", "tagger.impl")],
 )
 def test_bad_values_fail_before_any_work(override, key):
     from bert_ner_probe.config import check_values

@@ -57,11 +57,10 @@ def test_run_writes_results_and_predictions(first_run, conll_dir):
     assert r["strategy"] == "concat_last_four" and r["layers"] == [3, 4, 5, 6] and r["combine"] == "concat"
     assert r["cache_hit"] is False and r["encoder_passes"] > 0 and r["timings"]["extract_s"] > 0
     # "auto" is recorded as what it resolved to on this machine.
-    from bert_ner_probe.features.store import resolve_dtype_name
-    from bert_ner_probe.training.train import resolve_precision
+    from bert_ner_probe.device import encoder_dtype, training_precision
 
-    assert r["encoder_dtype"] == resolve_dtype_name("auto", "cpu") in ("float32", "bfloat16")
-    assert r["precision"] == resolve_precision("auto", torch.device("cpu")) in ("fp32", "bf16")
+    assert r["encoder_dtype"] == encoder_dtype("auto", "cpu") in ("float32", "bfloat16")
+    assert r["precision"] == training_precision("auto", torch.device("cpu")) in ("fp32", "bf16")
     for split in ("dev", "test"):
         m = r[split]
         assert 0.0 <= m["precision"] <= 1 and 0 <= m["recall"] <= 1 and 0 <= m["f1"] <= 1

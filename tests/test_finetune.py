@@ -84,18 +84,24 @@ def test_crf_loss_is_the_sum_of_each_chains_nll_per_word(minilm_tokenizer):
     assert best[2:].tolist() == model.crf.decode(scores[None, 2:])[0]
 
 
-def test_precision_policy(monkeypatch):
-    import bert_ner_probe.training.finetune as ft
+def test_precision_policy_of_fine_tuning(monkeypatch):
+    import bert_ner_probe.device as dev
     from bert_ner_probe.errors import UserError
 
+    def tp(precision, device):
+        return dev.training_precision(precision, device, finetune=True)
+
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    monkeypatch.setattr(ft, "native_bf16", lambda device: device.type == "cuda")  # an Ampere GPU, an old CPU
-    assert (ft.resolve_precision("auto", cuda), ft.resolve_precision("auto", cpu)) == ("bf16", "fp32")
-    monkeypatch.setattr(ft, "native_bf16", lambda device: device.type == "cpu")  # a pre-Ampere GPU, an AMX CPU
-    assert (ft.resolve_precision("auto", cuda), ft.resolve_precision("auto", cpu)) == ("fp16", "bf16")
-    assert ft.resolve_precision("fp32", cpu) == "fp32" and ft.resolve_precision("fp16", cuda) == "fp16"
-    with pytest.raises(UserError, match="fp16 needs a CUDA device"):
-        ft.resolve_precision("fp16", cpu)
+    monkeypatch.setattr(dev, "native_bf16", lambda device: device.type == "cuda")  # an Ampere GPU, an old CPU
+    assert (tp("auto", cuda), tp("auto", cpu)) == ("bf16", "fp32")
+    monkeypatch.setattr(dev, "native_bf16", lambda device: device.type == "cpu")  # a pre-Ampere GPU, an AMX CPU
+    assert (tp("auto", cuda), tp("auto", cpu)) == ("fp16", "bf16")
+    assert (dev.training_precision("auto", cuda), dev.training_precision("auto", cpu)) == ("fp32", "bf16")  # probe
+    assert tp("fp32", cpu) == "fp32" and tp("fp16", cuda) == "fp16"
+    with pytest.raises(UserError, match="fp16 is for fine-tuning on a CUDA device"):
+        tp("fp16", cpu)
+    with pytest.raises(UserError, match="expected one of auto | fp32 | bf16 | fp16"):
+        tp("fp8", cpu)
 
 
 def test_linear_schedule_and_decay_groups():
@@ -272,14 +278,17 @@ def test_fine_tuning_typos_fail_at_compose_time(override):
 @pytest.mark.parametrize("override, key", [("trainer.warmup_ratio=1.5", "trainer.warmup_ratio"),
                                            ("trainer.grad_accum=0", "trainer.grad_accum"),
                                            ("finetune.train_limit=0", "finetune.train_limit"),
-                                           ("trainer.precision=fp8", "trainer.precision")])
+                                           ("trainer.precision=fp16", "trainer.precision")])
 def test_fine_tuning_bad_values_fail_before_any_work(override, key):
     from bert_ner_probe.config import check_values
+    from bert_ner_probe.device import training_precision
     from bert_ner_probe.errors import UserError
 
     check_values(_compose(["strategy=finetune"]))
     with pytest.raises(UserError, match=key.replace(".", r"\.")):
-        check_values(_compose(["strategy=finetune", override]))
+        cfg = _compose(["strategy=finetune", override])
+        check_values(cfg)
+        training_precision(cfg.trainer.precision, torch.device("cpu"), finetune=True)  # fp16 needs CUDA
 
 
 # --------------------------------------------------------------------------- through the CLI, real CoNLL-2003

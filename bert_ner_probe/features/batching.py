@@ -6,8 +6,6 @@
 * :func:`bucketed_batches` — for training: shuffled, then sorted by length
   within pools of ``pool_factor`` batches, and the batches shuffled; see
   :mod:`bert_ner_probe.training.train` for why the pools are small.
-* :func:`to_device_nowait` — a batch's small host tensors to the GPU without
-  making the host wait for the GPU.
 """
 
 from __future__ import annotations
@@ -15,7 +13,6 @@ from __future__ import annotations
 from typing import List
 
 import numpy as np
-import torch
 
 
 def batches_by_length(lengths: np.ndarray, max_batch: int, max_tokens: int) -> List[np.ndarray]:
@@ -45,14 +42,3 @@ def bucketed_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Genera
         chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
         batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
     return [batches[i] for i in rng.permutation(len(batches))]
-
-
-def to_device_nowait(t: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """``t`` on ``device``; a host tensor goes to a GPU through pinned memory, so the host does not wait.
-
-    (A copy from pageable host memory makes the host wait until the GPU has
-    finished everything queued before it.)
-    """
-    if t.device.type == "cpu" and device.type == "cuda":
-        return t.pin_memory().to(device, non_blocking=True)
-    return t.to(device)

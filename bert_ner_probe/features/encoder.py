@@ -20,46 +20,12 @@ from typing import Any, Dict, Optional, Tuple
 
 import torch
 
+from bert_ner_probe.device import resolve_device, torch_dtype
 from bert_ner_probe.errors import UserError
 
 PKG_PREFIX = "pkg://"
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # Tokenizers whose word-split input needs a leading space marker per word.
 _PREFIX_SPACE_MODELS = ("roberta", "gpt2", "bart", "longformer", "deberta", "mpnet")
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; ``cpu``/``cuda``/``cuda:N`` as given."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device={device!r} asked for, but torch sees no CUDA device")
-    try:
-        return torch.device(device)
-    except RuntimeError:
-        raise UserError(f"device must be auto, cpu or cuda[:N], got {device!r}") from None
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether ``device`` multiplies bf16 matrices in hardware.
-
-    True for a CUDA GPU with bf16 support (Ampere and later) and for a CPU
-    with AMX or AVX512-BF16 units (e.g. Xeon Sapphire Rapids, AMD Zen 4);
-    elsewhere bf16 is emulated and slower than float32.
-    """
-    if device.type == "cuda":
-        return torch.cuda.get_device_capability(device) >= (8, 0)
-    if device.type == "cpu":  # private torch helpers (torch >= 2.3); absent → assume no bf16 units
-        checks = (getattr(torch.cpu, "_is_amx_tile_supported", None),
-                  getattr(torch.cpu, "_is_avx512_bf16_supported", None))
-        return any(bool(check()) for check in checks if check is not None)
-    return False
-
-
-def resolve_dtype(dtype: str) -> torch.dtype:
-    if dtype not in DTYPES:
-        raise UserError(f"encoder.dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    return DTYPES[dtype]
 
 
 def resolve_location(name_or_path: str) -> str:
@@ -171,7 +137,7 @@ def load_encoder(name_or_path: str, device: str = "auto", dtype: str = "float32"
 
     location, config = load_config(name_or_path)
     dev = resolve_device(device)
-    dt = resolve_dtype(dtype)
+    dt = torch_dtype(dtype)
     try:
         kwargs = {}
         if config.model_type in _PREFIX_SPACE_MODELS:

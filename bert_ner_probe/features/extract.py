@@ -10,7 +10,7 @@ host wait for the GPU: inputs go through pinned memory, the pooled words come
 back into pinned buffers, and writer threads put each batch into the output
 array once its copy has landed, while the GPU runs the next batches. The
 model runs in the dtype it was loaded in (``encoder.dtype``; ``auto`` = bf16
-where the hardware has it, see :func:`bert_ner_probe.features.store.resolve_dtype_name`).
+where the hardware has it, see :func:`bert_ner_probe.device.encoder_dtype`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from bert_ner_probe.features.batching import batches_by_length, to_device_nowait
+from bert_ner_probe.device import to_device_nowait
+from bert_ner_probe.features.batching import batches_by_length
 from bert_ner_probe.features.encoder import LoadedEncoder
 from bert_ner_probe.features.pooling import pool_words
 from bert_ner_probe.features.windows import Window, build_windows, tokenize_words

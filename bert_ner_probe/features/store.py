@@ -16,19 +16,12 @@ from typing import Any, Dict, Sequence, Tuple
 import numpy as np
 
 from bert_ner_probe.features import encoder as enc
+from bert_ner_probe.device import encoder_dtype
 from bert_ner_probe.features.cache import CacheEntry, default_root, get_or_build
 from bert_ner_probe.data.conll import SPLITS, Corpus
 from bert_ner_probe.errors import UserError
 from bert_ner_probe.features.extract import extract_split
 from bert_ner_probe.features.pooling import check_pooling, pooled_width
-
-
-def resolve_dtype_name(dtype: str, device: str) -> str:
-    """``auto`` → bfloat16 where the device multiplies bf16 in hardware (:func:`~.encoder.native_bf16`), else float32."""
-    if dtype != "auto":
-        enc.resolve_dtype(dtype)
-        return dtype
-    return "bfloat16" if enc.native_bf16(enc.resolve_device(device)) else "float32"
 
 
 def cache_key(encoder_cfg: Any, pooling: str, corpus: Corpus, device: str) -> Dict[str, Any]:
@@ -40,7 +33,7 @@ def cache_key(encoder_cfg: Any, pooling: str, corpus: Corpus, device: str) -> Di
         "sentences": {s: len(corpus[s].sentences) for s in SPLITS},
         "pooling": pooling,
         "context": encoder_cfg.context,
-        "dtype": resolve_dtype_name(encoder_cfg.dtype, device),
+        "dtype": str(encoder_dtype(encoder_cfg.dtype, device)),
         "max_length": encoder_cfg.max_length,
         "max_pieces_per_word": encoder_cfg.max_pieces_per_word,
     }

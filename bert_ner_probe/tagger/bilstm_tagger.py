@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from bert_ner_probe.features.batching import to_device_nowait
+from bert_ner_probe.device import to_device_nowait
 from bert_ner_probe.tagger.bilstm import bidirectional_lstm
 from bert_ner_probe.tagger.dropout import Dropout
 from bert_ner_probe.strategy.scalar_mix import ScalarMix

@@ -62,7 +62,7 @@ def concurrent_jobs(value: Any, device: str) -> int:
         return n
     import torch
 
-    from bert_ner_probe.features.encoder import resolve_device
+    from bert_ner_probe.device import resolve_device
 
     dev = resolve_device(str(device))
     if dev.type != "cuda":

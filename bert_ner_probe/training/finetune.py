@@ -42,36 +42,21 @@ import torch
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
-from bert_ner_probe.features.batching import batches_by_length, bucketed_batches, to_device_nowait
+from bert_ner_probe.device import autocast, resolve_device, to_device_nowait, training_precision
+from bert_ner_probe.features.batching import batches_by_length, bucketed_batches
 from bert_ner_probe.data.conll import Corpus
 from bert_ner_probe.training.early_stopping import EarlyStopping
-from bert_ner_probe.features.encoder import LoadedEncoder, load_encoder, native_bf16, resolve_device
-from bert_ner_probe.errors import UserError
+from bert_ner_probe.features.encoder import LoadedEncoder, load_encoder
 from bert_ner_probe.features.extract import EncoderBatch, WindowPlan, plan_windows_of
 from bert_ner_probe.tagger.finetune_tagger import FineTuneTagger
 from bert_ner_probe.metrics.score import GoldEntities
 from bert_ner_probe.training.optim import build_optimizer, build_schedule
 from bert_ner_probe.run import _tags_to_ids, corpus_of, forget_features, results_record, score_and_write, write_results
-from bert_ner_probe.training.train import TrainResult, autocast, close_epoch
+from bert_ner_probe.training.train import TrainResult, close_epoch
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 MODEL_DIR = "model"  # finetune.save=true: the fine-tuned encoder (Hugging Face folder) and its head
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` → bf16 where the device multiplies bf16 natively, else fp16 on CUDA, else fp32."""
-    if precision not in PRECISIONS:
-        raise UserError(f"trainer.precision={precision!r}: expected one of {', '.join(PRECISIONS)}")
-    if precision == "fp16" and device.type != "cuda":
-        raise UserError("trainer.precision=fp16 needs a CUDA device (it trains with a gradient scaler there); "
-                        "use bf16 or fp32 on the CPU")
-    if precision != "auto":
-        return precision
-    if native_bf16(device):
-        return "bf16"
-    return "fp16" if device.type == "cuda" else "fp32"
 
 
 @dataclass
@@ -241,7 +226,7 @@ def save_model(model: FineTuneTagger, loaded: LoadedEncoder, labels: List[str], 
 def run_finetune(cfg: DictConfig, out_dir: Path, t_start: float) -> Dict[str, Any]:
     """One fine-tuning run end to end (config checked by the caller); results as :func:`~bert_ner_probe.run.run_probe`'s."""
     device = resolve_device(cfg.device)
-    precision = resolve_precision(cfg.trainer.precision, device)
+    precision = training_precision(cfg.trainer.precision, device, finetune=True)
     if cfg.trainer.name != "finetune":
         log.warning("strategy=finetune with trainer=%s (lr %g): the fine-tuning recipe is trainer=finetune",
                     cfg.trainer.name, cfg.trainer.lr)

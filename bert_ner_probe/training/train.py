@@ -24,7 +24,6 @@ stay float32); ``"auto"`` picks it on CPUs with native bf16 matrix units
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -35,11 +34,10 @@ import torch
 from torch.nn.utils.rnn import PackedSequence
 from tqdm.auto import tqdm
 
-from bert_ner_probe.features.batching import batches_by_length, bucketed_batches, to_device_nowait
+from bert_ner_probe.device import autocast, to_device_nowait
+from bert_ner_probe.features.batching import batches_by_length, bucketed_batches
 from bert_ner_probe.training.concurrency import workers
 from bert_ner_probe.training.early_stopping import EarlyStopping
-from bert_ner_probe.features.encoder import native_bf16
-from bert_ner_probe.errors import UserError
 from bert_ner_probe.training.optim import build_optimizer, build_schedule
 from bert_ner_probe.strategy.combiner import CachedSelection
 from bert_ner_probe.tagger.bilstm_tagger import BiLSTMTagger
@@ -155,40 +153,13 @@ def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     return x.pin_memory()
 
 
-PRECISIONS = ("auto", "fp32", "bf16")
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` → ``bf16`` on a CPU with native bf16 matrix units, else ``fp32``.
-
-    On CUDA, ``auto`` stays ``fp32``: bf16 training of the tagger on a GPU
-    has not been measured here.
-    """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if precision == "bf16" and device.type == "cuda":
-        # autocast runs cuDNN's LSTM in float16 whatever dtype is asked for, and this loop has no loss scaler
-        raise UserError("trainer.precision=bf16 is for CPUs: on CUDA, autocast runs cuDNN's LSTM in float16; "
-                        "use fp32 (or auto) there")
-    if precision != "auto":
-        return precision
-    return "bf16" if device.type == "cpu" and native_bf16(device) else "fp32"
-
-
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """The autocast context for a resolved precision (bf16 or fp16; a no-op for fp32)."""
-    if precision in ("bf16", "fp16"):
-        return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
-    return contextlib.nullcontext()
-
-
 def predict(model: BiLSTMTagger, data: TaggingData, device: torch.device, batch_size: int = 256,
             precision: str = "fp32", max_words: int = 8192) -> List[List[int]]:
     """Label indices for every sentence, in order.
 
     Sentences are sorted by length and batched by at most ``batch_size``
     sentences and ``max_words`` padded positions, so a batch of the longest
-    sentences stays small; ``precision`` as resolved by :func:`resolve_precision`.
+    sentences stays small; ``precision`` as resolved by :func:`bert_ner_probe.device.training_precision`.
     Each batch's labels go into one flat tensor on the features' device,
     copied to the host once at the end. Without a CRF, a tagger that packs on
     ``device`` reads packed batches (:meth:`TaggingData.packed`).

@@ -1,0 +1,134 @@
+"""The one device, dtype and precision policy of a run: where it runs and in which number format.
+
+* :func:`resolve_device` — ``auto`` → CUDA when torch sees a GPU, else the CPU.
+* :func:`native_bf16` — whether the device multiplies bf16 matrices in hardware
+  (a GPU of compute capability ≥ 8.0; a CPU with AMX or AVX512-BF16 units).
+* :func:`encoder_dtype` — the frozen encoder's weights: ``auto`` → bfloat16
+  where :func:`native_bf16`, else float32. It keys the feature cache.
+* :func:`training_precision` — the autocast format of a training loop:
+
+  ==========  =====================  ===================================
+  ``auto``     probe (BiLSTM)         fine-tuning (the encoder trained)
+  ==========  =====================  ===================================
+  CPU          bf16 if native, fp32   bf16 if native, fp32
+  CUDA         fp32                   bf16 if native, else fp16 + scaler
+  ==========  =====================  ===================================
+
+  The probe refuses ``bf16`` on CUDA (autocast runs cuDNN's LSTM in float16
+  whatever is asked, and its loop has no loss scaler); ``fp16`` needs CUDA.
+* :func:`autocast` — the context for a resolved precision.
+* :func:`to_device_nowait` — host → GPU copies through pinned memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from bert_ner_probe.choice import Choice
+from bert_ner_probe.errors import UserError
+
+
+class EncoderDtype(Choice):
+    auto = "auto"
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+
+
+class Precision(Choice):
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+TORCH_DTYPES = {EncoderDtype.float32: torch.float32, EncoderDtype.bfloat16: torch.bfloat16,
+                EncoderDtype.float16: torch.float16}
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` → CUDA when available, else CPU; ``cpu``/``cuda``/``cuda:N`` as given."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device={device!r} asked for, but torch sees no CUDA device")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise UserError(f"device must be auto, cpu or cuda[:N], got {device!r}") from None
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` multiplies bf16 matrices in hardware.
+
+    True for a CUDA GPU with bf16 support (Ampere and later) and for a CPU
+    with AMX or AVX512-BF16 units (e.g. Xeon Sapphire Rapids, AMD Zen 4);
+    elsewhere bf16 is emulated and slower than float32.
+    """
+    if device.type == "cuda":
+        return torch.cuda.get_device_capability(device) >= (8, 0)
+    if device.type == "cpu":  # private torch helpers (torch >= 2.3); absent → assume no bf16 units
+        checks = (getattr(torch.cpu, "_is_amx_tile_supported", None),
+                  getattr(torch.cpu, "_is_avx512_bf16_supported", None))
+        return any(bool(check()) for check in checks if check is not None)
+    return False
+
+
+def encoder_dtype(dtype: EncoderDtype | str, device: torch.device | str) -> EncoderDtype:
+    """``auto`` → bfloat16 where ``device`` has native bf16 (:func:`native_bf16`), else float32."""
+    dtype = _choice(EncoderDtype, dtype, "encoder.dtype")
+    if dtype != EncoderDtype.auto:
+        return dtype
+    device = resolve_device(device) if isinstance(device, str) else device
+    return EncoderDtype.bfloat16 if native_bf16(device) else EncoderDtype.float32
+
+
+def torch_dtype(dtype: EncoderDtype | str) -> torch.dtype:
+    """The torch dtype of a resolved encoder dtype (``auto`` must be resolved first)."""
+    dtype = _choice(EncoderDtype, dtype, "encoder.dtype")
+    if dtype == EncoderDtype.auto:
+        raise ValueError("encoder.dtype=auto must be resolved with encoder_dtype() first")
+    return TORCH_DTYPES[dtype]
+
+
+def training_precision(precision: Precision | str, device: torch.device, *, finetune: bool = False) -> Precision:
+    """The autocast format of a training loop on ``device`` (see the table in the module docstring)."""
+    precision = _choice(Precision, precision, "trainer.precision")
+    if precision == Precision.fp16 and (device.type != "cuda" or not finetune):
+        raise UserError("trainer.precision=fp16 is for fine-tuning on a CUDA device (it trains with a gradient "
+                        "scaler there); use bf16 or fp32 " + ("on the CPU" if finetune else "for the probe"))
+    if precision == Precision.bf16 and device.type == "cuda" and not finetune:
+        raise UserError("trainer.precision=bf16 is for CPUs: on CUDA, autocast runs cuDNN's LSTM in float16; "
+                        "use fp32 (or auto) there")
+    if precision != Precision.auto:
+        return precision
+    if native_bf16(device) and (device.type == "cpu" or finetune):
+        return Precision.bf16
+    return Precision.fp16 if device.type == "cuda" and finetune else Precision.fp32
+
+
+def autocast(device: torch.device, precision: Precision | str) -> contextlib.AbstractContextManager:
+    """The autocast context for a resolved precision (bf16 or fp16; a no-op for fp32)."""
+    if precision in (Precision.bf16, Precision.fp16):
+        return torch.autocast(device.type, dtype=torch.bfloat16 if precision == Precision.bf16 else torch.float16)
+    return contextlib.nullcontext()
+
+
+def to_device_nowait(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``t`` on ``device``; a host tensor goes to a GPU through pinned memory, so the host does not wait.
+
+    (A copy from pageable host memory makes the host wait until the GPU has
+    finished everything queued before it.)
+    """
+    if t.device.type == "cpu" and device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
+def _choice(enum: type, value: object, key: str):
+    try:
+        return enum(value)
+    except ValueError:
+        raise UserError(f"{key}={value!r}: expected one of {enum.names()}") from None
