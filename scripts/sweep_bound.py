@@ -46,7 +46,7 @@ if str(REPO_ROOT) not in sys.path:
 from bert_ner_probe.features import encoder as enc  # noqa: E402
 from bert_ner_probe.data.conll import SPLITS, load_corpus  # noqa: E402
 from bert_ner_probe.features.pooling import pooled_width  # noqa: E402
-from bert_ner_probe.training.train import TaggingData  # noqa: E402
+from bert_ner_probe.training.tagging_data import TaggingData  # noqa: E402
 
 SHARED = ("encoder", "data", "pooling", "trainer", "tagger", "device")  # config groups every job must share
 
