@@ -18,10 +18,11 @@ one-direction LSTM over the padded batch instead. For a sentence of length
 so the valid positions equal the packed bidirectional LSTM's, with the same
 parameters (those of the given ``nn.LSTM``; its state dict is unchanged).
 Between layers, dropout with ``lstm.dropout`` as ``nn.LSTM`` does
-(:func:`bert_ner_probe.tagger.dropout.dropout`). On a
-CPU with bf16 matrix units, under ``torch.autocast("cpu", torch.bfloat16)``,
-a forward and backward pass of a 2-layer, 256-unit BiLSTM (batch 32, 18 steps,
-1536-d input, 2 cores with AMX) took 53 ms on this path against 83 ms packed.
+(:func:`bert_ner_probe.tagger.dropout.dropout`). The point is speed on the
+CPU: each call is one fused oneDNN LSTM over the whole padded batch, so a
+forward and backward pass of the tagger takes less time on this path than
+packed, most of all under bf16 autocast on a CPU with bf16 matrix units
+(measured figures: bench.md).
 """
 
 from __future__ import annotations

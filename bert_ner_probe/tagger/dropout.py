@@ -6,9 +6,9 @@ For drop probability ``p`` and ``u ~ U[0, 1)`` drawn per element::
     dropout(x) = x                         (evaluation, or p = 0)
 
 This is what ``F.dropout`` computes; on the CPU its Bernoulli sampler is
-about 3× slower than ``torch.rand`` and a comparison, which cost about a
-tenth of a training step of the BiLSTM tagger. Elsewhere ``F.dropout``'s
-fused kernel is used.
+slower than ``torch.rand`` and a comparison, by enough to show in a training
+step of the BiLSTM tagger (measured figures: bench.md). Elsewhere
+``F.dropout``'s fused kernel is used.
 """
 
 from __future__ import annotations
