@@ -99,7 +99,7 @@ def release_heap() -> None:
 
     An extraction frees hundreds of MB of batch buffers of many sizes; glibc
     keeps such memory in its heap, where it would count in the RSS of the
-    rest of the run (the README gives the measured effect).
+    rest of the run (bench.md gives the measured effect).
     """
     try:
         ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)

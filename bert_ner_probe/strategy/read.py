@@ -91,8 +91,7 @@ class CachedSelection:
     whole sentences is about one read per sentence — and combines them as
     :func:`select_features` would (the same float16 values). It stands in for
     :func:`select_features`' tensor where training runs on the CPU: the
-    process then holds one batch, not the split (concat_last_four of MiniLM:
-    0.9 GB in float16 for the three CoNLL-2003 splits).
+    process then holds one batch, not the split.
     """
 
     def __init__(self, features: np.ndarray, combiner: Combiner) -> None:

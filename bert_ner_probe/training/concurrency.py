@@ -36,7 +36,7 @@ from omegaconf import OmegaConf
 from bert_ner_probe.errors import UserError
 
 ENV = "BERT_NER_PROBE_WORKERS"
-PER_JOB_BYTES = 6 * 2**30  # per worker; the README gives the measurement behind it
+PER_JOB_BYTES = 6 * 2**30  # per worker; bench.md gives the measurement behind it
 MARGIN_BYTES = 4 * 2**30
 RESOLVER = "probe_concurrent"
 

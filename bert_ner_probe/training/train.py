@@ -1,25 +1,26 @@
-"""Train the tagger on cached features: bucketed batches, Adam, early stopping on dev F1.
+"""Train the probe's tagger on cached features: bucketed batches, Adam, early stopping on dev F1.
 
 Sentences are shuffled, cut into pools of ``bucket_pool × batch_size``,
 sorted by length inside each pool and batched, so a batch holds sentences of
 similar length (little padding, short packed sequences); batch order is
-shuffled. Small pools matter: with pools of 50 batches, batches became so
-uniform (all headlines, all long sentences) that dev F1 after 3 epochs fell
-from 88.6 (random batches) to 86.8 on MiniLM ``concat_last_four``; pools of
-5 batches keep the speed of bucketing (47 s vs 63 s an epoch on 2 cores).
+shuffled. The pools are small on purpose: large pools make batches so
+uniform (all headlines, all long sentences) that dev F1 drops, while a few
+batches per pool keep the speed of bucketing (bench.md has the figures).
 After every epoch the dev set is tagged and scored; training stops after
 ``patience`` epochs without a better dev F1 and the best epoch's weights are
 put back.
 
 On a GPU the features stay on the device when they fit, each batch is
 gathered there straight into packed order (:meth:`TaggingData.packed`), and
-no step makes the host wait for the GPU: on an H200 a 2×768 epoch at batch
-256 ran at 0.95 of a bare loop's speed (``scripts/bench.py``).
+no step makes the host wait for the GPU (``scripts/bench.py`` compares an
+epoch with a bare loop's).
 
 ``precision="bf16"`` runs the tagger's forward pass under
 ``torch.autocast(dtype=torch.bfloat16)`` (weights, optimiser state and loss
 stay float32); ``"auto"`` picks it on CPUs with native bf16 matrix units
-(AMX or AVX512-BF16), where it makes an epoch 1.5–2× faster, and float32 elsewhere.
+(AMX or AVX512-BF16), where it is faster than float32, and float32 elsewhere
+(:mod:`bert_ner_probe.device`). :class:`ProbeTrainer` is the settings object
+a run builds from its config (:meth:`ProbeTrainer.from_config`).
 """
 
 from __future__ import annotations
