@@ -28,7 +28,7 @@ from bert_ner_probe.errors import UserError
 from bert_ner_probe.results.record import recorded_config, summary_line, write_atomic
 from bert_ner_probe.results.run_result import RESULTS_FILE as RESULTS
 from bert_ner_probe.run import run_probe
-from bert_ner_probe.training.tagging_data import FeatureReuse
+from bert_ner_probe.memo import Session
 from bert_ner_probe.tracking import check_logger, log_job
 
 log = logging.getLogger("bert_ner_probe")
@@ -86,9 +86,9 @@ def finished_results(out_dir: Path, cfg: DictConfig) -> Optional[Dict[str, Any]]
     return results if complete and results.get("config") == recorded_config(cfg) else None
 
 
-# The jobs of a sweep that run in this process one after another share their combined features
-# (the seeds of one strategy read the same layers); see FeatureReuse.
-_REUSE = FeatureReuse()
+# What the jobs of a sweep that run in this process one after another share: parsed data files,
+# encoder hashes, the last combined features (the seeds of one strategy read the same layers).
+_SESSION = Session()
 
 
 @hydra.main(config_path=config_dir(), config_name="config", version_base="1.3")
@@ -111,7 +111,7 @@ def main(cfg: DictConfig) -> float:
         check_logger(cfg.logger)  # a tracker asked for but not installed fails before any work
         _signal_state["in_job"] = True
         try:
-            result = run_probe(cfg, out_dir, _REUSE)
+            result = run_probe(cfg, out_dir, _SESSION)
         finally:
             _signal_state["in_job"] = False
         log_job(cfg, result.to_dict(), out_dir, Path(hc.sweep.dir).resolve() if multirun else None)

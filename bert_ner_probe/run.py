@@ -27,18 +27,21 @@ from bert_ner_probe.strategy.combiner import Combiner, resolve_layers
 from bert_ner_probe.tagger.bilstm_tagger import BiLSTMTagger
 from bert_ner_probe.tagger.finetune_tagger import FINETUNE
 from bert_ner_probe.training.concurrency import worker_threads, workers
+from bert_ner_probe.memo import Session
 from bert_ner_probe.training.tagging_data import FeatureReuse
 from bert_ner_probe.training.train import ProbeTrainer
 
 
-def run_probe(cfg: DictConfig, out_dir: Path, reuse: Optional[FeatureReuse] = None) -> RunResult:
+def run_probe(cfg: DictConfig, out_dir: Path, session: Optional[Session] = None) -> RunResult:
     """Run one configuration end to end; return its result (also written to ``results.json``).
 
-    ``reuse`` keeps the combined features for the next run of this process
-    (see :class:`~bert_ner_probe.training.tagging_data.FeatureReuse`); None = nothing kept.
+    ``session`` is what this run shares with the runs before and after it in
+    this process: parsed data files, encoder hashes and the last combined
+    features (:mod:`bert_ner_probe.memo`); None = a fresh one, nothing shared.
     """
     out_dir = Path(out_dir)
-    reuse = reuse if reuse is not None else FeatureReuse()
+    session = session if session is not None else Session()
+    reuse = session.features
     t_start = time.perf_counter()
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
@@ -49,7 +52,7 @@ def run_probe(cfg: DictConfig, out_dir: Path, reuse: Optional[FeatureReuse] = No
         from bert_ner_probe.training.finetune import run_finetune
 
         try:
-            return run_finetune(cfg, out_dir, t_start, reuse)
+            return run_finetune(cfg, out_dir, t_start, session)
         finally:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()  # the next job's free-memory checks see the room
@@ -58,12 +61,12 @@ def run_probe(cfg: DictConfig, out_dir: Path, reuse: Optional[FeatureReuse] = No
     precision = trainer.precision_on(device)  # before any work: bf16 is refused on CUDA
     depth = num_layers(cfg.encoder.name_or_path)
     layers = resolve_layers(None if cfg.strategy.layers is None else list(cfg.strategy.layers), depth)
-    corpus = corpus_of(cfg)
+    corpus = corpus_of(cfg, session.files)
 
     wanted = FeatureReuse.wanted(cfg, layers, device)
     reuse.forget(unless=wanted)  # before a possible extraction, which needs the memory
     entry, hit = get_features(cfg.encoder, cfg.pooling.method, corpus, cfg.device, cfg.cache_dir, cfg.progress,
-                              rebuild=cfg.cache.rebuild)
+                              rebuild=cfg.cache.rebuild, fingerprints=session.fingerprints)
     if int(entry.meta["num_layers"]) != depth:
         raise RuntimeError(f"cache entry {entry.path} has {entry.meta['num_layers']} layers, the encoder {depth}")
     combiner = Combiner.from_config(cfg.strategy, depth, int(entry.meta["width"]))

@@ -288,15 +288,19 @@ def test_fingerprint_follows_content(tmp_path, conll):
 
 
 def test_a_file_is_parsed_once_while_unchanged_and_again_after_an_edit(tmp_path, conll):
+    from bert_ner_probe.memo import StampedMemo
+
     folder = conll.write(tmp_path / "a")
-    first = load_corpus(str(folder))
-    again = load_corpus(str(folder))
+    memo = StampedMemo()
+    first = load_corpus(str(folder), memo=memo)
+    again = load_corpus(str(folder), memo=memo)
     assert again["train"].sentences[0] is first["train"].sentences[0]  # parsed once
+    assert load_corpus(str(folder))["train"].sentences[0] is not first["train"].sentences[0]  # no memo: no state
     dev = folder / "dev.txt"
     st = dev.stat()
     dev.write_text(dev.read_text(encoding="utf-8").replace("B-ORG", "B-PER", 1), encoding="utf-8")
     os.utime(dev, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))  # a later modification time
-    edited = load_corpus(str(folder))
+    edited = load_corpus(str(folder), memo=memo)
     assert edited["dev"].fingerprint != first["dev"].fingerprint
     assert [s.tags for s in edited["dev"].sentences] != [s.tags for s in first["dev"].sentences]
     assert edited["train"].sentences[0] is first["train"].sentences[0]  # train unchanged: not parsed again

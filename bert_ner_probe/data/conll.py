@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from bert_ner_probe.errors import DataFormatError, UserError
+from bert_ner_probe.memo import StampedMemo
 
 SPLITS: Tuple[str, ...] = ("train", "dev", "test")
 DOCSTART = "-DOCSTART-"
@@ -255,24 +256,18 @@ def _parse_conll(path: os.PathLike | str, scheme: str,
     return sentences, digest, warnings
 
 
-# Files read by this process: {(path, scheme, strict): ((inode, size, mtime, ctime), (sentences, digest,
-# warnings))}. The jobs of a sweep run one after another in one process and read the same three files;
-# the sentences are never modified after reading, so each file is parsed once while it is unchanged.
-_read_files: Dict[Tuple[str, str, bool], Tuple[Tuple[int, ...], Tuple[List[Sentence], str, List[str]]]] = {}
-
-
-def _read_conll_once(path: Path, scheme: str, strict_scheme: bool = False) -> Tuple[List[Sentence], str]:
-    """:func:`read_conll`, or its earlier result while the file's inode, size, mtime and ctime are unchanged.
+def _read_conll_once(path: Path, scheme: str, strict_scheme: bool = False,
+                     memo: Optional[StampedMemo] = None) -> Tuple[List[Sentence], str]:
+    """:func:`read_conll`, or with a ``memo`` its earlier result while the file's inode, size, mtime and ctime
+    are unchanged (the sentences are never modified after reading).
 
     The file's warnings are logged on every call, so each job's log has them.
     """
     st = path.stat()
-    key, stamp = (str(path.resolve()), scheme, strict_scheme), (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-    seen = _read_files.get(key)
-    if seen is None or seen[0] != stamp:
-        seen = (stamp, _parse_conll(path, scheme, strict_scheme))
-        _read_files[key] = seen
-    sentences, digest, warnings = seen[1]
+    key, stamp = (str(path.resolve()), str(scheme), strict_scheme), (st.st_ino, st.st_size, st.st_mtime_ns,
+                                                                     st.st_ctime_ns)
+    parse = lambda: _parse_conll(path, scheme, strict_scheme)  # noqa: E731
+    sentences, digest, warnings = parse() if memo is None else memo.get(key, stamp, parse)
     for w in warnings:
         log.warning(w)
     return sentences, digest
@@ -350,6 +345,7 @@ def load_corpus(
     hub_options: Optional[Dict[str, Any]] = None,
     strict_labels: bool = False,
     strict_scheme: bool = False,
+    memo: Optional[StampedMemo] = None,
 ) -> Corpus:
     """Load the three splits from ``directory`` (or the hub when it is None).
 
@@ -358,14 +354,15 @@ def load_corpus(
     had is a warning and lands in ``Corpus.unseen_labels`` (an error with
     ``strict_labels``). ``strict_scheme`` makes an invalid IOB2 transition an
     error instead of a repair. ``hub_options`` go to :func:`.hub_data.load_hub_splits`
-    (``columns``, ``dev_fraction``, ``split_seed``).
+    (``columns``, ``dev_fraction``, ``split_seed``). ``memo`` (a
+    :class:`~bert_ner_probe.memo.Session`'s ``files``) keeps parsed files for the next call.
     """
     limits = dict(limits or {})
     splits: Dict[str, Split] = {}
     notes: List[str] = []
     if directory:
         for name, path in find_split_files(directory).items():
-            sentences, digest = _read_conll_once(path, scheme, strict_scheme)
+            sentences, digest = _read_conll_once(path, scheme, strict_scheme, memo)
             splits[name] = Split(name, _limited(sentences, limits.get(name)), str(path), digest)
     else:
         splits, notes = _load_hub(hub_id, limits, scheme, {**(hub_options or {}), "strict_scheme": strict_scheme})

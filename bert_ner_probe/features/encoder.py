@@ -16,12 +16,13 @@ import hashlib
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import torch
 
 from bert_ner_probe.device import resolve_device, torch_dtype
 from bert_ner_probe.errors import UserError
+from bert_ner_probe.memo import StampedMemo
 
 PKG_PREFIX = "pkg://"
 # Tokenizers whose word-split input needs a leading space marker per word.
@@ -57,13 +58,14 @@ def resolve_location(name_or_path: str) -> str:
     return name_or_path
 
 
-def fingerprint(location: str) -> str:
+def fingerprint(location: str, memo: Optional[StampedMemo] = None) -> str:
     """A hash of the encoder: every file of a local folder, or the hub id and revision.
 
     For a folder the hash covers file names and contents (weights included),
-    so changed weights under the same path make a new cache entry. Within one
-    process a folder is hashed again only when a file's name, inode, size,
-    mtime or ctime changed (the jobs of a sweep share one process).
+    so changed weights under the same path make a new cache entry. With a
+    ``memo`` (a :class:`~bert_ner_probe.memo.Session`'s ``fingerprints``) a
+    folder is hashed again only when a file's name, inode, size, mtime or
+    ctime changed.
     """
     p = Path(location)
     if p.is_dir():
@@ -71,29 +73,25 @@ def fingerprint(location: str) -> str:
         stats = [f.stat() for f in files]
         stamp = tuple((str(f.relative_to(p)), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
                       for f, st in zip(files, stats))
-        seen = _fingerprints.get(str(p.resolve()))
-        if seen is not None and seen[0] == stamp:
-            return seen[1]
-        h = hashlib.sha256()
-        for f in files:
-            h.update(str(f.relative_to(p)).encode())
-            with open(f, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 22), b""):
-                    h.update(chunk)
-        _fingerprints[str(p.resolve())] = (stamp, h.hexdigest())
-        return h.hexdigest()
+
+        def digest() -> str:
+            h = hashlib.sha256()
+            for f in files:
+                h.update(str(f.relative_to(p)).encode())
+                with open(f, "rb") as fh:
+                    for chunk in iter(lambda: fh.read(1 << 22), b""):
+                        h.update(chunk)
+            return h.hexdigest()
+
+        return digest() if memo is None else memo.get(str(p.resolve()), stamp, digest)
     try:  # hub id: the snapshot's files, when they are in the local cache
         from huggingface_hub import snapshot_download
 
-        return fingerprint(snapshot_download(location, local_files_only=True))
+        return fingerprint(snapshot_download(location, local_files_only=True), memo)
     except Exception:
         h = hashlib.sha256()
         h.update(location.encode())
         return h.hexdigest()
-
-
-# Folders hashed by this process: {folder: (names, inodes, sizes, mtimes and ctimes of its files, hash)}.
-_fingerprints: Dict[str, Tuple[tuple, str]] = {}
 
 
 def _load_failed(name_or_path: str, e: OSError) -> UserError:

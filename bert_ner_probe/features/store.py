@@ -13,12 +13,13 @@ import ctypes
 import ctypes.util
 import time
 from pathlib import Path
-from typing import Any, Dict, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
 from bert_ner_probe.features import encoder as enc
 from bert_ner_probe.device import encoder_dtype
+from bert_ner_probe.memo import StampedMemo
 from bert_ner_probe.features.cache import CacheEntry, default_root, get_or_build
 from bert_ner_probe.data.conll import SPLITS, Corpus
 from bert_ner_probe.errors import UserError
@@ -26,11 +27,12 @@ from bert_ner_probe.features.extract import extract_split
 from bert_ner_probe.features.pooling import check_pooling, pooled_width
 
 
-def cache_key(encoder_cfg: Any, pooling: str, corpus: Corpus, device: str) -> Dict[str, Any]:
+def cache_key(encoder_cfg: Any, pooling: str, corpus: Corpus, device: str,
+              memo: Optional[StampedMemo] = None) -> Dict[str, Any]:
     location = enc.resolve_location(encoder_cfg.name_or_path)
     return {
         "encoder": encoder_cfg.name_or_path,
-        "encoder_hash": enc.fingerprint(location),
+        "encoder_hash": enc.fingerprint(location, memo),
         "data": corpus.fingerprint(),
         "sentences": {s: len(corpus[s].sentences) for s in SPLITS},
         "pooling": pooling,
@@ -43,17 +45,19 @@ def cache_key(encoder_cfg: Any, pooling: str, corpus: Corpus, device: str) -> Di
 
 def get_features(encoder_cfg: Any, pooling: str, corpus: Corpus, device: str,
                  cache_dir: str | None = None, progress: bool = True,
-                 splits: Sequence[str] = SPLITS, rebuild: bool = True) -> Tuple[CacheEntry, bool]:
+                 splits: Sequence[str] = SPLITS, rebuild: bool = True,
+                 fingerprints: Optional[StampedMemo] = None) -> Tuple[CacheEntry, bool]:
     """The cache entry for this encoder, data and pooling; extract every split (of ``splits``) if it is missing.
 
     Returns ``(entry, hit)``; ``entry.meta["extract_s"]`` is the extraction time
     of the run that built it. A damaged entry is rebuilt, or with ``rebuild=False``
     is a :class:`~.cache.CacheError` (see :func:`~.cache.get_or_build`).
+    ``fingerprints`` keeps the encoder folder's hash for the next call (see :mod:`bert_ner_probe.memo`).
     """
     check_pooling(pooling)
     if encoder_cfg.context not in ("sentence", "document"):
         raise UserError(f"encoder.context must be sentence or document, got {encoder_cfg.context!r}")
-    key = cache_key(encoder_cfg, pooling, corpus, device)
+    key = cache_key(encoder_cfg, pooling, corpus, device, fingerprints)
     if tuple(splits) != SPLITS:
         key["splits"] = list(splits)  # an entry of some splits never stands in for a full one
 

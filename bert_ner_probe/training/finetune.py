@@ -55,7 +55,7 @@ from bert_ner_probe.data.load import corpus_of
 from bert_ner_probe.metrics.score import score_and_write
 from bert_ner_probe.results.record import results_record, write_results
 from bert_ner_probe.results.run_result import RunResult
-from bert_ner_probe.training.tagging_data import FeatureReuse
+from bert_ner_probe.memo import Session
 from bert_ner_probe.training.train import TrainResult, close_epoch
 
 log = logging.getLogger(__name__)
@@ -227,10 +227,11 @@ def save_model(model: FineTuneTagger, loaded: LoadedEncoder, labels: List[str], 
     return folder
 
 
-def run_finetune(cfg: DictConfig, out_dir: Path, t_start: float, reuse: Optional[FeatureReuse] = None) -> RunResult:
+def run_finetune(cfg: DictConfig, out_dir: Path, t_start: float, session: Optional[Session] = None) -> RunResult:
     """One fine-tuning run end to end (config checked by the caller); results as :func:`~bert_ner_probe.run.run_probe`'s.
 
-    ``reuse``: a previous frozen job's kept features, dropped here (the encoder needs the memory).
+    ``session``: what runs of this process share (:mod:`bert_ner_probe.memo`); a previous frozen
+    job's kept features are dropped here (the encoder needs the memory).
     """
     device = resolve_device(cfg.device)
     precision = training_precision(cfg.trainer.precision, device, finetune=True)
@@ -240,9 +241,9 @@ def run_finetune(cfg: DictConfig, out_dir: Path, t_start: float, reuse: Optional
     if cfg.encoder.dtype not in ("auto", "float32"):
         log.info("strategy=finetune loads the encoder in float32 and trains under %s autocast; "
                  "encoder.dtype=%s applies to frozen features only", precision, cfg.encoder.dtype)
-    if reuse is not None:
-        reuse.forget()  # a previous frozen job's combined features: the encoder needs the memory
-    corpus = corpus_of(cfg)
+    if session is not None:
+        session.features.forget()  # a previous frozen job's combined features: the encoder needs the memory
+    corpus = corpus_of(cfg, None if session is None else session.files)
     t_load = time.perf_counter()
     loaded = load_encoder(cfg.encoder.name_or_path, cfg.device, "float32", cfg.encoder.max_length)
     load_s = time.perf_counter() - t_load
