@@ -92,7 +92,7 @@ def load_results(directory: Union[str, Path]):
     """
     import pandas as pd  # noqa: PLC0415
 
-    from bert_ner_probe.report.callback import load_jobs, write_csv  # noqa: PLC0415
+    from bert_ner_probe.report.collect import load_jobs, write_csv  # noqa: PLC0415
 
     jobs = load_jobs(Path(directory))
     with tempfile.TemporaryDirectory(prefix="bert_ner_probe-") as tmp:

@@ -19,7 +19,7 @@ from bert_ner_probe.config import check_values
 from bert_ner_probe.data.load import corpus_of
 from bert_ner_probe.device import resolve_device
 from bert_ner_probe.features.encoder import num_layers
-from bert_ner_probe.features.store import get_features
+from bert_ner_probe.features.store import cache_key, get_features
 from bert_ner_probe.metrics.score import GoldEntities, score_and_write
 from bert_ner_probe.results.record import results_record, write_results
 from bert_ner_probe.results.run_result import RunResult
@@ -63,7 +63,8 @@ def run_probe(cfg: DictConfig, out_dir: Path, session: Optional[Session] = None)
     layers = resolve_layers(None if cfg.strategy.layers is None else list(cfg.strategy.layers), depth)
     corpus = corpus_of(cfg, session.files)
 
-    wanted = FeatureReuse.wanted(cfg, layers, device)
+    key = cache_key(cfg.encoder, cfg.pooling.method, corpus, cfg.device, session.fingerprints)
+    wanted = FeatureReuse.wanted(key, cfg.cache_dir, layers, cfg.strategy.combine, device)
     reuse.forget(unless=wanted)  # before a possible extraction, which needs the memory
     entry, hit = get_features(cfg.encoder, cfg.pooling.method, corpus, cfg.device, cfg.cache_dir, cfg.progress,
                               rebuild=cfg.cache.rebuild, fingerprints=session.fingerprints)

@@ -96,7 +96,7 @@ def _key(text: str) -> str:
 
 
 def _params(results: Mapping[str, Any]) -> Dict[str, str]:
-    from bert_ner_probe.report.callback import flatten  # noqa: PLC0415 - report imports matplotlib lazily, hydra eagerly
+    from bert_ner_probe.report.collect import flatten  # noqa: PLC0415
 
     return {_key(k): ("null" if v is None else json.dumps(v) if isinstance(v, (list, dict)) else str(v))
             for k, v in flatten(dict(results.get("config") or {})).items()}

@@ -48,8 +48,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from bert_ner_probe.errors import UserError
-from bert_ner_probe.report.collect import (ERROR_FILE, HYDRA_CONFIG, HYDRA_OVERRIDES, RESULTS_FILE, Job, _natural_key,  # noqa: F401
-                   _text, find_job_dirs, flatten, load_job, load_jobs, write_csv)
+from bert_ner_probe.tagger.finetune_tagger import FINETUNE
+from bert_ner_probe.report.collect import Job, _natural_key, _text, flatten, load_jobs, write_csv
 
 if TYPE_CHECKING:
     from bert_ner_probe.report.significance import Settings
@@ -76,8 +76,6 @@ PAPER_DEV_F1: Dict[str, float] = {
 PAPER_FINETUNE_DEV_F1 = 96.4
 #: The paper's fine-tuned BERT-large dev F1 (Table 3).
 PAPER_FINETUNE_LARGE_DEV_F1 = 96.6
-#: The strategy name of a fine-tuning run (encoder and a linear head trained together).
-FINETUNE = "finetune"
 _FINETUNE_ONLY_PREFIX = "finetune."
 _FINETUNE_OWN_PREFIXES = ("trainer.", "tagger.", "finetune.")
 TABLE7_ORDER: Tuple[str, ...] = tuple(PAPER_DEV_F1)

@@ -19,8 +19,8 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import yaml
 
 from bert_ner_probe.errors import UserError
+from bert_ner_probe.results.run_result import RESULTS_FILE
 
-RESULTS_FILE = "results.json"
 ERROR_FILE = "error.json"  # written by bert_ner_probe.main for a failed multirun job
 HYDRA_CONFIG = Path(".hydra") / "config.yaml"
 HYDRA_OVERRIDES = Path(".hydra") / "overrides.yaml"

@@ -20,7 +20,6 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
 from torch.nn.utils.rnn import PackedSequence
 
 from bert_ner_probe.data.conll import SPLITS, Corpus
@@ -151,11 +150,11 @@ class FeatureReuse:
         self.x: Dict[str, Any] = {}
 
     @staticmethod
-    def wanted(cfg: DictConfig, layers: Sequence[int], device: torch.device) -> str:
-        """What a job's combined features are made of: encoder, data, pooling, cache, layers, rule, device."""
-        parts = [OmegaConf.to_container(cfg.encoder, resolve=True), OmegaConf.to_container(cfg.data, resolve=True),
-                 str(cfg.pooling.method), cfg.cache_dir, list(layers), str(cfg.strategy.combine), str(device)]
-        return json.dumps(parts, sort_keys=True, default=str)
+    def wanted(cache_key: Dict[str, Any], cache_dir: Optional[str], layers: Sequence[int], combine: str,
+               device: torch.device) -> str:
+        """What a job's combined features are made of: the feature cache's key and folder, the layers and rule,
+        the device; known before the cache is looked up."""
+        return json.dumps([cache_key, cache_dir, list(layers), str(combine), str(device)], sort_keys=True, default=str)
 
     def forget(self, unless: Optional[str] = None) -> None:
         """Drop the kept features unless they are the ``unless`` ones (then they stay for reuse)."""
