@@ -201,6 +201,7 @@ def bench_training(feats: TrainingFeatures, cfg: DictConfig, device: torch.devic
         "train_sentences": data.num_sentences,
         "train_words": words,
         "train_width": shape.width,
+        "train_mix_layers": shape.mix_layers,  # layers the tagger mixes (scalar_mix strategies), else None
         "train_batches": len(prepared),
         "train_precision": precision,
         "train_harness_epoch_s": [h["epoch_s"] for h in harness_epochs],
