@@ -78,9 +78,9 @@ def probe(overrides: Sequence[str] = (), out_dir: Union[str, Path, None] = None)
     (out / ".hydra").mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, out / ".hydra" / "config.yaml")
     (out / ".hydra" / "overrides.yaml").write_text(json.dumps(list(overrides)) + "\n")  # JSON is YAML
-    results = run_probe(cfg, out)
-    log_job(cfg, results, out)
-    return RunResult.from_dict(results, out / "results.json")
+    result = run_probe(cfg, out)
+    log_job(cfg, result.to_dict(), out)
+    return RunResult.load(out)
 
 
 def load_results(directory: Union[str, Path]):

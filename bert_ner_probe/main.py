@@ -25,7 +25,10 @@ from omegaconf import DictConfig
 
 from bert_ner_probe.config import register
 from bert_ner_probe.errors import UserError
-from bert_ner_probe.run import RESULTS, recorded_config, run_probe, summary_line, write_atomic
+from bert_ner_probe.results.record import recorded_config, summary_line, write_atomic
+from bert_ner_probe.results.run_result import RESULTS_FILE as RESULTS
+from bert_ner_probe.run import run_probe
+from bert_ner_probe.training.tagging_data import FeatureReuse
 from bert_ner_probe.tracking import check_logger, log_job
 
 log = logging.getLogger("bert_ner_probe")
@@ -83,6 +86,11 @@ def finished_results(out_dir: Path, cfg: DictConfig) -> Optional[Dict[str, Any]]
     return results if complete and results.get("config") == recorded_config(cfg) else None
 
 
+# The jobs of a sweep that run in this process one after another share their combined features
+# (the seeds of one strategy read the same layers); see FeatureReuse.
+_REUSE = FeatureReuse()
+
+
 @hydra.main(config_path=config_dir(), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float:
     hc = HydraConfig.get()
@@ -103,10 +111,10 @@ def main(cfg: DictConfig) -> float:
         check_logger(cfg.logger)  # a tracker asked for but not installed fails before any work
         _signal_state["in_job"] = True
         try:
-            results = run_probe(cfg, out_dir)
+            result = run_probe(cfg, out_dir, _REUSE)
         finally:
             _signal_state["in_job"] = False
-        log_job(cfg, results, out_dir, Path(hc.sweep.dir).resolve() if multirun else None)
+        log_job(cfg, result.to_dict(), out_dir, Path(hc.sweep.dir).resolve() if multirun else None)
     except Interrupted as e:
         if multirun:
             _record_interrupt(out_dir, hc.sweep.dir, f"{e} before the job finished")
@@ -124,8 +132,8 @@ def main(cfg: DictConfig) -> float:
             _record_failure(out_dir, e, user=False)
             return float("nan")
         raise
-    print(summary_line(results), flush=True)
-    return float(results["dev"]["f1"])
+    print(summary_line(result), flush=True)
+    return float(result.dev.f1)
 
 
 def _record_interrupt(out_dir: Path, sweep_dir: str, why: str) -> None:

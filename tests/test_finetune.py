@@ -314,7 +314,7 @@ def finetune_run(tmp_path_factory, conll_dir):
 
 @pytest.mark.e2e
 def test_finetune_run_writes_a_probe_shaped_record_and_every_word(finetune_run, conll_dir):
-    from bert_ner_probe.run import results_record
+    from bert_ner_probe.results.record import results_record
 
     root, out, proc = finetune_run
     r = json.loads((out / "results.json").read_text())

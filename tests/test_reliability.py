@@ -393,7 +393,7 @@ def test_sigterm_stops_a_single_run_without_results(shared, tmp_path, messy_dir)
 def test_nonfinite_rows_finds_nan_and_both_infinities_and_nothing_else(dtype):
     import torch
 
-    from bert_ner_probe.run import _nonfinite_rows
+    from bert_ner_probe.strategy.read import _nonfinite_rows
 
     x = torch.full((40, 3, 8), 65504.0, dtype=getattr(torch, dtype))  # the largest finite float16
     x[1::2] *= -1

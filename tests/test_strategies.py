@@ -11,8 +11,18 @@ import torch
 
 from bert_ner_probe.errors import UserError
 from bert_ner_probe.strategy.scalar_mix import ScalarMix
-from bert_ner_probe.strategy.combiner import (CachedSelection, check_combine, output_width, read_rows,
-                                       resolve_layers, select_features)
+from bert_ner_probe.strategy.combiner import Combiner, check_combine, resolve_layers
+from bert_ner_probe.strategy.read import CachedSelection, read_rows
+from bert_ner_probe.strategy.read import select_features as _select_features
+
+
+def select_features(features, layers, combine, **kw):
+    """The split's combined features for hidden states ``layers`` under ``combine``."""
+    return _select_features(features, Combiner(tuple(layers), combine, features.shape[-1]), **kw)
+
+
+def cached_selection(features, layers, combine):
+    return CachedSelection(features, Combiner(tuple(layers), combine, features.shape[-1]))
 
 # ---------------------------------------------------------------- resolve_layers
 
@@ -118,11 +128,29 @@ def test_bad_combine_is_a_user_error():
         select_features(FEATURES, [1], "max")
 
 
-def test_output_width():
-    assert output_width("concat", 4, 768) == 3072
-    assert output_width("sum", 4, 768) == 768
-    assert output_width("mean", 4, 768) == 768
-    assert output_width("scalar_mix", 4, 768) == 768
+@pytest.mark.parametrize("combine, width, row_shape, mix_layers",
+                         [("concat", 3072, (3072,), None), ("sum", 768, (768,), None), ("mean", 768, (768,), None),
+                          ("scalar_mix", 768, (4, 768), 4)])
+def test_a_combiner_owns_its_widths(combine, width, row_shape, mix_layers):
+    from omegaconf import OmegaConf
+
+    from bert_ner_probe.tagger.bilstm_tagger import BiLSTMTagger
+
+    c = Combiner.from_config(OmegaConf.create({"layers": [-4, -3, -2, -1], "combine": combine}), 12, 768)
+    assert c.layers == (9, 10, 11, 12)
+    assert (c.output_width, c.row_shape, c.mix_layers) == (width, row_shape, mix_layers)
+    block = np.ones((2, 13, 768), dtype=np.float16)
+    assert tuple(c.combine_block(block).shape) == (2,) + row_shape
+    tagger = BiLSTMTagger.from_config(OmegaConf.create({"hidden_size": 8, "num_layers": 1, "dropout": 0.0,
+                                                        "crf": False, "input_dropout": 0.0, "impl": "padded"}),
+                                      c, num_labels=5)
+    assert tagger.lstm.input_size == width and (tagger.mix is None) == (mix_layers is None)
+    scores = tagger.emissions(c.combine_block(block).float().unsqueeze(0), torch.tensor([2]))  # one sentence
+    assert scores.shape == (1, 2, 5)
+    record = c.mix_record(tagger.mix)
+    assert (record is None) == (mix_layers is None)
+    if record is not None:
+        assert record["layers"] == [9, 10, 11, 12] and record["weights"] == [0.25] * 4 and record["gamma"] == 1.0
 
 
 # ---------------------------------------------------------------- ScalarMix
@@ -211,7 +239,7 @@ def test_cached_selection_equals_select_features(tmp_path, layers, combine, on_f
     array = rng.normal(size=(50, 4, 3)).astype(np.float16)
     features = _saved(tmp_path, array) if on_file else array
     whole = select_features(features, layers, combine, chunk=7)
-    lazy = CachedSelection(features, layers, combine)
+    lazy = cached_selection(features, layers, combine)
     assert lazy.shape == whole.shape and (lazy.fd is not None) == on_file
     for rows in (torch.tensor([[5, 6, 7, 0], [30, 31, 0, 0]]), torch.tensor([49, 48, 2, 3, 4, 3, 10]),
                  torch.arange(50)):
@@ -235,7 +263,7 @@ def test_reading_a_split_does_not_map_the_cache_file(tmp_path):
     features = _saved(tmp_path, np.ones((8192, 8, 512), dtype=np.float16))
     before = _rss_file_mb()
     assert select_features(features, [7], "concat").shape == (8192, 512)
-    assert CachedSelection(features, [4, 5, 6, 7], "concat")[torch.arange(0, 8192, 3)].shape == (2731, 2048)
+    assert cached_selection(features, [4, 5, 6, 7], "concat")[torch.arange(0, 8192, 3)].shape == (2731, 2048)
     assert _rss_file_mb() - before < 16
     np.array(features[:, 7])  # through the map: the whole file is touched (a row is 8 KiB)
     assert _rss_file_mb() - before > 48

@@ -96,15 +96,14 @@ def test_parallel_jobs_extract_once(tmp_path, conll_dir):
 def test_kept_features_are_dropped_before_a_job_that_wants_others():
     import torch
 
-    from bert_ner_probe import run
+    from bert_ner_probe.training.tagging_data import FeatureReuse
 
+    reuse = FeatureReuse()
     x = {"train": torch.zeros(2, 3)}
-    run._last_selection.update(key=("wanted-a", "/cache/entry-a"), x=x)
-    try:
-        run.forget_features(unless="wanted-a")  # the next job wants the same: kept for reuse
-        assert run._last_selection["x"] is x
-        run.forget_features(unless="wanted-b")  # another strategy, encoder or data: dropped now
-        assert run._last_selection == {}
-        run.forget_features(unless="wanted-b")  # nothing kept: nothing to do
-    finally:
-        run._last_selection.clear()
+    reuse.key, reuse.x = ("wanted-a", "/cache/entry-a"), x
+    reuse.forget(unless="wanted-a")  # the next job wants the same: kept for reuse
+    assert reuse.x is x and reuse.key == ("wanted-a", "/cache/entry-a")
+    reuse.forget(unless="wanted-b")  # another strategy, encoder or data: dropped now
+    assert reuse.key is None and reuse.x == {}
+    reuse.forget(unless="wanted-b")  # nothing kept: nothing to do
+    assert FeatureReuse().key is None  # a new object keeps nothing: no state shared between objects

@@ -11,7 +11,8 @@ import torch
 from bert_ner_probe.metrics.score import f1, score, write_conll
 from bert_ner_probe.tagger.bilstm_tagger import BiLSTMTagger
 from bert_ner_probe.features.batching import bucketed_batches
-from bert_ner_probe.training.train import TaggingData, predict, train
+from bert_ner_probe.training.tagging_data import TaggingData
+from bert_ner_probe.training.train import predict, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

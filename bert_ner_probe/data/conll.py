@@ -96,6 +96,11 @@ class Corpus:
     def __getitem__(self, name: str) -> Split:
         return self.splits[name]
 
+    def label_ids(self, split: str) -> List[int]:
+        """Every word's label index in ``labels``, in order; a tag training lacks gets -100, which no loss reads."""
+        index = {t: i for i, t in enumerate(self.labels)}
+        return [index.get(t, -100) for s in self.splits[split].sentences for t in s.tags]
+
     def fingerprint(self) -> str:
         """One hash over every split's content and size (limits included)."""
         h = hashlib.sha256()

@@ -9,11 +9,16 @@ F1 and friends are fractions in [0, 1].
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
+
+from omegaconf import DictConfig
 
 from seqeval.metrics import classification_report, f1_score
 from seqeval.metrics.sequence_labeling import get_entities
 from seqeval.scheme import IOB2
+
+from bert_ner_probe.data.conll import Corpus
 
 MODES = ("conlleval", "strict")
 
@@ -109,3 +114,13 @@ def write_conll(path, words: List[List[str]], gold: List[List[str]], pred: List[
             for w, g, p in zip(ws, gs, ps):
                 fh.write(f"{w} {g} {p}\n")
             fh.write("\n")
+
+
+def score_and_write(cfg: DictConfig, corpus: Corpus, split: str, pred: List[List[str]], out_dir: Path
+                    ) -> Dict[str, Any]:
+    """seqeval scores of one split's predicted tags; ``predictions/<split>.conll`` (word gold predicted) too."""
+    gold = [s.tags for s in corpus[split].sentences]
+    if cfg.write_predictions:
+        (out_dir / "predictions").mkdir(parents=True, exist_ok=True)
+        write_conll(out_dir / "predictions" / f"{split}.conll", [s.words for s in corpus[split].sentences], gold, pred)
+    return score(gold, pred, cfg.eval.mode)

@@ -67,8 +67,8 @@ class RunResult:
     """A finished run: what was probed, how it scored, how long it took, with which config."""
 
     strategy: str
-    layers: List[int]
-    combine: str
+    layers: Optional[List[int]]  # None for the fine-tuning row
+    combine: Optional[str]  # None for the fine-tuning row
     pooling: str
     context: str
     seed: int
@@ -92,7 +92,9 @@ class RunResult:
     def from_dict(cls, d: Mapping[str, Any], path: Optional[Path] = None) -> "RunResult":
         """Build from a ``results.json`` dict (``path``: the file it came from, if any)."""
         return cls(
-            strategy=str(d["strategy"]), layers=[int(x) for x in d["layers"]], combine=str(d["combine"]),
+            strategy=str(d["strategy"]),
+            layers=None if d.get("layers") is None else [int(x) for x in d["layers"]],
+            combine=None if d.get("combine") is None else str(d["combine"]),
             pooling=str(d["pooling"]), context=str(d["context"]), seed=int(d["seed"]), encoder=str(d["encoder"]),
             num_layers=None if d.get("num_layers") is None else int(d["num_layers"]),
             labels=list(d.get("labels") or []),

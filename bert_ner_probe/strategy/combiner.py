@@ -1,37 +1,28 @@
-"""Feature strategies: which hidden states to take and how to combine them.
+"""Feature strategies: which hidden states make a word's vector, and how they are combined.
 
 Hidden state 0 is the embedding output and ``N`` (the encoder's depth) the
 last layer; a negative index counts from the top (``-1`` = ``N``,
 ``-2`` = ``N - 1``). ``layers = None`` means every encoder layer ``1..N``
 (the paper's "all 12 layers" for BERT-base). For the chosen layers
-``h_1 .. h_K`` of a word:
+``h_1 .. h_K`` of a word, each of width ``d``:
 
-* ``concat``     — ``[h_1; …; h_K]`` (width ``K * d``)
-* ``sum``        — ``h_1 + … + h_K``
-* ``mean``       — ``(h_1 + … + h_K) / K``
+* ``concat``     — ``[h_1; …; h_K]``                       (width ``K · d``)
+* ``sum``        — ``h_1 + … + h_K``                       (width ``d``)
+* ``mean``       — ``(h_1 + … + h_K) / K``                 (width ``d``)
 * ``scalar_mix`` — ``γ · Σ_k softmax(w)_k · h_k``, learned with the tagger
-  (:class:`~bert_ner_probe.strategy.scalar_mix.ScalarMix`).
+  (:class:`~bert_ner_probe.strategy.scalar_mix.ScalarMix`; width ``d``).
 
-``scalar_mix`` keeps the K chosen layers per word and mixes them inside
-the tagger. Two ways to get a split's combined features:
-
-* :func:`select_features` — the whole split combined once, chunk by chunk,
-  into one float16 tensor (on a GPU, where training reads it).
-* :class:`CachedSelection` — nothing combined in advance: each batch's rows
-  are read from the cache file and combined when the batch is gathered (the
-  CPU path). Training then holds no copy of the split at all.
-
-Both read the cache file with plain reads (:func:`read_rows`), not through
-its memory map: every page of a mapped file that is touched counts in the
-process's resident set, and a word's row holds all its layers, so reading
-even one layer through the map touches nearly the whole file.
+A :class:`Combiner` holds one strategy for one encoder and owns its facts:
+the resolved layers, the shape of what is read per word (``(K, d)`` for the
+learned mix, which happens inside the tagger, else the combined vector), the
+tagger's input width, and the fixed rule applied to a block of rows.
+:mod:`bert_ner_probe.strategy.read` reads cached rows through it.
 """
 
 from __future__ import annotations
 
-import math
-import os
-from typing import List, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -69,12 +60,6 @@ def check_combine(combine: str) -> None:
         raise UserError(f"strategy.combine must be one of {', '.join(COMBINES)}, got {combine!r}")
 
 
-def output_width(combine: str, n_layers: int, width: int) -> int:
-    """Width of the combined word vector."""
-    check_combine(combine)
-    return n_layers * width if combine == "concat" else width
-
-
 def combine_layers(x: torch.Tensor, combine: str) -> torch.Tensor:
     """Combine the chosen layers of a block of words with a fixed rule.
 
@@ -92,144 +77,63 @@ def combine_layers(x: torch.Tensor, combine: str) -> torch.Tensor:
     raise ValueError(f"combine_layers handles concat, sum and mean, not {combine!r}")
 
 
-def selected_shape(num_words: int, n_layers: int, width: int, combine: str) -> Tuple[int, ...]:
-    """Shape of :func:`select_features`' output: (words, K, width) for scalar_mix, else (words, width')."""
-    if combine == "scalar_mix":
-        return (num_words, n_layers, width)
-    return (num_words, output_width(combine, n_layers, width))
-
-
-def _file_backed(features: np.ndarray) -> bool:
-    """Whether ``features`` is a whole C-ordered ``.npy`` memory map (then :func:`read_rows` reads its file)."""
-    if not isinstance(features, np.memmap) or not features.filename or not features.flags.c_contiguous:
-        return False
-    try:
-        return os.path.getsize(features.filename) == features.offset + features.nbytes
-    except OSError:
-        return False
-
-
-def read_rows(features: np.ndarray, start: int, stop: int) -> np.ndarray:
-    """Rows ``start:stop`` of ``features`` as a new array: Shape: (stop - start, ...).
-
-    A file-backed memory map is read with ``os.preadv`` from its file, so the
-    map's pages never enter this process's resident set (they stay in the
-    page cache); any other array is sliced and copied.
-    """
-    if not _file_backed(features):
-        return np.array(features[start:stop])
-    out = np.empty((stop - start,) + features.shape[1:], dtype=features.dtype)
-    row_bytes = features.dtype.itemsize * math.prod(features.shape[1:])
-    fd = os.open(features.filename, os.O_RDONLY)
-    try:
-        view, done = memoryview(out).cast("B"), 0
-        while done < out.nbytes:
-            got = os.preadv(fd, [view[done:]], features.offset + start * row_bytes + done)
-            if got <= 0:
-                raise OSError(f"{features.filename}: short read at row {start}")
-            done += got
-    finally:
-        os.close(fd)
-    return out
-
-
 def _layer_index(layers: Sequence[int]) -> slice | List[int]:
     """A slice when the layers are consecutive (a view, not a gather), else the list."""
     k = len(layers)
     return slice(layers[0], layers[0] + k) if list(layers) == list(range(layers[0], layers[0] + k)) else list(layers)
 
 
-def _combine_block(block: np.ndarray, sel: slice | List[int], combine: str, device: torch.device | str = "cpu"
-                   ) -> torch.Tensor:
-    """The chosen layers of a block of rows, combined, float16 — Shape: (c, K, width) for scalar_mix, else (c, width').
+@dataclass(frozen=True)
+class Combiner:
+    """One strategy for one encoder: the layers ``h_1 .. h_K`` (indices into 0..N), the rule, one layer's width d."""
 
-    ``block``: Shape: (c, layers + 1, width). Sums are taken in float32 and stored in float16.
-    """
-    x = torch.from_numpy(np.ascontiguousarray(block[:, sel])).to(device)  # Shape: (c, K, width)
-    if combine == "scalar_mix":
-        return x.to(torch.float16)
-    return combine_layers(x.float() if combine != "concat" else x, combine).to(torch.float16)
+    layers: Tuple[int, ...]
+    combine: str
+    width: int
 
+    def __post_init__(self) -> None:
+        check_combine(self.combine)
 
-def select_features(features: np.ndarray, layers: Sequence[int], combine: str,
-                    chunk: int = 4096, device: torch.device | str = "cpu") -> torch.Tensor:
-    """Read the chosen layers of every word and combine them, one chunk at a time.
+    @classmethod
+    def from_config(cls, strategy_cfg: Any, num_layers: int, width: int) -> "Combiner":
+        """``strategy_cfg.layers`` (None = 1..N, negatives from the top) and ``.combine`` for an N-layer encoder."""
+        layers = None if strategy_cfg.layers is None else [int(x) for x in strategy_cfg.layers]
+        return cls(tuple(resolve_layers(layers, num_layers)), str(strategy_cfg.combine), int(width))
 
-    Args:
-        features: Shape: (words, layers + 1, width), e.g. a float16 memmap
-            (read with :func:`read_rows`, not through the map).
-        device: where the output is made, and each chunk combined (a GPU does the sums there).
-    Returns:
-        float16 tensor on ``device`` — Shape: (words, K, width) for scalar_mix
-        (mixed later by the tagger), else the combined Shape: (words, width').
-    Sums are taken in float32 and stored in float16.
-    """
-    n, _, width = features.shape
-    check_combine(combine)
-    out = torch.empty(selected_shape(n, len(layers), width, combine), dtype=torch.float16, device=device)
-    sel = _layer_index(layers)
-    for start in range(0, n, chunk):
-        out[start:start + chunk] = _combine_block(read_rows(features, start, min(start + chunk, n)), sel, combine,
-                                                  device)
-    return out
+    @property
+    def learned(self) -> bool:
+        """Whether the layers are mixed inside the tagger (scalar_mix) rather than by a fixed rule when read."""
+        return self.combine == "scalar_mix"
 
+    @property
+    def output_width(self) -> int:
+        """Width of the word vector the tagger's LSTM reads: ``K · d`` for concat, else ``d``."""
+        return len(self.layers) * self.width if self.combine == "concat" else self.width
 
-class CachedSelection:
-    """A split's combined features, read from the cache and combined batch by batch; no copy of the split.
+    @property
+    def row_shape(self) -> Tuple[int, ...]:
+        """Shape of one word as read for the tagger: ``(K, d)`` for the learned mix, else ``(output_width,)``."""
+        return (len(self.layers), self.width) if self.learned else (self.output_width,)
 
-    ``x[rows]`` (``rows`` a CPU LongTensor of any shape) reads the distinct
-    rows as runs of consecutive words — one ``preadv`` per run, so a batch of
-    whole sentences is about one read per sentence — and combines them as
-    :func:`select_features` would (the same float16 values). It stands in for
-    :func:`select_features`' tensor where training runs on the CPU: the
-    process then holds one batch, not the split (concat_last_four of MiniLM:
-    0.9 GB in float16 for the three CoNLL-2003 splits).
-    """
+    @property
+    def mix_layers(self) -> Optional[int]:
+        """K when the tagger learns the mix (it then holds a ScalarMix of K layers), else None."""
+        return len(self.layers) if self.learned else None
 
-    def __init__(self, features: np.ndarray, layers: Sequence[int], combine: str) -> None:
-        n, _, width = features.shape
-        check_combine(combine)
-        self.features, self.combine = features, combine
-        self.sel = _layer_index(layers)
-        self.shape = torch.Size(selected_shape(n, len(layers), width, combine))
-        self.fd = os.open(features.filename, os.O_RDONLY) if _file_backed(features) else None
-        self.row_bytes = features.dtype.itemsize * math.prod(features.shape[1:])
+    def combine_block(self, block: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+        """The chosen layers of a block of cached rows, combined, float16.
 
-    dtype = torch.float16
-    device = torch.device("cpu")
-    is_cuda = False
+        ``block``: Shape: (c, N + 1, d). Returns Shape: (c,) + :attr:`row_shape`.
+        Sums are taken in float32 and stored in float16.
+        """
+        x = torch.from_numpy(np.ascontiguousarray(block[:, _layer_index(self.layers)])).to(device)  # Shape: (c, K, d)
+        if self.learned:
+            return x.to(torch.float16)
+        return combine_layers(x.float() if self.combine != "concat" else x, self.combine).to(torch.float16)
 
-    def is_pinned(self) -> bool:
-        return False
+    def mix_record(self, mix: Any) -> Optional[Dict[str, Any]]:
+        """The learned mix for results.json (layers, softmax weights, γ); None for a fixed rule."""
+        if not self.learned:
+            return None
+        return {"layers": list(self.layers), "weights": mix.normalized_weights(), "gamma": float(mix.gamma.detach())}
 
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __del__(self) -> None:
-        if getattr(self, "fd", None) is not None:
-            os.close(self.fd)
-            self.fd = None
-
-    def _read(self, rows: np.ndarray) -> np.ndarray:
-        """All layers of sorted distinct ``rows``: Shape: (len(rows), layers + 1, width)."""
-        if self.fd is None:
-            return np.asarray(self.features[rows])
-        out = np.empty((len(rows),) + self.features.shape[1:], dtype=self.features.dtype)
-        runs = np.flatnonzero(np.diff(rows) != 1) + 1  # where a new run of consecutive rows starts
-        view = memoryview(out).cast("B")
-        for a, b in zip(np.concatenate([[0], runs]), np.concatenate([runs, [len(rows)]])):
-            lo, hi = int(a) * self.row_bytes, int(b) * self.row_bytes
-            offset = self.features.offset + int(rows[a]) * self.row_bytes
-            while lo < hi:  # a regular file is read whole, but a short read is allowed
-                got = os.preadv(self.fd, [view[lo:hi]], offset)
-                if got <= 0:
-                    raise OSError(f"{self.features.filename}: short read at row {int(rows[a])}")
-                lo, offset = lo + got, offset + got
-        return out
-
-    def __getitem__(self, rows: torch.Tensor) -> torch.Tensor:
-        """Combined features of ``rows``: Shape: rows.shape + (width',) or + (K, width), float16, on the CPU."""
-        flat = np.asarray(rows, dtype=np.int64).reshape(-1)
-        distinct, inverse = np.unique(flat, return_inverse=True)
-        x = _combine_block(self._read(distinct), self.sel, self.combine)  # Shape: (distinct, ...)
-        return x[torch.from_numpy(inverse.reshape(-1))].reshape(tuple(rows.shape) + tuple(self.shape[1:]))

@@ -18,7 +18,7 @@ packing tagger also takes batches already in packed order
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import torch
 from torch import nn
@@ -27,6 +27,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 from bert_ner_probe.device import to_device_nowait
 from bert_ner_probe.tagger.bilstm import bidirectional_lstm
 from bert_ner_probe.tagger.dropout import Dropout
+from bert_ner_probe.strategy.combiner import Combiner
 from bert_ner_probe.strategy.scalar_mix import ScalarMix
 
 IMPLS = ("auto", "packed", "padded")
@@ -61,6 +62,13 @@ class BiLSTMTagger(nn.Module):
             from torchcrf import CRF
 
             self.crf = CRF(num_labels, batch_first=True)
+
+    @classmethod
+    def from_config(cls, tagger_cfg: Any, combiner: Combiner, num_labels: int) -> "BiLSTMTagger":
+        """The tagger of ``tagger_cfg`` over ``combiner``'s words: its input width and, for scalar_mix, its mix."""
+        return cls(input_size=combiner.output_width, num_labels=num_labels, hidden_size=tagger_cfg.hidden_size,
+                   num_layers=tagger_cfg.num_layers, dropout=tagger_cfg.dropout, crf=tagger_cfg.crf,
+                   mix_layers=combiner.mix_layers, input_dropout=tagger_cfg.input_dropout, impl=str(tagger_cfg.impl))
 
     def packs(self, device: torch.device) -> bool:
         """Whether the LSTM runs on packed sequences on ``device`` (``impl``: auto = not on the CPU)."""

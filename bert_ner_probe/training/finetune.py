@@ -35,7 +35,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -51,7 +51,11 @@ from bert_ner_probe.features.extract import EncoderBatch, WindowPlan, plan_windo
 from bert_ner_probe.tagger.finetune_tagger import FineTuneTagger
 from bert_ner_probe.metrics.score import GoldEntities
 from bert_ner_probe.training.optim import build_optimizer, build_schedule
-from bert_ner_probe.run import _tags_to_ids, corpus_of, forget_features, results_record, score_and_write, write_results
+from bert_ner_probe.data.load import corpus_of
+from bert_ner_probe.metrics.score import score_and_write
+from bert_ner_probe.results.record import results_record, write_results
+from bert_ner_probe.results.run_result import RunResult
+from bert_ner_probe.training.tagging_data import FeatureReuse
 from bert_ner_probe.training.train import TrainResult, close_epoch
 
 log = logging.getLogger(__name__)
@@ -79,7 +83,7 @@ class SplitWindows:
         plan = plan_windows_of(loaded.tokenizer, [s.words for s in sentences], [s.doc for s in sentences],
                                cfg.encoder.context, loaded.max_length, cfg.encoder.max_pieces_per_word)
         lengths = [len(s.words) for s in sentences]
-        tags = torch.as_tensor(_tags_to_ids(corpus, split)[:sum(lengths)], dtype=torch.long)
+        tags = torch.as_tensor(corpus.label_ids(split)[:sum(lengths)], dtype=torch.long)
         return cls(plan, tags, np.repeat(np.arange(len(lengths)), lengths))
 
     def chains(self, batch: EncoderBatch) -> np.ndarray:
@@ -223,8 +227,11 @@ def save_model(model: FineTuneTagger, loaded: LoadedEncoder, labels: List[str], 
     return folder
 
 
-def run_finetune(cfg: DictConfig, out_dir: Path, t_start: float) -> Dict[str, Any]:
-    """One fine-tuning run end to end (config checked by the caller); results as :func:`~bert_ner_probe.run.run_probe`'s."""
+def run_finetune(cfg: DictConfig, out_dir: Path, t_start: float, reuse: Optional[FeatureReuse] = None) -> RunResult:
+    """One fine-tuning run end to end (config checked by the caller); results as :func:`~bert_ner_probe.run.run_probe`'s.
+
+    ``reuse``: a previous frozen job's kept features, dropped here (the encoder needs the memory).
+    """
     device = resolve_device(cfg.device)
     precision = training_precision(cfg.trainer.precision, device, finetune=True)
     if cfg.trainer.name != "finetune":
@@ -233,7 +240,8 @@ def run_finetune(cfg: DictConfig, out_dir: Path, t_start: float) -> Dict[str, An
     if cfg.encoder.dtype not in ("auto", "float32"):
         log.info("strategy=finetune loads the encoder in float32 and trains under %s autocast; "
                  "encoder.dtype=%s applies to frozen features only", precision, cfg.encoder.dtype)
-    forget_features()  # a previous frozen job's combined features: the encoder needs the memory
+    if reuse is not None:
+        reuse.forget()  # a previous frozen job's combined features: the encoder needs the memory
     corpus = corpus_of(cfg)
     t_load = time.perf_counter()
     loaded = load_encoder(cfg.encoder.name_or_path, cfg.device, "float32", cfg.encoder.max_length)
@@ -273,7 +281,7 @@ def run_finetune(cfg: DictConfig, out_dir: Path, t_start: float) -> Dict[str, An
     eval_passes = {s: len(_eval_batches(w.plan, cfg)) for s, w in held.items()}
     passes = (sum(len(b) for b in epochs[:trained.epochs_run])  # training steps, then dev after each epoch
               + trained.epochs_run * eval_passes["dev"] + eval_passes["dev"] + eval_passes["test"])
-    results = results_record(
+    result = results_record(
         cfg, corpus, depth=loaded.num_layers, strategy=cfg.strategy.name, layers=None, combine=None,
         metrics=metrics, trained=trained, device=device, encoder_dtype="float32", precision=precision,
         cache_hit=False, cache_entry=None, encoder_passes=passes, features_reused=False, mix_weights=None,
@@ -284,5 +292,5 @@ def run_finetune(cfg: DictConfig, out_dir: Path, t_start: float) -> Dict[str, An
         finetune={"train_sentences": n_train, "train_words": train_w.num_words,
                   "train_windows": len(train_w.plan.windows), "words_per_batch": words_per_batch,
                   "saved": str(saved) if saved else None})
-    write_results(out_dir, results)
-    return results
+    write_results(out_dir, result)
+    return result

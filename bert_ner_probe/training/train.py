@@ -26,131 +26,21 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
-from typing import Callable, Dict, List, Sequence, Tuple
+from dataclasses import dataclass, fields
+from typing import Any, Callable, Dict, List
 
 import numpy as np
 import torch
-from torch.nn.utils.rnn import PackedSequence
 from tqdm.auto import tqdm
 
-from bert_ner_probe.device import autocast, to_device_nowait
+from bert_ner_probe.device import Precision, autocast, training_precision
 from bert_ner_probe.features.batching import batches_by_length, bucketed_batches
-from bert_ner_probe.training.concurrency import workers
 from bert_ner_probe.training.early_stopping import EarlyStopping
 from bert_ner_probe.training.optim import build_optimizer, build_schedule
-from bert_ner_probe.strategy.combiner import CachedSelection
 from bert_ner_probe.tagger.bilstm_tagger import BiLSTMTagger
+from bert_ner_probe.training.tagging_data import TaggingData, longest_first
 
 log = logging.getLogger(__name__)
-
-
-
-@dataclass
-class TaggingData:
-    """Combined word features of one split, ready for batching.
-
-    ``x`` and ``tags`` live together: on the GPU when the features fit there
-    (then a batch is gathered on the GPU and no step waits for the host), else
-    on the CPU (pinned when training runs on a GPU). On the CPU ``x`` may be a
-    :class:`~bert_ner_probe.strategy.combiner.CachedSelection`, which reads each
-    batch's rows from the cache when it is indexed.
-    """
-
-    x: torch.Tensor | CachedSelection  # Shape: (words, width) or (words, K, width), float16
-    offsets: np.ndarray  # Shape: (sentences + 1,)
-    tags: torch.Tensor  # Shape: (words,), label indices, on x's device
-
-    @classmethod
-    def build(cls, features: torch.Tensor, offsets: np.ndarray, tags: Sequence[int],
-              device: torch.device) -> "TaggingData":
-        if features.shape[0] != offsets[-1] or len(tags) != offsets[-1]:
-            raise ValueError(f"{features.shape[0]} feature rows, {len(tags)} tags, {offsets[-1]} words: they must agree")
-        x = _to_device(features, device) if device.type == "cuda" else features
-        tags_t = torch.as_tensor(np.asarray(tags), dtype=torch.long)
-        return cls(x, np.asarray(offsets, dtype=np.int64), tags_t.to(x.device) if x.is_cuda else tags_t)
-
-    @property
-    def num_sentences(self) -> int:
-        return len(self.offsets) - 1
-
-    @property
-    def lengths(self) -> np.ndarray:
-        return np.diff(self.offsets)
-
-    def positions(self, sentence_ids: np.ndarray) -> Tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-        """Word rows and validity of each padded position, on the features' device; lengths.
-
-        Returns ``(rows, valid, lengths)``: rows Shape: (batch, time) (0 at
-        padding), valid Shape: (batch, time) bool, lengths Shape: (batch,) numpy.
-        """
-        starts = self.offsets[sentence_ids]
-        lens = self.offsets[sentence_ids + 1] - starts
-        span = to_device_nowait(torch.from_numpy(np.stack([starts, lens])), self.x.device)  # Shape: (2, batch)
-        pos = torch.arange(int(lens.max()), device=self.x.device)  # Shape: (time,)
-        valid = pos[None, :] < span[1][:, None]  # Shape: (batch, time)
-        rows = torch.where(valid, span[0][:, None] + pos[None, :], 0)  # padding reads row 0 ...
-        return rows, valid, lens
-
-    def packed(self, sentence_ids: np.ndarray, device: torch.device
-               ) -> Tuple[PackedSequence, torch.Tensor, torch.Tensor]:
-        """The sentences as one packed batch, gathered straight into packed order (no padding).
-
-        Returns ``(seq, tags, rows)``: ``seq.data`` Shape: (words, ...) float32
-        on ``device``, time-major with the sentences longest first (their order
-        is changed here); ``tags`` Shape: (words,) and each word's row in this
-        split, ``rows`` Shape: (words,) on the features' device, both in the same order.
-        """
-        ids = longest_first(sentence_ids, self.lengths)
-        starts = self.offsets[ids]
-        lens = self.offsets[ids + 1] - starts
-        t, b = np.nonzero(np.arange(int(lens[0]))[:, None] < lens[None, :])  # time-major: step t, then sentence b
-        batch_sizes = torch.from_numpy(np.bincount(t))  # Shape: (time,), sentences still running at each step
-        rows = to_device_nowait(torch.from_numpy(starts[b] + t), self.x.device)  # Shape: (words,)
-        data = self.x[rows].to(device, non_blocking=True).float()  # Shape: (words, ...)
-        tags = self.tags[rows].to(device, non_blocking=True)
-        return PackedSequence(data, batch_sizes), tags, rows
-
-    def batch(self, sentence_ids: np.ndarray, device: torch.device):
-        """Padded features (float32), lengths (CPU) and tags (-100 at padding) for some sentences, in that order."""
-        return self.gather(*self.positions(sentence_ids), device)
-
-    def gather(self, rows: torch.Tensor, valid: torch.Tensor, lens: np.ndarray, device: torch.device):
-        """:meth:`batch` from :meth:`positions`' output."""
-        x = self.x[rows].to(device, non_blocking=True).float()  # Shape: (batch, time, ...)
-        keep = valid.to(device, non_blocking=True).view(valid.shape + (1,) * (x.dim() - 2))
-        x = x * keep  # ... and is zeroed here
-        tags = torch.where(valid, self.tags[rows], -100).to(device, non_blocking=True)
-        return x, torch.from_numpy(lens), tags
-
-
-def longest_first(sentence_ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """The same sentences, longest first (stable): packed sequences then need no re-sorting on the GPU."""
-    return sentence_ids[np.argsort(-lengths[sentence_ids], kind="stable")]
-
-
-def feature_home(nbytes: int, device: torch.device) -> torch.device:
-    """Where a split's features stay during training: the GPU when they take under half its free memory.
-
-    With several jobs at once on the device (``trainer.concurrent``), under half
-    of this job's share of it (free ÷ workers): jobs that start together all
-    see the same free memory.
-    """
-    if device.type != "cuda":
-        return torch.device("cpu")
-    free, _ = torch.cuda.mem_get_info(device)
-    return device if nbytes < 0.5 * free / workers() else torch.device("cpu")
-
-
-def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Keep the features on the GPU when they fit; otherwise in pinned host memory."""
-    if x.is_cuda:  # placed already (combined on the GPU, or reused from the previous job)
-        return x.to(device)
-    if x.is_pinned():  # kept in host memory by an earlier job, where it did not fit
-        return x
-    if feature_home(x.numel() * x.element_size(), device).type == "cuda":
-        return x.to(device)
-    return x.pin_memory()
 
 
 def predict(model: BiLSTMTagger, data: TaggingData, device: torch.device, batch_size: int = 256,
@@ -282,3 +172,50 @@ def train(
             break
     stopper.restore(model)
     return TrainResult(stopper.best_epoch, epoch, stopper.best_f1, history, time.perf_counter() - t0)
+
+
+@dataclass(frozen=True)
+class ProbeTrainer:
+    """The probe's training settings (``trainer.*``, ``seed``, ``progress``): one way to fit and to predict."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    patience: int
+    seed: int
+    grad_clip: float = 5.0
+    eval_batch_size: int = 256
+    eval_max_words: int = 8192
+    progress: bool = True
+    bucket_pool: int = 5
+    precision: str = "auto"  # as configured; :meth:`precision_on` resolves it for a device
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    warmup_ratio: float = 0.0
+    grad_accum: int = 1
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> "ProbeTrainer":
+        """From a composed run config: ``cfg.trainer`` plus the run's ``seed`` and ``progress``."""
+        trainer = cfg.trainer
+        return cls(**{f.name: trainer[f.name] for f in fields(cls) if f.name not in ("seed", "progress")},
+                   seed=int(cfg.seed), progress=bool(cfg.progress))
+
+    def precision_on(self, device: torch.device) -> Precision:
+        """The autocast format on ``device`` (:func:`bert_ner_probe.device.training_precision`)."""
+        return training_precision(self.precision, device)
+
+    def fit(self, model: BiLSTMTagger, train_data: TaggingData, dev_data: TaggingData,
+            dev_f1: Callable[[List[List[int]]], float], device: torch.device) -> TrainResult:
+        """:func:`train` with these settings."""
+        return train(model, train_data, dev_data, dev_f1, device, epochs=self.epochs, batch_size=self.batch_size,
+                     lr=self.lr, patience=self.patience, seed=self.seed, grad_clip=self.grad_clip,
+                     eval_batch_size=self.eval_batch_size, eval_max_words=self.eval_max_words,
+                     progress=self.progress, bucket_pool=self.bucket_pool, precision=self.precision_on(device),
+                     optimizer=self.optimizer, weight_decay=self.weight_decay, schedule=self.schedule,
+                     warmup_ratio=self.warmup_ratio, grad_accum=self.grad_accum)
+
+    def predict(self, model: BiLSTMTagger, data: TaggingData, device: torch.device) -> List[List[int]]:
+        """:func:`predict` with these settings."""
+        return predict(model, data, device, self.eval_batch_size, self.precision_on(device), self.eval_max_words)

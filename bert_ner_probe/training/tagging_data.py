@@ -1,0 +1,197 @@
+"""What the probe's trainer reads: a split's combined features and tags, and their reuse across jobs.
+
+* :class:`TaggingData` — one split's features (a tensor or a
+  :class:`~bert_ner_probe.strategy.read.CachedSelection`), sentence offsets
+  and label indices, with the batch gathers training and prediction use.
+* :class:`FeatureReuse` — the combined features of the last job, kept for
+  the next job of the same process: the seeds of one strategy in a sweep run
+  one after another and read the same layers, so the cache is read and
+  combined (and copied to the GPU) once per strategy, not once per seed. A
+  run gets the object it should share (the CLI keeps one per process; a
+  caller of :func:`bert_ner_probe.run.run_probe` may pass its own or none).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch.nn.utils.rnn import PackedSequence
+
+from bert_ner_probe.data.conll import SPLITS, Corpus
+from bert_ner_probe.device import to_device_nowait
+from bert_ner_probe.features.cache import CacheEntry
+from bert_ner_probe.strategy.combiner import Combiner
+from bert_ner_probe.strategy.read import CachedSelection, check_finite, select_features
+from bert_ner_probe.training.concurrency import workers
+
+
+@dataclass
+class TaggingData:
+    """Combined word features of one split, ready for batching.
+
+    ``x`` and ``tags`` live together: on the GPU when the features fit there
+    (then a batch is gathered on the GPU and no step waits for the host), else
+    on the CPU (pinned when training runs on a GPU). On the CPU ``x`` may be a
+    :class:`~bert_ner_probe.strategy.read.CachedSelection`, which reads each
+    batch's rows from the cache when it is indexed.
+    """
+
+    x: torch.Tensor | CachedSelection  # Shape: (words, width) or (words, K, width), float16
+    offsets: np.ndarray  # Shape: (sentences + 1,)
+    tags: torch.Tensor  # Shape: (words,), label indices, on x's device
+
+    @classmethod
+    def build(cls, features: torch.Tensor, offsets: np.ndarray, tags: Sequence[int],
+              device: torch.device) -> "TaggingData":
+        if features.shape[0] != offsets[-1] or len(tags) != offsets[-1]:
+            raise ValueError(f"{features.shape[0]} feature rows, {len(tags)} tags, {offsets[-1]} words: they must agree")
+        x = _to_device(features, device) if device.type == "cuda" else features
+        tags_t = torch.as_tensor(np.asarray(tags), dtype=torch.long)
+        return cls(x, np.asarray(offsets, dtype=np.int64), tags_t.to(x.device) if x.is_cuda else tags_t)
+
+    @property
+    def num_sentences(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def positions(self, sentence_ids: np.ndarray) -> Tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        """Word rows and validity of each padded position, on the features' device; lengths.
+
+        Returns ``(rows, valid, lengths)``: rows Shape: (batch, time) (0 at
+        padding), valid Shape: (batch, time) bool, lengths Shape: (batch,) numpy.
+        """
+        starts = self.offsets[sentence_ids]
+        lens = self.offsets[sentence_ids + 1] - starts
+        span = to_device_nowait(torch.from_numpy(np.stack([starts, lens])), self.x.device)  # Shape: (2, batch)
+        pos = torch.arange(int(lens.max()), device=self.x.device)  # Shape: (time,)
+        valid = pos[None, :] < span[1][:, None]  # Shape: (batch, time)
+        rows = torch.where(valid, span[0][:, None] + pos[None, :], 0)  # padding reads row 0 ...
+        return rows, valid, lens
+
+    def packed(self, sentence_ids: np.ndarray, device: torch.device
+               ) -> Tuple[PackedSequence, torch.Tensor, torch.Tensor]:
+        """The sentences as one packed batch, gathered straight into packed order (no padding).
+
+        Returns ``(seq, tags, rows)``: ``seq.data`` Shape: (words, ...) float32
+        on ``device``, time-major with the sentences longest first (their order
+        is changed here); ``tags`` Shape: (words,) and each word's row in this
+        split, ``rows`` Shape: (words,) on the features' device, both in the same order.
+        """
+        ids = longest_first(sentence_ids, self.lengths)
+        starts = self.offsets[ids]
+        lens = self.offsets[ids + 1] - starts
+        t, b = np.nonzero(np.arange(int(lens[0]))[:, None] < lens[None, :])  # time-major: step t, then sentence b
+        batch_sizes = torch.from_numpy(np.bincount(t))  # Shape: (time,), sentences still running at each step
+        rows = to_device_nowait(torch.from_numpy(starts[b] + t), self.x.device)  # Shape: (words,)
+        data = self.x[rows].to(device, non_blocking=True).float()  # Shape: (words, ...)
+        tags = self.tags[rows].to(device, non_blocking=True)
+        return PackedSequence(data, batch_sizes), tags, rows
+
+    def batch(self, sentence_ids: np.ndarray, device: torch.device):
+        """Padded features (float32), lengths (CPU) and tags (-100 at padding) for some sentences, in that order."""
+        return self.gather(*self.positions(sentence_ids), device)
+
+    def gather(self, rows: torch.Tensor, valid: torch.Tensor, lens: np.ndarray, device: torch.device):
+        """:meth:`batch` from :meth:`positions`' output."""
+        x = self.x[rows].to(device, non_blocking=True).float()  # Shape: (batch, time, ...)
+        keep = valid.to(device, non_blocking=True).view(valid.shape + (1,) * (x.dim() - 2))
+        x = x * keep  # ... and is zeroed here
+        tags = torch.where(valid, self.tags[rows], -100).to(device, non_blocking=True)
+        return x, torch.from_numpy(lens), tags
+
+
+def longest_first(sentence_ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The same sentences, longest first (stable): packed sequences then need no re-sorting on the GPU."""
+    return sentence_ids[np.argsort(-lengths[sentence_ids], kind="stable")]
+
+
+def feature_home(nbytes: int, device: torch.device) -> torch.device:
+    """Where a split's features stay during training: the GPU when they take under half its free memory.
+
+    With several jobs at once on the device (``trainer.concurrent``), under half
+    of this job's share of it (free ÷ workers): jobs that start together all
+    see the same free memory.
+    """
+    if device.type != "cuda":
+        return torch.device("cpu")
+    free, _ = torch.cuda.mem_get_info(device)
+    return device if nbytes < 0.5 * free / workers() else torch.device("cpu")
+
+
+def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Keep the features on the GPU when they fit; otherwise in pinned host memory."""
+    if x.is_cuda:  # placed already (combined on the GPU, or reused from the previous job)
+        return x.to(device)
+    if x.is_pinned():  # kept in host memory by an earlier job, where it did not fit
+        return x
+    if feature_home(x.numel() * x.element_size(), device).type == "cuda":
+        return x.to(device)
+    return x.pin_memory()
+
+
+class FeatureReuse:
+    """The last job's combined features (one entry at most), for the next job of this process.
+
+    An entry is keyed by :meth:`wanted` (what the features are made of, known
+    before the cache is looked up) and the cache entry's folder; tags are
+    never kept.
+    """
+
+    def __init__(self) -> None:
+        self.key: Optional[Tuple[str, str]] = None
+        self.x: Dict[str, Any] = {}
+
+    @staticmethod
+    def wanted(cfg: DictConfig, layers: Sequence[int], device: torch.device) -> str:
+        """What a job's combined features are made of: encoder, data, pooling, cache, layers, rule, device."""
+        parts = [OmegaConf.to_container(cfg.encoder, resolve=True), OmegaConf.to_container(cfg.data, resolve=True),
+                 str(cfg.pooling.method), cfg.cache_dir, list(layers), str(cfg.strategy.combine), str(device)]
+        return json.dumps(parts, sort_keys=True, default=str)
+
+    def forget(self, unless: Optional[str] = None) -> None:
+        """Drop the kept features unless they are the ``unless`` ones (then they stay for reuse)."""
+        if self.key is None or self.key[0] == unless:
+            return
+        on_gpu = any(x.is_cuda for x in self.x.values())
+        self.key, self.x = None, {}
+        if on_gpu:
+            torch.cuda.empty_cache()  # so that the next job's free-memory check sees the room
+
+    def tagging_data(self, entry: CacheEntry, corpus: Corpus, combiner: Combiner, device: torch.device,
+                     wanted: str) -> Tuple[Dict[str, TaggingData], bool]:
+        """Each split's combined features and tags; ``(data, reused)``.
+
+        On the CPU the features are a :class:`~bert_ner_probe.strategy.read.CachedSelection`
+        (each batch read from the cache file and combined when it is gathered); on
+        a GPU they are combined once, on the GPU when they fit there. They are
+        reused from the previous call when ``wanted`` and the cache entry match;
+        new features are checked for NaN/Inf before training reads them.
+        """
+        key = (wanted, str(entry.path))
+        reused = self.key == key
+        if not reused:
+            self.forget()
+        kept = self.x if reused else {}
+        data: Dict[str, TaggingData] = {}
+        for split in SPLITS:
+            feats = entry.split(split)
+            x = kept.get(split)
+            if x is None and device.type == "cpu":  # read from the cache batch by batch: no copy of the split
+                x = CachedSelection(feats.features, combiner)
+            elif x is None:  # combined where training reads it: on the GPU when it fits there
+                nbytes = 2 * feats.features.shape[0] * math.prod(combiner.row_shape)  # float16
+                x = select_features(feats.features, combiner, device=feature_home(nbytes, device))
+            if split not in kept:
+                check_finite(x, feats.offsets, corpus, split, entry)
+            data[split] = TaggingData.build(x, feats.offsets, corpus.label_ids(split), device)
+        self.key, self.x = key, {split: d.x for split, d in data.items()}
+        return data, reused
