@@ -151,7 +151,7 @@ def bare_epoch(model: BareTagger, optim: torch.optim.Optimizer, batches: Sequenc
 
 
 @dataclass(frozen=True)
-class BareShape:
+class BareSpec:
     """What a bare tagger is built from: LSTM input width, units per direction, labels, mixed layers, Adam's rate."""
 
     width: int
@@ -161,7 +161,7 @@ class BareShape:
     lr: float
 
 
-def bare_epoch_times(shape: BareShape, batches: Sequence[BareBatch], epochs: int, packed: bool, precision: str,
+def bare_epoch_times(shape: BareSpec, batches: Sequence[BareBatch], epochs: int, packed: bool, precision: str,
                      device: torch.device, seed: int) -> List[float]:
     """Seconds of each of ``epochs`` bare epochs of a fresh :class:`BareTagger` (seeded) and Adam."""
     torch.manual_seed(seed)
@@ -171,7 +171,7 @@ def bare_epoch_times(shape: BareShape, batches: Sequence[BareBatch], epochs: int
             for _ in range(epochs)]
 
 
-def warm_up_epochs(shape: BareShape, batches: Sequence[BareBatch], precision: str, device: torch.device,
+def warm_up_epochs(shape: BareSpec, batches: Sequence[BareBatch], precision: str, device: torch.device,
                    seed: int) -> None:
     """One untimed bare epoch of each form over the first 8 batches."""
     for packed in (True, False):

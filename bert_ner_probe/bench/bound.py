@@ -28,28 +28,27 @@ import json
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from bert_ner_probe.bench.bare import (BareShape, bare_batches, bare_epoch_times, bare_forward, bare_inputs, timed,
+from bert_ner_probe.bench.bare import (BareSpec, bare_batches, bare_epoch_times, bare_forward, bare_inputs, timed,
                                        warm_up_epochs, warm_up_forward)
 from bert_ner_probe.bench.children import run_results
-from bert_ner_probe.bench.measure import tag_ids
 from bert_ner_probe.data.conll import SPLITS
 from bert_ner_probe.device import resolve_device
 from bert_ner_probe.errors import UserError
 from bert_ner_probe.features.encoder import load_encoder
 from bert_ner_probe.features.pooling import pooled_width
 from bert_ner_probe.results.run_result import RunResult
-from bert_ner_probe.run import corpus_of
-from bert_ner_probe.strategy.combiner import output_width
-from bert_ner_probe.training.train import TaggingData
+from bert_ner_probe.data.load import corpus_of
+from bert_ner_probe.strategy.combiner import Combiner
+from bert_ner_probe.training.tagging_data import TaggingData
 
 SHARED = ("encoder", "data", "pooling", "trainer", "tagger", "device")  # config groups every job must share
-Shape = Tuple[int, Optional[int]]  # LSTM input width, layers mixed in front of it (scalar_mix) or None
+Shape = Tuple[int, ...]  # one word as the tagger reads it: (width,), or (K, width) when it mixes K layers
 
 
 def load_jobs(sweep_dir: Path) -> List[RunResult]:
@@ -81,24 +80,21 @@ def bare_extraction_s(cfg: DictConfig, dtype: str, device: torch.device, repeats
             "hidden_size": loaded.hidden_size}
 
 
-def bare_epoch_s(cfg: DictConfig, shape: Shape, word: int, precision: str, device: torch.device, repeats: int
+def bare_epoch_s(cfg: DictConfig, shape: Shape, precision: str, device: torch.device, repeats: int
                  ) -> Dict[str, Any]:
-    """Seconds of one bare epoch of input ``shape`` (faster form, best of ``repeats``) on the sweep's train split.
-
-    ``word`` is one layer's vector of a word (the feature width a mix reads per layer).
-    """
+    """Seconds of one bare epoch of words of ``shape`` (faster form, best of ``repeats``) on the sweep's train split."""
     corpus = corpus_of(cfg)
     sents = corpus["train"].sentences
     offsets = np.concatenate([[0], np.cumsum([len(s.words) for s in sents])]).astype(np.int64)
-    width, mix = shape
     gen = torch.Generator().manual_seed(0)
-    rows = (int(offsets[-1]), mix, word) if mix else (int(offsets[-1]), width)
-    data = TaggingData.build(torch.randn(rows, generator=gen).to(torch.float16), offsets, tag_ids(corpus), device)
+    feats = torch.randn((int(offsets[-1]),) + shape, generator=gen).to(torch.float16)
+    data = TaggingData.build(feats, offsets, corpus.label_ids("train"), device)
     t = cfg.trainer
     prepared, words = bare_batches(data, t.batch_size, int(cfg.seed), device, t.bucket_pool)
-    bare = BareShape(width, cfg.tagger.hidden_size, len(corpus.labels), mix, t.lr)
+    mix = shape[0] if len(shape) == 2 else None
+    bare = BareSpec(shape[-1], cfg.tagger.hidden_size, len(corpus.labels), mix, t.lr)
     warm_up_epochs(bare, prepared, precision, device, 0)
-    out: Dict[str, Any] = {"width": width, "mix_layers": mix, "words": words}
+    out: Dict[str, Any] = {"width": shape[-1], "mix_layers": mix, "words": words}
     for packed in (True, False):
         out["packed_s" if packed else "padded_s"] = min(
             bare_epoch_times(bare, prepared, repeats, packed, precision, device, 0))
@@ -110,8 +106,8 @@ def bare_epoch_s(cfg: DictConfig, shape: Shape, word: int, precision: str, devic
 
 
 def shape_of(r: RunResult, word: int) -> Shape:
-    """The tagger input of a job: its combined width, and the number of layers it mixes (scalar_mix)."""
-    return output_width(r.combine, len(r.layers), word), len(r.layers) if r.combine == "scalar_mix" else None
+    """One word of a job as its tagger reads it (:attr:`Combiner.row_shape` of the job's layers and rule)."""
+    return Combiner(tuple(r.layers), r.combine, word).row_shape
 
 
 def main(argv: Sequence[str] | None = None) -> Dict[str, Any]:
@@ -131,11 +127,11 @@ def main(argv: Sequence[str] | None = None) -> Dict[str, Any]:
     epochs: Counter = Counter()
     for r in runs:
         epochs[shape_of(r, word)] += int(r.epochs_run or 0)
-    per_shape = {s: bare_epoch_s(cfg, s, word, runs[0].raw["precision"], device, a.repeats)
-                 for s in sorted(epochs, key=lambda s: (s[0], s[1] or 0))}
+    per_shape = {s: bare_epoch_s(cfg, s, runs[0].raw["precision"], device, a.repeats)
+                 for s in sorted(epochs, key=lambda s: (s[-1], len(s), s[0]))}
     bare_train_s = sum(n * per_shape[s]["epoch_s"] for s, n in epochs.items())
     bound = 2 * (bare_train_s + extraction["bare_extract_s"])
-    label = {s: f"{s[0]}" + (f" mix {s[1]}" if s[1] else "") for s in per_shape}
+    label = {s: f"{s[-1]}" + (f" mix {s[0]}" if len(s) == 2 else "") for s in per_shape}
     result = {
         "jobs": len(runs), "wall_s": a.wall, "bound_s": bound, "within": a.wall <= bound,
         "bare_train_s": bare_train_s, **extraction,

@@ -19,23 +19,23 @@ of ``repeats`` is kept, since the machine may be shared and noisy.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List
 
 import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from bert_ner_probe.bench.bare import (BareShape, bare_batches, bare_epoch_times, bare_forward, bare_inputs, timed,
+from bert_ner_probe.bench.bare import (BareSpec, bare_batches, bare_epoch_times, bare_forward, bare_inputs, timed,
                                        warm_up_epochs, warm_up_forward)
-from bert_ner_probe.data.conll import Corpus
-from bert_ner_probe.device import training_precision
+from bert_ner_probe.data.load import corpus_of
 from bert_ner_probe.features.encoder import LoadedEncoder
 from bert_ner_probe.features.extract import extract_split
 from bert_ner_probe.features.store import get_features
-from bert_ner_probe.run import corpus_of
-from bert_ner_probe.strategy.combiner import CachedSelection, resolve_layers, select_features
+from bert_ner_probe.strategy.combiner import Combiner
+from bert_ner_probe.strategy.read import select_features
 from bert_ner_probe.tagger.bilstm_tagger import BiLSTMTagger
-from bert_ner_probe.training.train import TaggingData, train
+from bert_ner_probe.training.tagging_data import FeatureReuse, TaggingData
+from bert_ner_probe.training.train import ProbeTrainer
 
 
 # --------------------------------------------------------------------------- extraction
@@ -96,74 +96,36 @@ def bench_extraction(loaded: LoadedEncoder, sentences: List[List[str]], batch_si
 # --------------------------------------------------------------------------- training
 
 
-def tag_ids(corpus: Corpus, split: str = "train") -> List[int]:
-    """The label index of every word of ``split``, in order."""
-    index = {t: i for i, t in enumerate(corpus.labels)}
-    return [index[t] for s in corpus[split].sentences for t in s.tags]
-
-
 @dataclass
 class TrainingFeatures:
-    """The training part's inputs, as a run builds them from the cache."""
+    """The training part's inputs: the harness's as a run builds them, and the same split combined at once."""
 
-    x: torch.Tensor  # Shape: (words, width') or (words, K, width): the split combined at once (bare loops)
-    source: torch.Tensor | CachedSelection  # what the harness trains on (on the CPU: read batch by batch)
-    offsets: np.ndarray  # Shape: (sentences + 1,)
-    tags: List[int]
+    harness: Dict[str, TaggingData]  # per split, as a run gets them (on the CPU, read from the cache batch by batch)
+    x: torch.Tensor  # Shape: (words,) + combiner.row_shape: the train split combined at once (bare loops)
+    combiner: Combiner
     num_labels: int
-    num_layers: int  # the encoder's depth
-    width: int  # one layer's vector of a word
     cache_hit: bool
 
 
 def training_features(cfg: DictConfig, device: torch.device) -> TrainingFeatures:
-    """The train split's features of ``cfg.strategy``, through the harness's corpus and feature cache.
+    """``cfg.strategy``'s features through the harness's corpus, feature cache and tagging data.
 
     The cache entry is a hit when the sweep ran first (the key is the same).
     """
     corpus = corpus_of(cfg)
     entry, hit = get_features(cfg.encoder, cfg.pooling.method, corpus, str(device), cfg.cache_dir, progress=False)
-    feats = entry.split("train")
-    num_layers = int(entry.meta["num_layers"])
-    layers = resolve_layers(None if cfg.strategy.layers is None else list(cfg.strategy.layers), num_layers)
-    x = select_features(feats.features, layers, cfg.strategy.combine)
-    # what the harness trains on: on the CPU each batch read from the cache (as run.tagging_data does)
-    source = CachedSelection(feats.features, layers, cfg.strategy.combine) if device.type == "cpu" else x
-    return TrainingFeatures(x, source, np.asarray(feats.offsets), tag_ids(corpus), len(corpus.labels), num_layers,
-                            int(entry.meta["width"]), hit)
+    combiner = Combiner.from_config(cfg.strategy, int(entry.meta["num_layers"]), int(entry.meta["width"]))
+    wanted = FeatureReuse.wanted(cfg, combiner.layers, device)
+    harness, _ = FeatureReuse().tagging_data(entry, corpus, combiner, device, wanted)
+    x = select_features(entry.split("train").features, combiner)
+    return TrainingFeatures(harness, x, combiner, len(corpus.labels), hit)
 
 
-def _harness_trainer(cfg: DictConfig, feats: TrainingFeatures, device: torch.device):
-    """The tagger factory, the fit function and the precision of the harness side.
-
-    TODO(from_config): replace with Combiner/BiLSTMTagger/ProbeTrainer.from_config once on main.
-    """
-    precision = str(training_precision(cfg.trainer.precision, device))
-    layers = resolve_layers(None if cfg.strategy.layers is None else list(cfg.strategy.layers), feats.num_layers)
-    mix = len(layers) if cfg.strategy.combine == "scalar_mix" else None
-    width = int(feats.x.shape[-1])
-
-    def model() -> BiLSTMTagger:
-        return BiLSTMTagger(width, feats.num_labels, hidden_size=cfg.tagger.hidden_size,
-                            num_layers=cfg.tagger.num_layers, dropout=cfg.tagger.dropout,
-                            input_dropout=cfg.tagger.input_dropout, crf=cfg.tagger.crf, mix_layers=mix,
-                            impl=cfg.tagger.impl)
-
-    def fit(m, train_data, dev):
-        return train(m, train_data, dev, dev_f1=lambda _pred: 0.0, device=device, epochs=cfg.trainer.epochs,
-                     batch_size=cfg.trainer.batch_size, lr=cfg.trainer.lr, patience=cfg.trainer.patience,
-                     seed=cfg.seed, grad_clip=cfg.trainer.grad_clip, eval_batch_size=cfg.trainer.eval_batch_size,
-                     eval_max_words=cfg.trainer.eval_max_words, progress=False,
-                     bucket_pool=cfg.trainer.bucket_pool, precision=precision)
-
-    return model, fit, precision, BareShape(width, cfg.tagger.hidden_size, feats.num_labels, mix, cfg.trainer.lr)
-
-
-def _first(feats: TrainingFeatures, n: int, device: torch.device) -> TaggingData:
-    """The first ``n`` training sentences (the harness's dev set and warm-up set)."""
-    n = min(n, len(feats.offsets) - 1)
-    end = int(feats.offsets[n])
-    return TaggingData.build(feats.x[:end], feats.offsets[: n + 1], feats.tags[:end], device)
+def _first(data: TaggingData, x: torch.Tensor, n: int, device: torch.device) -> TaggingData:
+    """The first ``n`` sentences of ``data``, features from ``x`` (the warm-up set)."""
+    n = min(n, data.num_sentences)
+    end = int(data.offsets[n])
+    return TaggingData.build(x[:end], data.offsets[: n + 1], data.tags[:end].cpu(), device)
 
 
 def bench_training(feats: TrainingFeatures, cfg: DictConfig, device: torch.device, repeats: int) -> Dict[str, Any]:
@@ -171,29 +133,35 @@ def bench_training(feats: TrainingFeatures, cfg: DictConfig, device: torch.devic
 
     ``cfg`` is the composed harness config of the training part (its
     ``trainer.epochs`` epochs per timing; a patience of at least as many).
-    The harness number is the trainer's own ``train_words_per_s`` (the epoch
-    loop; dev evaluation runs outside it, here on 64 training sentences). The
-    harness trains on ``feats.source``, the bare loops on ``feats.x`` padded in advance.
+    The tagger and trainer are built from it by
+    :meth:`BiLSTMTagger.from_config` and :meth:`ProbeTrainer.from_config`, as
+    a run builds them; the harness number is the trainer's own
+    ``train_words_per_s`` (the epoch loop; dev evaluation runs outside it).
+    The harness trains on the run's tagging data, the bare loops on
+    ``feats.x`` padded in advance.
     """
-    new_model, fit, precision, shape = _harness_trainer(cfg, feats, device)
-    data = TaggingData.build(feats.x, feats.offsets, feats.tags, device)
-    harness_data = TaggingData.build(feats.source, feats.offsets, feats.tags, device)
-    dev = _first(feats, 64, device)
+    trainer = ProbeTrainer.from_config(cfg)
+    precision = str(trainer.precision_on(device))
+    train_data = feats.harness["train"]
+    data = TaggingData.build(feats.x, train_data.offsets, train_data.tags.cpu(), device)
 
-    def harness(train_data: TaggingData) -> List[Dict[str, float]]:
+    def harness(on: TaggingData) -> List[Dict[str, float]]:
         torch.manual_seed(cfg.seed)
-        return fit(new_model().to(device), train_data, dev).history
+        model = BiLSTMTagger.from_config(cfg.tagger, feats.combiner, feats.num_labels).to(device)
+        return trainer.fit(model, on, feats.harness["dev"], lambda _pred: 0.0, device).history
 
-    prepared, words = bare_batches(data, cfg.trainer.batch_size, cfg.seed, device, cfg.trainer.bucket_pool)
-    harness(_first(feats, 4 * cfg.trainer.batch_size, device))
-    warm_up_epochs(shape, prepared, precision, device, cfg.seed)
+    shape = BareSpec(feats.combiner.output_width, cfg.tagger.hidden_size, feats.num_labels,
+                      feats.combiner.mix_layers, trainer.lr)
+    prepared, words = bare_batches(data, trainer.batch_size, trainer.seed, device, trainer.bucket_pool)
+    harness(_first(train_data, feats.x, 4 * trainer.batch_size, device))
+    warm_up_epochs(shape, prepared, precision, device, trainer.seed)
     harness_epochs: List[Dict[str, float]] = []
     bare_s: Dict[str, List[float]] = {"packed": [], "padded": []}
     for _ in range(repeats):
-        harness_epochs.extend(harness(harness_data))
+        harness_epochs.extend(harness(train_data))
         for form in bare_s:
-            bare_s[form].extend(bare_epoch_times(shape, prepared, int(cfg.trainer.epochs), form == "packed",
-                                                 precision, device, cfg.seed))
+            bare_s[form].extend(bare_epoch_times(shape, prepared, trainer.epochs, form == "packed", precision,
+                                                 device, trainer.seed))
     harness_wps = max(h["train_words_per_s"] for h in harness_epochs)
     bare_form_wps = {form: words / min(times) for form, times in bare_s.items()}
     bare_wps = max(bare_form_wps.values())
