@@ -65,7 +65,7 @@ echo "encoder: $MINILM"
 COMMON=(encoder.name_or_path="$MINILM" device=cuda progress=false)
 
 # The six frozen rows: table7's fine-tuning row trains the encoder (scripts/gpu_finetune.sh times it).
-FROZEN=strategy=embeddings,second_to_last,last,sum_last_four,concat_last_four,sum_all
+FROZEN=strategy=$($PY -c "from bert_ner_probe.report.callback import TABLE7_ORDER; print(','.join(TABLE7_ORDER))")
 step "(c) smoke: one short CUDA run (a failure stops the check here; GPU_CHECK_SMOKE=0 skips it)"
 if [[ "${GPU_CHECK_SMOKE:-1}" == 1 ]] && ! $PY -m bert_ner_probe strategy=last "${COMMON[@]}" cache_dir=/tmp/bnp_cache_smoke \
     data.limit.train=500 data.limit.dev=100 data.limit.test=100 trainer=large_batch trainer.epochs=2 \
@@ -119,21 +119,23 @@ fi
 
 step "dev F1 per strategy (mean ± std over seeds) and concurrent vs one at a time"
 $PY - "$OUT" <<'EOF'
-import json, statistics, sys
+import statistics, sys
 from collections import defaultdict
 from pathlib import Path
 
+from bert_ner_probe.bench.children import run_results  # every results.json below a folder, as RunResult
+from bert_ner_probe.report.callback import TABLE7_ORDER as order
+
 out = Path(sys.argv[1])
 walls = dict(line.split() for line in (out / "walls.txt").read_text().splitlines()) if (out / "walls.txt").exists() else {}
-order = ["embeddings", "second_to_last", "last", "sum_last_four", "concat_last_four", "sum_all"]
 stats = {}
 for name in walls:
-    runs = [json.loads(p.read_text()) for p in sorted((out / name).rglob("results.json"))]
+    runs = run_results(out / name)
     f1 = defaultdict(list)
     per_epoch = []
     for r in runs:
-        f1[r["strategy"]].append(100 * r["dev"]["f1"])
-        per_epoch += [h["epoch_s"] for h in r["history"]]
+        f1[r.strategy].append(100 * r.dev.f1)
+        per_epoch += [h.epoch_s for h in r.history if h.epoch_s is not None]
     stats[name] = {s: (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0, len(v)) for s, v in f1.items()}
     epoch = f"median epoch {statistics.median(per_epoch):.2f}s" if per_epoch else "no epochs"
     print(f"{name}: {len(runs)} jobs in {float(walls[name]):.1f}s wall; {epoch}")

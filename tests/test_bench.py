@@ -8,6 +8,14 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, Dict, List
+
+import torch
+
+from bert_ner_probe.api import compose_config
+from bert_ner_probe.data.conll import load_corpus
+from bert_ner_probe.device import training_precision
+from bert_ner_probe.features.encoder import num_layers
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BENCH = REPO_ROOT / "scripts" / "bench.py"
@@ -18,19 +26,24 @@ POSITIVE_KEYS = (
     "train_bare_packed_words_per_s", "train_bare_padded_words_per_s",
     "cold_sweep_s", "warm_sweep_s", "peak_rss_mb", "total_s",
 )
+TINY = ["--device", "cpu", "--epochs", "1", "--repeats", "1", "--hidden-size", "16", "--threads", "1"]
+
+
+def run_bench(args: List[str], out: Path, conll_dir: Path) -> tuple[Dict[str, Any], str]:
+    """Run scripts/bench.py as a user would (with this checkout's package); bench.json and stdout."""
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false",
+           "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)}
+    proc = subprocess.run([sys.executable, str(BENCH), "--out", str(out), "--data-dir", str(conll_dir), *args],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads((out / "bench.json").read_text()), proc.stdout
 
 
 def test_bench_tiny_cpu(tmp_path: Path, conll_dir: Path) -> None:
     out = tmp_path / "bench"
-    cmd = [sys.executable, str(BENCH), "--out", str(out), "--data-dir", str(conll_dir), "--device", "cpu",
-           "--limit", "120", "--eval-limit", "30", "--extract-limit", "120", "--epochs", "1", "--repeats", "1",
-           "--hidden-size", "16", "--sweep-strategies", "last,sum_all", "--threads", "1",
-           "--work-dir", str(tmp_path / "work")]
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-
-    result = json.loads((out / "bench.json").read_text())
+    result, stdout = run_bench(["--limit", "120", "--eval-limit", "30", "--extract-limit", "120", *TINY,
+                                "--sweep-strategies", "last,sum_all", "--work-dir", str(tmp_path / "work")],
+                               out, conll_dir)
     assert result["complete"] is True
     for key in POSITIVE_KEYS:
         value = result[key]
@@ -42,14 +55,29 @@ def test_bench_tiny_cpu(tmp_path: Path, conll_dir: Path) -> None:
     # The bare extraction loop saw the same sentences in as many batches as the harness.
     assert result["extract_bare_passes"] == result["extract_harness_passes"]
     assert result["extract_bare_pieces"] == result["extract_harness_pieces"]  # the same plan, to the token
-    assert result["extract_sentences"] == 120 and result["extract_words"] > 0
-    assert result["settings"]["batch_size"] == 32  # conf/trainer/default.yaml
-    # The bare figure is the faster of its two forms, and it ran at the harness's precision.
+    # ... and they are the first 120 training sentences, every word of them
+    first = load_corpus(conll_dir, "iob2", {"train": 120})["train"].sentences
+    assert result["extract_words"] == sum(len(s.words) for s in first)
+    # the tagger batch size comes from the config when --batch-size is not given
+    assert result["settings"]["batch_size"] == compose_config([]).trainer.batch_size
+    # The bare figure is the faster of its two forms, and both sides ran at the harness's resolved precision.
     assert result["train_bare_words_per_s"] == max(result["train_bare_packed_words_per_s"],
                                                    result["train_bare_padded_words_per_s"])
-    assert result["train_precision"] in ("fp32", "bf16")
-    assert result["torch_version"] and result["device_name"]
+    assert result["train_precision"] == str(training_precision("auto", torch.device("cpu")))
+    assert result["train_mix_layers"] is None  # concat_last_four: no mix
+    assert "torch threads 1" in result["device_name"]  # --threads 1 applied in the bench process
 
     md = (out / "bench.md").read_text()
     assert "extraction, words/s" in md and "| cold |" in md and "| warm |" in md
-    assert md.strip() in proc.stdout
+    assert md.strip() in stdout
+
+
+def test_bench_scalar_mix_all(tmp_path: Path, conll_dir: Path) -> None:
+    """The scalar-mix strategy: the tagger (harness and bare) mixes every encoder layer, and the bench completes."""
+    result, _ = run_bench(["--strategy", "scalar_mix_all", "--limit", "100", "--eval-limit", "30",
+                           "--extract-limit", "60", "--skip-sweep", *TINY], tmp_path / "bench", conll_dir)
+    assert result["complete"] is True and result["settings"]["strategy"] == "scalar_mix_all"
+    assert math.isfinite(result["train_ratio"]) and result["train_ratio"] > 0
+    assert result["train_mix_layers"] == num_layers(result["settings"]["encoder"]) == result["encoder_layers"]
+    assert result["train_width"] == result["encoder_hidden"]  # the mix's output: one layer's width
+    assert result["cold_sweep_s"] is None and result["peak_rss_mb"] > 0

@@ -1,0 +1,183 @@
+"""Extraction and training timings: the harness against the bare loops of :mod:`~bert_ner_probe.bench.bare`.
+
+* :func:`bench_extraction` — words/s of :func:`~bert_ner_probe.features.extract.extract_split`
+  (``context=sentence``, ``pooling=first``, into an in-memory array, end to
+  end: tokenisation, windows, batching, forward, pooling, writing) against
+  :func:`~bert_ner_probe.bench.bare.bare_forward` over the same plan, in the same dtype.
+  ``extract_ratio`` = harness ÷ bare.
+* :func:`bench_training` — words/s of one epoch of the harness's trainer (its
+  own ``history[*]["train_words_per_s"]``: the epoch loop, not the dev
+  evaluation), tagger and trainer built from the composed config exactly as a
+  run builds them, against the bare epoch over the same features in the same
+  batches, at the same autocast precision; the faster bare form is the bare
+  figure. ``train_ratio`` = harness ÷ bare.
+
+Harness and bare timings alternate; each side is warmed up once and the best
+of ``repeats`` is kept, since the machine may be shared and noisy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, List
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from bert_ner_probe.bench.bare import (BareSpec, bare_batches, bare_epoch_times, bare_forward, bare_inputs, timed,
+                                       warm_up_epochs, warm_up_forward)
+from bert_ner_probe.data.load import corpus_of
+from bert_ner_probe.features.encoder import LoadedEncoder
+from bert_ner_probe.features.extract import extract_split
+from bert_ner_probe.features.store import get_features
+from bert_ner_probe.strategy.combiner import Combiner
+from bert_ner_probe.strategy.read import select_features
+from bert_ner_probe.tagger.bilstm_tagger import BiLSTMTagger
+from bert_ner_probe.training.tagging_data import FeatureReuse, TaggingData
+from bert_ner_probe.training.train import ProbeTrainer
+
+
+# --------------------------------------------------------------------------- extraction
+
+
+def bench_extraction(loaded: LoadedEncoder, sentences: List[List[str]], batch_size: int,
+                     max_tokens: int, max_pieces_per_word: int, repeats: int) -> Dict[str, Any]:
+    """Harness extraction vs a bare forward loop over the same sentences, in words/s.
+
+    The harness side is :func:`extract_split` (context=sentence,
+    pooling=first) into a preallocated float16 numpy array, timed end to end.
+    The bare side gets its token ids, padding, batches and device copies for
+    free and times ``model(...)`` alone.
+    """
+    device = loaded.device
+    n_words = sum(len(s) for s in sentences)
+    out = np.empty((n_words, loaded.num_layers + 1, loaded.hidden_size), dtype=np.float16)
+
+    def harness(sents: List[List[str]], rows: np.ndarray) -> Dict[str, Any]:
+        return extract_split(loaded, sents, list(range(len(sents))), rows, "first", "sentence",
+                             batch_size=batch_size, max_tokens=max_tokens,
+                             max_pieces_per_word=max_pieces_per_word, progress=False)
+
+    # Bare: the harness's own plan (same windows and batches), padded and copied to the device in advance.
+    batches = bare_inputs(loaded, sentences, list(range(len(sentences))), "sentence", batch_size, max_tokens,
+                          max_pieces_per_word)
+
+    # Warm up once each, on short and long inputs alike.
+    step = max(1, len(sentences) // (2 * batch_size))
+    warm = sentences[::step]
+    timed(lambda: harness(warm, np.empty((sum(map(len, warm)),) + out.shape[1:], np.float16)), device)
+    warm_up_forward(loaded, batches)
+
+    harness_s: List[float] = []
+    bare_s: List[float] = []
+    stats: Dict[str, Any] = {}
+    for _ in range(repeats):
+        seconds, stats = timed(lambda: harness(sentences, out), device)
+        harness_s.append(seconds)
+        bare_s.append(timed(lambda: bare_forward(loaded, batches), device)[0])
+    harness_wps = n_words / min(harness_s)
+    bare_wps = n_words / min(bare_s)
+    return {
+        "extract_sentences": len(sentences),
+        "extract_words": n_words,
+        "extract_harness_s": harness_s,
+        "extract_bare_s": bare_s,
+        "extract_harness_words_per_s": harness_wps,
+        "extract_bare_words_per_s": bare_wps,
+        "extract_ratio": harness_wps / bare_wps,
+        "extract_harness_passes": int(stats["encoder_passes"]),
+        "extract_bare_passes": len(batches),
+        "extract_harness_pieces": int(stats["pieces"]),
+        "extract_bare_pieces": int(sum(int(mask.sum()) for _, mask in batches)),
+    }
+
+
+# --------------------------------------------------------------------------- training
+
+
+@dataclass
+class TrainingFeatures:
+    """The training part's inputs: the harness's as a run builds them, and the same split combined at once."""
+
+    harness: Dict[str, TaggingData]  # per split, as a run gets them (on the CPU, read from the cache batch by batch)
+    x: torch.Tensor  # Shape: (words,) + combiner.row_shape: the train split combined at once (bare loops)
+    combiner: Combiner
+    num_labels: int
+    cache_hit: bool
+
+
+def training_features(cfg: DictConfig, device: torch.device) -> TrainingFeatures:
+    """``cfg.strategy``'s features through the harness's corpus, feature cache and tagging data.
+
+    The cache entry is a hit when the sweep ran first (the key is the same).
+    """
+    corpus = corpus_of(cfg)
+    entry, hit = get_features(cfg.encoder, cfg.pooling.method, corpus, str(device), cfg.cache_dir, progress=False)
+    combiner = Combiner.from_config(cfg.strategy, int(entry.meta["num_layers"]), int(entry.meta["width"]))
+    wanted = FeatureReuse.wanted(cfg, combiner.layers, device)
+    harness, _ = FeatureReuse().tagging_data(entry, corpus, combiner, device, wanted)
+    x = select_features(entry.split("train").features, combiner)
+    return TrainingFeatures(harness, x, combiner, len(corpus.labels), hit)
+
+
+def _first(data: TaggingData, x: torch.Tensor, n: int, device: torch.device) -> TaggingData:
+    """The first ``n`` sentences of ``data``, features from ``x`` (the warm-up set)."""
+    n = min(n, data.num_sentences)
+    end = int(data.offsets[n])
+    return TaggingData.build(x[:end], data.offsets[: n + 1], data.tags[:end].cpu(), device)
+
+
+def bench_training(feats: TrainingFeatures, cfg: DictConfig, device: torch.device, repeats: int) -> Dict[str, Any]:
+    """Harness tagger epochs vs bare-loop epochs on the same features and batches, in words/s.
+
+    ``cfg`` is the composed harness config of the training part (its
+    ``trainer.epochs`` epochs per timing; a patience of at least as many).
+    The tagger and trainer are built from it by
+    :meth:`BiLSTMTagger.from_config` and :meth:`ProbeTrainer.from_config`, as
+    a run builds them; the harness number is the trainer's own
+    ``train_words_per_s`` (the epoch loop; dev evaluation runs outside it).
+    The harness trains on the run's tagging data, the bare loops on
+    ``feats.x`` padded in advance.
+    """
+    trainer = ProbeTrainer.from_config(cfg)
+    precision = str(trainer.precision_on(device))
+    train_data = feats.harness["train"]
+    data = TaggingData.build(feats.x, train_data.offsets, train_data.tags.cpu(), device)
+
+    def harness(on: TaggingData) -> List[Dict[str, float]]:
+        torch.manual_seed(cfg.seed)
+        model = BiLSTMTagger.from_config(cfg.tagger, feats.combiner, feats.num_labels).to(device)
+        return trainer.fit(model, on, feats.harness["dev"], lambda _pred: 0.0, device).history
+
+    shape = BareSpec(feats.combiner.output_width, cfg.tagger.hidden_size, feats.num_labels,
+                      feats.combiner.mix_layers, trainer.lr)
+    prepared, words = bare_batches(data, trainer.batch_size, trainer.seed, device, trainer.bucket_pool)
+    harness(_first(train_data, feats.x, 4 * trainer.batch_size, device))
+    warm_up_epochs(shape, prepared, precision, device, trainer.seed)
+    harness_epochs: List[Dict[str, float]] = []
+    bare_s: Dict[str, List[float]] = {"packed": [], "padded": []}
+    for _ in range(repeats):
+        harness_epochs.extend(harness(train_data))
+        for form in bare_s:
+            bare_s[form].extend(bare_epoch_times(shape, prepared, trainer.epochs, form == "packed", precision,
+                                                 device, trainer.seed))
+    harness_wps = max(h["train_words_per_s"] for h in harness_epochs)
+    bare_form_wps = {form: words / min(times) for form, times in bare_s.items()}
+    bare_wps = max(bare_form_wps.values())
+    return {
+        "train_sentences": data.num_sentences,
+        "train_words": words,
+        "train_width": shape.width,
+        "train_mix_layers": shape.mix_layers,  # layers the tagger mixes (scalar_mix strategies), else None
+        "train_batches": len(prepared),
+        "train_precision": precision,
+        "train_harness_epoch_s": [h["epoch_s"] for h in harness_epochs],
+        "train_bare_packed_epoch_s": bare_s["packed"],
+        "train_bare_padded_epoch_s": bare_s["padded"],
+        "train_harness_words_per_s": harness_wps,
+        "train_bare_packed_words_per_s": bare_form_wps["packed"],
+        "train_bare_padded_words_per_s": bare_form_wps["padded"],
+        "train_bare_words_per_s": bare_wps,
+        "train_ratio": harness_wps / bare_wps,
+    }

@@ -1,0 +1,106 @@
+"""``bench.md``: the bench's figures as Markdown (the ratios, the sweep, memory, then the settings)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, List
+
+
+def fmt(value: Any, digits: int = 1) -> str:
+    """A figure for the table: thousands separated, 3 decimals below 1, a dash for None."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        return f"{value:,.{digits}f}" if abs(value) >= 1 else f"{value:.3f}"
+    return str(value)
+
+
+def row(*cells: Any) -> str:
+    """One Markdown table row."""
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def times(values: List[float]) -> str:
+    """Raw timings, comma-separated, 2 decimals."""
+    return ", ".join(fmt(x, 2) for x in values)
+
+
+def _ratios(r: Dict[str, Any], s: Dict[str, Any]) -> List[str]:
+    """The harness-vs-bare table: extraction and training."""
+    extraction = (f"extraction, words/s ({fmt(r['extract_sentences'])} sentences, {fmt(r['extract_words'])} words, "
+                  "context=sentence, pooling=first)")
+    mix = f" mixing {r['train_mix_layers']} layers" if r.get("train_mix_layers") else ""
+    training = (f"tagger training, words/s per epoch ({fmt(r['train_sentences'])} sentences, width "
+                f"{r['train_width']}{mix}, hidden {s['hidden_size']}, batch {s['batch_size']}, "
+                f"{r['train_precision']}; bare = faster of packed {fmt(r['train_bare_packed_words_per_s'])} and "
+                f"padded {fmt(r['train_bare_padded_words_per_s'])})")
+    return [
+        row("measurement", "harness", "bare loop", "ratio (harness ÷ bare)"),
+        "|---|---:|---:|---:|",
+        row(extraction, fmt(r["extract_harness_words_per_s"]), fmt(r["extract_bare_words_per_s"]),
+            fmt(r["extract_ratio"], 3)),
+        row(training, fmt(r["train_harness_words_per_s"]), fmt(r["train_bare_words_per_s"]),
+            fmt(r["train_ratio"], 3)),
+        "",
+    ]
+
+
+def _sweep(r: Dict[str, Any], s: Dict[str, Any]) -> List[str]:
+    """The cold and warm sweep, or a line saying it was skipped."""
+    if r.get("cold_sweep_s") is None:
+        return ["Sweep skipped (--skip-sweep).", ""]
+    lines = [row(f"{len(s['sweep_strategies'])}-strategy sweep", "wall s", "encoder passes", "cache hits",
+                 "extract s (sum)", "train s (sum)", "peak RSS MiB"),
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for label in ("cold", "warm"):
+        k = f"{label}_sweep"
+        lines.append(row(label, fmt(r[f"{k}_s"]), fmt(r[f"{k}_encoder_passes"]),
+                         f"{r[f'{k}_cache_hits']}/{r[f'{k}_jobs']}", fmt(r[f"{k}_extract_s"]),
+                         fmt(r[f"{k}_train_s"]), fmt(r[f"{k}_peak_rss_mb"])))
+    return lines + [""]
+
+
+def _memory(r: Dict[str, Any], s: Dict[str, Any]) -> List[str]:
+    """Peak RSS of one run, and of the full-data run when it was measured."""
+    lines = [f"Peak RSS of one training run (`strategy={s['strategy']}`, cache hit: {fmt(r['rss_run_cache_hit'])}): "
+             f"**{fmt(r['peak_rss_mb'])} MiB** (wall {fmt(r['rss_run_s'])} s; bench process itself "
+             f"{fmt(r['bench_peak_rss_mb'])} MiB).", ""]
+    if r.get("full_peak_rss_mb") is not None:
+        command = f"strategy={s['strategy']} encoder.context=sentence trainer.epochs={r['full_epochs']}"
+        lines += [f"Peak RSS of a full-data run (`{command}`, {fmt(r['full_train_words'])} train words, fresh "
+                  f"cache: extraction {fmt(r['full_extract_s'])} s, training {fmt(r['full_train_s'])} s): "
+                  f"**{fmt(r['full_peak_rss_mb'])} MiB**, dev F1 {fmt(100 * r['full_dev_f1'], 2)} "
+                  f"(wall {fmt(r['full_run_s'])} s).", ""]
+    return lines
+
+
+def render_markdown(r: Dict[str, Any]) -> str:
+    """bench.md: the ratios, the sweep, memory, the raw timings, then the settings."""
+    s = r["settings"]
+    parts = ", ".join(f"{k} {fmt(v)} s" for k, v in r.get("part_s", {}).items())
+    lines = [
+        "# bert_ner_probe benchmark",
+        "",
+        f"{r['device_name']} · torch {r['torch_version']} · encoder `{s['encoder']}` "
+        f"({r['encoder_layers']} layers, {r['encoder_hidden']} hidden, {s['dtype']}) · "
+        f"total {fmt(r['total_s'])} s ({parts})",
+        "",
+        *_ratios(r, s),
+        *_sweep(r, s),
+        *_memory(r, s),
+        f"Raw timings (s): extraction harness {times(r['extract_harness_s'])}; bare {times(r['extract_bare_s'])}. "
+        f"Training epoch harness {times(r['train_harness_epoch_s'])}; bare packed "
+        f"{times(r['train_bare_packed_epoch_s'])}; bare padded {times(r['train_bare_padded_epoch_s'])}. "
+        "Best of each is used.",
+        "",
+        row("setting", "value"),
+        "|---|---|",
+    ]
+    lines += [row(k, ", ".join(map(str, v)) if isinstance(v, list) else fmt(v)) for k, v in s.items()]
+    return "\n".join(lines) + "\n"
