@@ -42,11 +42,11 @@ import sys
 from bert_ner_probe.results.run_result import RunResult
 r = RunResult.load(sys.argv[1])
 print(f"  dev F1 {100 * r.dev.f1:.2f}  test F1 {100 * r.test.f1:.2f}  best epoch {r.best_epoch}/"
-      f"{r.epochs_run}  precision {r.raw['precision']}  train {r.timings['train_s']:.1f}s  "
+      f"{r.epochs_run}  precision {r.precision}  train {r.timings['train_s']:.1f}s  "
       f"total {r.timings['total_s']:.1f}s")
-for h, more in zip(r.history, r.raw["history"]):  # more: the fields Epoch does not name
+for h in r.history:
     print(f"    epoch {h.epoch}: loss {h.train_loss:.4f} dev F1 {100 * h.dev_f1:.2f} "
-          f"{h.epoch_s:.1f}s ({more['train_words_per_s']:.0f} words/s) dev eval {more['dev_eval_s']:.1f}s")
+          f"{h.epoch_s:.1f}s ({h.train_words_per_s:.0f} words/s) dev eval {h.dev_eval_s:.1f}s")
 PY
 }
 

@@ -121,13 +121,13 @@ def main(argv: Sequence[str] | None = None) -> Dict[str, Any]:
     runs = load_jobs(a.sweep_dir)
     cfg = OmegaConf.create(runs[0].config)
     device = resolve_device(cfg.device)
-    extraction = bare_extraction_s(cfg, runs[0].raw["encoder_dtype"], device, a.repeats)
+    extraction = bare_extraction_s(cfg, runs[0].encoder_dtype, device, a.repeats)
     word = pooled_width(cfg.pooling.method, extraction["hidden_size"])  # one layer's vector of a word
 
     epochs: Counter = Counter()
     for r in runs:
         epochs[shape_of(r, word)] += int(r.epochs_run or 0)
-    per_shape = {s: bare_epoch_s(cfg, s, runs[0].raw["precision"], device, a.repeats)
+    per_shape = {s: bare_epoch_s(cfg, s, runs[0].precision, device, a.repeats)
                  for s in sorted(epochs, key=lambda s: (s[-1], len(s), s[0]))}
     bare_train_s = sum(n * per_shape[s]["epoch_s"] for s, n in epochs.items())
     bound = 2 * (bare_train_s + extraction["bare_extract_s"])

@@ -99,7 +99,7 @@ def sweep_once(label: str, settings: Settings, cache_dir: Path, work: Path, logs
                            f"results.json (exit {child.returncode}); log {child.log}:\n{child.tail()}")
     return {
         f"{label}_sweep_s": child.wall_s,
-        f"{label}_sweep_encoder_passes": sum(int(r.raw["encoder_passes"]) for r in results),
+        f"{label}_sweep_encoder_passes": sum(int(r.encoder_passes) for r in results),
         f"{label}_sweep_cache_hits": sum(bool(r.cache_hit) for r in results),
         f"{label}_sweep_jobs": len(results),
         f"{label}_sweep_extract_s": sum(r.timings["extract_s"] for r in results),
@@ -146,7 +146,7 @@ def bench_full_rss(settings: Settings, epochs: int, work: Path, logs: Path) -> D
         "full_peak_rss_mb": child.peak_rss_mb,
         "full_run_s": child.wall_s,
         "full_epochs": epochs,
-        "full_train_words": int(r.raw["sizes"]["train"]["words"]),
+        "full_train_words": int(r.sizes["train"]["words"]),
         "full_dev_f1": r.dev.f1,
         "full_extract_s": r.timings["extract_s"],
         "full_train_s": r.timings["train_s"],

@@ -55,11 +55,16 @@ class Epoch:
     train_loss: float
     dev_f1: float
     epoch_s: Optional[float] = None
+    train_words_per_s: Optional[float] = None  # the epoch loop alone, not the dev evaluation
+    dev_eval_s: Optional[float] = None
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Epoch":
-        return cls(int(d["epoch"]), float(d["train_loss"]), float(d["dev_f1"]),
-                   None if d.get("epoch_s") is None else float(d["epoch_s"]))
+        def opt(name: str) -> Optional[float]:
+            return None if d.get(name) is None else float(d[name])
+
+        return cls(int(d["epoch"]), float(d["train_loss"]), float(d["dev_f1"]), opt("epoch_s"),
+                   opt("train_words_per_s"), opt("dev_eval_s"))
 
 
 @dataclass(frozen=True)
@@ -85,7 +90,11 @@ class RunResult:
     mix_weights: Optional[Dict[str, Any]]
     config: Dict[str, Any]
     data_notes: List[str]
-    raw: Dict[str, Any] = field(repr=False, compare=False)
+    encoder_passes: Optional[int] = None  # forward passes of the encoder this run made (0 on a cache hit)
+    sizes: Dict[str, Dict[str, int]] = field(default_factory=dict)  # {split: {sentences, words}}
+    precision: Optional[str] = None  # trainer.precision as resolved (fp32, bf16, fp16)
+    encoder_dtype: Optional[str] = None  # encoder.dtype as resolved
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     path: Optional[Path] = field(default=None, compare=False)
 
     @classmethod
@@ -104,6 +113,9 @@ class RunResult:
             timings={k: float(v) for k, v in (d.get("timings") or {}).items()},
             cache_hit=d.get("cache_hit"), mix_weights=d.get("mix_weights"),
             config=dict(d.get("config") or {}), data_notes=list(d.get("data_notes") or []),
+            encoder_passes=None if d.get("encoder_passes") is None else int(d["encoder_passes"]),
+            sizes={s: dict(v) for s, v in (d.get("sizes") or {}).items()},
+            precision=d.get("precision"), encoder_dtype=d.get("encoder_dtype"),
             raw=dict(d), path=path,
         )
 
