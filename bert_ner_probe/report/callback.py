@@ -48,7 +48,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from bert_ner_probe.errors import UserError
-from bert_ner_probe.tagger.finetune_tagger import FINETUNE
+from bert_ner_probe.strategy import FINETUNE
 from bert_ner_probe.report.collect import Job, _natural_key, _text, flatten, load_jobs, write_csv
 
 if TYPE_CHECKING:

@@ -24,7 +24,7 @@ from torch import nn
 from bert_ner_probe.features.pooling import pool_words, pooled_width
 
 #: The strategy name that selects fine-tuning (``strategy=finetune``) instead of a frozen-feature probe.
-FINETUNE = "finetune"
+from bert_ner_probe.strategy import FINETUNE  # noqa: E402,F401  (re-exported for run.py)
 
 
 class FineTuneTagger(nn.Module):
