@@ -37,7 +37,7 @@ def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
     from hydra import compose, initialize_config_dir  # noqa: PLC0415
     from hydra.core.global_hydra import GlobalHydra  # noqa: PLC0415
 
-    from bert_ner_probe.config import register  # noqa: PLC0415
+    from bert_ner_probe.config import config_error, register  # noqa: PLC0415
     from bert_ner_probe.main import config_dir  # noqa: PLC0415
 
     register()
@@ -46,11 +46,11 @@ def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
     try:
         with initialize_config_dir(config_dir=config_dir(), version_base="1.3", job_name="bert_ner_probe"):
             return compose(config_name="config", overrides=list(overrides))
-    except UserError:
-        raise
     except Exception as e:  # hydra's override-parse, missing-config and validation errors
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"overrides {list(overrides)}: {first}") from None
+        error = config_error(e)
+        if error is None:
+            raise
+        raise error from None
 
 
 def _default_out_dir() -> Path:

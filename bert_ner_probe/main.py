@@ -1,7 +1,8 @@
 """The ``bert-ner-probe`` command: a Hydra main around :func:`bert_ner_probe.run.run_probe`.
 
-A user error (bad data line, missing file, unknown layer) prints one line
-``error: …`` and exits with status 2, without a traceback. In a multirun the
+A user error (bad data line, missing file, unknown layer, a config value the
+schema rejects) prints one line ``error: …`` and exits with status 2, without
+a traceback. In a multirun the
 failing job writes ``error.json`` into its folder and the sweep goes on; the
 report lists it and the command exits non-zero at the end (see
 :mod:`bert_ner_probe.report.callback`). Returns dev F1 so sweepers can maximise it.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -23,7 +25,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from bert_ner_probe.config import register
+from bert_ner_probe.config import config_error, register
 from bert_ner_probe.errors import UserError
 from bert_ner_probe.results.record import recorded_config, summary_line, write_atomic
 from bert_ner_probe.results.run_result import RESULTS_FILE as RESULTS
@@ -56,7 +58,7 @@ class Interrupted(BaseException):
 
 
 # The signal that interrupted this process (None until one arrives) and whether a job is running.
-_signal_state: Dict[str, Any] = {"signal": None, "in_job": False}
+_signal_state: Dict[str, Any] = {"signal": None, "in_job": False, "started": False}
 
 
 def _on_signal(signum: int, frame: Any) -> None:
@@ -91,8 +93,23 @@ def finished_results(out_dir: Path, cfg: DictConfig) -> Optional[Dict[str, Any]]
 _SESSION = Session()
 
 
+def main() -> None:
+    """The console entry: Hydra's main; a config that fails to compose is one ``error: …`` line and exit 2."""
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # composition errors reach this function instead of Hydra's report
+    try:
+        hydra_main()
+    except Exception as e:
+        error = None if _signal_state["started"] else config_error(e)
+        if error is None:
+            raise
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
 @hydra.main(config_path=config_dir(), config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> float:
+def hydra_main(cfg: DictConfig) -> float:
+    """One job: ``run_probe`` on the composed config; returns dev F1 (what sweepers maximise)."""
+    _signal_state["started"] = True
     hc = HydraConfig.get()
     out_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN

@@ -67,7 +67,7 @@ def run_probe(cfg: DictConfig, out_dir: Path, session: Optional[Session] = None)
     wanted = FeatureReuse.wanted(key, cfg.cache_dir, layers, cfg.strategy.combine, device)
     reuse.forget(unless=wanted)  # before a possible extraction, which needs the memory
     entry, hit = get_features(cfg.encoder, cfg.pooling.method, corpus, cfg.device, cfg.cache_dir, cfg.progress,
-                              rebuild=cfg.cache.rebuild, fingerprints=session.fingerprints)
+                              rebuild=cfg.cache.rebuild, key=key)
     if int(entry.meta["num_layers"]) != depth:
         raise RuntimeError(f"cache entry {entry.path} has {entry.meta['num_layers']} layers, the encoder {depth}")
     combiner = Combiner.from_config(cfg.strategy, depth, int(entry.meta["width"]))

@@ -35,9 +35,17 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
+from bert_ner_probe.choice import Choice
 from bert_ner_probe.errors import UserError
 
-TRACKERS = ("none", "mlflow", "tensorboard")
+
+class Tracker(Choice):
+    """``logger.name``: where jobs and sweeps are logged besides their folders."""
+
+    none = "none"
+    mlflow = "mlflow"
+    tensorboard = "tensorboard"
+
 _PACKAGES = {"mlflow": ("mlflow", "pip install 'bert_ner_probe[track]' (or pip install mlflow)"),
              "tensorboard": ("torch.utils.tensorboard",
                              "pip install 'bert_ner_probe[track]' (or pip install tensorboard)")}
@@ -51,9 +59,7 @@ SWEEP_FILES = ("table.md", "results.csv", "significance.csv", "optimization_resu
 def check_logger(logger_cfg: Any) -> None:
     """Fail before any work when ``logger.name`` is unknown or its package is not installed (one UserError)."""
     name = _name(logger_cfg)
-    if name not in TRACKERS:
-        raise UserError(f"logger={name!r}: expected one of {', '.join(TRACKERS)}")
-    if name == "none":
+    if name == Tracker.none:
         return
     module, how = _PACKAGES[name]
     try:
@@ -62,8 +68,8 @@ def check_logger(logger_cfg: Any) -> None:
         raise UserError(f"logger={name} needs the {name} package, which is not installed: {how}") from None
 
 
-def _name(logger_cfg: Any) -> str:
-    return "none" if logger_cfg is None else str(logger_cfg.get("name") or "none")
+def _name(logger_cfg: Any) -> Tracker:
+    return Tracker.parse("none" if logger_cfg is None else logger_cfg.get("name") or "none", "logger")
 
 
 def job_metrics(results: Mapping[str, Any]) -> Dict[str, float]:
@@ -113,9 +119,9 @@ def log_job(cfg: Any, results: Mapping[str, Any], out_dir: Path, sweep_dir: Opti
     """Record one finished job with the tracker ``cfg.logger`` names; return the MLflow run id (else None)."""
     name = _name(cfg.get("logger"))
     check_logger(cfg.get("logger"))
-    if name == "mlflow":
+    if name == Tracker.mlflow:
         return _mlflow_job(cfg.logger, results, Path(out_dir), sweep_dir)
-    if name == "tensorboard":
+    if name == Tracker.tensorboard:
         _tensorboard_job(cfg.logger, results, Path(out_dir))
     return None
 
@@ -125,9 +131,9 @@ def log_sweep(cfg: Any, sweep_dir: Path, report: Mapping[str, Any]) -> Optional[
     name = _name(cfg.get("logger"))
     check_logger(cfg.get("logger"))
     sweep_dir = Path(sweep_dir).resolve()
-    if name == "mlflow":
+    if name == Tracker.mlflow:
         return _mlflow_sweep(cfg.logger, sweep_dir, report)
-    if name == "tensorboard":
+    if name == Tracker.tensorboard:
         _tensorboard_sweep(sweep_dir, report)
     return None
 

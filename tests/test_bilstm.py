@@ -12,6 +12,7 @@ from bert_ner_probe.tagger.dropout import Dropout, dropout
 from bert_ner_probe.device import autocast, native_bf16, training_precision
 from bert_ner_probe.errors import UserError
 from bert_ner_probe.tagger.bilstm_tagger import BiLSTMTagger
+from run_if import run_if
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -95,7 +96,7 @@ def test_tagger_impls_give_the_same_emissions_and_loss(mix):
         tags[i, :n] = torch.arange(n) % 4
     torch.testing.assert_close(padded.loss(x, lengths, tags), packed.loss(x, lengths, tags))
     assert padded.predict(x, lengths) == packed.predict(x, lengths)
-    with pytest.raises(ValueError, match="impl"):
+    with pytest.raises(UserError, match="tagger.impl='cudnn': expected one of auto"):
         BiLSTMTagger(6, 4, impl="cudnn")
 
 
@@ -146,16 +147,25 @@ def test_dropout_is_the_identity_in_evaluation_and_at_zero():
 # ---------------------------------------------------------------- precision
 
 
-def test_training_precision_of_the_probe():
+def test_training_precision_of_the_probe(monkeypatch):
+    import bert_ner_probe.device as dev
+
     assert training_precision("fp32", CPU) == "fp32"
-    assert training_precision("bf16", CPU) == "bf16"
     assert training_precision("auto", CPU) == ("bf16" if native_bf16(CPU) else "fp32")
+    monkeypatch.setattr(dev, "native_bf16", lambda device: True)  # a CPU with AMX or AVX512-BF16
+    assert training_precision("bf16", CPU) == "bf16" and training_precision("auto", CPU) == "bf16"
+    monkeypatch.setattr(dev, "native_bf16", lambda device: False)  # an older CPU: no bf16 LSTM in oneDNN
+    assert training_precision("auto", CPU) == "fp32"
+    with pytest.raises(UserError, match="bf16 needs a CPU with bf16 units"):
+        training_precision("bf16", CPU)
+    monkeypatch.undo()
     with pytest.raises(UserError, match="fp16 is for fine-tuning"):
         training_precision("fp16", CPU)
     with pytest.raises(UserError, match="float16"):  # autocast would run cuDNN's LSTM in float16
         training_precision("bf16", torch.device("cuda"))
 
 
+@run_if(bf16_cpu=True)
 @pytest.mark.parametrize("crf, mix", [(False, None), (True, None), (False, 3), (True, 3)])
 def test_bf16_autocast_forward_gives_float32_emissions_close_to_fp32(crf, mix):
     torch.manual_seed(0)

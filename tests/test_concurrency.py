@@ -37,8 +37,7 @@ def test_workers_share_the_cores(monkeypatch):
     assert workers() == 1
 
 
-TINY = ["data.limit.train=200", "data.limit.dev=80", "data.limit.test=80", "trainer.epochs=2",
-        "tagger.hidden_size=16", "tagger.num_layers=1", "progress=false", "threads=1"]
+TINY = ["debug=smoke", "trainer.epochs=2"]
 
 
 def _sweep(args, cwd: Path) -> subprocess.CompletedProcess:
@@ -49,7 +48,7 @@ def _sweep(args, cwd: Path) -> subprocess.CompletedProcess:
 
 @pytest.mark.e2e
 def test_two_at_once_gives_the_results_of_one_at_a_time(tmp_path, conll_dir):
-    common = ["strategy=last,layer_9,sum_all", *TINY, f"data.dir={conll_dir}", f"cache_dir={tmp_path / 'cache'}"]
+    common = ["strategy=last,layer,sum_all", "strategy.index=9", *TINY, f"data.dir={conll_dir}", f"cache_dir={tmp_path / 'cache'}"]
     runs = {}
     for n in (1, 2):
         sweep = tmp_path / f"concurrent{n}"

@@ -45,8 +45,8 @@ def test_every_experiment_composes(name):
     assert cfg.hydra.mode is not None and str(cfg.hydra.mode) == "RunMode.MULTIRUN"
     params = cfg.hydra.sweeper.params
     assert params, f"{name} sweeps nothing"
-    # every swept strategy exists as a config file
-    for s in str(params.get("strategy", "")).split(","):
+    # every swept strategy exists as a config file (the resolved sweep: ${hidden_states:...} is read here)
+    for s in str(OmegaConf.to_container(params, resolve=True).get("strategy", "")).split(","):
         if s:
             assert s in STRATEGIES, f"{name} sweeps unknown strategy {s}"
     OmegaConf.to_container(cfg, resolve=False)
@@ -104,16 +104,62 @@ def test_a_typo_inside_a_group_file_fails(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "override, key",
-    [("pooling.method=median", "pooling.method"), ("encoder.context=paragraph", "encoder.context"),
-     ("strategy.combine=max", "strategy.combine"), ("eval.mode=lenient", "eval.mode"),
-     ("trainer.epochs=0", "trainer.epochs"), ("tagger.dropout=1.5", "tagger.dropout"),
-     ("data.scheme=bio", "data.scheme"), ("tagger.impl=cudnn", "tagger.impl")],
+    "override, message",
+    [("pooling.method=median", "pooling.method='median': expected one of first | last | first_last | mean"),
+     ("encoder.context=paragraph", "encoder.context='paragraph': expected one of sentence | document"),
+     ("strategy.combine=max", "strategy.combine='max': expected one of concat | sum | mean | scalar_mix"),
+     ("eval.mode=lenient", "eval.mode='lenient': expected one of conlleval | strict"),
+     ("data.scheme=bio", "data.scheme='bio': expected one of iob1 | iob2"),
+     ("tagger.impl=cudnn", "tagger.impl='cudnn': expected one of auto | packed | padded"),
+     ("logger.name=wandb", "logger.name='wandb': expected one of none | mlflow | tensorboard"),
+     ("trainer.optimizer=sgd", "trainer.optimizer='sgd': expected one of adam | adamw"),
+     ("tagger.hiden_size=10", "tagger.hiden_size: Key 'hiden_size' not in 'TaggerConfig'"),
+     ("strategy=nosuch", "Could not find 'strategy/nosuch' (there are: concat_last_four, custom, embeddings,")],
 )
-def test_bad_values_fail_before_any_work(override, key):
+def test_a_choice_outside_its_enum_fails_at_compose_time_as_one_line(override, message):
+    """Choice fields are Enums: OmegaConf rejects the value while composing; config_error makes it one line."""
+    from bert_ner_probe.config import config_error
+
+    with pytest.raises(Exception) as exc:
+        _compose([override])
+    error = config_error(exc.value)
+    assert error is not None and message in str(error) and "\n" not in str(error)
+
+
+def test_choice_fields_hold_enum_members():
+    from bert_ner_probe.features.pooling import Pooling
+    from bert_ner_probe.strategy.combiner import Combine
+
+    cfg = _compose(["pooling.method=mean", "strategy=sum_all"])
+    assert cfg.pooling.method is Pooling.mean and cfg.strategy.combine is Combine.sum
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [("trainer.epochs=0", "trainer.epochs"), ("tagger.dropout=1.5", "tagger.dropout"),
+     ("trainer.lr=-1", "trainer.lr"), ("encoder.max_length=4", "encoder.max_length")],
+)
+def test_bad_ranges_fail_before_any_work(override, key):
     from bert_ner_probe.config import check_values
     from bert_ner_probe.errors import UserError
 
     check_values(_compose([]))  # the defaults pass
     with pytest.raises(UserError, match=key.replace(".", r"\.")):
         check_values(_compose([override]))
+
+
+@pytest.mark.parametrize("index, layers, name", [(0, [0], "layer_0"), (4, [4], "layer_4"), (-2, [-2], "layer_-2")])
+def test_the_layer_strategy_follows_its_index(index, layers, name):
+    cfg = _compose(["strategy=layer", f"strategy.index={index}"])
+    assert list(cfg.strategy.layers) == layers and cfg.strategy.name == name and cfg.strategy.combine == "concat"
+
+
+def test_the_layers_experiment_sweeps_every_hidden_state_of_the_encoder():
+    """range(0, N + 1) from the encoder's own config: 0..6 for the 6-layer MiniLM."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    cfg = _compose(["experiment=layers"], hydra=True)
+    params = cfg.hydra.sweeper.params
+    assert params.strategy == "layer"
+    (index,) = OverridesParser.create().parse_overrides([f"strategy.index={params['strategy.index']}"])
+    assert list(index.sweep_iterator()) == list(range(0, 7))

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bert_ner_probe.data.conll import iob1_to_iob2, label_list, load_corpus, read_conll
+from bert_ner_probe.data.conll import label_list, load_corpus, read_conll
+from bert_ner_probe.data.scheme import iob1_to_iob2
 from bert_ner_probe.errors import DataFormatError, UserError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -132,7 +133,7 @@ def test_invalid_iob2_transitions_are_repaired_as_conlleval_reads_them_with_one_
 
 def test_bad_scheme_value(tmp_path):
     p = _write(tmp_path / "x.txt", "John B-PER\n")
-    with pytest.raises(UserError, match="iob1 or iob2"):
+    with pytest.raises(UserError, match=r"data.scheme=.bio.: expected one of iob1 \| iob2"):
         read_conll(p, scheme="bio")
 
 

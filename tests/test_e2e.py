@@ -107,7 +107,7 @@ def test_scalar_mix_with_crf_reports_mix_weights(first_run, conll_dir):
 
 def test_unknown_layer_fails_cleanly(first_run, conll_dir):
     root, _, _ = first_run
-    proc = _run(["strategy=layer_9", *LIMITS, f"data.dir={conll_dir}", f"cache_dir={root / 'cache'}",
+    proc = _run(["strategy=layer", "strategy.index=9", *LIMITS, f"data.dir={conll_dir}", f"cache_dir={root / 'cache'}",
                  f"hydra.run.dir={root / 'bad'}"], cwd=root)
     assert proc.returncode == 2
     assert "0..6" in proc.stderr and "Traceback" not in proc.stderr

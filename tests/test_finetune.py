@@ -100,7 +100,7 @@ def test_precision_policy_of_fine_tuning(monkeypatch):
     assert tp("fp32", cpu) == "fp32" and tp("fp16", cuda) == "fp16"
     with pytest.raises(UserError, match="fp16 is for fine-tuning on a CUDA device"):
         tp("fp16", cpu)
-    with pytest.raises(UserError, match="expected one of auto | fp32 | bf16 | fp16"):
+    with pytest.raises(UserError, match=r"expected one of auto \| fp32 \| bf16 \| fp16"):
         tp("fp8", cpu)
 
 

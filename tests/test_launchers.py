@@ -14,8 +14,7 @@ import pytest
 import yaml
 
 pytestmark = pytest.mark.e2e
-TINY = ["data.limit.train=200", "data.limit.dev=80", "data.limit.test=80", "trainer.epochs=1",
-        "tagger.num_layers=1", "progress=false", "write_predictions=false", "threads=1"]
+TINY = ["debug=smoke", "write_predictions=false"]
 
 
 def _multirun(args, cwd: Path, conll_dir: Path) -> subprocess.CompletedProcess:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bert_ner_probe.features.pooling import POOLINGS, pool_words, pooled_width
+from bert_ner_probe.errors import UserError
+from bert_ner_probe.features.pooling import Pooling, pool_words, pooled_width
 
 # hidden[b, t, l, h] = 30*b + 6*t + 3*l + h  (batch 2, time 5, layers 2, hidden 3), i.e.
 #   b=0: t=0 [[0,1,2],[3,4,5]]      t=1 [[6,7,8],[9,10,11]]    t=2 [[12,13,14],[15,16,17]]
@@ -50,12 +51,7 @@ EXPECTED = {
 }
 
 
-def test_hidden_layout_is_what_the_comments_say():
-    assert HIDDEN[0, 1].tolist() == [[6, 7, 8], [9, 10, 11]]
-    assert HIDDEN[1, 3].tolist() == [[48, 49, 50], [51, 52, 53]]
-
-
-@pytest.mark.parametrize("pooling", POOLINGS)
+@pytest.mark.parametrize("pooling", list(Pooling))
 def test_pool_words_matches_hand_values(pooling):
     out = pool_words(HIDDEN, BATCH, FIRST, LAST, pooling)
     expected = torch.tensor(EXPECTED[pooling], dtype=torch.float32)
@@ -78,12 +74,12 @@ def test_pooled_width():
     assert pooled_width("last", 384) == 384
     assert pooled_width("mean", 384) == 384
     assert pooled_width("first_last", 384) == 768
-    with pytest.raises(ValueError, match="pooling must be one of"):
+    with pytest.raises(UserError, match=r"pooling.method='max': expected one of first \| last \| first_last \| mean"):
         pooled_width("max", 384)
 
 
 def test_unknown_pooling_is_rejected():
-    with pytest.raises(ValueError, match="pooling must be one of first, last, first_last, mean, got 'max'"):
+    with pytest.raises(UserError, match="pooling.method='max': expected one of"):
         pool_words(HIDDEN, BATCH, FIRST, LAST, "max")
 
 

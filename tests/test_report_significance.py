@@ -27,8 +27,7 @@ from bert_ner_probe.report.callback import ReportCallback, Row, cli, load_jobs, 
 from bert_ner_probe.report.significance import SIGNIFICANCE_COLUMNS, t_interval
 
 pytestmark = pytest.mark.e2e
-TINY = ["data.limit.train=200", "data.limit.dev=80", "data.limit.test=80", "trainer.epochs=1",
-        "tagger.hidden_size=16", "tagger.num_layers=1", "progress=false", "threads=1"]
+TINY = ["debug=smoke"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -37,7 +36,7 @@ def sweep(tmp_path_factory, conll_dir) -> Path:
     root = tmp_path_factory.mktemp("sig")
     out = root / "sweep"
     proc = subprocess.run(
-        [sys.executable, "-m", "bert_ner_probe", "-m", "strategy=embeddings,concat_last_four,layer_9", "seed=1,2,3",
+        [sys.executable, "-m", "bert_ner_probe", "-m", "strategy=embeddings,concat_last_four,layer", "strategy.index=9", "seed=1,2,3",
          "pooling=first,mean", *TINY, f"data.dir={conll_dir}", f"cache_dir={root / 'cache'}",
          f"hydra.sweep.dir={out}"],
         cwd=root, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=900)

@@ -11,7 +11,7 @@ import torch
 
 from bert_ner_probe.errors import UserError
 from bert_ner_probe.strategy.scalar_mix import ScalarMix
-from bert_ner_probe.strategy.combiner import Combiner, check_combine, resolve_layers
+from bert_ner_probe.strategy.combiner import Combiner, combine_layers, resolve_layers
 from bert_ner_probe.strategy.read import CachedSelection, read_rows
 from bert_ner_probe.strategy.read import select_features as _select_features
 
@@ -122,8 +122,10 @@ def test_sums_are_taken_in_float32():
 
 
 def test_bad_combine_is_a_user_error():
-    with pytest.raises(UserError, match="strategy.combine must be one of"):
-        check_combine("max")
+    with pytest.raises(UserError, match="strategy.combine='max': expected one of concat \\| sum \\| mean \\| scalar_mix"):
+        Combiner((1,), "max", 4)
+    with pytest.raises(UserError, match="strategy.combine='max'"):
+        combine_layers(torch.zeros(2, 1, 4), "max")
     with pytest.raises(UserError):
         select_features(FEATURES, [1], "max")
 

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 pytestmark = pytest.mark.e2e
-TINY = ["data.limit.train=200", "data.limit.dev=80", "data.limit.test=80", "trainer.epochs=1",
-        "tagger.hidden_size=16", "tagger.num_layers=1", "progress=false", "write_predictions=false"]
+TINY = ["debug=smoke", "write_predictions=false"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -29,7 +28,7 @@ def _results(sweep: Path):
 
 def test_sweep_with_a_failing_job_reports_everything(tmp_path, conll_dir):
     sweep = tmp_path / "sweep"
-    proc = _multirun(["strategy=last,sum_all,layer_9", "seed=1,2", *TINY, f"data.dir={conll_dir}",
+    proc = _multirun(["strategy=last,sum_all,layer", "strategy.index=9", "seed=1,2", *TINY, f"data.dir={conll_dir}",
                       f"cache_dir={tmp_path / 'cache'}", f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
     # layer_9 does not exist in the 6-layer MiniLM: those two jobs fail, the sweep goes on,
     # the report is written, and the command exits non-zero.

@@ -8,11 +8,14 @@ import numpy as np
 import pytest
 import torch
 
+from bert_ner_probe.errors import UserError
+
 from bert_ner_probe.metrics.score import f1, score, write_conll
 from bert_ner_probe.tagger.bilstm_tagger import BiLSTMTagger
 from bert_ner_probe.features.batching import bucketed_batches
 from bert_ner_probe.training.tagging_data import TaggingData
 from bert_ner_probe.training.train import predict, train
+from run_if import run_if
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -294,8 +297,8 @@ def test_adamw_with_warm_up_and_linear_decay_learns():
     assert result.best_dev_f1 >= 0.6 and result.history[-1]["train_loss"] < result.history[0]["train_loss"]
 
 
+@run_if(bf16_cpu=True)
 def test_bf16_training_learns_too():
-    # Emulated where the CPU has no bf16 units: slow there, but the same arithmetic.
     model, result, _, dev_data, gold = _fit(seed=3, epochs=4, precision="bf16")
     assert result.best_dev_f1 >= 0.95
     assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast: weights stay float32
@@ -361,7 +364,7 @@ def test_score_equals_seqeval_classification_report(seed):
 
 
 def test_score_rejects_bad_input():
-    with pytest.raises(ValueError, match="eval.mode"):
+    with pytest.raises(UserError, match="eval.mode='exact': expected one of conlleval"):
         score([["O"]], [["O"]], mode="exact")
     with pytest.raises(ValueError, match="differ in length"):
         score([["O", "O"]], [["O"]])

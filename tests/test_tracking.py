@@ -90,7 +90,7 @@ def test_tensorboard_job_and_sweep(mlflow_run, tmp_path):
 
 def test_a_tracker_that_is_not_installed_is_one_user_error(monkeypatch):
     check_logger(OmegaConf.create({"name": "none"}))
-    with pytest.raises(UserError, match="logger='wandb': expected one of none, mlflow, tensorboard"):
+    with pytest.raises(UserError, match=r"logger='wandb': expected one of none \| mlflow \| tensorboard"):
         check_logger(OmegaConf.create({"name": "wandb"}))
     monkeypatch.setitem(sys.modules, "mlflow", None)  # what Python does for a package that is not there
     with pytest.raises(UserError, match=r"logger=mlflow needs the mlflow package.*pip install"):

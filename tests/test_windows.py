@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from bert_ner_probe.errors import UserError
 from bert_ner_probe.features.batching import batches_by_length
 from bert_ner_probe.features.extract import extract_split, special_tokens
 from bert_ner_probe.features.windows import build_windows, plan_windows, tokenize_words
@@ -180,7 +181,7 @@ def test_build_windows_sentence_and_document_contexts():
     # holding words of more than one sentence.
     doc_windows = build_windows(pieces, docs, "document", 24)
     assert any(len(set(np.repeat(np.arange(len(lens)), lens)[w.word_index])) > 1 for w in doc_windows)
-    with pytest.raises(ValueError, match="context must be sentence or document"):
+    with pytest.raises(UserError, match="encoder.context='paragraph': expected one of sentence \\| document"):
         build_windows(pieces, docs, "paragraph", 24)
 
 

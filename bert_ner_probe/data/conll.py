@@ -25,13 +25,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import re
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from bert_ner_probe.errors import DataFormatError, UserError
+from bert_ner_probe.data.scheme import TAG_RE, Scheme, iob1_to_iob2, repair_iob2
 from bert_ner_probe.memo import StampedMemo
 
 SPLITS: Tuple[str, ...] = ("train", "dev", "test")
@@ -43,7 +43,6 @@ SPLIT_FILES: Dict[str, Tuple[str, ...]] = {
     "test": ("test.txt", "eng.testb"),
 }
 HUB_DATASET = "eriktks/conll2003"
-_TAG_RE = re.compile(r"^(O|[BI]-\S+)$")
 log = logging.getLogger(__name__)
 
 
@@ -111,53 +110,7 @@ class Corpus:
         return h.hexdigest()
 
 
-def iob1_to_iob2(tags: Sequence[str]) -> List[str]:
-    """Convert IOB1 tags (``I-`` may start an entity) to IOB2 (``B-`` always does)."""
-    out: List[str] = []
-    prev = "O"
-    for tag in tags:
-        if tag.startswith("I-") and (prev == "O" or prev[2:] != tag[2:]):
-            tag = "B-" + tag[2:]
-        out.append(tag)
-        prev = tag
-    return out
-
-
-def _iob2_violations(sentence: Sentence) -> List[Tuple[int, str, str]]:
-    """``(index, tag, previous tag)`` of each ``I-X`` after ``O`` or after another type: where IOB1 reading changes it."""
-    tags = sentence.tags
-    return [(k, tag, tags[k - 1] if k else "O")
-            for k, (tag, read) in enumerate(zip(tags, iob1_to_iob2(tags))) if tag != read]
-
-
-def _repair_iob2(path: str, sentences: List[Sentence], strict: bool) -> List[str]:
-    """Repair invalid IOB2 transitions in place as conlleval reads them (``I-X`` → ``B-X``).
-
-    Returns the warning (one line, or none); with ``strict`` the first one is a :class:`DataFormatError`.
-    """
-    count, first = 0, None
-    for s in sentences:
-        bad = _iob2_violations(s)
-        if not bad:
-            continue
-        if first is None:
-            k, tag, prev = bad[0]
-            first = (s.line + k, tag, prev)
-            if strict:
-                raise DataFormatError(path, first[0], f"tag {tag!r} follows {prev!r}, which IOB2 does not allow; "
-                                      "if this file is IOB1 set data.scheme=iob1 (or data.strict_scheme=false "
-                                      "to read it as conlleval does)")
-        count += len(bad)
-        s.tags = iob1_to_iob2(s.tags)
-    if first is None:
-        return []
-    line, tag, prev = first
-    return [f"{path}:{line}: tag {tag!r} follows {prev!r}, which IOB2 does not allow; read as the start of a "
-            f"new entity (B-{tag[2:]}) as conlleval does, {count} such tag(s) repaired in this file "
-            "(data.strict_scheme=true makes this an error)"]
-
-
-def read_conll(path: os.PathLike | str, scheme: str = "iob2",
+def read_conll(path: os.PathLike | str, scheme: Scheme | str = Scheme.iob2,
                strict_scheme: bool = False) -> Tuple[List[Sentence], str]:
     """Read one CoNLL column file; log its warnings (see the module docstring).
 
@@ -173,11 +126,10 @@ def read_conll(path: os.PathLike | str, scheme: str = "iob2",
     return sentences, digest
 
 
-def _parse_conll(path: os.PathLike | str, scheme: str,
+def _parse_conll(path: os.PathLike | str, scheme: Scheme | str,
                  strict_scheme: bool) -> Tuple[List[Sentence], str, List[str]]:
     """:func:`read_conll` without logging: ``(sentences, sha256, warning lines)``."""
-    if scheme not in ("iob1", "iob2"):
-        raise UserError(f"data.scheme must be iob1 or iob2, got {scheme!r}")
+    scheme = Scheme.parse(scheme, "data.scheme")
     p = Path(path)
     if not p.is_file():
         raise DataFormatError(p, None, "file not found")
@@ -233,7 +185,7 @@ def _parse_conll(path: os.PathLike | str, scheme: str,
                 p, lineno, f"expected {ncols} columns like the file's first line, found {len(cols)}: {line!r}"
             )
         tag = cols[-1]
-        if not _TAG_RE.match(tag):
+        if not TAG_RE.match(tag):
             raise DataFormatError(p, lineno, f"expected a tag O, B-TYPE or I-TYPE in the last column, found {tag!r}")
         if not words:
             start = lineno
@@ -248,15 +200,15 @@ def _parse_conll(path: os.PathLike | str, scheme: str,
         line, text = invisible[0]
         warnings.append(f"{p}:{line}: a line of only invisible characters ({text!r}) is read as a blank line "
                         f"({len(invisible)} such line(s) in this file)")
-    if scheme == "iob1":
+    if scheme == Scheme.iob1:
         for s in sentences:
             s.tags = iob1_to_iob2(s.tags)
     else:
-        warnings += _repair_iob2(str(p), sentences, strict_scheme)
+        warnings += repair_iob2(str(p), sentences, strict_scheme)
     return sentences, digest, warnings
 
 
-def _read_conll_once(path: Path, scheme: str, strict_scheme: bool = False,
+def _read_conll_once(path: Path, scheme: Scheme | str, strict_scheme: bool = False,
                      memo: Optional[StampedMemo] = None) -> Tuple[List[Sentence], str]:
     """:func:`read_conll`, or with a ``memo`` its earlier result while the file's inode, size, mtime and ctime
     are unchanged (the sentences are never modified after reading).
@@ -339,7 +291,7 @@ def label_list(sentences: Iterable[Sentence]) -> List[str]:
 
 def load_corpus(
     directory: Optional[str],
-    scheme: str = "iob2",
+    scheme: Scheme | str = Scheme.iob2,
     limits: Optional[Dict[str, Optional[int]]] = None,
     hub_id: str = HUB_DATASET,
     hub_options: Optional[Dict[str, Any]] = None,
@@ -372,7 +324,7 @@ def load_corpus(
                   unseen_labels={name: counts for name, counts in unseen.items() if counts})
 
 
-def _load_hub(hub_id: str, limits: Dict[str, Optional[int]], scheme: str = "iob2",
+def _load_hub(hub_id: str, limits: Dict[str, Optional[int]], scheme: Scheme | str = Scheme.iob2,
               options: Optional[Dict[str, Any]] = None) -> Tuple[Dict[str, Split], List[str]]:
     """Load a ``datasets`` token-classification dataset (hub id or local folder): see :mod:`.hub_data`."""
     help_text = (

@@ -33,8 +33,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from bert_ner_probe.data.conll import (DOCSTART, SPLITS, _TAG_RE, Sentence, Split, _iob2_violations, _limited,  # noqa: PLC2701
-                   iob1_to_iob2)
+from bert_ner_probe.data.conll import DOCSTART, SPLITS, Sentence, Split, _limited  # noqa: PLC2701
+from bert_ner_probe.data.scheme import TAG_RE, Scheme, iob1_to_iob2, iob2_violations
 from bert_ner_probe.errors import DataFormatError, UserError
 
 #: Dataset split names accepted for each of our splits, in order of preference.
@@ -153,7 +153,7 @@ def _split_map(available: Sequence[str], source: str) -> Dict[str, Optional[str]
 
 
 def read_split(rows: Any, tokens: str, tags: str, document: Optional[str], names: Optional[List[str]],
-               scheme: str, where: str, strict_scheme: bool = False) -> Tuple[List[Sentence], bool]:
+               scheme: Scheme | str, where: str, strict_scheme: bool = False) -> Tuple[List[Sentence], bool]:
     """Sentences of one dataset split, tags as IOB2 strings; ``(sentences, has_documents)``.
 
     ``where`` names the split in messages (``<source>[<split>]``); rows are
@@ -162,8 +162,7 @@ def read_split(rows: Any, tokens: str, tags: str, document: Optional[str], names
     of different lengths is an error; an invalid IOB2 transition is repaired
     with one warning (an error with ``strict_scheme``).
     """
-    if scheme not in ("iob1", "iob2"):
-        raise UserError(f"data.scheme must be iob1 or iob2, got {scheme!r}")
+    scheme = Scheme.parse(scheme, "data.scheme")
     columns = [tokens, tags] + ([document] if document else [])
     sentences: List[Sentence] = []
     doc, content, docstart = 0, False, False
@@ -198,11 +197,11 @@ def read_split(rows: Any, tokens: str, tags: str, document: Optional[str], names
         for k, (w, t) in enumerate(zip(words, raw)):
             if not w.strip():
                 raise DataFormatError(where, None, f"row {row}, word {k + 1}: empty token {w!r}")
-            if not isinstance(t, str) or not _TAG_RE.match(t):
+            if not isinstance(t, str) or not TAG_RE.match(t):
                 raise DataFormatError(where, None, f"row {row}, word {k + 1}: expected a tag O, B-TYPE or "
                                                    f"I-TYPE, found {t!r}")
-        sentence = Sentence(words, iob1_to_iob2(raw) if scheme == "iob1" else raw, doc, 0)  # no file line
-        bad = _iob2_violations(sentence) if scheme == "iob2" else []
+        sentence = Sentence(words, iob1_to_iob2(raw) if scheme == Scheme.iob1 else raw, doc, 0)  # no file line
+        bad = iob2_violations(sentence.tags) if scheme == Scheme.iob2 else []
         if bad:  # repaired as conlleval reads it (I-X opens a new entity), as the CoNLL reader does
             k, tag, prev = bad[0]
             if strict_scheme:
@@ -256,7 +255,7 @@ def _digest(sentences: List[Sentence], extra: str = "") -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def load_hub_splits(source: str, limits: Mapping[str, Optional[int]], scheme: str = "iob2",
+def load_hub_splits(source: str, limits: Mapping[str, Optional[int]], scheme: Scheme | str = Scheme.iob2,
                     columns: Optional[Mapping[str, Optional[str]]] = None, dev_fraction: float = 0.1,
                     split_seed: int = 1, strict_scheme: bool = False) -> Tuple[Dict[str, Split], List[str]]:
     """Train, dev and test :class:`Split` objects from a ``datasets`` dataset, and notes for ``results.json``.

@@ -13,22 +13,26 @@ from __future__ import annotations
 
 import torch
 
-POOLINGS = ("first", "last", "first_last", "mean")
+from bert_ner_probe.choice import Choice
 
 
-def pooled_width(pooling: str, hidden_size: int) -> int:
-    """Width of one pooled word vector per layer."""
-    check_pooling(pooling)
-    return 2 * hidden_size if pooling == "first_last" else hidden_size
+class Pooling(Choice):
+    """``pooling.method``."""
+
+    first = "first"
+    last = "last"
+    first_last = "first_last"
+    mean = "mean"
 
 
-def check_pooling(pooling: str) -> None:
-    if pooling not in POOLINGS:
-        raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+def pooled_width(pooling: Pooling | str, hidden_size: int) -> int:
+    """Width of one pooled word vector per layer: ``2 · hidden_size`` for first_last, else ``hidden_size``."""
+    pooling = Pooling.parse(pooling, "pooling.method")
+    return 2 * hidden_size if pooling == Pooling.first_last else hidden_size
 
 
 def pool_words(hidden: torch.Tensor, batch: torch.Tensor, first: torch.Tensor, last: torch.Tensor,
-               pooling: str, check: bool = True) -> torch.Tensor:
+               pooling: Pooling | str, check: bool = True) -> torch.Tensor:
     """Pool sub-token states into word vectors.
 
     Args:
@@ -42,16 +46,16 @@ def pool_words(hidden: torch.Tensor, batch: torch.Tensor, first: torch.Tensor, l
     Returns:
         Shape: (words, layers, width) with width = hidden, or 2 * hidden for first_last.
     """
-    check_pooling(pooling)
+    pooling = Pooling.parse(pooling, "pooling.method")
     if hidden.dim() != 4:
         raise ValueError(f"hidden must be (batch, time, layers, hidden), got shape {tuple(hidden.shape)}")
     if check and bool((last < first).any()):
         raise ValueError("every word needs last >= first")
-    if pooling == "first":
+    if pooling == Pooling.first:
         return hidden[batch, first]
-    if pooling == "last":
+    if pooling == Pooling.last:
         return hidden[batch, last]
-    if pooling == "first_last":
+    if pooling == Pooling.first_last:
         return torch.cat([hidden[batch, first], hidden[batch, last]], dim=-1)
     # mean: sum every sub-token into its word's row, then divide by the count.
     b, t, n_layers, h = hidden.shape

@@ -22,9 +22,9 @@ from bert_ner_probe.device import encoder_dtype
 from bert_ner_probe.memo import StampedMemo
 from bert_ner_probe.features.cache import CacheEntry, default_root, get_or_build
 from bert_ner_probe.data.conll import SPLITS, Corpus
-from bert_ner_probe.errors import UserError
 from bert_ner_probe.features.extract import extract_split
-from bert_ner_probe.features.pooling import check_pooling, pooled_width
+from bert_ner_probe.features.pooling import Pooling, pooled_width
+from bert_ner_probe.features.windows import Context
 
 
 def cache_key(encoder_cfg: Any, pooling: str, corpus: Corpus, device: str,
@@ -35,8 +35,8 @@ def cache_key(encoder_cfg: Any, pooling: str, corpus: Corpus, device: str,
         "encoder_hash": enc.fingerprint(location, memo),
         "data": corpus.fingerprint(),
         "sentences": {s: len(corpus[s].sentences) for s in SPLITS},
-        "pooling": pooling,
-        "context": encoder_cfg.context,
+        "pooling": Pooling.parse(pooling, "pooling.method").value,
+        "context": Context.parse(encoder_cfg.context, "encoder.context").value,
         "dtype": str(encoder_dtype(encoder_cfg.dtype, device)),
         "max_length": encoder_cfg.max_length,
         "max_pieces_per_word": encoder_cfg.max_pieces_per_word,
@@ -46,18 +46,17 @@ def cache_key(encoder_cfg: Any, pooling: str, corpus: Corpus, device: str,
 def get_features(encoder_cfg: Any, pooling: str, corpus: Corpus, device: str,
                  cache_dir: str | None = None, progress: bool = True,
                  splits: Sequence[str] = SPLITS, rebuild: bool = True,
-                 fingerprints: Optional[StampedMemo] = None) -> Tuple[CacheEntry, bool]:
+                 fingerprints: Optional[StampedMemo] = None,
+                 key: Optional[Dict[str, Any]] = None) -> Tuple[CacheEntry, bool]:
     """The cache entry for this encoder, data and pooling; extract every split (of ``splits``) if it is missing.
 
     Returns ``(entry, hit)``; ``entry.meta["extract_s"]`` is the extraction time
     of the run that built it. A damaged entry is rebuilt, or with ``rebuild=False``
     is a :class:`~.cache.CacheError` (see :func:`~.cache.get_or_build`).
-    ``fingerprints`` keeps the encoder folder's hash for the next call (see :mod:`bert_ner_probe.memo`).
+    ``fingerprints`` keeps the encoder folder's hash for the next call (see :mod:`bert_ner_probe.memo`);
+    ``key`` is :func:`cache_key` of these same arguments when the caller has built it already.
     """
-    check_pooling(pooling)
-    if encoder_cfg.context not in ("sentence", "document"):
-        raise UserError(f"encoder.context must be sentence or document, got {encoder_cfg.context!r}")
-    key = cache_key(encoder_cfg, pooling, corpus, device, fingerprints)
+    key = dict(key) if key is not None else cache_key(encoder_cfg, pooling, corpus, device, fingerprints)
     if tuple(splits) != SPLITS:
         key["splits"] = list(splits)  # an entry of some splits never stands in for a full one
 

@@ -24,6 +24,15 @@ from typing import List, Sequence
 
 import numpy as np
 
+from bert_ner_probe.choice import Choice
+
+
+class Context(Choice):
+    """``encoder.context``: what a word's window holds besides its own sentence."""
+
+    sentence = "sentence"  # each sentence alone
+    document = "document"  # the whole document, windows overlapping past the encoder's length (the paper's)
+
 
 @dataclass
 class Window:
@@ -117,7 +126,7 @@ def plan_windows(word_pieces: Sequence[np.ndarray], first_word: int, width: int)
 def build_windows(
     pieces: Sequence[Sequence[np.ndarray]],
     doc_of_sentence: Sequence[int],
-    context: str,
+    context: Context | str,
     width: int,
 ) -> List[Window]:
     """Windows for a whole split.
@@ -127,11 +136,10 @@ def build_windows(
     ``sentence`` (each sentence alone) or ``document`` (each document as one
     sequence, so words see neighbouring sentences).
     """
-    if context not in ("sentence", "document"):
-        raise ValueError(f"context must be sentence or document, got {context!r}")
+    context = Context.parse(context, "encoder.context")
     windows: List[Window] = []
     offset = 0
-    if context == "sentence":
+    if context == Context.sentence:
         for sent in pieces:
             windows.extend(plan_windows(sent, offset, width))
             offset += len(sent)

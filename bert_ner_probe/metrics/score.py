@@ -18,18 +18,24 @@ from seqeval.metrics import classification_report, f1_score
 from seqeval.metrics.sequence_labeling import get_entities
 from seqeval.scheme import IOB2
 
+from bert_ner_probe.choice import Choice
 from bert_ner_probe.data.conll import Corpus
 
-MODES = ("conlleval", "strict")
+
+class EvalMode(Choice):
+    """``eval.mode``: how entities are read from tags."""
+
+    conlleval = "conlleval"  # as conlleval and seqeval's default: an I- after O or another type starts an entity
+    strict = "strict"  # IOB2 spans only (seqeval's mode="strict", scheme=IOB2)
 
 
-def _mode_kwargs(mode: str) -> Dict[str, Any]:
-    if mode not in MODES:
-        raise ValueError(f"eval.mode must be one of {', '.join(MODES)}, got {mode!r}")
-    return {"mode": "strict", "scheme": IOB2} if mode == "strict" else {}
+def _mode_kwargs(mode: EvalMode | str) -> Dict[str, Any]:
+    mode = EvalMode.parse(mode, "eval.mode")
+    return {"mode": "strict", "scheme": IOB2} if mode == EvalMode.strict else {}
 
 
-def score(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], mode: str = "conlleval") -> Dict[str, Any]:
+def score(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]],
+          mode: EvalMode | str = EvalMode.conlleval) -> Dict[str, Any]:
     """Micro P/R/F1 over entities and the same per entity type (with support).
 
     The same numbers as seqeval's ``classification_report``. In conlleval
@@ -75,7 +81,7 @@ def _strict_score(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], 
             "f1": float(micro["f1-score"]), "support": int(micro["support"]), "per_type": per_type}
 
 
-def f1(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], mode: str = "conlleval") -> float:
+def f1(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], mode: EvalMode | str = EvalMode.conlleval) -> float:
     """Micro entity F1 only (:class:`GoldEntities` for repeated scoring against the same gold)."""
     return GoldEntities(gold, mode).f1(pred)
 
@@ -89,10 +95,10 @@ class GoldEntities:
     value as seqeval's ``f1_score``. Strict mode calls ``f1_score``.
     """
 
-    def __init__(self, gold: Sequence[Sequence[str]], mode: str = "conlleval") -> None:
+    def __init__(self, gold: Sequence[Sequence[str]], mode: EvalMode | str = EvalMode.conlleval) -> None:
         self.kwargs = _mode_kwargs(mode)
         self.gold = [list(g) for g in gold]
-        self.spans = None if mode == "strict" else set(get_entities(self.gold))
+        self.spans = None if self.kwargs else set(get_entities(self.gold))
 
     def found(self, pred: Sequence[Sequence[str]]) -> Optional[set]:
         """The predicted ``(type, start, end)`` spans (None in strict mode); checks the lengths."""

@@ -27,9 +27,17 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from bert_ner_probe.choice import Choice
 from bert_ner_probe.errors import UserError
 
-COMBINES = ("concat", "sum", "mean", "scalar_mix")
+
+class Combine(Choice):
+    """``strategy.combine``: the rule that makes one vector of a word's chosen layers (formulas above)."""
+
+    concat = "concat"
+    sum = "sum"
+    mean = "mean"
+    scalar_mix = "scalar_mix"
 
 
 def resolve_layers(layers: Optional[Sequence[int]], num_layers: int) -> List[int]:
@@ -55,12 +63,7 @@ def resolve_layers(layers: Optional[Sequence[int]], num_layers: int) -> List[int
     return out
 
 
-def check_combine(combine: str) -> None:
-    if combine not in COMBINES:
-        raise UserError(f"strategy.combine must be one of {', '.join(COMBINES)}, got {combine!r}")
-
-
-def combine_layers(x: torch.Tensor, combine: str) -> torch.Tensor:
+def combine_layers(x: torch.Tensor, combine: Combine | str) -> torch.Tensor:
     """Combine the chosen layers of a block of words with a fixed rule.
 
     Args:
@@ -68,11 +71,12 @@ def combine_layers(x: torch.Tensor, combine: str) -> torch.Tensor:
     Returns:
         Shape: (words, K * width) for concat, else (words, width).
     """
-    if combine == "concat":
+    combine = Combine.parse(combine, "strategy.combine")
+    if combine == Combine.concat:
         return x.reshape(x.shape[0], -1)
-    if combine == "sum":
+    if combine == Combine.sum:
         return x.sum(dim=1)
-    if combine == "mean":
+    if combine == Combine.mean:
         return x.mean(dim=1)
     raise ValueError(f"combine_layers handles concat, sum and mean, not {combine!r}")
 
@@ -88,27 +92,27 @@ class Combiner:
     """One strategy for one encoder: the layers ``h_1 .. h_K`` (indices into 0..N), the rule, one layer's width d."""
 
     layers: Tuple[int, ...]
-    combine: str
+    combine: Combine
     width: int
 
     def __post_init__(self) -> None:
-        check_combine(self.combine)
+        object.__setattr__(self, "combine", Combine.parse(self.combine, "strategy.combine"))
 
     @classmethod
     def from_config(cls, strategy_cfg: Any, num_layers: int, width: int) -> "Combiner":
         """``strategy_cfg.layers`` (None = 1..N, negatives from the top) and ``.combine`` for an N-layer encoder."""
         layers = None if strategy_cfg.layers is None else [int(x) for x in strategy_cfg.layers]
-        return cls(tuple(resolve_layers(layers, num_layers)), str(strategy_cfg.combine), int(width))
+        return cls(tuple(resolve_layers(layers, num_layers)), strategy_cfg.combine, int(width))
 
     @property
     def learned(self) -> bool:
         """Whether the layers are mixed inside the tagger (scalar_mix) rather than by a fixed rule when read."""
-        return self.combine == "scalar_mix"
+        return self.combine == Combine.scalar_mix
 
     @property
     def output_width(self) -> int:
         """Width of the word vector the tagger's LSTM reads: ``K · d`` for concat, else ``d``."""
-        return len(self.layers) * self.width if self.combine == "concat" else self.width
+        return len(self.layers) * self.width if self.combine == Combine.concat else self.width
 
     @property
     def row_shape(self) -> Tuple[int, ...]:
@@ -129,7 +133,7 @@ class Combiner:
         x = torch.from_numpy(np.ascontiguousarray(block[:, _layer_index(self.layers)])).to(device)  # Shape: (c, K, d)
         if self.learned:
             return x.to(torch.float16)
-        return combine_layers(x.float() if self.combine != "concat" else x, self.combine).to(torch.float16)
+        return combine_layers(x.float() if self.combine != Combine.concat else x, self.combine).to(torch.float16)
 
     def mix_record(self, mix: Any) -> Optional[Dict[str, Any]]:
         """The learned mix for results.json (layers, softmax weights, γ); None for a fixed rule."""

@@ -24,13 +24,21 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from bert_ner_probe.choice import Choice
 from bert_ner_probe.device import to_device_nowait
 from bert_ner_probe.tagger.bilstm import bidirectional_lstm
 from bert_ner_probe.tagger.dropout import Dropout
 from bert_ner_probe.strategy.combiner import Combiner
 from bert_ner_probe.strategy.scalar_mix import ScalarMix
 
-IMPLS = ("auto", "packed", "padded")
+
+
+class LstmImpl(Choice):
+    """``tagger.impl``: how the LSTM steps over a batch of sentences of different lengths."""
+
+    auto = "auto"  # padded on the CPU, packed elsewhere
+    packed = "packed"
+    padded = "padded"
 
 
 class BiLSTMTagger(nn.Module):
@@ -44,13 +52,11 @@ class BiLSTMTagger(nn.Module):
         crf: bool = False,
         mix_layers: Optional[int] = None,
         input_dropout: float = 0.0,
-        impl: str = "auto",
+        impl: LstmImpl | str = LstmImpl.auto,
     ) -> None:
         """``mix_layers=K`` expects inputs of Shape: (batch, time, K, input_size) and learns a ScalarMix."""
         super().__init__()
-        if impl not in IMPLS:
-            raise ValueError(f"impl must be one of {', '.join(IMPLS)}, got {impl!r}")
-        self.impl = impl
+        self.impl = LstmImpl.parse(impl, "tagger.impl")
         self.mix = ScalarMix(mix_layers) if mix_layers else None
         self.input_dropout = Dropout(input_dropout)
         self.dropout = Dropout(dropout)
@@ -68,11 +74,11 @@ class BiLSTMTagger(nn.Module):
         """The tagger of ``tagger_cfg`` over ``combiner``'s words: its input width and, for scalar_mix, its mix."""
         return cls(input_size=combiner.output_width, num_labels=num_labels, hidden_size=tagger_cfg.hidden_size,
                    num_layers=tagger_cfg.num_layers, dropout=tagger_cfg.dropout, crf=tagger_cfg.crf,
-                   mix_layers=combiner.mix_layers, input_dropout=tagger_cfg.input_dropout, impl=str(tagger_cfg.impl))
+                   mix_layers=combiner.mix_layers, input_dropout=tagger_cfg.input_dropout, impl=tagger_cfg.impl)
 
     def packs(self, device: torch.device) -> bool:
         """Whether the LSTM runs on packed sequences on ``device`` (``impl``: auto = not on the CPU)."""
-        return self.impl == "packed" or (self.impl == "auto" and device.type != "cpu")
+        return self.impl == LstmImpl.packed or (self.impl == LstmImpl.auto and device.type != "cpu")
 
     def packed_scores(self, seq: PackedSequence) -> torch.Tensor:
         """Label scores of every word of a packed batch, in packed order: Shape: (words, labels), float32.

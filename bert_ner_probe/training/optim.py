@@ -15,20 +15,21 @@
 
 from __future__ import annotations
 
-import enum
 import math
 from typing import Iterable, List, Tuple
 
 import torch
 from torch import nn
 
+from bert_ner_probe.choice import Choice
 
-class OptimizerName(str, enum.Enum):
+
+class OptimizerName(Choice):
     adam = "adam"
     adamw = "adamw"
 
 
-class ScheduleName(str, enum.Enum):
+class ScheduleName(Choice):
     constant = "constant"
     linear = "linear"
 
@@ -51,7 +52,7 @@ def parameter_groups(named: Iterable[Tuple[str, nn.Parameter]], weight_decay: fl
 def build_optimizer(model: nn.Module, name: OptimizerName | str, lr: float, weight_decay: float,
                     device: torch.device) -> torch.optim.Optimizer:
     """Adam or AdamW over ``model``'s trainable parameters; fused (one kernel per step) on CPU and CUDA."""
-    name = OptimizerName(name)
+    name = OptimizerName.parse(name, "trainer.optimizer")
     groups = parameter_groups(model.named_parameters(), weight_decay)
     cls = torch.optim.AdamW if name == OptimizerName.adamw else torch.optim.Adam
     return cls(groups, lr=lr, fused=device.type in ("cpu", "cuda"))
@@ -63,6 +64,6 @@ def build_schedule(optimizer: torch.optim.Optimizer, name: ScheduleName | str, t
     from transformers import get_constant_schedule_with_warmup, get_linear_schedule_with_warmup
 
     warmup = math.ceil(warmup_ratio * total_steps)
-    if ScheduleName(name) == ScheduleName.linear:
+    if ScheduleName.parse(name, "trainer.schedule") == ScheduleName.linear:
         return get_linear_schedule_with_warmup(optimizer, warmup, max(total_steps, 1))
     return get_constant_schedule_with_warmup(optimizer, warmup)
