@@ -17,7 +17,11 @@ from bert_ner_probe.report.callback import write_report
 from bert_ner_probe.results.run_result import RunResult, SplitScores
 
 pytestmark = pytest.mark.e2e
+
+
 README = Path(__file__).resolve().parents[1] / "README.md"
+
+
 SMALL = ["trainer.epochs=1", "tagger.hidden_size=32", "threads=1", "progress=false"]
 
 

@@ -14,9 +14,16 @@ from bert_ner_probe.config import register
 from bert_ner_probe.main import config_dir
 
 CONF = Path(config_dir())
+
+
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+
+
 STRATEGIES = sorted(p.stem for p in (CONF / "strategy").glob("*.yaml"))
+
+
 TABLE7 = ["embeddings", "second_to_last", "last", "sum_last_four", "concat_last_four", "sum_all"]
+
 
 register()
 
@@ -163,3 +170,70 @@ def test_the_layers_experiment_sweeps_every_hidden_state_of_the_encoder():
     assert params.strategy == "layer"
     (index,) = OverridesParser.create().parse_overrides([f"strategy.index={params['strategy.index']}"])
     assert list(index.sweep_iterator()) == list(range(0, 7))
+
+
+# ---------------------------------------------------------------- fine-tuning
+
+def test_strategy_finetune_picks_the_fine_tuning_recipe():
+    cfg = _compose(["strategy=finetune"])
+    t = cfg.trainer
+    assert (t.name, t.optimizer.value, t.lr, t.weight_decay, t.schedule.value, t.warmup_ratio) == \
+        ("finetune", "adamw", 5e-5, 0.01, "linear", 0.1)
+    assert (t.batch_size, t.epochs, t.grad_clip, t.grad_accum) == (32, 3, 1.0, 1)
+    assert cfg.strategy.layers is None and cfg.finetune.save is False
+    over = _compose(["strategy=finetune", "trainer.lr=3e-5", "trainer.grad_accum=4", "trainer.schedule=constant"])
+    assert over.trainer.lr == 3e-5 and over.trainer.grad_accum == 4 and over.trainer.schedule.value == "constant"
+    probe = _compose(["strategy=last"])
+    assert probe.trainer.name == "default" and probe.trainer.optimizer.value == "adam"
+
+
+@pytest.mark.parametrize("override", ["trainer.optimizer=sgd", "trainer.schedule=cosine", "finetune.sav=true"])
+def test_fine_tuning_typos_fail_at_compose_time(override):
+    from hydra.errors import ConfigCompositionException
+    from omegaconf.errors import ConfigKeyError, ValidationError
+
+    with pytest.raises((ConfigCompositionException, ConfigKeyError, ValidationError)):
+        _compose(["strategy=finetune", override])
+
+
+@pytest.mark.parametrize("override, key", [("trainer.warmup_ratio=1.5", "trainer.warmup_ratio"),
+                                           ("trainer.grad_accum=0", "trainer.grad_accum"),
+                                           ("finetune.train_limit=0", "finetune.train_limit"),
+                                           ("trainer.precision=fp16", "trainer.precision")])
+def test_fine_tuning_bad_values_fail_before_any_work(override, key):
+    import torch
+
+    from bert_ner_probe.config import check_values
+    from bert_ner_probe.device import training_precision
+    from bert_ner_probe.errors import UserError
+
+    check_values(_compose(["strategy=finetune"]))
+    with pytest.raises(UserError, match=key.replace(".", r"\.")):
+        cfg = _compose(["strategy=finetune", override])
+        check_values(cfg)
+        training_precision(cfg.trainer.precision, torch.device("cpu"), finetune=True)  # fp16 needs CUDA
+
+
+# ---------------------------------------------------------------- the report block
+
+def test_report_config_block() -> None:
+    """``report.*`` composes onto the schema, reaches the callback's settings, and bad values are user errors."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf.errors import ValidationError
+
+    from bert_ner_probe.config import check_values, register
+    from bert_ner_probe.errors import UserError
+    from bert_ner_probe.main import config_dir
+
+    register()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose(config_name="config")
+        assert (cfg.report.alpha, cfg.report.bootstrap_resamples, cfg.report.seed) == (0.05, 1000, 0)
+        cfg = compose(config_name="config", overrides=["report.alpha=0.01"])
+        assert cfg.report.alpha == 0.01
+        check_values(cfg)
+        with pytest.raises(UserError, match="report.alpha"):
+            check_values(compose(config_name="config", overrides=["report.alpha=1.5"]))
+        with pytest.raises(Exception) as exc:
+            compose(config_name="config", overrides=["report.alpha=high"])
+        assert isinstance(exc.value, ValidationError) or isinstance(exc.value.__cause__, ValidationError)

@@ -28,7 +28,7 @@ import os
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from bert_ner_probe.errors import DataFormatError, UserError
 from bert_ner_probe.data.scheme import TAG_RE, Scheme, iob1_to_iob2, repair_iob2

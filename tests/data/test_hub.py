@@ -3,19 +3,26 @@ sentences."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import warnings
 
 import datasets
 import pytest
-from hub_datasets import CONLL_LABELS, classlabel_dataset, conll_sentences, six_types, string_tag_dataset
+from hub_datasets import (
+    CONLL_LABELS,
+    classlabel_dataset,
+    conll_sentences,
+    six_types,
+    string_tag_dataset,
+)
 
 from bert_ner_probe.data.conll import load_corpus
+from bert_ner_probe.data.hub import (
+    NO_DOCUMENTS_NOTE,
+    carve_dev,
+    find_columns,
+    load_hub_splits,
+)
 from bert_ner_probe.errors import DataFormatError, UserError
-from bert_ner_probe.data.hub import NO_DOCUMENTS_NOTE, carve_dev, find_columns, load_hub_splits
 
 SIZES = {"train": 120, "dev": 40, "test": 40}
 
@@ -30,6 +37,13 @@ def _quiet_load(path, **kw):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return load_hub_splits(str(path), {}, **kw)
+
+
+def _saved(tmp_path, rows, features=None, splits=("train", "validation", "test")):
+    ds = datasets.Dataset.from_dict(rows, features=features)
+    path = tmp_path / "bad"
+    datasets.DatasetDict({s: ds for s in splits}).save_to_disk(str(path))
+    return str(path)
 
 
 def test_classlabel_valid_split_with_docstart_rows_reads_like_the_conll_files(tmp_path, conll_dir):
@@ -110,13 +124,6 @@ def test_parquet_folder_and_named_columns(tmp_path, conll_dir):
     assert notes == [NO_DOCUMENTS_NOTE]
 
 
-def _saved(tmp_path, rows, features=None, splits=("train", "validation", "test")):
-    ds = datasets.Dataset.from_dict(rows, features=features)
-    path = tmp_path / "bad"
-    datasets.DatasetDict({s: ds for s in splits}).save_to_disk(str(path))
-    return str(path)
-
-
 @pytest.mark.parametrize("tags, message", [
     (["B-PER", "X-PER"], r"\[train\]: row 1, word 2: expected a tag O, B-TYPE or I-TYPE, found 'X-PER'"),
     (["B-PER"], r"\[train\]: row 1: 2 tokens but 1 tags"),
@@ -175,24 +182,3 @@ def test_corpus_labels_and_unknown_dev_tag_check_are_the_conll_ones(tmp_path):
     assert corpus.unseen_labels == {"dev": {"B-LOC": 1}}
     with pytest.raises(DataFormatError, match=r"d\[dev\]: tag 'B-LOC' in the dev split never occurs in the training"):
         load_corpus(None, hub_id=str(path), strict_labels=True)
-
-
-@pytest.mark.e2e
-def test_cli_runs_a_saved_string_tag_dataset_without_dev_split(tmp_path, conll_dir):
-    path = tmp_path / "wnut_like"
-    string_tag_dataset(conll_dir, n_train=250, n_test=60).save_to_disk(str(path))
-    run = tmp_path / "run"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    proc = subprocess.run([sys.executable, "-m", "bert_ner_probe", "data.dir=null", f"data.hub_id={path}",
-                           "strategy=last", "trainer.epochs=1", "tagger.hidden_size=32", "threads=1", "progress=false",
-                           f"cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={run}"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    r = json.loads((run / "results.json").read_text())
-    assert r["sizes"]["dev"]["sentences"] == 25 and r["sizes"]["train"]["sentences"] == 225
-    assert r["sizes"]["test"]["sentences"] == 60
-    assert len(r["labels"]) == 13  # O + B/I of six types
-    assert any("no dev split" in n for n in r["data_notes"]) and NO_DOCUMENTS_NOTE in r["data_notes"]
-    assert "no dev split" in proc.stderr  # the warning reaches the user
-    pred = (run / "predictions" / "test.conll").read_text().split("\n\n")
-    assert len([b for b in pred if b.strip()]) == 60

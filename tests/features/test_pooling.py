@@ -15,12 +15,18 @@ from bert_ner_probe.features.pooling import Pooling, pool_words, pooled_width
 #        t=3 [[48,49,50],[51,52,53]] t=4 [[54,55,56],[57,58,59]]
 HIDDEN = torch.arange(60, dtype=torch.float32).reshape(2, 5, 2, 3)
 
+
 # Four words, deliberately not in (batch, position) order:
 #   A: window 0, pieces 1..3 (3 sub-tokens)    B: window 1, piece 0 (1 sub-token)
 #   C: window 1, pieces 3..4 (2 sub-tokens)    D: window 0, piece 4 (1 sub-token)
 BATCH = torch.tensor([0, 1, 1, 0])
+
+
 FIRST = torch.tensor([1, 0, 3, 4])
+
+
 LAST = torch.tensor([3, 0, 4, 4])
+
 
 EXPECTED = {
     "first": [

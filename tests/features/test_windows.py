@@ -1,19 +1,15 @@
-"""Sub-token alignment, windows and extraction with a real tokenizer and a real (tiny, random) BertModel."""
+"""Sub-token alignment and windows (bert_ner_probe/features/windows.py) with the real MiniLM tokenizer."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from bert_ner_probe.errors import UserError
-from bert_ner_probe.features.batching import batches_by_length
-from bert_ner_probe.features.extract import extract_split, special_tokens
+from bert_ner_probe.features.extract import special_tokens
 from bert_ner_probe.features.windows import build_windows, plan_windows, tokenize_words
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-# ---------------------------------------------------------------- plan_windows
 
 
 def _synthetic_pieces(n: int, max_len: int, seed: int = 0):
@@ -114,9 +110,6 @@ def test_middle_word_gets_the_centred_window():
     assert min(left, right) >= 5
 
 
-# ---------------------------------------------------------------- tokenize_words (real tokenizer)
-
-
 def test_tokenize_words_aligns_one_to_one(minilm_tokenizer):
     out = tokenize_words(minilm_tokenizer, [["Peter", "Blackburn"], ["BRUSSELS", "1996-08-22"]], 32)
     assert [[p.tolist() for p in s] for s in out] == [
@@ -147,9 +140,6 @@ def test_max_pieces_per_word_keeps_the_first_pieces(minilm_tokenizer):
 
 def test_special_tokens_of_a_bert_tokenizer(minilm_tokenizer):
     assert special_tokens(minilm_tokenizer) == ([101], [102])  # [CLS] … [SEP]
-
-
-# ---------------------------------------------------------------- build_windows
 
 
 def test_build_windows_sentence_and_document_contexts():
@@ -183,122 +173,3 @@ def test_build_windows_sentence_and_document_contexts():
     assert any(len(set(np.repeat(np.arange(len(lens)), lens)[w.word_index])) > 1 for w in doc_windows)
     with pytest.raises(UserError, match="encoder.context='paragraph': expected one of sentence \\| document"):
         build_windows(pieces, docs, "paragraph", 24)
-
-
-# ---------------------------------------------------------------- batches_by_length
-
-
-@pytest.mark.parametrize("max_batch,max_tokens", [(4, 1000), (64, 300), (3, 50), (1000, 10**6)])
-def test_batches_by_length_respects_limits(max_batch, max_tokens):
-    lengths = np.random.default_rng(0).integers(3, 120, size=257)
-    batches = batches_by_length(lengths, max_batch, max_tokens)
-    assert sorted(np.concatenate(batches).tolist()) == list(range(257))
-    prev_max = 0
-    for b in batches:
-        assert 1 <= len(b) <= max_batch
-        assert len(b) == 1 or len(b) * lengths[b].max() <= max_tokens
-        assert lengths[b].min() >= prev_max  # sorted by length: batches do not interleave
-        prev_max = lengths[b].max()
-    if max_tokens == 10**6:
-        assert len(batches) == 1
-
-
-def test_a_window_longer_than_max_tokens_gets_its_own_batch():
-    batches = batches_by_length(np.array([5, 500, 6]), 8, 100)
-    assert [b.tolist() for b in batches] == [[0, 2], [1]]
-
-
-# ---------------------------------------------------------------- extraction with a tiny BertModel
-
-LONG_VOCAB = ["the", "Commission", "said", "1996-08-22", "Antidisestablishmentarianism", "EU", "\u200b",
-              "Blackburn", ",", "Wolverhampton", "unbelievably", "a"]
-SHORT_A = ["Peter", "Blackburn", "visited", "1996-08-22", "Antidisestablishmentarianism", "."]
-SHORT_B = ["EU", "rejects", "German", "call"]
-
-
-def _long_sentence(n=1000, seed=0):
-    rng = np.random.default_rng(seed)
-    return [LONG_VOCAB[i] for i in rng.integers(0, len(LONG_VOCAB), size=n)]
-
-
-def _direct_hidden(encoder, piece_ids) -> np.ndarray:
-    """All hidden states of [CLS] pieces [SEP], computed with the model itself. Shape: (time, layers + 1, hidden)."""
-    ids = torch.tensor([[101, *[int(p) for p in piece_ids], 102]])
-    with torch.no_grad():
-        res = encoder.model(input_ids=ids, attention_mask=torch.ones_like(ids), output_hidden_states=True)
-    return torch.stack(res.hidden_states, dim=2)[0].numpy()
-
-
-def _run(encoder, sentences, docs, pooling, context, **kw):
-    n = sum(len(s) for s in sentences)
-    width = 64 if pooling == "first_last" else 32
-    out = np.full((n, 3, width), np.nan, dtype=np.float16)
-    stats = extract_split(encoder, sentences, docs, out, pooling, context, progress=False, **kw)
-    return out, stats
-
-
-@pytest.mark.parametrize("context", ["sentence", "document"])
-def test_extract_writes_every_row_of_a_1000_word_sentence(tiny_encoder, context):
-    long = _long_sentence()
-    sentences = [SHORT_B, long, SHORT_A]
-    docs = [0, 0, 1]
-    out, stats = _run(tiny_encoder, sentences, docs, "first", context, batch_size=8, max_tokens=256)
-    assert out.shape[0] == 1010 == stats["words"]
-    assert not np.isnan(out).any()  # no row left unwritten
-    assert np.isfinite(out).all()
-    assert stats["windows"] > 1000 * 1.2 / 62  # the long sentence needed many windows
-    assert stats["encoder_passes"] >= stats["windows"] / 8
-
-    # Each word of the long sentence carries the hidden state of its first piece in the window
-    # the planner chose for it: recompute two windows directly with the model.
-    tok = tiny_encoder.tokenizer
-    pieces = tokenize_words(tok, sentences, 32)
-    windows = build_windows(pieces, docs, context, 64 - 2)
-    long_windows = [w for w in windows if w.word_index.min() >= len(SHORT_B) and w.word_index.max() < 4 + 1000]
-    for win in (long_windows[len(long_windows) // 2], long_windows[-1]):
-        h = _direct_hidden(tiny_encoder, win.piece_ids)
-        expected = h[win.first + 1]  # +1 for [CLS]
-        np.testing.assert_allclose(out[win.word_index].astype(np.float32), expected, rtol=2e-3, atol=2e-3)
-
-
-@pytest.mark.parametrize("pooling", ["first", "last", "mean", "first_last"])
-def test_short_sentence_features_equal_the_models_hidden_states(tiny_encoder, pooling):
-    sentences = [SHORT_A, SHORT_B, _long_sentence(150, seed=1)]  # padded in one batch with longer windows
-    out, _ = _run(tiny_encoder, sentences, [0, 1, 2], pooling, "sentence", batch_size=16)
-    assert not np.isnan(out).any()
-    (pieces,) = tokenize_words(tiny_encoder.tokenizer, [SHORT_A], 32)
-    h = _direct_hidden(tiny_encoder, np.concatenate(pieces))  # Shape: (time, 3, 32)
-    pos, rows = 1, []  # position 0 is [CLS]
-    for p in pieces:
-        f, l = pos, pos + len(p) - 1
-        if pooling == "first":
-            rows.append(h[f])
-        elif pooling == "last":
-            rows.append(h[l])
-        elif pooling == "mean":
-            rows.append(h[f:l + 1].mean(axis=0))
-        else:
-            rows.append(np.concatenate([h[f], h[l]], axis=-1))
-        pos = l + 1
-    expected = np.stack(rows)
-    assert [len(p) for p in pieces] == [1, 1, 1, 5, 8, 1]  # multi-piece words make pooling matter
-    np.testing.assert_allclose(out[:len(SHORT_A)].astype(np.float32), expected, rtol=2e-3, atol=2e-3)
-
-
-def test_document_context_changes_features_of_a_sentence(tiny_encoder):
-    sentences = [SHORT_B, SHORT_A]
-    alone, _ = _run(tiny_encoder, sentences, [0, 0], "first", "sentence")
-    joined, _ = _run(tiny_encoder, sentences, [0, 0], "first", "document")
-    # Layer 0 (embeddings) differs too: positions shift when SHORT_A follows SHORT_B.
-    assert not np.allclose(alone[len(SHORT_B):], joined[len(SHORT_B):], atol=1e-2)
-    # In document context SHORT_A is read in one window with SHORT_B before it.
-    (pa, pb) = tokenize_words(tiny_encoder.tokenizer, [SHORT_B, SHORT_A], 32)
-    h = _direct_hidden(tiny_encoder, np.concatenate(pa + pb))
-    first_pos = 1 + np.cumsum([0] + [len(p) for p in pa + pb])[:-1]
-    np.testing.assert_allclose(joined.astype(np.float32), h[first_pos], rtol=2e-3, atol=2e-3)
-
-
-def test_extract_rejects_an_output_of_the_wrong_size(tiny_encoder):
-    out = np.zeros((3, 3, 32), dtype=np.float16)
-    with pytest.raises(RuntimeError, match="alignment error"):
-        extract_split(tiny_encoder, [SHORT_B], [0], out, "first", "sentence", progress=False)

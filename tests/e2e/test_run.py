@@ -12,6 +12,8 @@ import pytest
 import torch
 
 pytestmark = pytest.mark.e2e
+
+
 LIMITS = ["data.limit.train=1000", "data.limit.dev=150", "data.limit.test=150"]
 
 

@@ -23,11 +23,21 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from bert_ner_probe.report.callback import ReportCallback, Row, cli, load_jobs, write_report
+from bert_ner_probe.report.callback import (
+    ReportCallback,
+    Row,
+    cli,
+    load_jobs,
+    write_report,
+)
 from bert_ner_probe.report.significance import SIGNIFICANCE_COLUMNS, t_interval
 
 pytestmark = pytest.mark.e2e
+
+
 TINY = ["debug=smoke"]
+
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -75,6 +85,22 @@ def md_rows(text: str, heading: str) -> Dict[str, List[str]]:
     block = next(p for p in text.split("\n## ")[1:] if heading in p.splitlines()[0])
     return {c[0]: c for c in ([x.strip() for x in ln.strip("|").split("|")] for ln in block.splitlines()
                               if ln.startswith("| ") and not ln.startswith("| strategy"))}
+
+
+def as_finetune(job: Path, bump: float, train_limit: int = 100, epochs: int = 2) -> None:
+    """Rewrite a probe job folder into the fine-tuning job's shape (results.json and .hydra/config.yaml)."""
+    r = json.loads((job / "results.json").read_text())
+    r.update(strategy="finetune", layers=None, combine=None, mix_weights=None, cache_hit=False, cache_entry=None)
+    for split in ("dev", "test"):
+        r[split]["f1"] = min(1.0, r[split]["f1"] + bump)
+    cfg = r["config"]
+    cfg["strategy"].update(name="finetune", layers=None)
+    cfg["trainer"].update(name="finetune", lr=5e-5, grad_clip=1.0, epochs=epochs, optimizer="adamw",
+                          weight_decay=0.01, warmup_ratio=0.1, schedule="linear", grad_accum=1)
+    cfg["tagger"]["hidden_size"] = 1
+    cfg["finetune"] = {"save": False, "train_limit": train_limit}
+    (job / "results.json").write_text(json.dumps(r))
+    (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
 
 
 def test_three_seed_sweep_gets_intervals_tests_marks_and_pivots(sweep: Path, tmp_path: Path) -> None:
@@ -141,22 +167,6 @@ def test_one_row_and_a_failed_job(sweep: Path, tmp_path: Path) -> None:
     assert read_csv(report["significance"]) == []
     assert [p.name for p in report["plots"]] == ["strategies.png"]
     assert "★" not in report["table"].read_text()
-
-
-def as_finetune(job: Path, bump: float, train_limit: int = 100, epochs: int = 2) -> None:
-    """Rewrite a probe job folder into the fine-tuning job's shape (results.json and .hydra/config.yaml)."""
-    r = json.loads((job / "results.json").read_text())
-    r.update(strategy="finetune", layers=None, combine=None, mix_weights=None, cache_hit=False, cache_entry=None)
-    for split in ("dev", "test"):
-        r[split]["f1"] = min(1.0, r[split]["f1"] + bump)
-    cfg = r["config"]
-    cfg["strategy"].update(name="finetune", layers=None)
-    cfg["trainer"].update(name="finetune", lr=5e-5, grad_clip=1.0, epochs=epochs, optimizer="adamw",
-                          weight_decay=0.01, warmup_ratio=0.1, schedule="linear", grad_accum=1)
-    cfg["tagger"]["hidden_size"] = 1
-    cfg["finetune"] = {"save": False, "train_limit": train_limit}
-    (job / "results.json").write_text(json.dumps(r))
-    (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
 
 
 def test_finetune_row(sweep: Path, tmp_path: Path) -> None:

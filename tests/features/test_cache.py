@@ -56,6 +56,14 @@ def _listing(root: Path) -> list:
     return sorted(p.name for p in root.iterdir())
 
 
+def _worker(root: str, log_dir: str, barrier, queue) -> None:
+    build = Builder(Path(log_dir), seed=5, sleep=1.0)
+    barrier.wait(timeout=60)
+    entry, hit = get_or_build(root, KEY, build)
+    queue.put((str(entry.path), hit, entry.meta["seed"],
+               np.asarray(entry.split("train").features).tolist()))
+
+
 def test_miss_then_hit(tmp_path):
     root = tmp_path / "cache"
     build = Builder(tmp_path / "log")
@@ -140,17 +148,6 @@ def test_entry_folder_without_meta_is_rebuilt(tmp_path):
     np.testing.assert_array_equal(np.asarray(entry.split("train").features), _features(4))
 
 
-# ---------------------------------------------------------------- two processes, one build
-
-
-def _worker(root: str, log_dir: str, barrier, queue) -> None:
-    build = Builder(Path(log_dir), seed=5, sleep=1.0)
-    barrier.wait(timeout=60)
-    entry, hit = get_or_build(root, KEY, build)
-    queue.put((str(entry.path), hit, entry.meta["seed"],
-               np.asarray(entry.split("train").features).tolist()))
-
-
 def test_parallel_processes_build_once(tmp_path):
     ctx = mp.get_context("spawn")
     barrier, queue = ctx.Barrier(2), ctx.Queue()
@@ -168,47 +165,6 @@ def test_parallel_processes_build_once(tmp_path):
     assert sorted(r[1] for r in results) == [False, True]  # one built, the other waited and hit
     assert results[0][2] == results[1][2] == 5
     assert results[0][3] == results[1][3] == _features(5).tolist()
-
-
-def test_encoder_fingerprint_follows_file_content_and_is_kept_while_files_are_unchanged(tmp_path):
-    from bert_ner_probe.features import encoder
-    from bert_ner_probe.memo import StampedMemo
-
-    memo, hashed = StampedMemo(), []
-    real_open = open
-
-    def counting_open(path, *args, **kwargs):  # the files the hash reads
-        hashed.append(Path(path).name)
-        return real_open(path, *args, **kwargs)
-
-    def fingerprint(location):
-        return encoder.fingerprint(location, memo)
-
-    (tmp_path / "config.json").write_text("{}")
-    weights = tmp_path / "model.safetensors"
-    weights.write_bytes(b"\x00" * 64)
-    first = fingerprint(str(tmp_path))
-    import builtins
-
-    builtins.open, before = counting_open, len(hashed)
-    try:
-        assert fingerprint(str(tmp_path)) == first  # unchanged files: kept, nothing read
-    finally:
-        builtins.open = real_open
-    assert len(hashed) == before == 0 and len(memo) == 1
-    assert encoder.fingerprint(str(tmp_path)) == first  # without a memo: hashed again, same value
-    st = weights.stat()
-    weights.write_bytes(b"\x01" * 64)  # same size, other weights
-    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
-    second = fingerprint(str(tmp_path))
-    assert second != first
-    (tmp_path / "extra.bin").write_bytes(b"x")  # a new file
-    assert fingerprint(str(tmp_path)) not in (first, second)
-    (tmp_path / "extra.bin").unlink()
-    assert fingerprint(str(tmp_path)) == second
-
-
-# ---------------------------------------------------------------- integrity: nothing damaged is trusted
 
 
 @pytest.mark.parametrize("damage", ["truncate", "overwrite", "delete", "meta_without_files"])
@@ -258,7 +214,11 @@ def test_damaged_entry_with_rebuild_false_is_one_error_naming_it(tmp_path):
 
 
 def test_sampled_checksum_reads_first_and_last_block_of_large_files(tmp_path):
-    from bert_ner_probe.features.cache import SAMPLE_BLOCK_BYTES, SAMPLE_BLOCKS, sampled_digest
+    from bert_ner_probe.features.cache import (
+        SAMPLE_BLOCK_BYTES,
+        SAMPLE_BLOCKS,
+        sampled_digest,
+    )
 
     size = SAMPLE_BLOCKS * SAMPLE_BLOCK_BYTES * 3
     p = tmp_path / "big.bin"

@@ -17,8 +17,11 @@ from bert_ner_probe.data.conll import load_corpus
 from bert_ner_probe.device import training_precision
 from bert_ner_probe.features.encoder import num_layers
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
 BENCH = REPO_ROOT / "scripts" / "bench.py"
+
 
 POSITIVE_KEYS = (
     "extract_ratio", "extract_harness_words_per_s", "extract_bare_words_per_s",
@@ -26,6 +29,8 @@ POSITIVE_KEYS = (
     "train_bare_packed_words_per_s", "train_bare_padded_words_per_s",
     "cold_sweep_s", "warm_sweep_s", "peak_rss_mb", "total_s",
 )
+
+
 TINY = ["--device", "cpu", "--epochs", "1", "--repeats", "1", "--hidden-size", "16", "--threads", "1"]
 
 

@@ -14,6 +14,8 @@ import pytest
 import yaml
 
 pytestmark = pytest.mark.e2e
+
+
 TINY = ["debug=smoke", "write_predictions=false"]
 
 

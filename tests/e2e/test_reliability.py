@@ -26,9 +26,15 @@ import pytest
 from bert_ner_probe.features.cache import META, file_record
 
 pytestmark = pytest.mark.e2e
-REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
 FAST = ["threads=1", "progress=false", "device=cpu", "trainer.epochs=1", "tagger.hidden_size=16",
         "tagger.num_layers=1"]
+
+
 LONG_WORDS = 10_000
 
 
@@ -75,9 +81,6 @@ def _word_rows(lines: List[str]) -> List[List[str]]:
 
 def _tags(lines: List[str]) -> List[str]:
     return [row[-1] for row in _word_rows(lines)]
-
-
-# --------------------------------------------------------------------------- a messy corpus
 
 
 @pytest.fixture(scope="module")
@@ -163,6 +166,12 @@ def shared(tmp_path_factory, messy_dir) -> Dict:
             "sentence": (tmp / "sentence", _finish(sentence)), "killed": tmp / "killed"}
 
 
+def _copy_entry(cache: Path, dest: Path) -> Path:
+    shutil.copytree(cache, dest)
+    (entry,) = [p for p in dest.iterdir() if p.is_dir()]
+    return entry
+
+
 def test_sigkill_during_extraction_then_three_parallel_jobs_extract_once(shared):
     results = [json.loads((job / "results.json").read_text()) for job in shared["jobs"]]
     assert sorted(r["cache_hit"] for r in results) == [False, True, True]  # exactly one extraction
@@ -212,15 +221,6 @@ def test_messy_corpus_predicts_every_word_and_keeps_gold_tags(shared, messy_dir,
         assert {r[2] for r in rows} <= set(results["labels"])  # predictions only from training's tags
     test_sentences = (run / "predictions" / "test.conll").read_text().strip("\n").split("\n\n")
     assert max(len(b.splitlines()) for b in test_sentences) == longest
-
-
-# --------------------------------------------------------------------------- damaged caches, NaN features
-
-
-def _copy_entry(cache: Path, dest: Path) -> Path:
-    shutil.copytree(cache, dest)
-    (entry,) = [p for p in dest.iterdir() if p.is_dir()]
-    return entry
 
 
 def test_truncated_cache_file_and_nan_features_stop_with_one_line(shared, tmp_path, messy_dir):
@@ -292,9 +292,6 @@ def test_cache_cli_list_rm_prune_on_a_real_cache(shared, tmp_path, messy_dir):
     assert "no cache entries" in _cache_cli("--dir", str(root), "list").stdout
 
 
-# --------------------------------------------------------------------------- interrupted sweep, then resume
-
-
 def test_interrupted_sweep_writes_its_report_and_resume_runs_only_the_missing_jobs(shared, tmp_path, messy_dir):
     sweep = tmp_path / "sweep"
     args = ["-m", "seed=1,2,3", f"data.dir={messy_dir['dir']}", *FAST, "trainer.epochs=15", "trainer.patience=15",
@@ -330,9 +327,6 @@ def test_interrupted_sweep_writes_its_report_and_resume_runs_only_the_missing_jo
     rows = [ln for ln in table.splitlines() if ln.startswith("| last ")]
     assert len(rows) == 1 and "| 3 |" in rows[0].replace("  ", " ")  # one row, three seeds
     assert "3 finished, 0 failed or missing" in table and "interrupted by" not in table
-
-
-# --------------------------------------------------------------------------- user errors, one line each
 
 
 def test_user_errors_name_the_file_and_line(tmp_path, messy_dir):
@@ -387,20 +381,6 @@ def test_sigterm_stops_a_single_run_without_results(shared, tmp_path, messy_dir)
     assert [ln for ln in done.stderr.splitlines() if ln.startswith("error: ")] == [
         f"error: interrupted by SIGTERM; {run} holds no results.json"]
     assert not [p.name for p in run.iterdir() if "results" in p.name]
-
-
-@pytest.mark.parametrize("dtype", ["float16", "float32"])
-def test_nonfinite_rows_finds_nan_and_both_infinities_and_nothing_else(dtype):
-    import torch
-
-    from bert_ner_probe.strategy.read import _nonfinite_rows
-
-    x = torch.full((40, 3, 8), 65504.0, dtype=getattr(torch, dtype))  # the largest finite float16
-    x[1::2] *= -1
-    assert _nonfinite_rows(x) is None and _nonfinite_rows(x[:0]) is None
-    for row, value in ((3, float("nan")), (17, float("inf")), (38, -float("inf"))):
-        x[row, 2, 5] = value
-    assert _nonfinite_rows(x).nonzero().ravel().tolist() == [3, 17, 38]
 
 
 def test_unknown_pooling_and_negative_learning_rate_exit_2(tmp_path, messy_dir):

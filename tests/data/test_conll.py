@@ -1,19 +1,14 @@
-"""CoNLL reading: formats, documents, IOB1→IOB2, every malformed input, the real corpus and the CLI's error path."""
+"""CoNLL column files (bert_ner_probe/data/conll.py): formats, documents, every malformed input, limits, labels, the real corpus."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from bert_ner_probe.data.conll import label_list, load_corpus, read_conll
-from bert_ner_probe.data.scheme import iob1_to_iob2
 from bert_ner_probe.errors import DataFormatError, UserError
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _write(path: Path, text: str) -> Path:
@@ -23,9 +18,6 @@ def _write(path: Path, text: str) -> Path:
 
 def _error(exc_info) -> str:
     return str(exc_info.value)
-
-
-# ---------------------------------------------------------------- formats and documents
 
 
 def test_four_column_corpus(small_corpus_dir):
@@ -83,13 +75,6 @@ def test_utf8_byte_order_mark_is_not_part_of_the_first_token(tmp_path):
     assert [s.words for s in with_bom] == [["EU", "says"]]
 
 
-def test_iob1_to_iob2_by_hand():
-    assert iob1_to_iob2(["I-PER", "I-PER", "O", "I-LOC", "B-LOC", "I-LOC", "I-ORG", "O", "B-MISC"]) == [
-        "B-PER", "I-PER", "O", "B-LOC", "B-LOC", "I-LOC", "B-ORG", "O", "B-MISC"]
-    assert iob1_to_iob2([]) == []
-    assert iob1_to_iob2(["B-PER", "I-PER"]) == ["B-PER", "I-PER"]  # IOB2 input is unchanged
-
-
 def test_iob1_file_is_converted(tmp_path):
     p = _write(tmp_path / "x.txt", "U.N. NNP I-NP I-ORG\nofficial NN I-NP O\nEkeus NNP I-NP I-PER\n"
                                    "heads VBZ I-VP O\nfor IN I-PP O\nBaghdad NNP I-NP I-LOC\n")
@@ -135,9 +120,6 @@ def test_bad_scheme_value(tmp_path):
     p = _write(tmp_path / "x.txt", "John B-PER\n")
     with pytest.raises(UserError, match=r"data.scheme=.bio.: expected one of iob1 \| iob2"):
         read_conll(p, scheme="bio")
-
-
-# ---------------------------------------------------------------- malformed input: file and line
 
 
 @pytest.mark.parametrize(
@@ -226,9 +208,6 @@ def test_test_tag_never_seen_in_train(tmp_path, conll):
     assert load_corpus(str(d)).unseen_labels == {"test": {"B-GPE": 1}}
 
 
-# ---------------------------------------------------------------- file names, limits, labels
-
-
 def test_eng_file_names_are_accepted(tmp_path, conll):
     d = conll.write(tmp_path / "c", names={"train": "eng.train", "dev": "eng.testa", "test": "eng.testb"})
     corpus = load_corpus(str(d))
@@ -314,9 +293,6 @@ def test_label_order():
     assert label_list(sents) == ["O", "B-LOC", "I-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
 
 
-# ---------------------------------------------------------------- the real CoNLL-2003 files
-
-
 def test_real_conll2003(conll_dir):
     corpus = load_corpus(str(conll_dir))
     assert [len(corpus[s].sentences) for s in ("train", "dev", "test")] == [14041, 3250, 3453]
@@ -325,40 +301,3 @@ def test_real_conll2003(conll_dir):
     assert [len(corpus[s].documents()) for s in ("train", "dev", "test")] == [946, 216, 231]
     assert corpus["train"].sentences[0].words == ["EU", "rejects", "German", "call", "to", "boycott", "British",
                                                    "lamb", "."]
-
-
-# ---------------------------------------------------------------- the command line's error path
-
-
-def _cli(tmp_path: Path, *overrides: str, **extra_env: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "CONLL2003_DIR"}
-    env.update(extra_env)
-    env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    cmd = [sys.executable, "-m", "bert_ner_probe", f"cache_dir={tmp_path / 'cache'}",
-           f"hydra.run.dir={tmp_path / 'run'}", "progress=false", "device=cpu", *overrides]
-    return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
-
-
-def test_cli_malformed_data_exits_2_without_traceback(tmp_path, conll):
-    d = conll.write(tmp_path / "data", train="EU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\ncall NN O\n")
-    res = _cli(tmp_path, f"data.dir={d}")
-    assert res.returncode == 2, res.stderr
-    assert f"{d / 'train.txt'}:4:" in res.stderr
-    assert "expected 4 columns" in res.stderr
-    assert "Traceback" not in res.stderr
-    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
-
-
-def test_cli_missing_encoder_folder_exits_2(tmp_path, conll):
-    d = conll.write(tmp_path / "data")
-    res = _cli(tmp_path, f"data.dir={d}", "encoder.name_or_path=/nonexistent/folder")
-    assert res.returncode == 2, res.stderr
-    assert "/nonexistent/folder" in res.stderr and "does not exist" in res.stderr
-    assert "Traceback" not in res.stderr
-
-
-def test_cli_without_data_dir_asks_the_configured_hub_dataset(tmp_path):
-    # Offline here: the message must name the data.hub_id given, not the default one.
-    res = _cli(tmp_path, "data.dir=null", "data.hub_id=someone/other_conll", HF_HUB_OFFLINE="1")
-    assert res.returncode == 2, res.stderr
-    assert "'someone/other_conll'" in res.stderr and "Traceback" not in res.stderr

@@ -23,6 +23,8 @@ from bert_ner_probe.report.callback import (
 )
 
 NUM_LAYERS = 6
+
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 

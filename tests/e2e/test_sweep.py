@@ -12,7 +12,11 @@ from pathlib import Path
 import pytest
 
 pytestmark = pytest.mark.e2e
+
+
 TINY = ["debug=smoke", "write_predictions=false"]
+
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 

@@ -11,11 +11,29 @@ import pytest
 from scipy import stats
 from seqeval.metrics.sequence_labeling import get_entities
 
-from bert_ner_probe.report.bootstrap import (SentenceCounts, bootstrap_ci, paired_test, read_conll_tags, read_counts,
-                                      sentence_counts)
 from bert_ner_probe.metrics.score import score, write_conll
-from bert_ner_probe.report.significance import (NO_TEST, SEED_TEST, SENTENCE_TEST, Sample, Settings, all_pairs,
-                                         aso_eps_min, holm, not_worse_than_best, row_interval, t_interval, welch)
+from bert_ner_probe.report.bootstrap import (
+    SentenceCounts,
+    bootstrap_ci,
+    paired_test,
+    read_conll_tags,
+    read_counts,
+    sentence_counts,
+)
+from bert_ner_probe.report.significance import (
+    NO_TEST,
+    SEED_TEST,
+    SENTENCE_TEST,
+    Sample,
+    Settings,
+    all_pairs,
+    aso_eps_min,
+    holm,
+    not_worse_than_best,
+    row_interval,
+    t_interval,
+    welch,
+)
 
 
 def planted_counts(rng: np.random.Generator, n: int, recall: float, spurious: float) -> SentenceCounts:
@@ -140,26 +158,3 @@ def test_one_seed_rows_get_sentence_intervals_and_tests() -> None:
     bare = [seed_sample("x", [80.0]), seed_sample("y", [70.0])]
     assert row_interval(bare[0], "dev", Settings())[2] == ""
     assert {p.test for p in all_pairs("t", bare, Settings())} == {NO_TEST}
-
-
-def test_report_config_block() -> None:
-    """``report.*`` composes onto the schema, reaches the callback's settings, and bad values are user errors."""
-    from hydra import compose, initialize_config_dir
-    from omegaconf.errors import ValidationError
-
-    from bert_ner_probe.config import check_values, register
-    from bert_ner_probe.errors import UserError
-    from bert_ner_probe.main import config_dir
-
-    register()
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose(config_name="config")
-        assert (cfg.report.alpha, cfg.report.bootstrap_resamples, cfg.report.seed) == (0.05, 1000, 0)
-        cfg = compose(config_name="config", overrides=["report.alpha=0.01"])
-        assert cfg.report.alpha == 0.01
-        check_values(cfg)
-        with pytest.raises(UserError, match="report.alpha"):
-            check_values(compose(config_name="config", overrides=["report.alpha=1.5"]))
-        with pytest.raises(Exception) as exc:
-            compose(config_name="config", overrides=["report.alpha=high"])
-        assert isinstance(exc.value, ValidationError) or isinstance(exc.value.__cause__, ValidationError)

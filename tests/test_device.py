@@ -1,0 +1,86 @@
+"""The device, dtype and precision policy (bert_ner_probe/device.py), and bf16 autocast where the CPU has bf16 units."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from run_if import run_if
+
+from bert_ner_probe.config import register
+from bert_ner_probe.device import autocast, native_bf16, training_precision
+from bert_ner_probe.errors import UserError
+from bert_ner_probe.tagger.bilstm_tagger import BiLSTMTagger
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+CPU = torch.device("cpu")
+
+
+register()
+
+
+def test_training_precision_of_the_probe(monkeypatch):
+    import bert_ner_probe.device as dev
+
+    assert training_precision("fp32", CPU) == "fp32"
+    assert training_precision("auto", CPU) == ("bf16" if native_bf16(CPU) else "fp32")
+    monkeypatch.setattr(dev, "native_bf16", lambda device: True)  # a CPU with AMX or AVX512-BF16
+    assert training_precision("bf16", CPU) == "bf16" and training_precision("auto", CPU) == "bf16"
+    monkeypatch.setattr(dev, "native_bf16", lambda device: False)  # an older CPU: no bf16 LSTM in oneDNN
+    assert training_precision("auto", CPU) == "fp32"
+    with pytest.raises(UserError, match="bf16 needs a CPU with bf16 units"):
+        training_precision("bf16", CPU)
+    monkeypatch.undo()
+    with pytest.raises(UserError, match="fp16 is for fine-tuning"):
+        training_precision("fp16", CPU)
+    with pytest.raises(UserError, match="float16"):  # autocast would run cuDNN's LSTM in float16
+        training_precision("bf16", torch.device("cuda"))
+
+
+@run_if(bf16_cpu=True)
+@pytest.mark.parametrize("crf, mix", [(False, None), (True, None), (False, 3), (True, 3)])
+def test_bf16_autocast_forward_gives_float32_emissions_close_to_fp32(crf, mix):
+    torch.manual_seed(0)
+    model = BiLSTMTagger(6, 4, hidden_size=8, num_layers=2, dropout=0.0, crf=crf, mix_layers=mix).eval()
+    x, lengths = torch.randn((3, 5, mix, 6) if mix else (3, 5, 6)), torch.tensor([5, 2, 4])
+    ref = model.emissions(x, lengths)
+    with autocast(CPU, "bf16"):
+        low = model.emissions(x, lengths)
+    assert low.dtype == torch.float32
+    assert not torch.equal(low, ref)  # it did run in bf16 ...
+    torch.testing.assert_close(low, ref, rtol=0.05, atol=0.02)  # ... to bf16's precision (8 bits)
+    with autocast(CPU, "fp32"):
+        assert torch.equal(model.emissions(x, lengths), ref)
+    # Loss, gradients and decoding run under bf16 too, with float32 gradients.
+    tags = torch.full((3, 5), -100, dtype=torch.long)
+    for i, n in enumerate(lengths.tolist()):
+        tags[i, :n] = torch.arange(n) % 4
+    model.train()
+    with autocast(CPU, "bf16"):
+        loss = model.loss(x, lengths, tags)
+        pred = model.predict(x, lengths)
+    loss.backward()
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    assert all(p.grad is None or p.grad.dtype == torch.float32 for p in model.parameters())
+    assert [len(p) for p in pred] == [5, 2, 4]
+
+
+def test_precision_policy_of_fine_tuning(monkeypatch):
+    import bert_ner_probe.device as dev
+    from bert_ner_probe.errors import UserError
+
+    def tp(precision, device):
+        return dev.training_precision(precision, device, finetune=True)
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(dev, "native_bf16", lambda device: device.type == "cuda")  # an Ampere GPU, an old CPU
+    assert (tp("auto", cuda), tp("auto", cpu)) == ("bf16", "fp32")
+    monkeypatch.setattr(dev, "native_bf16", lambda device: device.type == "cpu")  # a pre-Ampere GPU, an AMX CPU
+    assert (tp("auto", cuda), tp("auto", cpu)) == ("fp16", "bf16")
+    assert (dev.training_precision("auto", cuda), dev.training_precision("auto", cpu)) == ("fp32", "bf16")  # probe
+    assert tp("fp32", cpu) == "fp32" and tp("fp16", cuda) == "fp16"
+    with pytest.raises(UserError, match="fp16 is for fine-tuning on a CUDA device"):
+        tp("fp16", cpu)
+    with pytest.raises(UserError, match=r"expected one of auto \| fp32 \| bf16 \| fp16"):
+        tp("fp8", cpu)

@@ -1,0 +1,132 @@
+"""Fine-tuning a tiny random BertModel (bert_ner_probe/training/finetune.py): it learns, restores the best epoch, accumulates, batches documents."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from hydra import compose, initialize_config_dir
+
+from bert_ner_probe.config import register
+from bert_ner_probe.main import config_dir
+
+register()
+
+
+def _compose(overrides):
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def _tiny_bert(tokenizer, seed: int = 0):
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+    return BertModel(config)
+
+
+def _tiny_setup(minilm_tokenizer, small_corpus_dir, overrides, dropout=True):
+    from bert_ner_probe.data.conll import load_corpus
+    from bert_ner_probe.features.encoder import LoadedEncoder
+    from bert_ner_probe.tagger.finetune_tagger import FineTuneTagger
+    from bert_ner_probe.training.finetune import SplitWindows
+
+    cfg = _compose(["strategy=finetune", "encoder.context=sentence", "progress=false", *overrides])
+    corpus = load_corpus(str(small_corpus_dir))
+    model = _tiny_bert(minilm_tokenizer)
+    if not dropout:
+        model.config.hidden_dropout_prob = model.config.attention_probs_dropout_prob = 0.0
+        model = type(model)(model.config)
+        model.load_state_dict(_tiny_bert(minilm_tokenizer).state_dict())
+    loaded = LoadedEncoder(model, minilm_tokenizer, 2, 32, 64, torch.device("cpu"), torch.float32)
+    torch.manual_seed(0)
+    tagger = FineTuneTagger(model, len(corpus.labels), dropout=None if dropout else 0.0)
+    return cfg, tagger, SplitWindows.of(loaded, corpus, "train", cfg), SplitWindows.of(loaded, corpus, "dev", cfg)
+
+
+def test_tiny_bert_learns_and_the_best_epoch_comes_back(minilm_tokenizer, small_corpus_dir, one_thread):
+    """The whole loop (windows, batches, AdamW with warm-up and decay, clipping, early stopping) on a
+    tiny random encoder: the loss falls, every part of the encoder moves, the best epoch's weights return."""
+    from bert_ner_probe.training.finetune import finetune, plan_epochs
+
+    cfg, tagger, train_w, dev_w = _tiny_setup(minilm_tokenizer, small_corpus_dir, [
+        "trainer.epochs=30", "trainer.patience=30", "trainer.batch_size=2", "trainer.lr=1e-3"])
+    before = {name: p.detach().clone() for name, p in tagger.named_parameters()}
+    snapshots = {}
+
+    def dev_f1(ids: np.ndarray) -> float:  # a made-up dev curve that peaks at epoch 20
+        epoch = len(snapshots) + 1
+        snapshots[epoch] = {k: v.clone() for k, v in tagger.state_dict().items()}
+        return 1.0 - abs(epoch - 20) / 100
+
+    epochs = plan_epochs(train_w, cfg, words_per_batch=0)
+    assert [len(b) for b in epochs] == [3] * 30  # 5 sentences in batches of 2
+    result = finetune(tagger, train_w, dev_w, dev_f1, cfg, torch.device("cpu"), "fp32", epochs)
+    losses = [h["train_loss"] for h in result.history]
+    assert losses[-1] < 0.5 * losses[0], losses
+    assert result.history[-1]["lr_end"] == 0.0  # linear decay ends at zero
+    assert (result.best_epoch, result.epochs_run) == (20, 30)
+    assert all(torch.equal(v, snapshots[20][k]) for k, v in tagger.state_dict().items())
+    assert not all(torch.equal(v, snapshots[30][k]) for k, v in tagger.state_dict().items())
+    moved = [name for name, p in tagger.named_parameters() if not torch.equal(p, before[name])]
+    assert "encoder.embeddings.word_embeddings.weight" in moved and "encoder.encoder.layer.1.output.dense.weight" in moved
+    assert all(p.requires_grad for p in tagger.parameters())
+
+
+def test_gradient_accumulation_takes_the_same_steps(minilm_tokenizer, small_corpus_dir, one_thread):
+    """Without dropout, K micro-batches per batch give the weights of whole batches (the same steps)."""
+    from bert_ner_probe.training.finetune import finetune, plan_epochs
+
+    weights = {}
+    for k in (1, 2):
+        cfg, tagger, train_w, dev_w = _tiny_setup(minilm_tokenizer, small_corpus_dir, [
+            "trainer.epochs=2", "trainer.batch_size=4", "trainer.lr=1e-3", f"trainer.grad_accum={k}"], dropout=False)
+        epochs = plan_epochs(train_w, cfg, words_per_batch=0)
+        assert [len(b) for b in epochs] == [2, 2]  # 5 sentences: batches of 4 and 1, two optimiser steps
+        finetune(tagger, train_w, dev_w, lambda ids: 0.0, cfg, torch.device("cpu"), "fp32", epochs)
+        weights[k] = {n: p.detach().clone() for n, p in tagger.named_parameters()}
+    for name, p in weights[1].items():
+        torch.testing.assert_close(weights[2][name], p, rtol=1e-4, atol=1e-5)
+    assert not torch.equal(weights[1]["classifier.weight"], _tiny_setup(
+        minilm_tokenizer, small_corpus_dir, [], dropout=False)[1].classifier.weight)
+
+
+def test_document_batches_hold_about_a_batch_of_sentences_worth_of_words(minilm_tokenizer, conll_dir):
+    from bert_ner_probe.data.conll import load_corpus
+    from bert_ner_probe.features.encoder import LoadedEncoder
+    from bert_ner_probe.training.finetune import SplitWindows, training_batches
+
+    corpus = load_corpus(str(conll_dir), limits={"train": 400, "dev": 10, "test": 10})
+    cfg = _compose(["strategy=finetune"])
+    loaded = LoadedEncoder(None, minilm_tokenizer, 6, 384, 512, torch.device("cpu"), torch.float32)
+    w = SplitWindows.of(loaded, corpus, "train", cfg)
+    assert len(w.plan.windows) < 400 / 4  # documents, not sentences, are encoded together
+    per_batch = 32 * w.num_words / 400
+    batches = training_batches(w.plan, "document", 32, per_batch, np.random.default_rng(0), 5)
+    covered = np.sort(np.concatenate(batches))
+    assert covered.tolist() == list(range(len(w.plan.windows)))  # every window once per epoch
+    words = [int(w.plan.words[b].sum()) for b in batches]
+    # Each batch closed where it was nearest the target: adding the next window would overshoot more.
+    for n, nxt in zip(words[:-1], batches[1:]):
+        assert abs(n - per_batch) <= abs(n + int(w.plan.words[nxt[0]]) - per_batch)
+    assert abs(np.mean(words) - per_batch) < 0.15 * per_batch, (np.mean(words), per_batch)
+
+
+def test_crf_chains_are_sentences_within_a_window(minilm_tokenizer, conll_dir):
+    from bert_ner_probe.data.conll import load_corpus
+    from bert_ner_probe.features.encoder import LoadedEncoder
+    from bert_ner_probe.training.finetune import SplitWindows
+
+    corpus = load_corpus(str(conll_dir), limits={"train": 60, "dev": 10, "test": 10})
+    cfg = _compose(["strategy=finetune", "finetune.train_limit=50"])
+    loaded = LoadedEncoder(None, minilm_tokenizer, 6, 384, 64, torch.device("cpu"), torch.float32)  # small windows
+    w = SplitWindows.of(loaded, corpus, "train", cfg, limit=50)
+    assert w.num_words == sum(len(s.words) for s in corpus["train"].sentences[:50])
+    b = w.plan.batch(np.arange(len(w.plan.windows)))
+    chain = w.chains(b)
+    sentence, row = w.sentence_of_word[b.words], b.positions[0]
+    for c in np.unique(chain):  # one sentence and one window per chain, and every chain contiguous
+        at = np.nonzero(chain == c)[0]
+        assert len(set(sentence[at])) == 1 and len(set(row[at])) == 1 and at[-1] - at[0] + 1 == at.size
+    assert len(np.unique(chain)) >= 50  # at least one chain per sentence (long ones span windows)

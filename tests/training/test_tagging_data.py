@@ -1,0 +1,89 @@
+"""TaggingData (bert_ner_probe/training/tagging_data.py): padded and packed batches of features and tags."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from bert_ner_probe.tagger.bilstm_tagger import BiLSTMTagger
+from bert_ner_probe.training.tagging_data import TaggingData
+from bert_ner_probe.training.train import predict
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+CPU = torch.device("cpu")
+
+
+def _tagger(seed=0, **kw) -> BiLSTMTagger:
+    torch.manual_seed(seed)
+    args = dict(input_size=8, num_labels=5, hidden_size=12, num_layers=2, dropout=0.3)
+    args.update(kw)
+    return BiLSTMTagger(**args)
+
+
+FEATS = torch.tensor([[1, 1], [2, 2], [3, 3], [4, 4], [5, 5], [6, 6]], dtype=torch.float16)
+
+
+OFFSETS = np.array([0, 2, 5, 6])  # sentences: words 0-1, 2-4, 5
+
+
+TAGS = [1, 2, 0, 0, 3, 4]
+
+
+def test_tagging_data_batch_pads_features_and_tags():
+    data = TaggingData.build(FEATS, OFFSETS, TAGS, CPU)
+    assert data.num_sentences == 3 and data.lengths.tolist() == [2, 3, 1]
+    x, lens, tags = data.batch(np.array([2, 0, 1]), CPU)
+    assert x.dtype == torch.float32 and x.shape == (3, 3, 2)
+    # Padded positions hold zeros (never a real word's features).
+    assert x.tolist() == [[[6, 6], [0, 0], [0, 0]],
+                          [[1, 1], [2, 2], [0, 0]],
+                          [[3, 3], [4, 4], [5, 5]]]
+    assert lens.tolist() == [1, 2, 3] and lens.device.type == "cpu"
+    assert tags.tolist() == [[4, -100, -100], [1, 2, -100], [0, 0, 3]]
+
+
+def test_tagging_data_with_layers_dimension():
+    feats = torch.arange(6 * 2 * 3, dtype=torch.float16).reshape(6, 2, 3)
+    data = TaggingData.build(feats, OFFSETS, TAGS, CPU)
+    x, _, _ = data.batch(np.array([0, 2]), CPU)
+    assert x.shape == (2, 2, 2, 3)
+    assert x[1, 0].tolist() == feats[5].float().tolist() and x[1, 1].abs().sum() == 0
+
+
+@pytest.mark.parametrize("mix", [None, 3])
+def test_packed_batches_give_the_padded_route_s_loss_and_labels(mix):
+    """TaggingData.packed + packed_loss/packed_scores == batch + loss/decode (eval mode: no dropout)."""
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 12, size=9)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    n = int(offsets[-1])
+    shape = (n, 3, 8) if mix else (n, 8)
+    feats = torch.from_numpy(rng.normal(size=shape)).to(torch.float16)
+    tags = rng.integers(0, 5, size=n).tolist()
+    data = TaggingData.build(feats, offsets, tags, CPU)
+    model = _tagger(seed=2, mix_layers=mix, impl="packed").eval()
+    ids = np.array([4, 0, 7, 2, 8, 1])
+    seq, packed_tags, rows = data.packed(ids, CPU)
+    assert seq.data.shape[0] == packed_tags.shape[0] == rows.shape[0] == int(lengths[ids].sum())
+    assert sorted(rows.tolist()) == sorted(r for i in ids for r in range(offsets[i], offsets[i + 1]))
+    assert packed_tags.tolist() == [tags[r] for r in rows.tolist()]
+    assert seq.batch_sizes.tolist() == [int((lengths[ids] > t).sum()) for t in range(int(lengths[ids].max()))]
+    x, lens, padded_tags = data.batch(ids, CPU)
+    with torch.no_grad():
+        assert torch.allclose(model.packed_loss(seq, packed_tags), model.loss(x, lens, padded_tags), atol=1e-6)
+        by_row = dict(zip(rows.tolist(), model.packed_scores(seq).argmax(-1).tolist()))
+    padded_pred = model.predict(x, lens)
+    assert [[by_row[r] for r in range(offsets[i], offsets[i + 1])] for i in ids] == padded_pred
+    # predict() takes the packed route for this tagger, the padded one for a padded tagger: same labels.
+    padded_model = _tagger(seed=2, mix_layers=mix, impl="padded").eval()
+    assert predict(model, data, CPU, batch_size=4) == predict(padded_model, data, CPU, batch_size=4)
+
+
+def test_tagging_data_rejects_mismatched_sizes():
+    with pytest.raises(ValueError, match="must agree"):
+        TaggingData.build(FEATS[:5], OFFSETS, TAGS, CPU)
+    with pytest.raises(ValueError, match="must agree"):
+        TaggingData.build(FEATS, OFFSETS, TAGS[:5], CPU)
