@@ -16,7 +16,7 @@ from bert_ner_probe.errors import UserError
 from bert_ner_probe.report.callback import write_report
 from bert_ner_probe.results.run_result import RunResult, SplitScores
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 README = Path(__file__).resolve().parents[1] / "README.md"

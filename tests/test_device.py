@@ -84,3 +84,30 @@ def test_precision_policy_of_fine_tuning(monkeypatch):
         tp("fp16", cpu)
     with pytest.raises(UserError, match=r"expected one of auto \| fp32 \| bf16 \| fp16"):
         tp("fp8", cpu)
+
+
+@run_if(cuda=True)
+def test_the_policy_on_this_gpu():
+    """On a real GPU: the probe trains in fp32, fine-tuning in bf16 where native (else fp16 + scaler)."""
+    from bert_ner_probe.device import encoder_dtype, resolve_device
+
+    cuda = resolve_device("auto")
+    assert cuda.type == "cuda" and resolve_device("cuda:0").index == 0
+    native = native_bf16(cuda)
+    assert native == (torch.cuda.get_device_capability(cuda) >= (8, 0))
+    assert training_precision("auto", cuda) == "fp32"
+    assert training_precision("auto", cuda, finetune=True) == ("bf16" if native else "fp16")
+    assert encoder_dtype("auto", cuda) == ("bfloat16" if native else "float32")
+    with pytest.raises(UserError, match="float16"):
+        training_precision("bf16", cuda)
+
+
+def test_cuda_asked_for_without_a_gpu_is_one_user_error(monkeypatch):
+    from bert_ner_probe.device import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == CPU
+    with pytest.raises(UserError, match="torch sees no CUDA device"):
+        resolve_device("cuda:1")
+    with pytest.raises(UserError, match="device must be auto, cpu or cuda"):
+        resolve_device("tpu")

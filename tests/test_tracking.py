@@ -15,7 +15,7 @@ from bert_ner_probe.errors import UserError
 from bert_ner_probe.report.callback import write_report
 from bert_ner_probe.tracking import check_logger, job_metrics, log_job, log_sweep
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

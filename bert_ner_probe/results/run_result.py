@@ -94,6 +94,7 @@ class RunResult:
     sizes: Dict[str, Dict[str, int]] = field(default_factory=dict)  # {split: {sentences, words}}
     precision: Optional[str] = None  # trainer.precision as resolved (fp32, bf16, fp16)
     encoder_dtype: Optional[str] = None  # encoder.dtype as resolved
+    device: Optional[str] = None  # where it ran: cpu, cuda:0, ...
     raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     path: Optional[Path] = field(default=None, compare=False)
 
@@ -115,7 +116,7 @@ class RunResult:
             config=dict(d.get("config") or {}), data_notes=list(d.get("data_notes") or []),
             encoder_passes=None if d.get("encoder_passes") is None else int(d["encoder_passes"]),
             sizes={s: dict(v) for s, v in (d.get("sizes") or {}).items()},
-            precision=d.get("precision"), encoder_dtype=d.get("encoder_dtype"),
+            precision=d.get("precision"), encoder_dtype=d.get("encoder_dtype"), device=d.get("device"),
             raw=dict(d), path=path,
         )
 

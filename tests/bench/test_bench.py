@@ -10,12 +10,15 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List
 
+import pytest
 import torch
 
 from bert_ner_probe.api import compose_config
 from bert_ner_probe.data.conll import load_corpus
 from bert_ner_probe.device import training_precision
 from bert_ner_probe.features.encoder import num_layers
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -16,6 +16,8 @@ from bert_ner_probe.data.hub import (
     NO_DOCUMENTS_NOTE,
 )
 
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
 
 @pytest.mark.e2e
 def test_cli_runs_a_saved_string_tag_dataset_without_dev_split(tmp_path, conll_dir):

@@ -13,6 +13,8 @@ import torch
 
 from bert_ner_probe.config import register
 
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
 register()
 
 

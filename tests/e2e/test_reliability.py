@@ -25,7 +25,7 @@ import pytest
 
 from bert_ner_probe.features.cache import META, file_record
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

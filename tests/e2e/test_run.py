@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from run_if import run_if
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 LIMITS = ["data.limit.train=1000", "data.limit.dev=150", "data.limit.test=150"]
@@ -124,3 +125,20 @@ def test_no_data_dir_offline_says_how_to_point_at_local_files(tmp_path):
     assert proc.returncode == 2
     assert "CONLL2003_DIR" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").glob("*/meta.json"))
+
+
+@run_if(cuda=True)
+@pytest.mark.parametrize("strategy", ["concat_last_four", "scalar_mix_all", "finetune"])
+def test_a_smoke_run_on_the_gpu(tmp_path, conll_dir, strategy):
+    """The GPU route of a whole run: features and tagger on CUDA (or the encoder trained there), every word scored."""
+    from bert_ner_probe.api import probe
+    from bert_ner_probe.device import native_bf16
+
+    r = probe(["debug=smoke", f"strategy={strategy}", "device=cuda", f"data.dir={conll_dir}",
+               f"cache_dir={tmp_path / 'cache'}"], out_dir=tmp_path / "run")
+    assert r.device.startswith("cuda")
+    finetune = strategy == "finetune"
+    assert r.precision == ("fp32" if not finetune else "bf16" if native_bf16(torch.device("cuda")) else "fp16")
+    assert 0.0 <= r.dev.f1 <= 1.0 and 0.0 <= r.test.f1 <= 1.0
+    lines = [ln for ln in (tmp_path / "run" / "predictions" / "dev.conll").read_text().split("\n") if ln]
+    assert len(lines) == _words(conll_dir / "dev.txt", 80)

@@ -32,7 +32,7 @@ from bert_ner_probe.report.callback import (
 )
 from bert_ner_probe.report.significance import SIGNIFICANCE_COLUMNS, t_interval
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 TINY = ["debug=smoke"]
@@ -50,7 +50,7 @@ def sweep(tmp_path_factory, conll_dir) -> Path:
          "pooling=first,mean", *TINY, f"data.dir={conll_dir}", f"cache_dir={root / 'cache'}",
          f"hydra.sweep.dir={out}"],
         cwd=root, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 1, proc.stderr[-3000:]  # layer_9 does not exist in MiniLM: those jobs fail
+    assert proc.returncode == 1, proc.stderr[-3000:]  # layer 9 does not exist in MiniLM: those jobs fail
     return out
 
 
@@ -137,7 +137,7 @@ def test_three_seed_sweep_gets_intervals_tests_marks_and_pivots(sweep: Path, tmp
     assert set(pivot) == {"embeddings", "concat_last_four"}
     for cells in pivot.values():
         assert sum(c.startswith("**") for c in cells[1:3]) == 1 and "over" in cells[3]
-    assert "layer_9" in text.split("## Failed or missing runs")[1]
+    assert "strategy=layer strategy.index=9" in text.split("## Failed or missing runs")[1]
     assert {p.name for p in report["plots"]} >= {"strategies.png", "significance.png", "pooling.png"}
     assert (tmp_path / "out" / "significance.png").read_bytes().startswith(PNG_MAGIC)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from run_if import DEVICES
 
 from bert_ner_probe.config import register
 from bert_ner_probe.features.extract import extract_split
@@ -128,3 +129,23 @@ def test_extract_rejects_an_output_of_the_wrong_size(tiny_encoder):
     out = np.zeros((3, 3, 32), dtype=np.float16)
     with pytest.raises(RuntimeError, match="alignment error"):
         extract_split(tiny_encoder, [SHORT_B], [0], out, "first", "sentence", progress=False)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_features_extracted_on_each_device_are_the_models_cpu_hidden_states(tiny_encoder, device):
+    """The same windows on CUDA (the encoder moved there, pooling on the GPU) give the CPU model's states."""
+    import copy
+    import dataclasses
+
+    encoder = tiny_encoder
+    if device != "cpu":
+        encoder = dataclasses.replace(tiny_encoder, model=copy.deepcopy(tiny_encoder.model).to(device),
+                                      device=torch.device(device))
+    sentences, docs = [SHORT_A, SHORT_B], [0, 0]
+    n = sum(len(x) for x in sentences)
+    out = np.full((n, 3, 32), np.nan, dtype=np.float16)
+    extract_split(encoder, sentences, docs, out, "first", "sentence", progress=False)
+    pieces = tokenize_words(tiny_encoder.tokenizer, sentences, 32)
+    for win in build_windows(pieces, docs, "sentence", 64 - 2):
+        expected = _direct_hidden(tiny_encoder, win.piece_ids)[win.first + 1]  # +1 for [CLS]; Shape: (words, 3, 32)
+        np.testing.assert_allclose(out[win.word_index].astype(np.float32), expected, rtol=2e-2, atol=2e-2)

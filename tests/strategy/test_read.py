@@ -12,8 +12,6 @@ from bert_ner_probe.strategy.combiner import Combiner
 from bert_ner_probe.strategy.read import CachedSelection, read_rows
 from bert_ner_probe.strategy.read import select_features as _select_features
 
-pytestmark = pytest.mark.e2e
-
 
 def select_features(features, layers, combine, **kw):
     """The split's combined features for hidden states ``layers`` under ``combine``."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from run_if import DEVICES
 
 from bert_ner_probe.errors import UserError
 from bert_ner_probe.metrics.score import score
@@ -124,3 +125,25 @@ def test_strict_and_conlleval_differ_on_an_entity_starting_with_i():
     strict = score(gold, pred, "strict")
     assert strict["precision"] == 1.0 and strict["recall"] == 0.5
     assert strict["f1"] == pytest.approx(2 / 3)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("crf, mix", [(False, None), (True, 2)])
+def test_the_auto_impl_on_each_device_gives_the_cpu_packed_taggers_outputs(device, crf, mix):
+    """auto = padded (oneDNN) on the CPU, packed (cuDNN) on CUDA; both give torch's packed CPU LSTM's values."""
+    torch.manual_seed(0)
+    ref = BiLSTMTagger(6, 4, hidden_size=5, num_layers=2, dropout=0.3, crf=crf, mix_layers=mix, impl="packed").eval()
+    auto = BiLSTMTagger(6, 4, hidden_size=5, num_layers=2, dropout=0.3, crf=crf, mix_layers=mix).eval()
+    auto.load_state_dict(ref.state_dict())
+    auto.to(device)
+    lengths = torch.tensor([3, 5, 1])
+    x = torch.randn((3, 5, mix, 6) if mix else (3, 5, 6))
+    tags = torch.full((3, 5), -100, dtype=torch.long)
+    for i, n in enumerate(lengths.tolist()):
+        tags[i, :n] = torch.arange(n) % 4
+    with torch.no_grad():
+        got = auto.emissions(x.to(device), lengths).cpu()
+        loss = auto.loss(x.to(device), lengths, tags.to(device)).cpu()
+        torch.testing.assert_close(got, ref.emissions(x, lengths), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(loss, ref.loss(x, lengths, tags), rtol=1e-4, atol=1e-5)
+    assert auto.predict(x.to(device), lengths) == ref.predict(x, lengths)

@@ -7,7 +7,7 @@ import copy
 import numpy as np
 import pytest
 import torch
-from run_if import run_if
+from run_if import DEVICES, run_if
 
 from bert_ner_probe.metrics.score import f1, score
 from bert_ner_probe.tagger.bilstm_tagger import BiLSTMTagger
@@ -52,22 +52,22 @@ def _gold(offsets, tag_ids):
 
 
 def _fit(seed: int, crf: bool = False, k_layers: int = 0, epochs: int = 8, patience: int = 3,
-         precision: str = "fp32", impl: str = "auto", dropout: float = 0.1, **trainer):
+         precision: str = "fp32", impl: str = "auto", dropout: float = 0.1, device: torch.device = CPU, **trainer):
     tr_x, tr_off, tr_tags = _synthetic_split(240, seed=10, k_layers=k_layers)
     dv_x, dv_off, dv_tags = _synthetic_split(60, seed=11, k_layers=k_layers)
-    train_data = TaggingData.build(tr_x, tr_off, tr_tags, CPU)
-    dev_data = TaggingData.build(dv_x, dv_off, dv_tags, CPU)
+    train_data = TaggingData.build(tr_x, tr_off, tr_tags, device)
+    dev_data = TaggingData.build(dv_x, dv_off, dv_tags, device)
     gold = _gold(dv_off, dv_tags)
     torch.manual_seed(seed)
     model = BiLSTMTagger(8, len(LABELS), hidden_size=16, num_layers=1, dropout=dropout, crf=crf,
-                         mix_layers=k_layers or None, impl=impl)
+                         mix_layers=k_layers or None, impl=impl).to(device)
     snapshots = []
 
     def dev_f1(pred_ids):
         snapshots.append(copy.deepcopy(model.state_dict()))  # the weights that produced this score
         return score(gold, [[LABELS[i] for i in p] for p in pred_ids])["f1"]
 
-    result = train(model, train_data, dev_data, dev_f1, CPU, epochs=epochs, batch_size=16, lr=1e-2,
+    result = train(model, train_data, dev_data, dev_f1, device, epochs=epochs, batch_size=16, lr=1e-2,
                    patience=patience, seed=seed, progress=False, precision=precision, **trainer)
     return model, result, snapshots, dev_data, gold
 
@@ -145,3 +145,17 @@ def test_bf16_training_learns_too():
     assert result.best_dev_f1 >= 0.95
     assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast: weights stay float32
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("crf, k_layers", [(False, 0), (True, 3)])
+def test_training_on_each_device_learns_with_the_data_on_that_device(device, crf, k_layers):
+    """On CUDA the features and tags live on the GPU, the LSTM runs packed (cuDNN) and batches are gathered there."""
+    device = torch.device(device)
+    model, result, _, dev_data, gold = _fit(seed=3, crf=crf, k_layers=k_layers, device=device)
+    assert dev_data.x.device.type == dev_data.tags.device.type == device.type
+    assert all(p.device.type == device.type for p in model.parameters())
+    assert model.packs(device) == (device.type == "cuda")
+    assert result.best_dev_f1 >= 0.9
+    pred = predict(model, dev_data, device)
+    assert [len(p) for p in pred] == [len(g) for g in gold]
