@@ -233,6 +233,11 @@ def check_values(cfg) -> None:
         raise UserError(f"report.bootstrap_resamples={report.bootstrap_resamples}: must be at least 100")
     if cfg.trainer.lr <= 0:
         raise UserError(f"trainer.lr={cfg.trainer.lr}: must be positive")
+    index = cfg.strategy.get("index")
+    if index is not None and (cfg.strategy.layers is None or list(cfg.strategy.layers) != [index]):
+        raise UserError(f"strategy.index={index} is for strategy=layer (hidden state {index} alone), but "
+                        f"strategy={cfg.strategy.name} reads layers {cfg.strategy.layers}: drop strategy.index "
+                        "or use strategy=layer")
     if cfg.encoder.max_length is not None and cfg.encoder.max_length < 8:
         raise UserError(f"encoder.max_length={cfg.encoder.max_length}: must be at least 8 (or null)")
 
@@ -253,10 +258,12 @@ def config_error(e: BaseException):
 
     ``pooling.method=median`` → ``pooling.method='median': expected one of first | last | first_last | mean``;
     a misspelt key or a wrong type → the key and OmegaConf's first line; an unknown group option → the
-    options there are.
+    options there are; a :class:`UserError` raised inside (by a resolver) → itself. Anything else (a
+    failed instantiation, a resolver's own bug) is not the user's: None, so the caller re-raises it.
     """
-    from hydra.errors import HydraException, MissingConfigException
-    from omegaconf.errors import OmegaConfBaseException, ValidationError
+    from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+    from omegaconf.errors import (ConfigAttributeError, ConfigKeyError, InterpolationResolutionError,
+                                  MissingMandatoryValue, ValidationError)
 
     from bert_ner_probe.errors import UserError
 
@@ -267,8 +274,13 @@ def config_error(e: BaseException):
         inner = inner.__cause__ or inner.__context__
     if isinstance(inner, UserError):
         return inner
-    cause = e if isinstance(e, OmegaConfBaseException) else e.__cause__
-    if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
+    values = (ValidationError, ConfigKeyError, ConfigAttributeError, MissingMandatoryValue)
+    if not isinstance(e, (ConfigCompositionException, MissingConfigException, OverrideParseException) + values):
+        return None
+    if isinstance(e.__cause__, InterpolationResolutionError):
+        return None  # a resolver failed on its own, not on the user's value
+    cause = e if isinstance(e, values) else e.__cause__
+    if isinstance(cause, values) and getattr(cause, "full_key", None):
         key = cause.full_key
         kind = _field_type(key)
         if isinstance(cause, ValidationError) and isinstance(kind, type) and issubclass(kind, Choice):
@@ -276,7 +288,5 @@ def config_error(e: BaseException):
         return UserError(f"{key}: {str(cause.msg).strip().splitlines()[0]}")
     if isinstance(e, MissingConfigException) and e.options:
         return UserError(f"{str(e).strip().splitlines()[0]} (there are: {', '.join(sorted(e.options))})")
-    if isinstance(e, (HydraException, OmegaConfBaseException)):
-        lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
-        return UserError(" ".join(lines[:2]) if lines else type(e).__name__)
-    return None
+    lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
+    return UserError(" ".join(lines[:2]) if lines else type(e).__name__)

@@ -237,3 +237,32 @@ def test_report_config_block() -> None:
         with pytest.raises(Exception) as exc:
             compose(config_name="config", overrides=["report.alpha=high"])
         assert isinstance(exc.value, ValidationError) or isinstance(exc.value.__cause__, ValidationError)
+
+
+def test_an_index_the_strategy_does_not_read_is_a_user_error():
+    """strategy.index belongs to strategy=layer: with another strategy it would be silently unused."""
+    from bert_ner_probe.config import check_values
+    from bert_ner_probe.errors import UserError
+
+    check_values(_compose(["strategy=layer", "strategy.index=3"]))
+    for overrides in (["strategy=last", "strategy.index=3"], ["strategy=layer", "strategy.layers=[3,4]"]):
+        with pytest.raises(UserError, match="strategy.index=.* is for strategy=layer"):
+            check_values(_compose(overrides))
+
+
+def test_config_error_leaves_failures_that_are_not_the_users_to_their_traceback():
+    from hydra.errors import ConfigCompositionException, InstantiationException
+    from omegaconf.errors import InterpolationResolutionError
+
+    from bert_ner_probe.config import config_error
+    from bert_ner_probe.errors import UserError
+
+    assert config_error(RuntimeError("a bug")) is None
+    assert config_error(InstantiationException("Error in call to target 'x.Y'")) is None
+    resolver_bug = ConfigCompositionException("could not resolve")
+    resolver_bug.__cause__ = InterpolationResolutionError("TypeError raised while resolving interpolation")
+    assert config_error(resolver_bug) is None
+    users = ConfigCompositionException("could not resolve")
+    users.__cause__ = InterpolationResolutionError("UserError raised while resolving interpolation")
+    users.__cause__.__context__ = UserError("could not load encoder 'x'")
+    assert str(config_error(users)) == "could not load encoder 'x'"

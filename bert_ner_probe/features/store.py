@@ -56,7 +56,13 @@ def get_features(encoder_cfg: Any, pooling: str, corpus: Corpus, device: str,
     ``fingerprints`` keeps the encoder folder's hash for the next call (see :mod:`bert_ner_probe.memo`);
     ``key`` is :func:`cache_key` of these same arguments when the caller has built it already.
     """
-    key = dict(key) if key is not None else cache_key(encoder_cfg, pooling, corpus, device, fingerprints)
+    if key is None:
+        key = cache_key(encoder_cfg, pooling, corpus, device, fingerprints)
+    elif (key["pooling"], key["context"]) != (Pooling.parse(pooling, "pooling.method").value,
+                                              Context.parse(encoder_cfg.context, "encoder.context").value):
+        raise ValueError(f"get_features: key {key['pooling']}/{key['context']} is not for pooling={pooling}, "
+                         f"context={encoder_cfg.context}")
+    key = dict(key)
     if tuple(splits) != SPLITS:
         key["splits"] = list(splits)  # an entry of some splits never stands in for a full one
 
