@@ -233,11 +233,11 @@ def check_values(cfg) -> None:
         raise UserError(f"report.bootstrap_resamples={report.bootstrap_resamples}: must be at least 100")
     if cfg.trainer.lr <= 0:
         raise UserError(f"trainer.lr={cfg.trainer.lr}: must be positive")
-    index = cfg.strategy.get("index")
-    if index is not None and (cfg.strategy.layers is None or list(cfg.strategy.layers) != [index]):
-        raise UserError(f"strategy.index={index} is for strategy=layer (hidden state {index} alone), but "
-                        f"strategy={cfg.strategy.name} reads layers {cfg.strategy.layers}: drop strategy.index "
-                        "or use strategy=layer")
+    index = cfg.strategy.get("index")  # read by strategy=layer alone (other strategies of a sweep ignore it)
+    if index is not None and cfg.strategy.name == f"layer_{index}" and (
+            cfg.strategy.layers is None or list(cfg.strategy.layers) != [index]):
+        raise UserError(f"strategy=layer reads hidden state strategy.index={index} alone, but strategy.layers is "
+                        f"{cfg.strategy.layers}: drop the strategy.layers override (or use strategy=custom)")
     if cfg.encoder.max_length is not None and cfg.encoder.max_length < 8:
         raise UserError(f"encoder.max_length={cfg.encoder.max_length}: must be at least 8 (or null)")
 

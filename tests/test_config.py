@@ -239,15 +239,16 @@ def test_report_config_block() -> None:
         assert isinstance(exc.value, ValidationError) or isinstance(exc.value.__cause__, ValidationError)
 
 
-def test_an_index_the_strategy_does_not_read_is_a_user_error():
-    """strategy.index belongs to strategy=layer: with another strategy it would be silently unused."""
+def test_the_layer_strategy_refuses_layers_other_than_its_index():
+    """strategy=layer names its row layer_N: other layers under that name would mislabel the row. Other
+    strategies of a sweep ignore strategy.index (``-m strategy=last,layer strategy.index=3``)."""
     from bert_ner_probe.config import check_values
     from bert_ner_probe.errors import UserError
 
     check_values(_compose(["strategy=layer", "strategy.index=3"]))
-    for overrides in (["strategy=last", "strategy.index=3"], ["strategy=layer", "strategy.layers=[3,4]"]):
-        with pytest.raises(UserError, match="strategy.index=.* is for strategy=layer"):
-            check_values(_compose(overrides))
+    check_values(_compose(["strategy=last", "strategy.index=3"]))
+    with pytest.raises(UserError, match=r"strategy=layer reads hidden state strategy.index=3 alone"):
+        check_values(_compose(["strategy=layer", "strategy.index=3", "strategy.layers=[3,4]"]))
 
 
 def test_config_error_leaves_failures_that_are_not_the_users_to_their_traceback():
