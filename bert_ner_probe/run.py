@@ -23,7 +23,7 @@ from bert_ner_probe.features.store import cache_key, get_features
 from bert_ner_probe.metrics.score import GoldEntities, score_and_write
 from bert_ner_probe.results.record import results_record, write_results
 from bert_ner_probe.results.run_result import RunResult
-from bert_ner_probe.strategy.combiner import Combine, Combiner, resolve_layers
+from bert_ner_probe.strategy.combiner import Combiner, resolve_layers
 from bert_ner_probe.tagger.bilstm_tagger import BiLSTMTagger
 from bert_ner_probe.tagger.finetune_tagger import FINETUNE
 from bert_ner_probe.training.concurrency import worker_threads, workers
@@ -48,7 +48,6 @@ def run_probe(cfg: DictConfig, out_dir: Path, session: Optional[Session] = None)
     elif workers() > 1:  # one of several jobs at once (trainer.concurrent): a share of the cores each
         torch.set_num_threads(worker_threads())
     check_values(cfg)
-    Combine.parse(cfg.strategy.combine, "strategy.combine")  # a config made without the schema: before any work
     if cfg.strategy.name == FINETUNE:  # the encoder itself trained: no feature cache, no BiLSTM
         from bert_ner_probe.training.finetune import run_finetune
 
