@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,16 +18,27 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def mlflow_run(tmp_path_factory, conll_dir):
-    """The command from issue 14, run once: ``logger=mlflow`` into a sqlite store in a temp folder."""
+    """The run from issue 14, ``logger=mlflow`` into a sqlite store in a temp folder, through the API.
+
+    ``api.probe`` tracks as the command's job does (the same ``log_job``); MLFLOW_TRACKING_URI is
+    unset so the store comes from ``logger.tracking_uri`` alone.
+    """
+    import torch
+
+    from bert_ner_probe.api import probe
+
     root = tmp_path_factory.mktemp("mlflow")
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MLFLOW_TRACKING_URI": "", "CONLL2003_DIR": str(conll_dir)}
-    proc = subprocess.run([sys.executable, "-m", "bert_ner_probe", "logger=mlflow", f"logger.tracking_uri={uri}",
-                           "strategy=last", "data.limit.train=500", "trainer.epochs=2", "data.limit.dev=100",
-                           "data.limit.test=100", "tagger.hidden_size=32", "trainer.lr=0.01", "threads=1",
-                           "progress=false", f"cache_dir={root / 'cache'}", f"hydra.run.dir={root / 'run'}"],
-                          cwd=root, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    threads = torch.get_num_threads()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        try:
+            probe(["logger=mlflow", f"logger.tracking_uri={uri}", "strategy=last", "data.limit.train=200",
+                   "trainer.epochs=2", "data.limit.dev=100", "data.limit.test=100", "tagger.hidden_size=32",
+                   "trainer.lr=0.01", "threads=1", "progress=false", f"data.dir={conll_dir}",
+                   f"cache_dir={root / 'cache'}"], out_dir=root / "run")
+        finally:
+            torch.set_num_threads(threads)
     return root, uri, json.loads((root / "run" / "results.json").read_text())
 
 
@@ -42,7 +51,7 @@ def test_mlflow_run_holds_params_epoch_curves_metrics_and_artifacts(mlflow_run):
     (run,) = client.search_runs([exp.experiment_id])
     assert run.info.status == "FINISHED" and run.info.run_name == "last seed=1"
     params = run.data.params
-    assert params["strategy.name"] == "last" and params["data.limit.train"] == "500"
+    assert params["strategy.name"] == "last" and params["data.limit.train"] == "200"
     assert params["trainer.epochs"] == "2" and params["logger.name"] == "mlflow"
     curve = client.get_metric_history(run.info.run_id, "epoch_dev_f1")
     assert [(m.step, m.value) for m in sorted(curve, key=lambda m: m.step)] == [

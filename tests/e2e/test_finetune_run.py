@@ -111,15 +111,17 @@ def test_finetune_save_writes_a_loadable_hugging_face_folder(finetune_run):
 
 
 @pytest.mark.e2e
-def test_finetune_bad_input_gives_the_same_one_line_errors(tmp_path, conll):
+def test_finetune_bad_input_gives_the_same_user_errors(tmp_path, conll):
+    """The fine-tuning route raises the probe's user errors (one line and exit 2 from the command:
+    tests/e2e/test_cli_errors.py), in this process through the API."""
+    from bert_ner_probe.api import probe
+    from bert_ner_probe.errors import UserError
+
     bad = conll.write(tmp_path / "bad", dev="EU B-ORG\nrejects\n\n")
-    proc = _run(["strategy=finetune", f"data.dir={bad}", f"hydra.run.dir={tmp_path / 'out'}", "progress=false"],
-                cwd=tmp_path)
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert lines[-1].startswith("error: ") and "dev.txt:2" in lines[-1] and "Traceback" not in proc.stderr
+    with pytest.raises(UserError, match=r"dev\.txt:2: "):
+        probe(["strategy=finetune", f"data.dir={bad}", "progress=false"], out_dir=tmp_path / "out")
     good = conll.write(tmp_path / "good")
-    proc = _run(["strategy=finetune", f"data.dir={good}", "encoder.name_or_path=/nonexistent/encoder",
-                 f"hydra.run.dir={tmp_path / 'out2'}"], cwd=tmp_path)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1].startswith("error: ")
+    with pytest.raises(UserError, match=r"/nonexistent/encoder"):
+        probe(["strategy=finetune", f"data.dir={good}", "encoder.name_or_path=/nonexistent/encoder", "progress=false"],
+              out_dir=tmp_path / "out2")
+    assert not list(tmp_path.glob("out*/results.json"))
