@@ -21,7 +21,8 @@ def mlflow_run(tmp_path_factory, conll_dir):
     """The run from issue 14, ``logger=mlflow`` into a sqlite store in a temp folder, through the API.
 
     ``api.probe`` tracks as the command's job does (the same ``log_job``); MLFLOW_TRACKING_URI is
-    unset so the store comes from ``logger.tracking_uri`` alone.
+    unset so the store comes from ``logger.tracking_uri`` alone, and the run starts in the temp
+    folder, where MLflow puts a sqlite store's artifacts (``./mlruns``).
     """
     import torch
 
@@ -32,6 +33,7 @@ def mlflow_run(tmp_path_factory, conll_dir):
     threads = torch.get_num_threads()
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        mp.chdir(root)
         try:
             probe(["logger=mlflow", f"logger.tracking_uri={uri}", "strategy=last", "data.limit.train=200",
                    "trainer.epochs=2", "data.limit.dev=100", "data.limit.test=100", "tagger.hidden_size=32",
