@@ -13,12 +13,13 @@ package is composed with Hydra's compose API, on the same typed schema
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import json
 import tempfile
 from pathlib import Path
-from typing import Any, List, Sequence, Union
+from typing import Any, Iterator, List, Sequence, Union
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
@@ -53,6 +54,23 @@ def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
         raise error from None
 
 
+@contextlib.contextmanager
+def _threads_restored() -> Iterator[None]:
+    """Torch's CPU thread count as it was before the block.
+
+    A run sets it from ``threads=`` (:func:`bert_ner_probe.run.run_probe`) for
+    the rest of its process, which is right for the command, which ends with
+    its run; a caller of the API goes on with its own setting.
+    """
+    import torch  # noqa: PLC0415
+
+    before = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _default_out_dir() -> Path:
     """``outputs/<date>/<time with microseconds>``, like the command's ``hydra.run.dir``."""
     now = datetime.datetime.now()
@@ -65,7 +83,8 @@ def probe(overrides: Sequence[str] = (), out_dir: Union[str, Path, None] = None)
     ``out_dir`` defaults to ``outputs/<date>/<time>`` under the current
     folder; the composed config and the overrides go to ``out_dir/.hydra/`` as
     the command writes them, so the report reads API runs and command runs
-    alike. The run is tracked when ``logger=`` asks for it.
+    alike. The run is tracked when ``logger=`` asks for it. ``threads=`` holds
+    for the run alone: torch's thread count is restored when it ends.
     """
     from bert_ner_probe.run import run_probe  # noqa: PLC0415
     from bert_ner_probe.tracking import check_logger, log_job  # noqa: PLC0415
@@ -78,7 +97,8 @@ def probe(overrides: Sequence[str] = (), out_dir: Union[str, Path, None] = None)
     (out / ".hydra").mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, out / ".hydra" / "config.yaml")
     (out / ".hydra" / "overrides.yaml").write_text(json.dumps(list(overrides)) + "\n")  # JSON is YAML
-    result = run_probe(cfg, out)
+    with _threads_restored():
+        result = run_probe(cfg, out)
     log_job(cfg, result.to_dict(), out)
     return RunResult.load(out)
 
@@ -119,7 +139,7 @@ def layers(sentences: Sequence[Words], **overrides: Any) -> List[np.ndarray]:
     ``**{"encoder.context": "sentence"}``). The features come from the
     feature cache (``cache_dir``) when these sentences were extracted with
     this encoder and pooling before, else the encoder runs once and the cache
-    keeps them.
+    keeps them. ``threads=`` holds for the extraction alone, as in :func:`probe`.
     """
     import torch  # noqa: PLC0415
 
@@ -133,14 +153,15 @@ def layers(sentences: Sequence[Words], **overrides: Any) -> List[np.ndarray]:
         if any(not x.strip() for x in w):
             raise UserError(f"sentence {i} has an empty word: {w!r}")
     cfg = compose_config([_override(k, v) for k, v in overrides.items()])
-    if cfg.threads:
-        torch.set_num_threads(int(cfg.threads))
     split = Split("train", [Sentence(w, ["O"] * len(w), i, 0) for i, w in enumerate(words)], "bert_ner_probe.layers",
                   hashlib.sha256(json.dumps(words).encode()).hexdigest())
     empty = {name: Split(name, [], "bert_ner_probe.layers", "") for name in SPLITS if name != "train"}
     corpus = Corpus({"train": split, **empty}, ["O"])
-    entry, _ = get_features(cfg.encoder, cfg.pooling.method, corpus, cfg.device, cfg.cache_dir, cfg.progress,
-                            splits=("train",))
+    with _threads_restored():
+        if cfg.threads:
+            torch.set_num_threads(int(cfg.threads))
+        entry, _ = get_features(cfg.encoder, cfg.pooling.method, corpus, cfg.device, cfg.cache_dir, cfg.progress,
+                                splits=("train",))
     feats = entry.split("train")
     # Shape: (words, layers + 1, width) per sentence, float16 in the cache → float32
     return [np.asarray(feats.features[feats.offsets[i]:feats.offsets[i + 1]], dtype=np.float32)

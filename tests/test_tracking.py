@@ -24,23 +24,17 @@ def mlflow_run(tmp_path_factory, conll_dir):
     unset so the store comes from ``logger.tracking_uri`` alone, and the run starts in the temp
     folder, where MLflow puts a sqlite store's artifacts (``./mlruns``).
     """
-    import torch
-
     from bert_ner_probe.api import probe
 
     root = tmp_path_factory.mktemp("mlflow")
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    threads = torch.get_num_threads()
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
         mp.chdir(root)
-        try:
-            probe(["logger=mlflow", f"logger.tracking_uri={uri}", "strategy=last", "data.limit.train=200",
-                   "trainer.epochs=2", "data.limit.dev=100", "data.limit.test=100", "tagger.hidden_size=32",
-                   "trainer.lr=0.01", "threads=1", "progress=false", f"data.dir={conll_dir}",
-                   f"cache_dir={root / 'cache'}"], out_dir=root / "run")
-        finally:
-            torch.set_num_threads(threads)
+        probe(["logger=mlflow", f"logger.tracking_uri={uri}", "strategy=last", "data.limit.train=200",
+               "trainer.epochs=2", "data.limit.dev=100", "data.limit.test=100", "tagger.hidden_size=32",
+               "trainer.lr=0.01", "threads=1", "progress=false", f"data.dir={conll_dir}",
+               f"cache_dir={root / 'cache'}"], out_dir=root / "run")
     return root, uri, json.loads((root / "run" / "results.json").read_text())
 
 

@@ -88,18 +88,16 @@ def test_run_writes_results_and_predictions(first_run, conll_dir):
 
 @pytest.fixture
 def probe_here(first_run, conll_dir):
-    """``api.probe`` on the first run's data and cache, in this process (torch's thread count restored after)."""
+    """``api.probe`` on the first run's data and cache, in this process."""
     from bert_ner_probe.api import probe
 
     root, _, _ = first_run
-    threads = torch.get_num_threads()
 
     def run(name, *overrides):
         return probe([*overrides, *LIMITS, f"data.dir={conll_dir}", f"cache_dir={root / 'cache'}", "progress=false",
                       "threads=1"], out_dir=root / name)
 
-    yield run
-    torch.set_num_threads(threads)
+    return run
 
 
 def test_second_strategy_reuses_the_cache(first_run, probe_here):

@@ -46,16 +46,11 @@ def test_sweep_with_a_failing_job_reports_everything(tmp_path, conll_dir):
     assert {(r["strategy"], r["seed"]): r["features_reused"] for r in results} == {
         ("last", 1): False, ("last", 2): True, ("sum_all", 1): False, ("sum_all", 2): True}
     # ... and gets exactly what a run that shares nothing gets (api.probe: a fresh Session, no reuse).
-    import torch
-
     from bert_ner_probe.api import probe
 
-    single, threads = tmp_path / "single", torch.get_num_threads()
-    try:
-        probe(["strategy=sum_all", "seed=2", *TINY, f"data.dir={conll_dir}", f"cache_dir={tmp_path / 'cache'}"],
-              out_dir=single)
-    finally:
-        torch.set_num_threads(threads)
+    single = tmp_path / "single"
+    probe(["strategy=sum_all", "seed=2", *TINY, f"data.dir={conll_dir}", f"cache_dir={tmp_path / 'cache'}"],
+          out_dir=single)
     alone = json.loads((single / "results.json").read_text())
     swept = next(r for r in results if (r["strategy"], r["seed"]) == ("sum_all", 2))
     assert alone["features_reused"] is False
