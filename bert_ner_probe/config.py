@@ -22,7 +22,7 @@ from bert_ner_probe.features.pooling import Pooling
 from bert_ner_probe.features.windows import Context
 from bert_ner_probe.metrics.score import EvalMode
 from bert_ner_probe.strategy.combiner import Combine
-from bert_ner_probe.tagger.bilstm_tagger import LstmImpl
+from bert_ner_probe.probe.bilstm import LstmImpl
 from bert_ner_probe.tracking import Tracker
 from bert_ner_probe.training.optim import OptimizerName, ScheduleName
 
@@ -85,14 +85,18 @@ class StrategyConfig:
 
 
 @dataclass
-class TaggerConfig:
-    name: str = "bilstm"
-    hidden_size: int = 768
-    num_layers: int = 2
-    dropout: float = 0.5  # between LSTM layers and before the classifier
+class ProbeConfig:
+    """The trained model (``conf/probe/<name>.yaml``; bert_ner_probe/probe/registry.py). Each probe reads the keys
+    it has: bilstm all of them, mlp ``hidden_size`` (its hidden layer), dropouts and crf, linear the input
+    dropout and crf, finetune crf (its dropout is the encoder's)."""
+
+    name: str = "bilstm"  # a registered probe: bilstm | linear | mlp | finetune (strategy=finetune) | <module path>
+    hidden_size: int = 768  # bilstm: units per direction; mlp: the hidden layer's width
+    num_layers: int = 2  # bilstm: LSTM layers
+    dropout: float = 0.5  # between LSTM layers and before the classifier (mlp: after the hidden layer)
     input_dropout: float = 0.0  # on the frozen features
-    crf: bool = False
-    impl: LstmImpl = LstmImpl.auto  # auto = padded on CPU, packed on GPU (tagger/bilstm_tagger.py)
+    crf: bool = False  # a linear-chain CRF over each sentence instead of the softmax
+    impl: LstmImpl = LstmImpl.auto  # bilstm: auto = padded on CPU, packed on GPU (probe/bilstm.py)
 
 
 @dataclass
@@ -159,7 +163,7 @@ class Config:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     pooling: PoolingConfig = field(default_factory=PoolingConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
-    tagger: TaggerConfig = field(default_factory=TaggerConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -209,15 +213,15 @@ def check_values(cfg) -> None:
         "trainer.epochs": cfg.trainer.epochs, "trainer.batch_size": cfg.trainer.batch_size,
         "trainer.patience": cfg.trainer.patience, "trainer.eval_batch_size": cfg.trainer.eval_batch_size,
         "trainer.eval_max_words": cfg.trainer.eval_max_words,
-        "trainer.bucket_pool": cfg.trainer.bucket_pool, "tagger.hidden_size": cfg.tagger.hidden_size,
-        "tagger.num_layers": cfg.tagger.num_layers, "encoder.batch_size": cfg.encoder.batch_size,
+        "trainer.bucket_pool": cfg.trainer.bucket_pool, "probe.hidden_size": cfg.probe.hidden_size,
+        "probe.num_layers": cfg.probe.num_layers, "encoder.batch_size": cfg.encoder.batch_size,
         "encoder.max_pieces_per_word": cfg.encoder.max_pieces_per_word,
         "trainer.grad_accum": cfg.trainer.grad_accum,
     }
     for key, value in at_least_one.items():
         if value < 1:
             raise UserError(f"{key}={value}: must be at least 1")
-    for key, value in {"tagger.dropout": cfg.tagger.dropout, "tagger.input_dropout": cfg.tagger.input_dropout}.items():
+    for key, value in {"probe.dropout": cfg.probe.dropout, "probe.input_dropout": cfg.probe.input_dropout}.items():
         if not 0.0 <= value < 1.0:
             raise UserError(f"{key}={value}: must be in [0, 1)")
     if not 0.0 <= cfg.trainer.warmup_ratio <= 1.0:

@@ -1,35 +1,66 @@
-"""One probing run: data → features (cache) → strategy → tagger → training → metrics → results.json.
+"""One run: data → inputs (cached features, or encoder windows) → model → trainer → metrics → results.json.
 
 :func:`run_probe` takes a composed config and an output folder, writes
 ``results.json`` and ``predictions/{dev,test}.conll`` there and returns the
-:class:`~bert_ner_probe.results.run_result.RunResult`. Each step is built
-from the config by its own package; this module only wires them.
+:class:`~bert_ner_probe.results.run_result.RunResult`. Every run takes the
+same path: the model named by ``probe.name`` (:mod:`bert_ner_probe.probe.registry`)
+is fitted by the one :class:`~bert_ner_probe.training.trainer.Trainer` on
+the split's batch source; a probe reads the feature cache through the
+strategy's :class:`~bert_ner_probe.strategy.combiner.Combiner`, the
+fine-tuned encoder (``strategy=finetune``, which picks ``probe=finetune``)
+reads encoder windows and never touches the cache. Each step is built from
+the config by its own package; this module only wires them.
 """
 
 from __future__ import annotations
 
+import logging
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Dict, List, Optional, Type
 
+import numpy as np
 import torch
 from omegaconf import DictConfig
 
 from bert_ner_probe.config import check_values
+from bert_ner_probe.data.conll import Corpus
 from bert_ner_probe.data.load import corpus_of
 from bert_ner_probe.device import resolve_device
-from bert_ner_probe.features.encoder import num_layers
+from bert_ner_probe.errors import UserError
+from bert_ner_probe.features.encoder import load_encoder, num_layers
 from bert_ner_probe.features.store import cache_key, get_features
+from bert_ner_probe.memo import Session
 from bert_ner_probe.metrics.score import GoldEntities, score_and_write
+from bert_ner_probe.probe.base import Model, ProbeInputs
+from bert_ner_probe.probe.registry import build, model_class
 from bert_ner_probe.results.record import results_record, write_results
 from bert_ner_probe.results.run_result import RunResult
+from bert_ner_probe.strategy import FINETUNE
 from bert_ner_probe.strategy.combiner import Combiner, resolve_layers
-from bert_ner_probe.tagger.bilstm_tagger import BiLSTMTagger
-from bert_ner_probe.tagger.finetune_tagger import FINETUNE
 from bert_ner_probe.training.concurrency import worker_threads, workers
-from bert_ner_probe.memo import Session
 from bert_ner_probe.training.tagging_data import FeatureReuse
-from bert_ner_probe.training.train import ProbeTrainer
+from bert_ner_probe.training.trainer import BatchSource, Trainer, TrainResult, sentences_of
+from bert_ner_probe.training.window_data import WindowData
+
+log = logging.getLogger(__name__)
+
+MODEL_DIR = "model"  # finetune.save=true: the fine-tuned encoder (Hugging Face folder) and its head
+
+
+@dataclass
+class RunInputs:
+    """What a run trains on and what its record says about where that came from."""
+
+    corpus: Corpus
+    data: Dict[str, BatchSource]
+    model: Model
+    depth: int
+    record: Dict[str, Any]  # results_record's fields that differ between probes and fine-tuning
+    timings: Dict[str, float] = field(default_factory=dict)
+    combiner: Optional[Combiner] = None
+    loaded: Any = None  # the fine-tuned run's LoadedEncoder (its tokenizer is saved with the model)
 
 
 def run_probe(cfg: DictConfig, out_dir: Path, session: Optional[Session] = None) -> RunResult:
@@ -41,24 +72,42 @@ def run_probe(cfg: DictConfig, out_dir: Path, session: Optional[Session] = None)
     """
     out_dir = Path(out_dir)
     session = session if session is not None else Session()
-    reuse = session.features
     t_start = time.perf_counter()
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
     elif workers() > 1:  # one of several jobs at once (trainer.concurrent): a share of the cores each
         torch.set_num_threads(worker_threads())
     check_values(cfg)
-    if cfg.strategy.name == FINETUNE:  # the encoder itself trained: no feature cache, no BiLSTM
-        from bert_ner_probe.training.finetune import run_finetune
-
-        try:
-            return run_finetune(cfg, out_dir, t_start, session)
-        finally:
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()  # the next job's free-memory checks see the room
+    model_type = model_class(cfg.probe.name)
+    check_probe(cfg, model_type)
     device = resolve_device(cfg.device)
-    trainer = ProbeTrainer.from_config(cfg)
-    precision = trainer.precision_on(device)  # before any work: bf16 is refused on CUDA
+    trainer = Trainer.from_config(cfg)
+    precision = trainer.precision_on(device, model_type.fine_tunes_encoder)  # before any work: refused formats
+    try:
+        inputs = (encoder_inputs if model_type.fine_tunes_encoder else feature_inputs)(cfg, device, session)
+        return train_and_record(cfg, out_dir, inputs, trainer, device, str(precision), t_start)
+    finally:
+        if model_type.fine_tunes_encoder and torch.cuda.is_available():
+            torch.cuda.empty_cache()  # the next job's free-memory checks see the room
+
+
+def check_probe(cfg: DictConfig, model_type: Type[Model]) -> None:
+    """``strategy=finetune`` and a model that trains the encoder go together; one UserError otherwise."""
+    finetune = cfg.strategy.name == FINETUNE
+    if model_type.fine_tunes_encoder and not finetune:
+        raise UserError(f"probe={cfg.probe.name} trains the encoder itself, so it has no layer strategy: "
+                        f"use strategy=finetune (not strategy={cfg.strategy.name})")
+    if finetune and not model_type.fine_tunes_encoder:
+        raise UserError(f"strategy=finetune trains the encoder, but probe={cfg.probe.name} reads frozen features: "
+                        "drop the probe override (strategy=finetune picks probe=finetune)")
+    if finetune and cfg.trainer.name != "finetune":
+        log.warning("strategy=finetune with trainer=%s (lr %g): the fine-tuning recipe is trainer=finetune",
+                    cfg.trainer.name, cfg.trainer.lr)
+
+
+def feature_inputs(cfg: DictConfig, device: torch.device, session: Session) -> RunInputs:
+    """A probe over cached features: the corpus, the strategy's combined features per split, the probe."""
+    reuse = session.features
     depth = num_layers(cfg.encoder.name_or_path)
     layers = resolve_layers(None if cfg.strategy.layers is None else list(cfg.strategy.layers), depth)
     corpus = corpus_of(cfg, session.files)
@@ -77,33 +126,94 @@ def run_probe(cfg: DictConfig, out_dir: Path, session: Optional[Session] = None)
     select_s = time.perf_counter() - t_select
 
     torch.manual_seed(cfg.seed)
-    model = BiLSTMTagger.from_config(cfg.tagger, combiner, len(corpus.labels)).to(device)
-    labels = corpus.labels
+    model = build(cfg.probe, ProbeInputs(len(corpus.labels), combiner.output_width, combiner.mix_layers,
+                                         pooling=cfg.pooling.method)).to(device)
+    record = {"layers": list(combiner.layers), "combine": combiner.combine,
+              "encoder_dtype": entry.meta["key"]["dtype"], "cache_hit": hit, "cache_entry": str(entry.path),
+              "encoder_passes": 0 if hit else int(entry.meta["encoder_passes"]),
+              "features_reused": reused}  # combined features kept from the previous job of this process
+    timings = {"extract_s": 0.0 if hit else float(entry.meta["extract_s"]),
+               "select_s": select_s}  # reading and combining the strategy's layers (and the copy to the device)
+    return RunInputs(corpus, dict(data), model, depth, record, timings, combiner=combiner)
 
-    def tags_of(pred_ids: List[List[int]]) -> List[List[str]]:
-        return [[labels[i] for i in p] for p in pred_ids]
+
+def encoder_inputs(cfg: DictConfig, device: torch.device, session: Session) -> RunInputs:
+    """The encoder itself trained (``strategy=finetune``): the corpus, each split's windows, the encoder and head.
+
+    A previous frozen job's kept features are dropped first (the encoder needs the memory).
+    """
+    if cfg.encoder.dtype not in ("auto", "float32"):
+        log.info("strategy=finetune loads the encoder in float32 and trains under autocast; "
+                 "encoder.dtype=%s applies to frozen features only", cfg.encoder.dtype)
+    session.features.forget()
+    corpus = corpus_of(cfg, session.files)
+    t_load = time.perf_counter()
+    loaded = load_encoder(cfg.encoder.name_or_path, cfg.device, "float32", cfg.encoder.max_length)
+    load_s = time.perf_counter() - t_load
+
+    t_plan = time.perf_counter()
+    enc = cfg.encoder
+    data = {split: WindowData.of(loaded, corpus, split, enc.context, enc.max_pieces_per_word, enc.max_tokens,
+                                 cfg.finetune.train_limit if split == "train" else None)
+            for split in ("train", "dev", "test")}
+    plan_s = time.perf_counter() - t_plan
+
+    torch.manual_seed(cfg.seed)
+    model = build(cfg.probe, ProbeInputs(len(corpus.labels), encoder=loaded.model,
+                                         pooling=cfg.pooling.method)).to(device)
+    train = data["train"]
+    record = {"layers": None, "combine": None, "encoder_dtype": "float32", "cache_hit": False, "cache_entry": None,
+              "features_reused": False,
+              "finetune": {"train_sentences": train.num_sentences, "train_words": train.num_words,
+                           "train_windows": len(train.plan.windows),
+                           "words_per_batch": train.words_per_batch(cfg.trainer.batch_size), "saved": None}}
+    timings = {"extract_s": 0.0, "select_s": 0.0,
+               "load_s": load_s,  # loading the encoder
+               "plan_s": plan_s}  # tokenising and cutting windows, all splits
+    return RunInputs(corpus, dict(data), model, loaded.num_layers, record, timings, loaded=loaded)
+
+
+def train_and_record(cfg: DictConfig, out_dir: Path, inputs: RunInputs, trainer: Trainer, device: torch.device,
+                     precision: str, t_start: float) -> RunResult:
+    """Fit the model, tag dev and test, score and write them, and write the run's record."""
+    corpus, data, model = inputs.corpus, inputs.data, inputs.model
+    labels = corpus.labels
+    lengths = {split: np.asarray([len(s.words) for s in corpus[split].sentences]) for split in ("dev", "test")}
+
+    def tags_of(split: str, ids: np.ndarray) -> List[List[str]]:
+        return [[labels[i] for i in sentence] for sentence in sentences_of(ids, lengths[split])]
 
     dev_gold = GoldEntities([s.tags for s in corpus["dev"].sentences], cfg.eval.mode)  # read once, scored every epoch
-    trained = trainer.fit(model, data["train"], data["dev"], lambda p: dev_gold.f1(tags_of(p)), device)
+    epochs = trainer.plan(data["train"])
+    trained = trainer.fit(model, data["train"], data["dev"], lambda ids: dev_gold.f1(tags_of("dev", ids)), device,
+                          epochs)
 
     t_eval = time.perf_counter()
-    metrics = {split: score_and_write(cfg, corpus, split, tags_of(trainer.predict(model, data[split], device)), out_dir)
+    metrics = {split: score_and_write(cfg, corpus, split, tags_of(split, trainer.predict(model, data[split], device)),
+                                      out_dir)
                for split in ("dev", "test")}
     eval_s = time.perf_counter() - t_eval
 
-    result = results_record(
-        cfg, corpus, depth=depth, strategy=cfg.strategy.name, layers=list(combiner.layers),
-        combine=combiner.combine, metrics=metrics, trained=trained, device=device,
-        encoder_dtype=entry.meta["key"]["dtype"], precision=precision, cache_hit=hit, cache_entry=str(entry.path),
-        encoder_passes=0 if hit else int(entry.meta["encoder_passes"]),
-        features_reused=reused,  # combined features kept from the previous job of this process
-        mix_weights=combiner.mix_record(model.mix),
-        timings={
-            "extract_s": 0.0 if hit else float(entry.meta["extract_s"]),
-            "select_s": select_s,  # reading and combining the strategy's layers (and the copy to the device)
-            "train_s": trained.train_s,
-            "eval_s": eval_s,
-            "total_s": time.perf_counter() - t_start,
-        })
+    record = dict(inputs.record)
+    if model.fine_tunes_encoder:
+        record["encoder_passes"] = encoder_passes(trainer, data, epochs, trained)
+        if cfg.finetune.save:
+            saved = model.save(out_dir / MODEL_DIR, inputs.loaded.tokenizer, labels)
+            record["finetune"] = {**record["finetune"], "saved": str(saved)}
+    timings = {"extract_s": inputs.timings["extract_s"], "select_s": inputs.timings["select_s"],
+               "train_s": trained.train_s, "eval_s": eval_s, "total_s": time.perf_counter() - t_start,
+               **{k: v for k, v in inputs.timings.items() if k not in ("extract_s", "select_s")}}
+    mix = inputs.combiner.mix_record(model.mix) if inputs.combiner is not None else None
+    result = results_record(cfg, corpus, depth=inputs.depth, strategy=cfg.strategy.name, metrics=metrics,
+                            trained=trained, device=device, precision=precision, mix_weights=mix, timings=timings,
+                            **record)
     write_results(out_dir, result)
     return result
+
+
+def encoder_passes(trainer: Trainer, data: Dict[str, BatchSource], epochs: List[List[np.ndarray]],
+                   trained: TrainResult) -> int:
+    """Encoder passes of a fine-tuning run: its training steps, then dev after each epoch, then dev and test."""
+    evals = {s: len(data[s].eval_batches(trainer.eval_batch_size, trainer.eval_max_words)) for s in ("dev", "test")}
+    return (sum(len(b) for b in epochs[:trained.epochs_run])
+            + trained.epochs_run * evals["dev"] + evals["dev"] + evals["test"])

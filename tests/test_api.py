@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-SMALL = ["trainer.epochs=1", "tagger.hidden_size=32", "threads=1", "progress=false"]
+SMALL = ["trainer.epochs=1", "probe.hidden_size=32", "threads=1", "progress=false"]
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,7 @@ def test_readme_example_load_results_is_results_csv(readme_run):
         rows = list(csv.DictReader(fh))
     assert list(df.columns) == list(rows[0])
     assert len(df) == 1 and df.loc[0, "dev_f1"] == pytest.approx(float(rows[0]["dev_f1"]))
-    assert df.loc[0, "strategy"] == "concat_last_four" and df.loc[0, "tagger.hidden_size"] == 128
+    assert df.loc[0, "strategy"] == "concat_last_four" and df.loc[0, "probe.hidden_size"] == 128
 
 
 def test_readme_example_layers_match_the_encoder(readme_run):
@@ -122,7 +122,7 @@ def test_probe_on_a_classlabel_dataset_with_a_valid_split(tmp_path, conll_dir, t
 
 
 def test_probe_rejects_bad_overrides_in_one_line():
-    with pytest.raises(UserError, match="tagger.hiden"):
-        bnp.probe(["tagger.hiden=3"])
+    with pytest.raises(UserError, match="probe.hiden"):
+        bnp.probe(["probe.hiden=3"])
     with pytest.raises(UserError, match="list of overrides"):
         bnp.probe("strategy=last")

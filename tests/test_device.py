@@ -9,7 +9,8 @@ from run_if import run_if
 from bert_ner_probe.config import register
 from bert_ner_probe.device import autocast, native_bf16, training_precision
 from bert_ner_probe.errors import UserError
-from bert_ner_probe.tagger.bilstm_tagger import BiLSTMTagger
+from bert_ner_probe.probe.batch import PaddedBatch
+from bert_ner_probe.probe.bilstm import BiLSTMProbe
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -42,7 +43,7 @@ def test_training_precision_of_the_probe(monkeypatch):
 @pytest.mark.parametrize("crf, mix", [(False, None), (True, None), (False, 3), (True, 3)])
 def test_bf16_autocast_forward_gives_float32_emissions_close_to_fp32(crf, mix):
     torch.manual_seed(0)
-    model = BiLSTMTagger(6, 4, hidden_size=8, num_layers=2, dropout=0.0, crf=crf, mix_layers=mix).eval()
+    model = BiLSTMProbe(6, 4, hidden_size=8, num_layers=2, dropout=0.0, crf=crf, mix_layers=mix).eval()
     x, lengths = torch.randn((3, 5, mix, 6) if mix else (3, 5, 6)), torch.tensor([5, 2, 4])
     ref = model.emissions(x, lengths)
     with autocast(CPU, "bf16"):
@@ -58,8 +59,9 @@ def test_bf16_autocast_forward_gives_float32_emissions_close_to_fp32(crf, mix):
         tags[i, :n] = torch.arange(n) % 4
     model.train()
     with autocast(CPU, "bf16"):
-        loss = model.loss(x, lengths, tags)
-        pred = model.predict(x, lengths)
+        loss = model.loss(PaddedBatch.of(x, lengths, tags))
+        best = model.decode(PaddedBatch.of(x, lengths))
+        pred = [best[i, : int(n)].tolist() for i, n in enumerate(lengths)]
     loss.backward()
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
     assert all(p.grad is None or p.grad.dtype == torch.float32 for p in model.parameters())

@@ -32,7 +32,7 @@ def mlflow_run(tmp_path_factory, conll_dir):
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
         mp.chdir(root)
         probe(["logger=mlflow", f"logger.tracking_uri={uri}", "strategy=last", "data.limit.train=200",
-               "trainer.epochs=2", "data.limit.dev=100", "data.limit.test=100", "tagger.hidden_size=32",
+               "trainer.epochs=2", "data.limit.dev=100", "data.limit.test=100", "probe.hidden_size=32",
                "trainer.lr=0.01", "threads=1", "progress=false", f"data.dir={conll_dir}",
                f"cache_dir={root / 'cache'}"], out_dir=root / "run")
     return root, uri, json.loads((root / "run" / "results.json").read_text())

@@ -30,7 +30,7 @@ from bert_ner_probe.device import autocast
 from bert_ner_probe.features.batching import bucketed_batches
 from bert_ner_probe.features.encoder import LoadedEncoder
 from bert_ner_probe.features.extract import plan_batches
-from bert_ner_probe.training.train import TaggingData
+from bert_ner_probe.training.tagging_data import TaggingData
 
 EncoderBatch = Tuple[torch.Tensor, torch.Tensor]  # input_ids, attention_mask, on the device
 BareBatch = Tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # features, lengths (CPU), tags

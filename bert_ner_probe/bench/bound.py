@@ -47,7 +47,7 @@ from bert_ner_probe.data.load import corpus_of
 from bert_ner_probe.strategy.combiner import Combiner
 from bert_ner_probe.training.tagging_data import TaggingData
 
-SHARED = ("encoder", "data", "pooling", "trainer", "tagger", "device")  # config groups every job must share
+SHARED = ("encoder", "data", "pooling", "trainer", "probe", "device")  # config groups every job must share
 Shape = Tuple[int, ...]  # one word as the tagger reads it: (width,), or (K, width) when it mixes K layers
 
 
@@ -92,7 +92,7 @@ def bare_epoch_s(cfg: DictConfig, shape: Shape, precision: str, device: torch.de
     t = cfg.trainer
     prepared, words = bare_batches(data, t.batch_size, int(cfg.seed), device, t.bucket_pool)
     mix = shape[0] if len(shape) == 2 else None
-    bare = BareSpec(shape[-1], cfg.tagger.hidden_size, len(corpus.labels), mix, t.lr)
+    bare = BareSpec(shape[-1], cfg.probe.hidden_size, len(corpus.labels), mix, t.lr)
     warm_up_epochs(bare, prepared, precision, device, 0)
     out: Dict[str, Any] = {"width": shape[-1], "mix_layers": mix, "words": words}
     for packed in (True, False):

@@ -7,7 +7,7 @@
   ``extract_ratio`` = harness ÷ bare.
 * :func:`bench_training` — words/s of one epoch of the harness's trainer (its
   own ``history[*]["train_words_per_s"]``: the epoch loop, not the dev
-  evaluation), tagger and trainer built from the composed config exactly as a
+  evaluation), probe and trainer built from the composed config exactly as a
   run builds them, against the bare epoch over the same features in the same
   batches, at the same autocast precision; the faster bare form is the bare
   figure. ``train_ratio`` = harness ÷ bare.
@@ -33,9 +33,10 @@ from bert_ner_probe.features.extract import extract_split
 from bert_ner_probe.features.store import get_features
 from bert_ner_probe.strategy.combiner import Combiner
 from bert_ner_probe.strategy.read import select_features
-from bert_ner_probe.tagger.bilstm_tagger import BiLSTMTagger
+from bert_ner_probe.probe.base import ProbeInputs
+from bert_ner_probe.probe.registry import build
 from bert_ner_probe.training.tagging_data import FeatureReuse, TaggingData
-from bert_ner_probe.training.train import ProbeTrainer
+from bert_ner_probe.training.trainer import Trainer
 
 
 # --------------------------------------------------------------------------- extraction
@@ -129,28 +130,29 @@ def _first(data: TaggingData, x: torch.Tensor, n: int, device: torch.device) -> 
 
 
 def bench_training(feats: TrainingFeatures, cfg: DictConfig, device: torch.device, repeats: int) -> Dict[str, Any]:
-    """Harness tagger epochs vs bare-loop epochs on the same features and batches, in words/s.
+    """Harness probe epochs vs bare-loop epochs on the same features and batches, in words/s.
 
     ``cfg`` is the composed harness config of the training part (its
     ``trainer.epochs`` epochs per timing; a patience of at least as many).
-    The tagger and trainer are built from it by
-    :meth:`BiLSTMTagger.from_config` and :meth:`ProbeTrainer.from_config`, as
+    The probe and trainer are built from it by
+    :func:`bert_ner_probe.probe.registry.build` and :meth:`Trainer.from_config`, as
     a run builds them; the harness number is the trainer's own
     ``train_words_per_s`` (the epoch loop; dev evaluation runs outside it).
     The harness trains on the run's tagging data, the bare loops on
     ``feats.x`` padded in advance.
     """
-    trainer = ProbeTrainer.from_config(cfg)
+    trainer = Trainer.from_config(cfg)
     precision = str(trainer.precision_on(device))
     train_data = feats.harness["train"]
     data = TaggingData.build(feats.x, train_data.offsets, train_data.tags.cpu(), device)
 
     def harness(on: TaggingData) -> List[Dict[str, float]]:
         torch.manual_seed(cfg.seed)
-        model = BiLSTMTagger.from_config(cfg.tagger, feats.combiner, feats.num_labels).to(device)
+        model = build(cfg.probe, ProbeInputs(feats.num_labels, feats.combiner.output_width,
+                                             feats.combiner.mix_layers)).to(device)
         return trainer.fit(model, on, feats.harness["dev"], lambda _pred: 0.0, device).history
 
-    shape = BareSpec(feats.combiner.output_width, cfg.tagger.hidden_size, feats.num_labels,
+    shape = BareSpec(feats.combiner.output_width, cfg.probe.hidden_size, feats.num_labels,
                       feats.combiner.mix_layers, trainer.lr)
     prepared, words = bare_batches(data, trainer.batch_size, trainer.seed, device, trainer.bucket_pool)
     harness(_first(train_data, feats.x, 4 * trainer.batch_size, device))

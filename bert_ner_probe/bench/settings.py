@@ -64,7 +64,7 @@ class Settings:
             hydra_value("device", self.device),
             f"trainer.epochs={self.epochs if epochs is None else epochs}",
             f"trainer.batch_size={self.batch_size}",
-            f"tagger.hidden_size={self.hidden_size}",
+            f"probe.hidden_size={self.hidden_size}",
             f"seed={self.seed}",
             hydra_value("cache_dir", str(cache_dir)),
             "progress=false",

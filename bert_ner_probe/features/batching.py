@@ -5,7 +5,7 @@
   (``len(batch) × longest``), which bounds the memory of a batch of long items.
 * :func:`bucketed_batches` — for training: shuffled, then sorted by length
   within pools of ``pool_factor`` batches, and the batches shuffled; see
-  :mod:`bert_ner_probe.training.train` for why the pools are small.
+  :mod:`bert_ner_probe.training.tagging_data` for why the pools are small.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def batches_by_length(lengths: np.ndarray, max_batch: int, max_tokens: int) -> L
 
 def bucketed_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator,
                      pool_factor: int = 5) -> List[np.ndarray]:
-    """Shuffled batches of sentences of similar length (see the module docstring and :mod:`bert_ner_probe.training.train`)."""
+    """Shuffled batches of sentences of similar length (see the module docstring and :mod:`bert_ner_probe.training.tagging_data`)."""
     order = rng.permutation(len(lengths))
     pool = batch_size * pool_factor
     batches: List[np.ndarray] = []

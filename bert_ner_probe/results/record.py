@@ -40,7 +40,8 @@ def results_record(cfg: DictConfig, corpus: Corpus, *, depth: int, strategy: str
                    timings: Dict[str, float], **extra: Any) -> RunResult:
     """The one record of a run (probe or fine-tuning) that ``results.json`` holds and every reader reads.
 
-    ``trained`` is a :class:`~bert_ner_probe.training.train.TrainResult` (best epoch, epochs run, history);
+    ``trained`` is a :class:`~bert_ner_probe.training.trainer.TrainResult` (best epoch, epochs run, history);
+    ``probe`` is the model that was trained (``probe.name``);
     ``extra`` keys are appended (fields of one kind of run only).
     """
     return RunResult.from_dict({
@@ -49,6 +50,7 @@ def results_record(cfg: DictConfig, corpus: Corpus, *, depth: int, strategy: str
         "encoder_name": cfg.encoder.name,
         "num_layers": depth,
         "strategy": strategy,
+        "probe": cfg.probe.name,
         "layers": layers,
         "combine": combine,
         "pooling": cfg.pooling.method,
@@ -96,7 +98,7 @@ def recorded_config(cfg: DictConfig) -> Dict[str, Any]:
 def summary_line(result: RunResult) -> str:
     """One line for stdout."""
     r = result
-    return (f"{r.strategy} (layers {r.layers}, {r.combine}, pooling={r.pooling}, "
+    return (f"{r.strategy} (layers {r.layers}, {r.combine}, probe={r.probe}, pooling={r.pooling}, "
             f"context={r.context}, seed={r.seed}): dev F1 {100 * r.dev.f1:.2f}  "
             f"test F1 {100 * r.test.f1:.2f}  best epoch {r.best_epoch}/{r.epochs_run}  "
             f"cache {'hit' if r.cache_hit else 'miss'}  "

@@ -95,6 +95,7 @@ class RunResult:
     precision: Optional[str] = None  # trainer.precision as resolved (fp32, bf16, fp16)
     encoder_dtype: Optional[str] = None  # encoder.dtype as resolved
     device: Optional[str] = None  # where it ran: cpu, cuda:0, ...
+    probe: str = "bilstm"  # the trained model (probe.name): bilstm, linear, mlp, finetune, ...
     raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     path: Optional[Path] = field(default=None, compare=False)
 
@@ -117,6 +118,7 @@ class RunResult:
             encoder_passes=None if d.get("encoder_passes") is None else int(d["encoder_passes"]),
             sizes={s: dict(v) for s, v in (d.get("sizes") or {}).items()},
             precision=d.get("precision"), encoder_dtype=d.get("encoder_dtype"), device=d.get("device"),
+            probe=str(d.get("probe") or ("finetune" if d["strategy"] == "finetune" else "bilstm")),
             raw=dict(d), path=path,
         )
 

@@ -1,1 +1,1 @@
-"""Training step: the loops that fit a tagger (probe and fine-tuning), their optimiser, schedule and stopping."""
+"""Training step: one loop that fits every model (probes and the fine-tuned encoder), the data it reads, its optimiser, schedule and stopping."""

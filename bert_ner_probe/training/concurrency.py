@@ -23,7 +23,7 @@ job — its own seed, weights, batch order, early stopping, run folder and
 The count is passed to the workers in ``$BERT_NER_PROBE_WORKERS``, so that
 each one takes a fair share of the host's threads (:func:`worker_threads`)
 and of the free GPU memory for its features
-(:func:`bert_ner_probe.training.train.feature_home`).
+(:func:`bert_ner_probe.training.tagging_data.feature_home`).
 """
 
 from __future__ import annotations

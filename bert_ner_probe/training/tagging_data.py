@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -24,7 +24,9 @@ from torch.nn.utils.rnn import PackedSequence
 
 from bert_ner_probe.data.conll import SPLITS, Corpus
 from bert_ner_probe.device import to_device_nowait
+from bert_ner_probe.features.batching import batches_by_length, bucketed_batches
 from bert_ner_probe.features.cache import CacheEntry
+from bert_ner_probe.probe.batch import NO_LABEL, Batch, Layout, PackedBatch, PaddedBatch, WordsBatch
 from bert_ner_probe.strategy.combiner import Combiner
 from bert_ner_probe.strategy.read import CachedSelection, check_finite, select_features
 from bert_ner_probe.training.concurrency import workers
@@ -62,6 +64,73 @@ class TaggingData:
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
 
+    @property
+    def num_words(self) -> int:
+        return int(self.offsets[-1])
+
+    @property
+    def home(self) -> torch.device:
+        """The features' device: where a batch is gathered and predictions collected."""
+        return self.x.device
+
+    # ---------------------------------------------------------------- what the trainer reads (BatchSource)
+
+    def plan_epoch(self, batch_size: int, rng: np.random.Generator, bucket_pool: int) -> List[np.ndarray]:
+        """Shuffled batches of ``batch_size`` sentences of similar length (:func:`bucketed_batches`).
+
+        Sentences are shuffled, cut into pools of ``bucket_pool × batch_size``,
+        sorted by length inside each pool and batched (little padding, short
+        packed sequences); batch order is shuffled. The pools are small on
+        purpose: large pools make batches so uniform (all headlines, all long
+        sentences) that dev F1 drops, while a few batches per pool keep the
+        speed of bucketing (bench.md has the figures).
+        """
+        return bucketed_batches(self.lengths, batch_size, rng, bucket_pool)
+
+    def eval_batches(self, batch_size: int, max_words: int) -> List[np.ndarray]:
+        """Sentences by length, at most ``batch_size`` and ``max_words`` padded words a batch (:func:`batches_by_length`).
+
+        :meth:`batch` puts each batch's sentences longest first.
+        """
+        return batches_by_length(self.lengths, batch_size, max_words)
+
+    def words_in(self, sentence_ids: np.ndarray) -> int:
+        return int(self.lengths[sentence_ids].sum())
+
+    def batch(self, sentence_ids: np.ndarray, layout: Layout, device: torch.device) -> Batch:
+        """The sentences as one batch in ``layout`` on ``device`` (packed and padded: longest first)."""
+        if layout == Layout.packed:
+            return PackedBatch(*self.packed(sentence_ids, device))
+        if layout == Layout.padded:
+            rows, valid, lens = self.positions(longest_first(sentence_ids, self.lengths))
+            x, lengths, tags = self.gather(rows, valid, lens, device)
+            return PaddedBatch(x, lengths, tags, rows, valid)
+        if layout == Layout.words:
+            return WordsBatch(*self.words(sentence_ids, device))
+        raise ValueError(f"cached features cannot make a {layout} batch")
+
+    def subset(self, sentence_ids: np.ndarray) -> "TaggingData":
+        """These sentences alone, in this order, as their own split (features shared, not copied when on a device)."""
+        rows = np.concatenate([np.arange(self.offsets[i], self.offsets[i + 1]) for i in sentence_ids]) \
+            if len(sentence_ids) else np.zeros(0, dtype=np.int64)
+        rows_t = torch.from_numpy(rows)
+        x = self.x[rows_t.to(self.x.device)]  # Shape: (subset words, ...); a CachedSelection reads them here
+        offsets = np.concatenate([[0], np.cumsum(self.lengths[sentence_ids])]).astype(np.int64)
+        return TaggingData(x, offsets, self.tags[rows_t.to(self.tags.device)])
+
+    def words(self, sentence_ids: np.ndarray, device: torch.device
+              ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The sentences' words without sentence structure: ``(x, tags, rows)``, Shape: (words, ...), (words,), (words,).
+
+        ``x`` float32 on ``device``; ``rows`` (each word's row in this split) on the features' device.
+        """
+        starts = self.offsets[sentence_ids]
+        lens = self.offsets[sentence_ids + 1] - starts
+        rows_np = np.repeat(starts - np.cumsum(lens) + lens, lens) + np.arange(int(lens.sum()))
+        rows = to_device_nowait(torch.from_numpy(rows_np), self.x.device)  # Shape: (words,)
+        x = self.x[rows].to(device, non_blocking=True).float()
+        return x, self.tags[rows].to(device, non_blocking=True), rows
+
     def positions(self, sentence_ids: np.ndarray) -> Tuple[torch.Tensor, torch.Tensor, np.ndarray]:
         """Word rows and validity of each padded position, on the features' device; lengths.
 
@@ -95,16 +164,16 @@ class TaggingData:
         tags = self.tags[rows].to(device, non_blocking=True)
         return PackedSequence(data, batch_sizes), tags, rows
 
-    def batch(self, sentence_ids: np.ndarray, device: torch.device):
-        """Padded features (float32), lengths (CPU) and tags (-100 at padding) for some sentences, in that order."""
+    def padded(self, sentence_ids: np.ndarray, device: torch.device):
+        """Padded features (float32), lengths (CPU) and tags (NO_LABEL at padding) for some sentences, in that order."""
         return self.gather(*self.positions(sentence_ids), device)
 
     def gather(self, rows: torch.Tensor, valid: torch.Tensor, lens: np.ndarray, device: torch.device):
-        """:meth:`batch` from :meth:`positions`' output."""
+        """:meth:`padded` from :meth:`positions`' output."""
         x = self.x[rows].to(device, non_blocking=True).float()  # Shape: (batch, time, ...)
         keep = valid.to(device, non_blocking=True).view(valid.shape + (1,) * (x.dim() - 2))
         x = x * keep  # ... and is zeroed here
-        tags = torch.where(valid, self.tags[rows], -100).to(device, non_blocking=True)
+        tags = torch.where(valid, self.tags[rows], NO_LABEL).to(device, non_blocking=True)
         return x, torch.from_numpy(lens), tags
 
 

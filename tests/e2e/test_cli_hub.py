@@ -26,7 +26,7 @@ def test_cli_runs_a_saved_string_tag_dataset_without_dev_split(tmp_path, conll_d
     run = tmp_path / "run"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     proc = subprocess.run([sys.executable, "-m", "bert_ner_probe", "data.dir=null", f"data.hub_id={path}",
-                           "strategy=last", "trainer.epochs=1", "tagger.hidden_size=32", "threads=1", "progress=false",
+                           "strategy=last", "trainer.epochs=1", "probe.hidden_size=32", "threads=1", "progress=false",
                            f"cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={run}"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -37,7 +37,7 @@ def finetune_run(tmp_path_factory, conll_dir):
     root = tmp_path_factory.mktemp("finetune")
     sweep = root / "sweep"
     proc = _run(["-m", "strategy=last,finetune", *LIMITS, "trainer.epochs=2", "finetune.save=true", "threads=2",
-                 "tagger.hidden_size=32", f"data.dir={conll_dir}", f"cache_dir={root / 'cache'}",
+                 "probe.hidden_size=32", f"data.dir={conll_dir}", f"cache_dir={root / 'cache'}",
                  f"hydra.sweep.dir={sweep}", "progress=false"], cwd=root)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return root, sweep / "1", proc

@@ -38,7 +38,7 @@ def _rows(sweep: Path):
 
 def test_submitit_local_sweep(tmp_path, conll_dir, cache):
     sweep = tmp_path / "sweep"
-    proc = _multirun(["hydra/launcher=submitit_local", "strategy=last,sum_all", "tagger.hidden_size=16", *TINY,
+    proc = _multirun(["hydra/launcher=submitit_local", "strategy=last,sum_all", "probe.hidden_size=16", *TINY,
                       f"cache_dir={cache}", f"hydra.sweep.dir={sweep}"], tmp_path, conll_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/results.json"))]
@@ -54,14 +54,14 @@ def test_optuna_study_with_mlflow_parent_run(tmp_path, conll_dir, cache):
 
     sweep, uri = tmp_path / "sweep", f"sqlite:///{tmp_path / 'mlflow.db'}"
     proc = _multirun(["hydra/sweeper=optuna_search", "hydra.sweeper.n_trials=2", "strategy=last",
-                      "tagger.hidden_size=choice(16,32)", *TINY, "logger=mlflow", f"logger.tracking_uri={uri}",
+                      "probe.hidden_size=choice(16,32)", *TINY, "logger=mlflow", f"logger.tracking_uri={uri}",
                       f"cache_dir={cache}", f"hydra.sweep.dir={sweep}"], tmp_path, conll_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/results.json"))]
     assert len(results) == 2
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert best["best_value"] == pytest.approx(max(r["dev"]["f1"] for r in results))
-    assert set(best["best_params"]) == {"trainer.lr", "tagger.hidden_size", "tagger.dropout"}
+    assert set(best["best_params"]) == {"trainer.lr", "probe.hidden_size", "probe.dropout"}
     assert len(_rows(sweep)) == 2 and (sweep / "table.md").is_file()
 
     client = MlflowClient(tracking_uri=uri)

@@ -31,8 +31,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-FAST = ["threads=1", "progress=false", "device=cpu", "trainer.epochs=1", "tagger.hidden_size=16",
-        "tagger.num_layers=1"]
+FAST = ["threads=1", "progress=false", "device=cpu", "trainer.epochs=1", "probe.hidden_size=16",
+        "probe.num_layers=1"]
 
 
 LONG_WORDS = 10_000

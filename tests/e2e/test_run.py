@@ -49,7 +49,7 @@ def _words(path: Path, limit: int) -> int:
 def first_run(tmp_path_factory, conll_dir):
     root = tmp_path_factory.mktemp("e2e")
     out = root / "run1"
-    proc = _run(["strategy=concat_last_four", *LIMITS, "trainer.epochs=2", "trainer.lr=0.005", "tagger.hidden_size=128",
+    proc = _run(["strategy=concat_last_four", *LIMITS, "trainer.epochs=2", "trainer.lr=0.005", "probe.hidden_size=128",
                  f"data.dir={conll_dir}", f"cache_dir={root / 'cache'}", f"hydra.run.dir={out}", "progress=false"],
                 cwd=root)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -102,7 +102,7 @@ def probe_here(first_run, conll_dir):
 
 def test_second_strategy_reuses_the_cache(first_run, probe_here):
     root, _, _ = first_run
-    probe_here("run2", "strategy=last", "trainer.epochs=1", "tagger.hidden_size=32")
+    probe_here("run2", "strategy=last", "trainer.epochs=1", "probe.hidden_size=32")
     r = json.loads((root / "run2" / "results.json").read_text())
     assert r["cache_hit"] is True and r["encoder_passes"] == 0 and r["timings"]["extract_s"] == 0.0
     assert r["layers"] == [6]
@@ -112,7 +112,7 @@ def test_second_strategy_reuses_the_cache(first_run, probe_here):
 def test_scalar_mix_with_crf_reports_mix_weights(first_run, probe_here):
     root, _, _ = first_run
     out = root / "run3"
-    probe_here("run3", "strategy=scalar_mix_all", "tagger.crf=true", "trainer.epochs=1", "tagger.hidden_size=32",
+    probe_here("run3", "strategy=scalar_mix_all", "probe.crf=true", "trainer.epochs=1", "probe.hidden_size=32",
                "write_predictions=false")
     r = json.loads((out / "results.json").read_text())
     mix = r["mix_weights"]

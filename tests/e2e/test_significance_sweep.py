@@ -97,7 +97,7 @@ def as_finetune(job: Path, bump: float, train_limit: int = 100, epochs: int = 2)
     cfg["strategy"].update(name="finetune", layers=None)
     cfg["trainer"].update(name="finetune", lr=5e-5, grad_clip=1.0, epochs=epochs, optimizer="adamw",
                           weight_decay=0.01, warmup_ratio=0.1, schedule="linear", grad_accum=1)
-    cfg["tagger"]["hidden_size"] = 1
+    cfg["probe"]["hidden_size"] = 1
     cfg["finetune"] = {"save": False, "train_limit": train_limit}
     (job / "results.json").write_text(json.dumps(r))
     (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
@@ -177,7 +177,7 @@ def test_finetune_row(sweep: Path, tmp_path: Path) -> None:
     report = write_report(root)
     text = report["table"].read_text()
     assert text.count("\n## minilm-l6") == 1  # trainer.*, tagger.*, finetune.* do not split the section
-    assert "trainer.lr" not in text and "tagger.hidden_size" not in text
+    assert "trainer.lr" not in text and "probe.hidden_size" not in text
     body = text.split("\n## minilm-l6")[1]
     assert body.index("### Fine-tuning approach") < body.index("| finetune |") < body.index(
         "### Feature-based approach") < body.index("| embeddings |")

@@ -43,7 +43,7 @@ def config_dict(strategy: str, layers: Optional[List[int]], combine: str, poolin
     cfg["strategy"].update(name=strategy, layers=layers, combine=combine)
     cfg["pooling"]["method"] = pooling
     cfg["encoder"]["context"] = context
-    cfg["tagger"]["crf"] = crf
+    cfg["probe"]["crf"] = crf
     cfg["seed"] = seed
     return cfg
 
@@ -167,13 +167,13 @@ def test_csv(sweep: Path) -> None:
     for column in ("run_dir", "status", "error", "overrides", "strategy", "layers", "pooling", "seed",
                    "dev_f1", "dev_precision", "dev_recall", "test_f1", "best_epoch", "epochs_run", "cache_hit",
                    "extract_s", "train_s", "eval_s", "total_s", "dev_f1_PER",
-                   "tagger.hidden_size", "trainer.lr", "encoder.context", "data.limit.train", "device"):
+                   "probe.hidden_size", "trainer.lr", "encoder.context", "data.limit.train", "device"):
         assert column in rows[0], column
     by_dir = {r["run_dir"]: r for r in rows}
     assert [r["run_dir"] for r in rows] == [str(i) for i in range(16)]  # natural order: 2 before 10
     ok = by_dir["2"]
     assert ok["status"] == "ok" and ok["strategy"] == "concat_last_four" and ok["layers"] == "[3, 4, 5, 6]"
-    assert float(ok["dev_f1"]) == pytest.approx(0.85) and ok["tagger.hidden_size"] == "768"
+    assert float(ok["dev_f1"]) == pytest.approx(0.85) and ok["probe.hidden_size"] == "768"
     assert ok["device"] == "auto" and ok["device_resolved"] == "cpu"
     failed = by_dir["14"]
     assert failed["status"] == "failed" and "hidden states 0..6" in failed["error"]
@@ -248,7 +248,7 @@ def test_other_config_differences_get_their_own_section(tmp_path: Path) -> None:
     make_run(root / "0", "last", [6], "concat", 1, 0.80, 0.7, crf=False)
     make_run(root / "1", "last", [6], "concat", 1, 0.90, 0.7, crf=True)
     text = write_report(root)["table"].read_text()
-    assert "tagger.crf=False" in text and "tagger.crf=True" in text
+    assert "probe.crf=False" in text and "probe.crf=True" in text
     assert [r[3] for r in table_rows(text)] == ["80.0 ± –", "90.0 ± –"]  # one row per table: no mark
 
 

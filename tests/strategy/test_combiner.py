@@ -80,16 +80,17 @@ def test_bad_combine_is_a_user_error():
 def test_a_combiner_owns_its_widths(combine, width, row_shape, mix_layers):
     from omegaconf import OmegaConf
 
-    from bert_ner_probe.tagger.bilstm_tagger import BiLSTMTagger
+    from bert_ner_probe.probe.base import ProbeInputs
+    from bert_ner_probe.probe.bilstm import BiLSTMProbe
 
     c = Combiner.from_config(OmegaConf.create({"layers": [-4, -3, -2, -1], "combine": combine}), 12, 768)
     assert c.layers == (9, 10, 11, 12)
     assert (c.output_width, c.row_shape, c.mix_layers) == (width, row_shape, mix_layers)
     block = np.ones((2, 13, 768), dtype=np.float16)
     assert tuple(c.combine_block(block).shape) == (2,) + row_shape
-    tagger = BiLSTMTagger.from_config(OmegaConf.create({"hidden_size": 8, "num_layers": 1, "dropout": 0.0,
-                                                        "crf": False, "input_dropout": 0.0, "impl": "padded"}),
-                                      c, num_labels=5)
+    tagger = BiLSTMProbe.from_config(OmegaConf.create({"hidden_size": 8, "num_layers": 1, "dropout": 0.0,
+                                                       "crf": False, "input_dropout": 0.0, "impl": "padded"}),
+                                     ProbeInputs(5, c.output_width, c.mix_layers))
     assert tagger.lstm.input_size == width and (tagger.mix is None) == (mix_layers is None)
     scores = tagger.emissions(c.combine_block(block).float().unsqueeze(0), torch.tensor([2]))  # one sentence
     assert scores.shape == (1, 2, 5)

@@ -1,4 +1,5 @@
-"""Fine-tuning a tiny random BertModel (bert_ner_probe/training/finetune.py): it learns, restores the best epoch, accumulates, batches documents."""
+"""Fine-tuning a tiny random BertModel through the one trainer (training/trainer.py, training/window_data.py):
+it learns, restores the best epoch, accumulates, batches documents."""
 
 from __future__ import annotations
 
@@ -29,10 +30,11 @@ def _tiny_bert(tokenizer, seed: int = 0):
 def _tiny_setup(minilm_tokenizer, small_corpus_dir, overrides, dropout=True):
     from bert_ner_probe.data.conll import load_corpus
     from bert_ner_probe.features.encoder import LoadedEncoder
-    from bert_ner_probe.tagger.finetune_tagger import FineTuneTagger
-    from bert_ner_probe.training.finetune import SplitWindows
+    from bert_ner_probe.probe.finetune import FineTunedEncoder
+    from bert_ner_probe.training.trainer import Trainer
 
-    cfg = _compose(["strategy=finetune", "encoder.context=sentence", "progress=false", *overrides])
+    cfg = _compose(["strategy=finetune", "encoder.context=sentence", "progress=false", "trainer.precision=fp32",
+                   *overrides])
     corpus = load_corpus(str(small_corpus_dir))
     model = _tiny_bert(minilm_tokenizer)
     if not dropout:
@@ -41,16 +43,21 @@ def _tiny_setup(minilm_tokenizer, small_corpus_dir, overrides, dropout=True):
         model.load_state_dict(_tiny_bert(minilm_tokenizer).state_dict())
     loaded = LoadedEncoder(model, minilm_tokenizer, 2, 32, 64, torch.device("cpu"), torch.float32)
     torch.manual_seed(0)
-    tagger = FineTuneTagger(model, len(corpus.labels), dropout=None if dropout else 0.0)
-    return cfg, tagger, SplitWindows.of(loaded, corpus, "train", cfg), SplitWindows.of(loaded, corpus, "dev", cfg)
+    tagger = FineTunedEncoder(model, len(corpus.labels), dropout=None if dropout else 0.0)
+    return Trainer.from_config(cfg), tagger, _windows(loaded, corpus, "train", cfg), _windows(loaded, corpus, "dev", cfg)
+
+
+def _windows(loaded, corpus, split, cfg, limit=None):
+    from bert_ner_probe.training.window_data import WindowData
+
+    enc = cfg.encoder
+    return WindowData.of(loaded, corpus, split, enc.context, enc.max_pieces_per_word, enc.max_tokens, limit)
 
 
 def test_tiny_bert_learns_and_the_best_epoch_comes_back(minilm_tokenizer, small_corpus_dir, one_thread):
     """The whole loop (windows, batches, AdamW with warm-up and decay, clipping, early stopping) on a
     tiny random encoder: the loss falls, every part of the encoder moves, the best epoch's weights return."""
-    from bert_ner_probe.training.finetune import finetune, plan_epochs
-
-    cfg, tagger, train_w, dev_w = _tiny_setup(minilm_tokenizer, small_corpus_dir, [
+    trainer, tagger, train_w, dev_w = _tiny_setup(minilm_tokenizer, small_corpus_dir, [
         "trainer.epochs=30", "trainer.patience=30", "trainer.batch_size=2", "trainer.lr=1e-3"])
     before = {name: p.detach().clone() for name, p in tagger.named_parameters()}
     snapshots = {}
@@ -60,9 +67,9 @@ def test_tiny_bert_learns_and_the_best_epoch_comes_back(minilm_tokenizer, small_
         snapshots[epoch] = {k: v.clone() for k, v in tagger.state_dict().items()}
         return 1.0 - abs(epoch - 20) / 100
 
-    epochs = plan_epochs(train_w, cfg, words_per_batch=0)
+    epochs = trainer.plan(train_w)
     assert [len(b) for b in epochs] == [3] * 30  # 5 sentences in batches of 2
-    result = finetune(tagger, train_w, dev_w, dev_f1, cfg, torch.device("cpu"), "fp32", epochs)
+    result = trainer.fit(tagger, train_w, dev_w, dev_f1, torch.device("cpu"), epochs)
     losses = [h["train_loss"] for h in result.history]
     assert losses[-1] < 0.5 * losses[0], losses
     assert result.history[-1]["lr_end"] == 0.0  # linear decay ends at zero
@@ -76,15 +83,13 @@ def test_tiny_bert_learns_and_the_best_epoch_comes_back(minilm_tokenizer, small_
 
 def test_gradient_accumulation_takes_the_same_steps(minilm_tokenizer, small_corpus_dir, one_thread):
     """Without dropout, K micro-batches per batch give the weights of whole batches (the same steps)."""
-    from bert_ner_probe.training.finetune import finetune, plan_epochs
-
     weights = {}
     for k in (1, 2):
-        cfg, tagger, train_w, dev_w = _tiny_setup(minilm_tokenizer, small_corpus_dir, [
+        trainer, tagger, train_w, dev_w = _tiny_setup(minilm_tokenizer, small_corpus_dir, [
             "trainer.epochs=2", "trainer.batch_size=4", "trainer.lr=1e-3", f"trainer.grad_accum={k}"], dropout=False)
-        epochs = plan_epochs(train_w, cfg, words_per_batch=0)
+        epochs = trainer.plan(train_w)
         assert [len(b) for b in epochs] == [2, 2]  # 5 sentences: batches of 4 and 1, two optimiser steps
-        finetune(tagger, train_w, dev_w, lambda ids: 0.0, cfg, torch.device("cpu"), "fp32", epochs)
+        trainer.fit(tagger, train_w, dev_w, lambda ids: 0.0, torch.device("cpu"), epochs)
         weights[k] = {n: p.detach().clone() for n, p in tagger.named_parameters()}
     for name, p in weights[1].items():
         torch.testing.assert_close(weights[2][name], p, rtol=1e-4, atol=1e-5)
@@ -95,15 +100,15 @@ def test_gradient_accumulation_takes_the_same_steps(minilm_tokenizer, small_corp
 def test_document_batches_hold_about_a_batch_of_sentences_worth_of_words(minilm_tokenizer, conll_dir):
     from bert_ner_probe.data.conll import load_corpus
     from bert_ner_probe.features.encoder import LoadedEncoder
-    from bert_ner_probe.training.finetune import SplitWindows, training_batches
 
     corpus = load_corpus(str(conll_dir), limits={"train": 400, "dev": 10, "test": 10})
     cfg = _compose(["strategy=finetune"])
     loaded = LoadedEncoder(None, minilm_tokenizer, 6, 384, 512, torch.device("cpu"), torch.float32)
-    w = SplitWindows.of(loaded, corpus, "train", cfg)
+    w = _windows(loaded, corpus, "train", cfg)
     assert len(w.plan.windows) < 400 / 4  # documents, not sentences, are encoded together
     per_batch = 32 * w.num_words / 400
-    batches = training_batches(w.plan, "document", 32, per_batch, np.random.default_rng(0), 5)
+    assert w.words_per_batch(32) == per_batch
+    batches = w.plan_epoch(32, np.random.default_rng(0), 5)
     covered = np.sort(np.concatenate(batches))
     assert covered.tolist() == list(range(len(w.plan.windows)))  # every window once per epoch
     words = [int(w.plan.words[b].sum()) for b in batches]
@@ -116,12 +121,11 @@ def test_document_batches_hold_about_a_batch_of_sentences_worth_of_words(minilm_
 def test_crf_chains_are_sentences_within_a_window(minilm_tokenizer, conll_dir):
     from bert_ner_probe.data.conll import load_corpus
     from bert_ner_probe.features.encoder import LoadedEncoder
-    from bert_ner_probe.training.finetune import SplitWindows
 
     corpus = load_corpus(str(conll_dir), limits={"train": 60, "dev": 10, "test": 10})
     cfg = _compose(["strategy=finetune", "finetune.train_limit=50"])
     loaded = LoadedEncoder(None, minilm_tokenizer, 6, 384, 64, torch.device("cpu"), torch.float32)  # small windows
-    w = SplitWindows.of(loaded, corpus, "train", cfg, limit=50)
+    w = _windows(loaded, corpus, "train", cfg, limit=50)
     assert w.num_words == sum(len(s.words) for s in corpus["train"].sentences[:50])
     b = w.plan.batch(np.arange(len(w.plan.windows)))
     chain = w.chains(b)

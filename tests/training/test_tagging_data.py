@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from bert_ner_probe.tagger.bilstm_tagger import BiLSTMTagger
+from bert_ner_probe.probe.batch import Layout, PackedBatch, PaddedBatch, WordsBatch
+from bert_ner_probe.probe.bilstm import BiLSTMProbe
 from bert_ner_probe.training.tagging_data import TaggingData
-from bert_ner_probe.training.train import predict
+from bert_ner_probe.training.trainer import sentences_of
+from training.test_train import trainer_of
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -16,11 +18,15 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 CPU = torch.device("cpu")
 
 
-def _tagger(seed=0, **kw) -> BiLSTMTagger:
+def predict(model, data, device, batch_size):
+    return sentences_of(trainer_of(eval_batch_size=batch_size).predict(model, data, device), data.lengths)
+
+
+def _tagger(seed=0, **kw) -> BiLSTMProbe:
     torch.manual_seed(seed)
     args = dict(input_size=8, num_labels=5, hidden_size=12, num_layers=2, dropout=0.3)
     args.update(kw)
-    return BiLSTMTagger(**args)
+    return BiLSTMProbe(**args)
 
 
 FEATS = torch.tensor([[1, 1], [2, 2], [3, 3], [4, 4], [5, 5], [6, 6]], dtype=torch.float16)
@@ -35,7 +41,7 @@ TAGS = [1, 2, 0, 0, 3, 4]
 def test_tagging_data_batch_pads_features_and_tags():
     data = TaggingData.build(FEATS, OFFSETS, TAGS, CPU)
     assert data.num_sentences == 3 and data.lengths.tolist() == [2, 3, 1]
-    x, lens, tags = data.batch(np.array([2, 0, 1]), CPU)
+    x, lens, tags = data.padded(np.array([2, 0, 1]), CPU)
     assert x.dtype == torch.float32 and x.shape == (3, 3, 2)
     # Padded positions hold zeros (never a real word's features).
     assert x.tolist() == [[[6, 6], [0, 0], [0, 0]],
@@ -48,14 +54,14 @@ def test_tagging_data_batch_pads_features_and_tags():
 def test_tagging_data_with_layers_dimension():
     feats = torch.arange(6 * 2 * 3, dtype=torch.float16).reshape(6, 2, 3)
     data = TaggingData.build(feats, OFFSETS, TAGS, CPU)
-    x, _, _ = data.batch(np.array([0, 2]), CPU)
+    x, _, _ = data.padded(np.array([0, 2]), CPU)
     assert x.shape == (2, 2, 2, 3)
     assert x[1, 0].tolist() == feats[5].float().tolist() and x[1, 1].abs().sum() == 0
 
 
 @pytest.mark.parametrize("mix", [None, 3])
 def test_packed_batches_give_the_padded_route_s_loss_and_labels(mix):
-    """TaggingData.packed + packed_loss/packed_scores == batch + loss/decode (eval mode: no dropout)."""
+    """Packed batches give the padded batches' loss and labels (eval mode: no dropout)."""
     rng = np.random.default_rng(0)
     lengths = rng.integers(1, 12, size=9)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
@@ -71,15 +77,34 @@ def test_packed_batches_give_the_padded_route_s_loss_and_labels(mix):
     assert sorted(rows.tolist()) == sorted(r for i in ids for r in range(offsets[i], offsets[i + 1]))
     assert packed_tags.tolist() == [tags[r] for r in rows.tolist()]
     assert seq.batch_sizes.tolist() == [int((lengths[ids] > t).sum()) for t in range(int(lengths[ids].max()))]
-    x, lens, padded_tags = data.batch(ids, CPU)
+    padded = data.batch(ids, Layout.padded, CPU)
+    assert padded.lengths.tolist() == sorted(lengths[ids].tolist(), reverse=True)  # longest first
     with torch.no_grad():
-        assert torch.allclose(model.packed_loss(seq, packed_tags), model.loss(x, lens, padded_tags), atol=1e-6)
-        by_row = dict(zip(rows.tolist(), model.packed_scores(seq).argmax(-1).tolist()))
-    padded_pred = model.predict(x, lens)
-    assert [[by_row[r] for r in range(offsets[i], offsets[i + 1])] for i in ids] == padded_pred
+        packed = PackedBatch(seq, packed_tags, rows)
+        assert torch.allclose(model.loss(packed), model.loss(padded), atol=1e-6)
+        by_row = dict(zip(rows.tolist(), model.decode(packed).tolist()))
+        flat = torch.full((n + 1,), -1)
+        padded.put(flat, model.decode(padded))
+    assert all(flat[r] == by_row[r] for r in rows.tolist())
     # predict() takes the packed route for this tagger, the padded one for a padded tagger: same labels.
     padded_model = _tagger(seed=2, mix_layers=mix, impl="padded").eval()
     assert predict(model, data, CPU, batch_size=4) == predict(padded_model, data, CPU, batch_size=4)
+
+
+def test_words_batches_and_subsets_keep_every_word_and_its_row():
+    data = TaggingData.build(FEATS, OFFSETS, TAGS, CPU)
+    words = data.batch(np.array([2, 0]), Layout.words, CPU)
+    assert isinstance(words, WordsBatch) and words.num_words == 3
+    assert words.rows.tolist() == [5, 0, 1] and words.tags.tolist() == [4, 1, 2]
+    assert words.x.tolist() == [[6, 6], [1, 1], [2, 2]] and words.x.dtype == torch.float32
+    flat = torch.full((7,), -1)
+    words.put(flat, torch.tensor([9, 8, 7]))
+    assert flat.tolist() == [8, 7, -1, -1, -1, 9, -1]
+    sub = data.subset(np.array([1, 2]))
+    assert sub.lengths.tolist() == [3, 1] and sub.tags.tolist() == [0, 0, 3, 4]
+    assert sub.x.tolist() == [[3, 3], [4, 4], [5, 5], [6, 6]]
+    assert data.words_in(np.array([0, 1])) == 5
+    assert [b.tolist() for b in data.eval_batches(2, 100)] == [[2, 0], [1]]  # by length
 
 
 def test_tagging_data_rejects_mismatched_sizes():

@@ -1,4 +1,4 @@
-"""The probe's trainer (bert_ner_probe/training/train.py): it learns, restores the best epoch, is deterministic, accumulates."""
+"""The trainer (bert_ner_probe/training/trainer.py) on a probe: it learns, restores the best epoch, is deterministic, accumulates."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import torch
 from run_if import DEVICES, run_if
 
 from bert_ner_probe.metrics.score import f1, score
-from bert_ner_probe.tagger.bilstm_tagger import BiLSTMTagger
+from bert_ner_probe.config import TrainerConfig
+from bert_ner_probe.probe.bilstm import BiLSTMProbe
 from bert_ner_probe.training.tagging_data import TaggingData
-from bert_ner_probe.training.train import predict, train
+from bert_ner_probe.training.trainer import Trainer, sentences_of
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -47,6 +48,20 @@ def _synthetic_split(n_sentences: int, seed: int, k_layers: int = 0):
     return torch.tensor(feats, dtype=torch.float16), np.asarray(offsets), tag_ids
 
 
+def trainer_of(seed: int = 1, **settings) -> Trainer:
+    """A Trainer with the schema's defaults (TrainerConfig) and ``settings``, as a run builds it from its config;
+    float32 unless ``precision`` is given (``auto`` is bf16 on a CPU with bf16 units)."""
+    from omegaconf import OmegaConf
+
+    trainer = OmegaConf.merge(OmegaConf.structured(TrainerConfig), {"precision": "fp32", **settings})
+    return Trainer.from_config(OmegaConf.create({"trainer": trainer, "seed": seed, "progress": False}))
+
+
+def predict(model, data, device, **settings):
+    """Per-sentence label ids, through the trainer's predict."""
+    return sentences_of(trainer_of(**settings).predict(model, data, device), data.lengths)
+
+
 def _gold(offsets, tag_ids):
     return [[LABELS[t] for t in tag_ids[offsets[i]:offsets[i + 1]]] for i in range(len(offsets) - 1)]
 
@@ -59,16 +74,16 @@ def _fit(seed: int, crf: bool = False, k_layers: int = 0, epochs: int = 8, patie
     dev_data = TaggingData.build(dv_x, dv_off, dv_tags, device)
     gold = _gold(dv_off, dv_tags)
     torch.manual_seed(seed)
-    model = BiLSTMTagger(8, len(LABELS), hidden_size=16, num_layers=1, dropout=dropout, crf=crf,
+    model = BiLSTMProbe(8, len(LABELS), hidden_size=16, num_layers=1, dropout=dropout, crf=crf,
                          mix_layers=k_layers or None, impl=impl).to(device)
     snapshots = []
 
     def dev_f1(pred_ids):
         snapshots.append(copy.deepcopy(model.state_dict()))  # the weights that produced this score
-        return score(gold, [[LABELS[i] for i in p] for p in pred_ids])["f1"]
+        return score(gold, [[LABELS[i] for i in p] for p in sentences_of(pred_ids, dev_data.lengths)])["f1"]
 
-    result = train(model, train_data, dev_data, dev_f1, device, epochs=epochs, batch_size=16, lr=1e-2,
-                   patience=patience, seed=seed, progress=False, precision=precision, **trainer)
+    fit = trainer_of(seed, epochs=epochs, batch_size=16, lr=1e-2, patience=patience, precision=precision, **trainer)
+    result = fit.fit(model, train_data, dev_data, dev_f1, device)
     return model, result, snapshots, dev_data, gold
 
 
@@ -96,10 +111,10 @@ def test_train_learns_and_restores_the_best_epoch():
 
 def test_predict_does_not_depend_on_how_sentences_are_batched():
     model, _, _, dev_data, _ = _fit(seed=3, epochs=2)
-    one_batch = predict(model, dev_data, CPU, batch_size=10**6, max_words=10**9)
+    one_batch = predict(model, dev_data, CPU, eval_batch_size=10**6, eval_max_words=10**9)
     assert len(one_batch) == dev_data.num_sentences
     assert [len(p) for p in one_batch] == list(dev_data.lengths)
-    assert predict(model, dev_data, CPU, batch_size=7, max_words=30) == one_batch  # many small batches
+    assert predict(model, dev_data, CPU, eval_batch_size=7, eval_max_words=30) == one_batch  # many small batches
 
 
 def test_same_seed_gives_identical_results():

@@ -1,13 +1,8 @@
-"""FineTuneTagger's head and CRF chains by hand, over a tiny random BertModel."""
+"""The fine-tuned encoder's head and CRF chains by hand, over a tiny random BertModel."""
 
 from __future__ import annotations
 
 import torch
-
-from bert_ner_probe.config import register
-
-register()
-
 
 def _tiny_bert(tokenizer, seed: int = 0):
     from transformers import BertConfig, BertModel
@@ -19,7 +14,7 @@ def _tiny_bert(tokenizer, seed: int = 0):
 
 
 def test_chains_group_words_by_window_row():
-    from bert_ner_probe.tagger.finetune_tagger import chains
+    from bert_ner_probe.probe.crf import chains
 
     scores = torch.arange(10, dtype=torch.float32).view(5, 2)  # words 0..4, 2 labels
     rows = torch.tensor([0, 0, 0, 2, 2])  # window 1 reads no word
@@ -30,9 +25,9 @@ def test_chains_group_words_by_window_row():
 
 
 def test_head_scores_are_the_linear_layer_over_the_pooled_last_layer(minilm_tokenizer):
-    from bert_ner_probe.tagger.finetune_tagger import FineTuneTagger
+    from bert_ner_probe.probe.finetune import FineTunedEncoder
 
-    model = FineTuneTagger(_tiny_bert(minilm_tokenizer), num_labels=3, pooling="first_last", dropout=0.0).eval()
+    model = FineTunedEncoder(_tiny_bert(minilm_tokenizer), num_labels=3, pooling="first_last", dropout=0.0).eval()
     ids = torch.tensor([[101, 2000, 2001, 2002, 102]])
     mask = torch.ones_like(ids)
     pos = torch.tensor([[0, 0], [1, 2], [2, 3]])  # word 0: piece 1..2, word 1: piece 2..3
@@ -46,15 +41,15 @@ def test_head_scores_are_the_linear_layer_over_the_pooled_last_layer(minilm_toke
 
 
 def test_crf_loss_is_the_sum_of_each_chains_nll_per_word(minilm_tokenizer):
-    from bert_ner_probe.tagger.finetune_tagger import FineTuneTagger
+    from bert_ner_probe.probe.finetune import FineTunedEncoder
 
-    model = FineTuneTagger(_tiny_bert(minilm_tokenizer), num_labels=3, dropout=0.0, crf=True)
+    model = FineTunedEncoder(_tiny_bert(minilm_tokenizer), num_labels=3, dropout=0.0, crf=True)
     torch.manual_seed(3)
     scores = torch.randn(5, 3)
     tags = torch.tensor([0, 1, 2, 2, 0])
     rows = torch.tensor([0, 0, 1, 1, 1])
     nll = -(model.crf(scores[None, :2], tags[None, :2]) + model.crf(scores[None, 2:], tags[None, 2:]))
-    torch.testing.assert_close(model.loss(scores, tags, rows), nll / 5)
-    best = model.decode(scores, rows)
+    torch.testing.assert_close(model.crf.chain_loss(scores, tags, rows), nll / 5)
+    best = model.crf.chain_decode(scores, rows)
     assert best[:2].tolist() == model.crf.decode(scores[None, :2])[0]
     assert best[2:].tolist() == model.crf.decode(scores[None, 2:])[0]

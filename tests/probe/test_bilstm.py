@@ -1,4 +1,4 @@
-"""BiLSTMTagger: shapes, padding that never leaks, packed and padded impls that agree."""
+"""The BiLSTM probe: shapes, padding that never leaks, packed and padded impls that agree."""
 
 from __future__ import annotations
 
@@ -8,24 +8,35 @@ from run_if import DEVICES
 
 from bert_ner_probe.errors import UserError
 from bert_ner_probe.metrics.score import score
-from bert_ner_probe.tagger.bilstm import bidirectional_lstm
-from bert_ner_probe.tagger.bilstm_tagger import BiLSTMTagger
+from bert_ner_probe.probe.batch import PaddedBatch
+from bert_ner_probe.probe.bilstm import BiLSTMProbe
+from bert_ner_probe.probe.lstm_kernel import bidirectional_lstm
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _tagger(seed=0, **kw) -> BiLSTMTagger:
+def _loss(model, x, lengths, tags):
+    return model.loss(PaddedBatch.of(x, lengths, tags))
+
+
+def _predict(model, x, lengths):
+    """Best label per word of each sentence."""
+    best = model.decode(PaddedBatch.of(x, lengths))
+    return [best[i, : int(n)].tolist() for i, n in enumerate(lengths)]
+
+
+def _tagger(seed=0, **kw) -> BiLSTMProbe:
     torch.manual_seed(seed)
     args = dict(input_size=8, num_labels=5, hidden_size=12, num_layers=2, dropout=0.3)
     args.update(kw)
-    return BiLSTMTagger(**args)
+    return BiLSTMProbe(**args)
 
 
 @pytest.mark.parametrize("mix", [None, 2])
 def test_tagger_impls_give_the_same_emissions_and_loss(mix):
     torch.manual_seed(0)
-    packed = BiLSTMTagger(6, 4, hidden_size=5, num_layers=2, dropout=0.3, mix_layers=mix, impl="packed").eval()
-    padded = BiLSTMTagger(6, 4, hidden_size=5, num_layers=2, dropout=0.3, mix_layers=mix, impl="padded").eval()
+    packed = BiLSTMProbe(6, 4, hidden_size=5, num_layers=2, dropout=0.3, mix_layers=mix, impl="packed").eval()
+    padded = BiLSTMProbe(6, 4, hidden_size=5, num_layers=2, dropout=0.3, mix_layers=mix, impl="padded").eval()
     padded.load_state_dict(packed.state_dict())  # same parameters, same state dict keys
     lengths = torch.tensor([3, 5, 1])
     x = torch.randn((3, 5, mix, 6) if mix else (3, 5, 6))
@@ -33,14 +44,14 @@ def test_tagger_impls_give_the_same_emissions_and_loss(mix):
     tags = torch.full((3, 5), -100, dtype=torch.long)
     for i, n in enumerate(lengths.tolist()):
         tags[i, :n] = torch.arange(n) % 4
-    torch.testing.assert_close(padded.loss(x, lengths, tags), packed.loss(x, lengths, tags))
-    assert padded.predict(x, lengths) == packed.predict(x, lengths)
-    with pytest.raises(UserError, match="tagger.impl='cudnn': expected one of auto"):
-        BiLSTMTagger(6, 4, impl="cudnn")
+    torch.testing.assert_close(_loss(padded, x, lengths, tags), _loss(packed, x, lengths, tags))
+    assert _predict(padded, x, lengths) == _predict(packed, x, lengths)
+    with pytest.raises(UserError, match="probe.impl='cudnn': expected one of auto"):
+        BiLSTMProbe(6, 4, impl="cudnn")
 
 
 def test_auto_impl_runs_the_padded_path_on_the_cpu(monkeypatch):
-    import bert_ner_probe.tagger.bilstm_tagger as tagger_module
+    import bert_ner_probe.probe.bilstm as tagger_module
 
     calls = []
 
@@ -50,9 +61,9 @@ def test_auto_impl_runs_the_padded_path_on_the_cpu(monkeypatch):
 
     monkeypatch.setattr(tagger_module, "bidirectional_lstm", counting)
     x, lengths = torch.randn(2, 4, 6), torch.tensor([4, 2])
-    BiLSTMTagger(6, 3, hidden_size=5, impl="auto").eval().emissions(x, lengths)
+    BiLSTMProbe(6, 3, hidden_size=5, impl="auto").eval().emissions(x, lengths)
     assert calls == [(2, 4, 6)]
-    BiLSTMTagger(6, 3, hidden_size=5, impl="packed").eval().emissions(x, lengths)
+    BiLSTMProbe(6, 3, hidden_size=5, impl="packed").eval().emissions(x, lengths)
     assert len(calls) == 1  # packed does not go through it
 
 
@@ -68,16 +79,16 @@ def test_output_shapes(crf, mix):
     for i, n in enumerate(lengths.tolist()):
         tags[i, :n] = torch.arange(n) % 5
     model.train()
-    loss = model.loss(x, lengths, tags)
+    loss = _loss(model, x, lengths, tags)
     assert loss.dim() == 0 and torch.isfinite(loss) and float(loss.detach()) > 0
     loss.backward()
     assert model.lstm.weight_ih_l0.grad is not None
     if mix:
-        assert model.mix.weights.grad is not None and model.mix.gamma.grad is not None
+        assert model.scalar_mix.weights.grad is not None and model.scalar_mix.gamma.grad is not None
     else:
         assert model.mix is None
     assert (model.crf is not None) == crf
-    pred = model.predict(x, lengths)
+    pred = _predict(model, x, lengths)
     assert [len(p) for p in pred] == [4, 7, 1]
     assert all(0 <= t < 5 for p in pred for t in p)
 
@@ -98,19 +109,19 @@ def test_padding_does_not_change_real_positions(crf, mix):
     together = model.emissions(batch, lengths)
     torch.testing.assert_close(together[0, :4], alone[0], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(together[1], model.emissions(long, torch.tensor([9]))[0], rtol=1e-5, atol=1e-5)
-    assert model.predict(batch, lengths)[0] == model.predict(short, torch.tensor([4]))[0]
+    assert _predict(model, batch, lengths)[0] == _predict(model, short, torch.tensor([4]))[0]
     # The loss of the batch ignores padding as well: equal to the word-weighted mean of the two alone.
     tags_short, tags_long = torch.tensor([[1, 2, 0, 3]]), torch.tensor([[0, 1, 2, 3, 4, 0, 1, 2, 3]])
     tags = torch.full((2, 9), -100, dtype=torch.long)
     tags[0, :4], tags[1] = tags_short[0], tags_long[0]
-    l_batch = model.loss(batch, lengths, tags)
-    l_short = model.loss(short, torch.tensor([4]), tags_short)
-    l_long = model.loss(long, torch.tensor([9]), tags_long)
+    l_batch = _loss(model, batch, lengths, tags)
+    l_short = _loss(model, short, torch.tensor([4]), tags_short)
+    l_long = _loss(model, long, torch.tensor([9]), tags_long)
     torch.testing.assert_close(l_batch, (4 * l_short + 9 * l_long) / 13, rtol=1e-5, atol=1e-5)
 
 
 def test_emissions_at_padded_positions_are_zero():
-    """``BiLSTMTagger.emissions`` documents "padded positions hold zeros"."""
+    """``BiLSTMProbe.emissions`` documents "padded positions hold zeros"."""
     model = _tagger().eval()
     scores = model.emissions(torch.randn(2, 6, 8), torch.tensor([6, 2]))
     assert torch.count_nonzero(scores[1, 2:]) == 0
@@ -132,8 +143,8 @@ def test_strict_and_conlleval_differ_on_an_entity_starting_with_i():
 def test_the_auto_impl_on_each_device_gives_the_cpu_packed_taggers_outputs(device, crf, mix):
     """auto = padded (oneDNN) on the CPU, packed (cuDNN) on CUDA; both give torch's packed CPU LSTM's values."""
     torch.manual_seed(0)
-    ref = BiLSTMTagger(6, 4, hidden_size=5, num_layers=2, dropout=0.3, crf=crf, mix_layers=mix, impl="packed").eval()
-    auto = BiLSTMTagger(6, 4, hidden_size=5, num_layers=2, dropout=0.3, crf=crf, mix_layers=mix).eval()
+    ref = BiLSTMProbe(6, 4, hidden_size=5, num_layers=2, dropout=0.3, crf=crf, mix_layers=mix, impl="packed").eval()
+    auto = BiLSTMProbe(6, 4, hidden_size=5, num_layers=2, dropout=0.3, crf=crf, mix_layers=mix).eval()
     auto.load_state_dict(ref.state_dict())
     auto.to(device)
     lengths = torch.tensor([3, 5, 1])
@@ -143,7 +154,7 @@ def test_the_auto_impl_on_each_device_gives_the_cpu_packed_taggers_outputs(devic
         tags[i, :n] = torch.arange(n) % 4
     with torch.no_grad():
         got = auto.emissions(x.to(device), lengths).cpu()
-        loss = auto.loss(x.to(device), lengths, tags.to(device)).cpu()
+        loss = _loss(auto, x.to(device), lengths, tags.to(device)).cpu()
         torch.testing.assert_close(got, ref.emissions(x, lengths), rtol=1e-4, atol=1e-5)
-        torch.testing.assert_close(loss, ref.loss(x, lengths, tags), rtol=1e-4, atol=1e-5)
-    assert auto.predict(x.to(device), lengths) == ref.predict(x, lengths)
+        torch.testing.assert_close(loss, _loss(ref, x, lengths, tags), rtol=1e-4, atol=1e-5)
+    assert _predict(auto, x.to(device), lengths) == _predict(ref, x, lengths)

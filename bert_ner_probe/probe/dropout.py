@@ -7,7 +7,7 @@ For drop probability ``p`` and ``u ~ U[0, 1)`` drawn per element::
 
 This is what ``F.dropout`` computes; on the CPU its Bernoulli sampler is
 slower than ``torch.rand`` and a comparison, by enough to show in a training
-step of the BiLSTM tagger (measured figures: bench.md). Elsewhere
+step of the BiLSTM probe (measured figures: bench.md). Elsewhere
 ``F.dropout``'s fused kernel is used.
 """
 

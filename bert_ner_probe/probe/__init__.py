@@ -1,0 +1,1 @@
+"""Probe step: the models the trainer fits, by name (``probe=bilstm|linear|mlp|finetune``, :mod:`.registry`)."""

@@ -1,0 +1,63 @@
+"""The linear probe (Liu et al. 2019): scores, loss and labels against values worked out by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from bert_ner_probe.probe.base import ProbeInputs
+from bert_ner_probe.probe.batch import Layout, PaddedBatch, WordsBatch
+from bert_ner_probe.probe.linear import LinearProbe
+from bert_ner_probe.probe.registry import build
+
+
+def _probe(**kw) -> LinearProbe:
+    probe = LinearProbe(2, 3, **kw).eval()
+    with torch.no_grad():  # W = [[1, 0], [0, 1], [1, 1]], b = [0, 0, -1]
+        probe.classifier.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]))
+        probe.classifier.bias.copy_(torch.tensor([0.0, 0.0, -1.0]))
+    return probe
+
+
+def test_scores_loss_and_labels_by_hand():
+    probe = _probe()
+    x = torch.tensor([[2.0, 0.0], [0.0, 1.0]])  # word 1: scores (2, 0, 1); word 2: (0, 1, 0)
+    batch = WordsBatch(x, torch.tensor([0, 2]), torch.tensor([4, 7]))
+    assert probe.layout(torch.device("cpu")) == Layout.words
+    assert probe.word_scores(x).tolist() == [[2.0, 0.0, 1.0], [0.0, 1.0, 0.0]]
+    # cross-entropy: word 1, gold 0: log(e² + 1 + e) − 2; word 2, gold 2: log(1 + e + 1) − 0; the mean
+    expected = (math.log(math.e ** 2 + 1 + math.e) - 2 + math.log(2 + math.e)) / 2
+    assert float(probe.loss(batch)) == pytest.approx(expected, rel=1e-6)
+    assert probe.decode(batch).tolist() == [0, 1]
+    flat = torch.full((9,), -1)
+    batch.put(flat, probe.decode(batch))
+    assert flat[4] == 0 and flat[7] == 1
+
+
+def test_a_crf_makes_it_read_sentences():
+    probe = _probe(crf=True)
+    assert probe.layout(torch.device("cpu")) == Layout.padded
+    x = torch.tensor([[[2.0, 0.0], [0.0, 1.0]], [[0.0, 3.0], [0.0, 0.0]]])  # two sentences, the second of one word
+    batch = PaddedBatch.of(x, torch.tensor([2, 1]), torch.tensor([[0, 2], [1, -100]]))
+    scores = probe.padded_scores(batch)
+    assert scores[0].tolist() == [[2.0, 0.0, 1.0], [0.0, 1.0, 0.0]] and scores[1, 1].abs().sum() == 0
+    expected = -probe.crf(scores[:1], torch.tensor([[0, 2]]), reduction="sum") \
+        - probe.crf(scores[1:, :1], torch.tensor([[1]]), reduction="sum")
+    torch.testing.assert_close(probe.loss(batch), expected / 3)  # per word
+    best = probe.decode(batch)
+    assert best[0].tolist() == probe.crf.decode(scores[:1])[0] and best[1, 0] == probe.crf.decode(scores[1:, :1])[0][0]
+
+
+def test_built_by_name_over_a_scalar_mix():
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create({"name": "linear", "crf": False, "input_dropout": 0.0, "hidden_size": 99})
+    probe = build(cfg, ProbeInputs(num_labels=4, width=5, mix_layers=3))
+    assert isinstance(probe, LinearProbe) and probe.classifier.in_features == 5 and probe.mix is not None
+    x = torch.randn(6, 3, 5)  # 6 words, 3 layers each
+    out = probe.word_scores(probe.features(x))
+    assert out.shape == (6, 4)
+    probe.loss(WordsBatch(x, torch.zeros(6, dtype=torch.long), torch.arange(6))).backward()
+    assert probe.mix.weights.grad is not None  # the mix learns with the probe
