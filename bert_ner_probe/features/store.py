@@ -19,9 +19,9 @@ import numpy as np
 
 from bert_ner_probe.features import encoder as enc
 from bert_ner_probe.device import encoder_dtype
-from bert_ner_probe.memo import StampedMemo
+from bert_ner_probe.stamped_memo import StampedMemo
 from bert_ner_probe.features.cache import CacheEntry, default_root, get_or_build
-from bert_ner_probe.data.conll import SPLITS, Corpus
+from bert_ner_probe.data.corpus import SPLITS, Corpus
 from bert_ner_probe.features.extract import extract_split
 from bert_ner_probe.features.pooling import Pooling, pooled_width
 from bert_ner_probe.features.windows import Context

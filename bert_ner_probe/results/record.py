@@ -18,7 +18,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from bert_ner_probe import __version__
-from bert_ner_probe.data.conll import Corpus
+from bert_ner_probe.data.corpus import Corpus
 from bert_ner_probe.results.run_result import RESULTS_FILE, RunResult
 
 

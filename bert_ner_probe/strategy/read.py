@@ -25,7 +25,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from bert_ner_probe.data.conll import Corpus
+from bert_ner_probe.data.corpus import Corpus
 from bert_ner_probe.errors import UserError
 from bert_ner_probe.features.cache import CacheEntry
 from bert_ner_probe.strategy.combiner import Combiner

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.nn.utils.rnn import PackedSequence
 
-from bert_ner_probe.data.conll import SPLITS, Corpus
+from bert_ner_probe.data.corpus import SPLITS, Corpus
 from bert_ner_probe.device import to_device_nowait
 from bert_ner_probe.features.cache import CacheEntry
 from bert_ner_probe.strategy.combiner import Combiner
