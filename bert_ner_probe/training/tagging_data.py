@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.nn.utils.rnn import PackedSequence
 
-from bert_ner_probe.data.corpus import SPLITS, Corpus
+from bert_ner_probe.data.corpus import IGNORE_INDEX, SPLITS, Corpus
 from bert_ner_probe.device import to_device_nowait
 from bert_ner_probe.features.cache import CacheEntry
 from bert_ner_probe.strategy.combiner import Combiner
@@ -96,7 +96,7 @@ class TaggingData:
         return PackedSequence(data, batch_sizes), tags, rows
 
     def batch(self, sentence_ids: np.ndarray, device: torch.device):
-        """Padded features (float32), lengths (CPU) and tags (-100 at padding) for some sentences, in that order."""
+        """Padded features (float32), lengths (CPU) and tags (``IGNORE_INDEX`` at padding) for some sentences, in that order."""
         return self.gather(*self.positions(sentence_ids), device)
 
     def gather(self, rows: torch.Tensor, valid: torch.Tensor, lens: np.ndarray, device: torch.device):
@@ -104,7 +104,7 @@ class TaggingData:
         x = self.x[rows].to(device, non_blocking=True).float()  # Shape: (batch, time, ...)
         keep = valid.to(device, non_blocking=True).view(valid.shape + (1,) * (x.dim() - 2))
         x = x * keep  # ... and is zeroed here
-        tags = torch.where(valid, self.tags[rows], -100).to(device, non_blocking=True)
+        tags = torch.where(valid, self.tags[rows], IGNORE_INDEX).to(device, non_blocking=True)
         return x, torch.from_numpy(lens), tags
 
 
@@ -190,7 +190,7 @@ class FeatureReuse:
                 nbytes = 2 * feats.features.shape[0] * math.prod(combiner.row_shape)  # float16
                 x = select_features(feats.features, combiner, device=feature_home(nbytes, device))
             if split not in kept:
-                check_finite(x, feats.offsets, corpus, split, entry)
+                check_finite(x, feats.offsets, corpus, split, entry.path, entry.key.dtype)
             data[split] = TaggingData.build(x, feats.offsets, corpus.label_ids(split), device)
         self.key, self.x = key, {split: d.x for split, d in data.items()}
         return data, reused
