@@ -85,7 +85,7 @@ class CacheKey:
     sentences: Dict[str, int]  # sentences per split, after limits
     pooling: str
     context: str
-    dtype: str  # the encoder's resolved dtype, e.g. "torch.float32"
+    dtype: str  # the encoder's resolved dtype, e.g. "bfloat16"
     max_length: Optional[int]
     max_pieces_per_word: int
     splits: Optional[List[str]] = None  # only for an entry of some splits, which never stands in for a full one

@@ -91,7 +91,7 @@ class Runs:
         result = results_record(
             cfg, tiny_corpus(), depth=NUM_LAYERS, strategy=strategy, layers=layers, combine=combine,
             metrics={"dev": split_scores(dev), "test": split_scores(test)}, trained=trained(dev),
-            device=torch.device("cpu"), encoder_dtype="torch.float32", precision="fp32", cache_hit=seed > 1,
+            device=torch.device("cpu"), encoder_dtype="float32", precision="fp32", cache_hit=seed > 1,
             cache_entry="/cache/abc", encoder_passes=0 if seed > 1 else 120, features_reused=False,
             mix_weights={"layers": layers, "weights": mix, "gamma": 1.2} if mix else None,
             timings={"extract_s": 0.0, "select_s": 0.1, "train_s": 12.5, "eval_s": 1.5, "total_s": 15.0})
