@@ -7,8 +7,7 @@ DataFrame, :func:`layers` gives every layer's vectors of your sentences;
 :class:`RunResult` is one run's results.
 """
 
-__version__ = "0.1.0"
-
+from bert_ner_probe.version import __version__
 from bert_ner_probe.api import layers, load_results, probe  # noqa: E402
 from bert_ner_probe.results.run_result import RunResult  # noqa: E402
 

@@ -143,7 +143,7 @@ def layers(sentences: Sequence[Words], **overrides: Any) -> List[np.ndarray]:
     """
     import torch  # noqa: PLC0415
 
-    from bert_ner_probe.data.conll import SPLITS, Corpus, Sentence, Split  # noqa: PLC0415
+    from bert_ner_probe.data.corpus import SPLITS, Corpus, Sentence, Split  # noqa: PLC0415
     from bert_ner_probe.features.store import get_features  # noqa: PLC0415
 
     words = [s.split() if isinstance(s, str) else [str(w) for w in s] for s in sentences]

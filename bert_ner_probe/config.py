@@ -15,6 +15,7 @@ from typing import List, Optional
 from hydra.core.config_store import ConfigStore
 
 from bert_ner_probe.choice import Choice
+from bert_ner_probe.report import settings as report_settings
 
 from bert_ner_probe.data.scheme import Scheme
 from bert_ner_probe.device import EncoderDtype, Precision
@@ -150,11 +151,11 @@ class CacheConfig:
 
 @dataclass
 class ReportConfig:
-    """The report's statistics (see bert_ner_probe/report/significance.py)."""
+    """The report's statistics (see bert_ner_probe/report/significance.py); defaults: report/settings.py."""
 
-    alpha: float = 0.05  # significance level of the pairwise tests (Holm-adjusted per table)
-    bootstrap_resamples: int = 1000  # bootstrap / approximate-randomisation resamples over sentences
-    seed: int = 0  # seed of those resamples
+    alpha: float = report_settings.ALPHA  # significance level of the pairwise tests (Holm-adjusted per table)
+    bootstrap_resamples: int = report_settings.BOOTSTRAP_RESAMPLES  # resamples over sentences (bootstrap, AR)
+    seed: int = report_settings.SEED  # seed of those resamples
 
 
 @dataclass
@@ -231,10 +232,8 @@ def check_values(cfg) -> None:
     if cfg.finetune.train_limit is not None and cfg.finetune.train_limit < 1:
         raise UserError(f"finetune.train_limit={cfg.finetune.train_limit}: must be at least 1 (or null)")
     report = cfg.get("report")
-    if report is not None and not 0.0 < report.alpha < 1.0:
-        raise UserError(f"report.alpha={report.alpha}: must be in (0, 1)")
-    if report is not None and report.bootstrap_resamples < 100:
-        raise UserError(f"report.bootstrap_resamples={report.bootstrap_resamples}: must be at least 100")
+    if report is not None:  # the report's own checks, before any work
+        report_settings.settings_from(report.alpha, report.bootstrap_resamples, report.seed)
     if cfg.trainer.lr <= 0:
         raise UserError(f"trainer.lr={cfg.trainer.lr}: must be positive")
     index = cfg.strategy.get("index")  # read by strategy=layer alone (other strategies of a sweep ignore it)

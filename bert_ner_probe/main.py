@@ -5,7 +5,7 @@ schema rejects) prints one line ``error: …`` and exits with status 2, without
 a traceback. In a multirun the
 failing job writes ``error.json`` into its folder and the sweep goes on; the
 report lists it and the command exits non-zero at the end (see
-:mod:`bert_ner_probe.report.callback`). Returns dev F1 so sweepers can maximise it.
+:mod:`bert_ner_probe.multirun`). Returns dev F1 so sweepers can maximise it.
 """
 
 from __future__ import annotations
@@ -28,13 +28,12 @@ from omegaconf import DictConfig
 from bert_ner_probe.config import config_error, register
 from bert_ner_probe.errors import UserError
 from bert_ner_probe.results.record import recorded_config, summary_line, write_atomic
-from bert_ner_probe.results.run_result import RESULTS_FILE as RESULTS
+from bert_ner_probe.results.run_result import ERROR_FILE, RESULTS_FILE as RESULTS
 from bert_ner_probe.run import run_probe
 from bert_ner_probe.memo import Session
 from bert_ner_probe.tracking import check_logger, log_job
 
 log = logging.getLogger("bert_ner_probe")
-ERROR_FILE = "error.json"
 
 
 def config_dir() -> str:

@@ -129,7 +129,7 @@ def feature_inputs(cfg: DictConfig, device: torch.device, session: Session) -> R
     model = build(cfg.probe, ProbeInputs(len(corpus.labels), combiner.output_width, combiner.mix_layers,
                                          pooling=cfg.pooling.method)).to(device)
     record = {"layers": list(combiner.layers), "combine": combiner.combine,
-              "encoder_dtype": entry.meta["key"]["dtype"], "cache_hit": hit, "cache_entry": str(entry.path),
+              "encoder_dtype": entry.key.dtype, "cache_hit": hit, "cache_entry": str(entry.path),
               "encoder_passes": 0 if hit else int(entry.meta["encoder_passes"]),
               "features_reused": reused}  # combined features kept from the previous job of this process
     timings = {"extract_s": 0.0 if hit else float(entry.meta["extract_s"]),

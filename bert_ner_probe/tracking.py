@@ -3,7 +3,7 @@
 Nothing here runs inside training. A job is logged after
 :func:`~bert_ner_probe.run.run_probe` returns, from its results dict (whose
 ``history`` holds each epoch's train loss and dev F1); a sweep is logged by
-:class:`~bert_ner_probe.report.callback.ReportCallback` after its report is written.
+:class:`~bert_ner_probe.multirun.ReportCallback` after its report is written.
 ``logger=none`` (the default) logs nothing.
 
 MLflow (``logger=mlflow``, extra ``[track]``), through ``MlflowClient`` so
@@ -37,6 +37,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from bert_ner_probe.choice import Choice
 from bert_ner_probe.errors import UserError
+from bert_ner_probe.results.run_result import ERROR_FILE, RESULTS_FILE, flatten
 
 
 class Tracker(Choice):
@@ -102,8 +103,6 @@ def _key(text: str) -> str:
 
 
 def _params(results: Mapping[str, Any]) -> Dict[str, str]:
-    from bert_ner_probe.report.collect import flatten  # noqa: PLC0415
-
     return {_key(k): ("null" if v is None else json.dumps(v) if isinstance(v, (list, dict)) else str(v))
             for k, v in flatten(dict(results.get("config") or {})).items()}
 
@@ -185,7 +184,7 @@ def _mlflow_job(logger_cfg: Any, results: Mapping[str, Any], out_dir: Path, swee
                    for step in [h["step"]] for k, v in h.items() if k != "step"]
         metrics += [Metric(_key(k), v, now, 0) for k, v in job_metrics(results).items()]
         _log_batches(client, run_id, _params(results), metrics)
-        for name in ("results.json", "error.json"):
+        for name in (RESULTS_FILE, ERROR_FILE):
             if (out_dir / name).is_file():
                 client.log_artifact(run_id, str(out_dir / name))
         if (out_dir / "predictions").is_dir():

@@ -65,7 +65,7 @@ echo "encoder: $MINILM"
 COMMON=(encoder.name_or_path="$MINILM" device=cuda progress=false)
 
 # The six frozen rows: table7's fine-tuning row trains the encoder (scripts/gpu_finetune.sh times it).
-FROZEN=strategy=$($PY -c "from bert_ner_probe.report.callback import TABLE7_ORDER; print(','.join(TABLE7_ORDER))")
+FROZEN=strategy=$($PY -c "from bert_ner_probe.strategy.table7 import TABLE7_ORDER; print(','.join(TABLE7_ORDER))")
 step "(c) smoke: one short CUDA run (a failure stops the check here; GPU_CHECK_SMOKE=0 skips it)"
 if [[ "${GPU_CHECK_SMOKE:-1}" == 1 ]] && ! $PY -m bert_ner_probe strategy=last "${COMMON[@]}" cache_dir=/tmp/bnp_cache_smoke \
     data.limit.train=500 data.limit.dev=100 data.limit.test=100 trainer=large_batch trainer.epochs=2 \
@@ -124,7 +124,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from bert_ner_probe.bench.children import run_results  # every results.json below a folder, as RunResult
-from bert_ner_probe.report.callback import TABLE7_ORDER as order
+from bert_ner_probe.strategy.table7 import TABLE7_ORDER as order
 
 out = Path(sys.argv[1])
 walls = dict(line.split() for line in (out / "walls.txt").read_text().splitlines()) if (out / "walls.txt").exists() else {}

@@ -6,9 +6,10 @@ encoder is a real (randomly initialised) ``transformers.BertModel``.
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
-from typing import Dict, Sequence, Tuple
+from typing import Any, Callable, Dict, Sequence, Tuple
 
 import pytest
 
@@ -22,6 +23,38 @@ def conll_dir() -> Path:
     d = Path(env) if env else REPO_ROOT.parent / "shared/data/conll2003"
     assert d.is_dir(), f"CoNLL-2003 folder {d} not found; set CONLL2003_DIR"
     return d
+
+
+@pytest.fixture(scope="session")
+def compose() -> Callable[..., Any]:
+    """``compose(overrides=(), hydra=False)``: the real config ``conf/`` composes on the typed schema.
+
+    The schema is registered once (by importing :mod:`bert_ner_probe.main`, as the command does) and each
+    distinct composition is done once per session; every call returns a deep copy, so a test may change it.
+    ``hydra=True`` keeps the ``hydra`` node (launcher, sweeper, sweep params).
+    """
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from bert_ner_probe.main import config_dir  # registers the schema and resolvers
+
+    composed: Dict[Tuple[Tuple[str, ...], bool], Any] = {}
+
+    def _compose(overrides: Sequence[str] = (), hydra: bool = False):
+        key = (tuple(overrides), hydra)
+        if key not in composed:
+            with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+                composed[key] = hydra_compose(config_name="config", overrides=list(overrides),
+                                              return_hydra_config=hydra)
+        return copy.deepcopy(composed[key])
+
+    return _compose
+
+
+@pytest.fixture
+def config(compose):
+    """The default composed config (a deep copy of the session's one)."""
+    return compose()
 
 
 def _torch_threads(n: int):

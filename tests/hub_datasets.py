@@ -12,7 +12,8 @@ from typing import Dict, List
 
 import datasets
 
-from bert_ner_probe.data.conll import Sentence, read_conll
+from bert_ner_probe.data.conll import read_conll
+from bert_ner_probe.data.corpus import Sentence
 
 CONLL_LABELS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
 #: CoNLL's four types spread over six, WNUT-17 style (deterministic per entity, so IOB2 stays valid).

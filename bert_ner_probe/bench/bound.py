@@ -37,7 +37,7 @@ from omegaconf import DictConfig, OmegaConf
 from bert_ner_probe.bench.bare import (BareSpec, bare_batches, bare_epoch_times, bare_forward, bare_inputs, timed,
                                        warm_up_epochs, warm_up_forward)
 from bert_ner_probe.bench.children import run_results
-from bert_ner_probe.data.conll import SPLITS
+from bert_ner_probe.data.corpus import SPLITS
 from bert_ner_probe.device import resolve_device
 from bert_ner_probe.errors import UserError
 from bert_ner_probe.features.encoder import load_encoder

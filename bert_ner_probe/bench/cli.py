@@ -49,7 +49,7 @@ from bert_ner_probe.data.conll import load_corpus
 from bert_ner_probe.device import encoder_dtype, resolve_device
 from bert_ner_probe.errors import UserError
 from bert_ner_probe.features.encoder import load_encoder
-from bert_ner_probe.report.callback import TABLE7_ORDER
+from bert_ner_probe.strategy.table7 import TABLE7_ORDER
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:

@@ -116,7 +116,7 @@ def training_features(cfg: DictConfig, device: torch.device) -> TrainingFeatures
     corpus = corpus_of(cfg)
     entry, hit = get_features(cfg.encoder, cfg.pooling.method, corpus, str(device), cfg.cache_dir, progress=False)
     combiner = Combiner.from_config(cfg.strategy, int(entry.meta["num_layers"]), int(entry.meta["width"]))
-    wanted = FeatureReuse.wanted(entry.meta["key"], cfg.cache_dir, combiner.layers, combiner.combine, device)
+    wanted = FeatureReuse.wanted(entry.key.as_dict(), cfg.cache_dir, combiner.layers, combiner.combine, device)
     harness, _ = FeatureReuse().tagging_data(entry, corpus, combiner, device, wanted)
     x = select_features(entry.split("train").features, combiner)
     return TrainingFeatures(harness, x, combiner, len(corpus.labels), hit)

@@ -26,16 +26,14 @@ import hashlib
 import logging
 import os
 import unicodedata
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
-from bert_ner_probe.errors import DataFormatError, UserError
+from bert_ner_probe.data.corpus import DOCSTART, Corpus, Sentence, Split, limited
 from bert_ner_probe.data.scheme import TAG_RE, Scheme, iob1_to_iob2, repair_iob2
-from bert_ner_probe.memo import StampedMemo
+from bert_ner_probe.errors import DataFormatError, UserError
+from bert_ner_probe.stamped_memo import StampedMemo
 
-SPLITS: Tuple[str, ...] = ("train", "dev", "test")
-DOCSTART = "-DOCSTART-"
 # File names accepted in ``data.dir``, per split, in order of preference.
 SPLIT_FILES: Dict[str, Tuple[str, ...]] = {
     "train": ("train.txt", "eng.train"),
@@ -49,65 +47,6 @@ log = logging.getLogger(__name__)
 def is_invisible(line: str) -> bool:
     """True for a line of only white space and format characters (U+FEFF, U+200B, U+00A0, …): a blank line."""
     return all(ch.isspace() or unicodedata.category(ch) in ("Cf", "Zs", "Zl", "Zp", "Cc") for ch in line)
-
-
-@dataclass
-class Sentence:
-    """One sentence: its words, their IOB2 tags, its document and source line."""
-
-    words: List[str]
-    tags: List[str]
-    doc: int  # index of the document within its split
-    line: int  # 1-based line of the first word in the source file (0 for the hub)
-
-
-@dataclass
-class Split:
-    """The sentences of one split, in file order, plus where they came from."""
-
-    name: str
-    sentences: List[Sentence]
-    source: str  # file path or hub id, for messages
-    fingerprint: str  # sha256 of the content the sentences were read from
-
-    @property
-    def num_words(self) -> int:
-        return sum(len(s.words) for s in self.sentences)
-
-    def documents(self) -> List[List[int]]:
-        """Sentence indices grouped by document, in order."""
-        docs: Dict[int, List[int]] = {}
-        for i, s in enumerate(self.sentences):
-            docs.setdefault(s.doc, []).append(i)
-        return list(docs.values())
-
-
-@dataclass
-class Corpus:
-    """Train, dev and test splits and the label set the tagger predicts (taken from train)."""
-
-    splits: Dict[str, Split]
-    labels: List[str] = field(default_factory=list)
-    notes: List[str] = field(default_factory=list)  # how the data was read, for results.json (hub datasets)
-    # Per dev/test split, each tag that training lacks and how often it occurs there: kept in the
-    # gold tags and scored, but outside ``labels``, so the tagger never predicts it.
-    unseen_labels: Dict[str, Dict[str, int]] = field(default_factory=dict)
-
-    def __getitem__(self, name: str) -> Split:
-        return self.splits[name]
-
-    def label_ids(self, split: str) -> List[int]:
-        """Every word's label index in ``labels``, in order; a tag training lacks gets -100, which no loss reads."""
-        index = {t: i for i, t in enumerate(self.labels)}
-        return [index.get(t, -100) for s in self.splits[split].sentences for t in s.tags]
-
-    def fingerprint(self) -> str:
-        """One hash over every split's content and size (limits included)."""
-        h = hashlib.sha256()
-        for name in SPLITS:
-            sp = self.splits[name]
-            h.update(f"{name}:{sp.fingerprint}:{len(sp.sentences)};".encode())
-        return h.hexdigest()
 
 
 def read_conll(path: os.PathLike | str, scheme: Scheme | str = Scheme.iob2,
@@ -243,14 +182,6 @@ def find_split_files(directory: os.PathLike | str) -> Dict[str, Path]:
     return found
 
 
-def _limited(sentences: List[Sentence], limit: Optional[int]) -> List[Sentence]:
-    if limit is None:
-        return sentences
-    if limit < 1:
-        raise UserError(f"data.limit values must be positive or null, got {limit}")
-    return sentences[:limit]
-
-
 def _unseen_labels(split: Split, labels: Iterable[str], strict: bool) -> Dict[str, int]:
     """The tags of ``split`` that ``labels`` (training) lacks, with their counts; log one warning line.
 
@@ -315,7 +246,7 @@ def load_corpus(
     if directory:
         for name, path in find_split_files(directory).items():
             sentences, digest = _read_conll_once(path, scheme, strict_scheme, memo)
-            splits[name] = Split(name, _limited(sentences, limits.get(name)), str(path), digest)
+            splits[name] = Split(name, limited(sentences, limits.get(name)), str(path), digest)
     else:
         splits, notes = _load_hub(hub_id, limits, scheme, {**(hub_options or {}), "strict_scheme": strict_scheme})
     labels = label_list(splits["train"].sentences)
@@ -335,7 +266,7 @@ def _load_hub(hub_id: str, limits: Dict[str, Optional[int]], scheme: Scheme | st
         import datasets  # noqa: F401, PLC0415 - optional at run time
     except ImportError:  # pragma: no cover - datasets is a dependency
         raise UserError(f"no data.dir given and the 'datasets' package is missing; {help_text}") from None
-    from bert_ner_probe.data.hub import DatasetLoadError, load_hub_splits  # noqa: PLC0415 - hub_data imports this module
+    from bert_ner_probe.data.hub import DatasetLoadError, load_hub_splits  # noqa: PLC0415 - imports datasets
 
     try:
         return load_hub_splits(hub_id, limits, scheme, **(options or {}))

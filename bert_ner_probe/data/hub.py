@@ -4,7 +4,7 @@
 by ``save_to_disk`` (:func:`datasets.load_from_disk`) or a folder of
 parquet/json/csv files (``load_dataset(<folder>)``, split names taken from the
 file names). Whatever the layout, the result is the same
-:class:`~bert_ner_probe.data.conll.Sentence` / :class:`~bert_ner_probe.data.conll.Split`
+:class:`~bert_ner_probe.data.corpus.Sentence` / :class:`~bert_ner_probe.data.corpus.Split`
 objects the CoNLL reader builds, checked the same way:
 
 * columns: the words and tags columns are found by name (``tokens``,
@@ -33,7 +33,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from bert_ner_probe.data.conll import DOCSTART, SPLITS, Sentence, Split, _limited  # noqa: PLC2701
+from bert_ner_probe.data.corpus import DOCSTART, SPLITS, Sentence, Split, limited
 from bert_ner_probe.data.scheme import TAG_RE, Scheme, iob1_to_iob2, iob2_violations
 from bert_ner_probe.errors import DataFormatError, UserError
 
@@ -304,7 +304,7 @@ def load_hub_splits(source: str, limits: Mapping[str, Optional[int]], scheme: Sc
         notes.append(NO_DOCUMENTS_NOTE)
     out: Dict[str, Split] = {}
     for name in SPLITS:
-        out[name] = Split(name, _limited(read[name], limits.get(name)), sources[name], _digest(read[name]))
+        out[name] = Split(name, limited(read[name], limits.get(name)), sources[name], _digest(read[name]))
     return out, notes
 
 

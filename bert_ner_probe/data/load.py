@@ -6,9 +6,10 @@ from typing import Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from bert_ner_probe.data.conll import Corpus, load_corpus
+from bert_ner_probe.data.conll import load_corpus
+from bert_ner_probe.data.corpus import Corpus
 from bert_ner_probe.data.hub import hub_options
-from bert_ner_probe.memo import StampedMemo
+from bert_ner_probe.stamped_memo import StampedMemo
 
 
 def corpus_of(cfg: DictConfig, memo: Optional[StampedMemo] = None) -> Corpus:

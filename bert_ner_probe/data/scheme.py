@@ -16,7 +16,7 @@ from bert_ner_probe.choice import Choice
 from bert_ner_probe.errors import DataFormatError
 
 if TYPE_CHECKING:
-    from bert_ner_probe.data.conll import Sentence
+    from bert_ner_probe.data.corpus import Sentence
 
 TAG_RE = re.compile(r"^(O|[BI]-\S+)$")  # a tag of either scheme
 

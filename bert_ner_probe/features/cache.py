@@ -34,7 +34,7 @@ import shutil
 import time
 import uuid
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -68,10 +68,57 @@ class SplitFeatures:
         return len(self.offsets) - 1
 
 
+@dataclass(frozen=True)
+class CacheKey:
+    """What an entry's features depend on, and nothing else: an entry is one key (``meta.json``'s ``"key"``).
+
+    Built by :func:`bert_ner_probe.features.store.cache_key`; :meth:`as_dict` is
+    the stored (and hashed) form, :meth:`of` reads it back. The strategy, seed,
+    tagger and trainer are not in it, so every strategy and restart reuses one
+    extraction; :data:`CONFIG_FIELDS` and :data:`SPEED_ONLY_FIELDS` say which
+    config fields change the features and which change only the extraction's speed.
+    """
+
+    encoder: str  # encoder.name_or_path
+    encoder_hash: str  # hash of the encoder's files
+    data: str  # the corpus content hash (limits included)
+    sentences: Dict[str, int]  # sentences per split, after limits
+    pooling: str
+    context: str
+    dtype: str  # the encoder's resolved dtype, e.g. "bfloat16"
+    max_length: Optional[int]
+    max_pieces_per_word: int
+    splits: Optional[List[str]] = None  # only for an entry of some splits, which never stands in for a full one
+
+    #: The config field behind each key field that is configured (the others are computed).
+    CONFIG_FIELDS = {"encoder": "encoder.name_or_path", "pooling": "pooling.method", "context": "encoder.context",
+                     "dtype": "encoder.dtype", "max_length": "encoder.max_length",
+                     "max_pieces_per_word": "encoder.max_pieces_per_word"}
+    #: Extraction settings outside the key: they change how fast features are extracted, never a feature.
+    SPEED_ONLY_FIELDS = ("encoder.batch_size", "encoder.max_tokens")
+
+    def as_dict(self) -> Dict[str, Any]:
+        """The stored form (``splits`` only when set, so a full entry's key and name are unchanged)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        if out["splits"] is None:
+            del out["splits"]
+        return out
+
+    @classmethod
+    def of(cls, key: Dict[str, Any]) -> "CacheKey":
+        """The typed key of a stored one (``meta["key"]``, or :meth:`as_dict`'s output)."""
+        return cls(**key)
+
+
 @dataclass
 class CacheEntry:
     path: Path
     meta: Dict[str, Any]
+
+    @property
+    def key(self) -> CacheKey:
+        """The entry's key, typed."""
+        return CacheKey.of(self.meta["key"])
 
     def split(self, name: str) -> SplitFeatures:
         return SplitFeatures(

@@ -22,7 +22,7 @@ import torch
 
 from bert_ner_probe.device import resolve_device, torch_dtype
 from bert_ner_probe.errors import UserError
-from bert_ner_probe.memo import StampedMemo
+from bert_ner_probe.stamped_memo import StampedMemo
 
 PKG_PREFIX = "pkg://"
 # Tokenizers whose word-split input needs a leading space marker per word.

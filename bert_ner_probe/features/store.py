@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple
 
@@ -19,9 +20,9 @@ import numpy as np
 
 from bert_ner_probe.features import encoder as enc
 from bert_ner_probe.device import encoder_dtype
-from bert_ner_probe.memo import StampedMemo
-from bert_ner_probe.features.cache import CacheEntry, default_root, get_or_build
-from bert_ner_probe.data.conll import SPLITS, Corpus
+from bert_ner_probe.stamped_memo import StampedMemo
+from bert_ner_probe.features.cache import CacheEntry, CacheKey, default_root, get_or_build
+from bert_ner_probe.data.corpus import SPLITS, Corpus
 from bert_ner_probe.features.extract import extract_split
 from bert_ner_probe.features.pooling import Pooling, pooled_width
 from bert_ner_probe.features.windows import Context
@@ -29,18 +30,19 @@ from bert_ner_probe.features.windows import Context
 
 def cache_key(encoder_cfg: Any, pooling: str, corpus: Corpus, device: str,
               memo: Optional[StampedMemo] = None) -> Dict[str, Any]:
+    """The :class:`~.cache.CacheKey` of this encoder, data and pooling, in its stored form (:meth:`~.cache.CacheKey.as_dict`)."""
     location = enc.resolve_location(encoder_cfg.name_or_path)
-    return {
-        "encoder": encoder_cfg.name_or_path,
-        "encoder_hash": enc.fingerprint(location, memo),
-        "data": corpus.fingerprint(),
-        "sentences": {s: len(corpus[s].sentences) for s in SPLITS},
-        "pooling": Pooling.parse(pooling, "pooling.method").value,
-        "context": Context.parse(encoder_cfg.context, "encoder.context").value,
-        "dtype": str(encoder_dtype(encoder_cfg.dtype, device)),
-        "max_length": encoder_cfg.max_length,
-        "max_pieces_per_word": encoder_cfg.max_pieces_per_word,
-    }
+    return CacheKey(
+        encoder=encoder_cfg.name_or_path,
+        encoder_hash=enc.fingerprint(location, memo),
+        data=corpus.fingerprint(),
+        sentences={s: len(corpus[s].sentences) for s in SPLITS},
+        pooling=Pooling.parse(pooling, "pooling.method").value,
+        context=Context.parse(encoder_cfg.context, "encoder.context").value,
+        dtype=str(encoder_dtype(encoder_cfg.dtype, device)),
+        max_length=encoder_cfg.max_length,
+        max_pieces_per_word=encoder_cfg.max_pieces_per_word,
+    ).as_dict()
 
 
 def get_features(encoder_cfg: Any, pooling: str, corpus: Corpus, device: str,
@@ -56,19 +58,18 @@ def get_features(encoder_cfg: Any, pooling: str, corpus: Corpus, device: str,
     ``fingerprints`` keeps the encoder folder's hash for the next call (see :mod:`bert_ner_probe.memo`);
     ``key`` is :func:`cache_key` of these same arguments when the caller has built it already.
     """
-    if key is None:
-        key = cache_key(encoder_cfg, pooling, corpus, device, fingerprints)
-    elif (key["pooling"], key["context"]) != (Pooling.parse(pooling, "pooling.method").value,
-                                              Context.parse(encoder_cfg.context, "encoder.context").value):
-        raise ValueError(f"get_features: key {key['pooling']}/{key['context']} is not for pooling={pooling}, "
+    typed = CacheKey.of(key if key is not None else cache_key(encoder_cfg, pooling, corpus, device, fingerprints))
+    if key is not None and (typed.pooling, typed.context) != (Pooling.parse(pooling, "pooling.method").value,
+                                                              Context.parse(encoder_cfg.context, "encoder.context").value):
+        raise ValueError(f"get_features: key {typed.pooling}/{typed.context} is not for pooling={pooling}, "
                          f"context={encoder_cfg.context}")
-    key = dict(key)
     if tuple(splits) != SPLITS:
-        key["splits"] = list(splits)  # an entry of some splits never stands in for a full one
+        typed = replace(typed, splits=list(splits))  # an entry of some splits never stands in for a full one
+    key = typed.as_dict()
 
     def build(folder: Path) -> Dict[str, Any]:
         t0 = time.perf_counter()
-        loaded = enc.load_encoder(encoder_cfg.name_or_path, device, key["dtype"], encoder_cfg.max_length)
+        loaded = enc.load_encoder(encoder_cfg.name_or_path, device, typed.dtype, encoder_cfg.max_length)
         load_s = time.perf_counter() - t0
         width = pooled_width(pooling, loaded.hidden_size)
         stats = {}

@@ -19,7 +19,7 @@ from seqeval.metrics.sequence_labeling import get_entities
 from seqeval.scheme import IOB2
 
 from bert_ner_probe.choice import Choice
-from bert_ner_probe.data.conll import Corpus
+from bert_ner_probe.data.corpus import Corpus
 
 
 class EvalMode(Choice):

@@ -25,7 +25,8 @@ from typing import Any, ClassVar, Optional
 import torch
 from torch import nn
 
-from bert_ner_probe.probe.batch import NO_LABEL, Batch, Layout, PaddedBatch, PackedBatch, WordsBatch
+from bert_ner_probe.data.corpus import IGNORE_INDEX
+from bert_ner_probe.probe.batch import Batch, Layout, PaddedBatch, PackedBatch, WordsBatch
 from bert_ner_probe.probe.crf import ChainCRF
 from bert_ner_probe.probe.dropout import Dropout
 from bert_ner_probe.strategy.scalar_mix import ScalarMix
@@ -127,7 +128,7 @@ class FeatureProbe(Model):
             if self.crf is not None:
                 return self.crf.padded_loss(scores, batch.tags)
             return nn.functional.cross_entropy(scores.reshape(-1, scores.shape[-1]), batch.tags.reshape(-1),
-                                               ignore_index=NO_LABEL)
+                                               ignore_index=IGNORE_INDEX)
         return nn.functional.cross_entropy(self.flat_scores(batch), batch.tags)
 
     def flat_scores(self, batch: Batch) -> torch.Tensor:

@@ -27,9 +27,7 @@ import torch
 from torch.nn.utils.rnn import PackedSequence
 
 from bert_ner_probe.choice import Choice
-
-#: The label id of a position that has no label (padding): cross-entropy's ``ignore_index``.
-NO_LABEL = -100
+from bert_ner_probe.data.corpus import IGNORE_INDEX
 
 
 class Layout(Choice):
@@ -93,7 +91,7 @@ class PaddedBatch(Batch):
     """Sentences padded to the longest, longest first.
 
     ``x`` Shape: (batch, time, ...) float32, zero at padding; ``lengths`` Shape:
-    (batch,) on the CPU; ``tags`` Shape: (batch, time), :data:`NO_LABEL` at
+    (batch,) on the CPU; ``tags`` Shape: (batch, time), :data:`IGNORE_INDEX` at
     padding; ``rows`` and ``valid`` Shape: (batch, time) on the features'
     device: each position's word row (0 at padding) and whether it is a word.
     """
@@ -109,14 +107,14 @@ class PaddedBatch(Batch):
         """A batch of sentences already padded: ``x`` Shape: (batch, time, ...), ``lengths`` Shape: (batch,).
 
         Rows number the words sentence after sentence; ``tags`` Shape: (batch, time)
-        (:data:`NO_LABEL` at padding; all :data:`NO_LABEL` when None).
+        (:data:`IGNORE_INDEX` at padding; all :data:`IGNORE_INDEX` when None).
         """
         lengths = torch.as_tensor(lengths, dtype=torch.long).cpu()
         pos = torch.arange(x.shape[1], device=x.device)
         valid = pos[None, :] < lengths.to(x.device)[:, None]  # Shape: (batch, time)
         starts = (torch.cumsum(lengths, 0) - lengths).to(x.device)
         rows = torch.where(valid, starts[:, None] + pos[None, :], 0)
-        tags = torch.full(valid.shape, NO_LABEL, dtype=torch.long, device=x.device) if tags is None else tags
+        tags = torch.full(valid.shape, IGNORE_INDEX, dtype=torch.long, device=x.device) if tags is None else tags
         return cls(x, lengths, tags, rows, valid)
 
     @property

@@ -20,7 +20,7 @@ from typing import Tuple
 import torch
 from torchcrf import CRF
 
-from bert_ner_probe.probe.batch import NO_LABEL
+from bert_ner_probe.data.corpus import IGNORE_INDEX
 
 
 class ChainCRF(CRF):
@@ -29,8 +29,8 @@ class ChainCRF(CRF):
 
     def padded_loss(self, scores: torch.Tensor, tags: torch.Tensor) -> torch.Tensor:
         """Mean negative log-likelihood per word. ``scores`` Shape: (batch, time, labels); ``tags`` Shape:
-        (batch, time), :data:`NO_LABEL` at padding."""
-        mask = tags != NO_LABEL  # Shape: (batch, time)
+        (batch, time), :data:`IGNORE_INDEX` at padding."""
+        mask = tags != IGNORE_INDEX  # Shape: (batch, time)
         nll = -self(scores, tags.clamp(min=0), mask=mask, reduction="sum")
         return nll / mask.sum()
 

@@ -3,7 +3,7 @@ and write them as ``results.csv``.
 
 A job folder is any folder holding ``.hydra/config.yaml``, ``results.json``
 or ``error.json``; an unreadable ``results.json`` makes a failed job, never
-an exception. (Split out of :mod:`bert_ner_probe.report.callback`, which re-exports these names.)
+an exception.
 """
 
 from __future__ import annotations
@@ -19,9 +19,8 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import yaml
 
 from bert_ner_probe.errors import UserError
-from bert_ner_probe.results.run_result import RESULTS_FILE
+from bert_ner_probe.results.run_result import ERROR_FILE, RESULTS_FILE, flatten
 
-ERROR_FILE = "error.json"  # written by bert_ner_probe.main for a failed multirun job
 HYDRA_CONFIG = Path(".hydra") / "config.yaml"
 HYDRA_OVERRIDES = Path(".hydra") / "overrides.yaml"
 
@@ -48,7 +47,7 @@ class Job:
         return self.status == "ok"
 
 
-def _natural_key(text: str) -> List[Union[int, str]]:
+def natural_key(text: str) -> List[Union[int, str]]:
     """Sort ``2`` before ``10``: digit runs compare as numbers."""
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
 
@@ -64,7 +63,7 @@ def find_job_dirs(root: Path) -> List[Path]:
         dirnames[:] = [d for d in dirnames if not d.startswith(".") and d != "predictions"]
         if _is_job_dir(Path(dirpath)):
             found.append(Path(dirpath))
-    return sorted(found, key=lambda p: _natural_key(p.relative_to(root).as_posix()))
+    return sorted(found, key=lambda p: natural_key(p.relative_to(root).as_posix()))
 
 
 def _read_overrides(job_dir: Path) -> List[str]:
@@ -153,19 +152,7 @@ def load_jobs(root: Union[str, Path]) -> List[Job]:
     return [load_job(d, root) for d in dirs]
 
 
-def flatten(tree: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
-    """``{"tagger": {"crf": False}}`` → ``{"tagger.crf": False}``; lists stay values."""
-    out: Dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            out.update(flatten(value, f"{name}."))
-        else:
-            out[name] = value
-    return out
-
-
-def _text(value: Any) -> str:
+def cell_text(value: Any) -> str:
     """A config or result value as one cell: JSON for lists/dicts, empty for None."""
     if value is None:
         return ""
@@ -193,11 +180,11 @@ def _job_columns(job: Job) -> Dict[str, Any]:
     if r is None:  # describe a failed job from its config
         flat = flatten(job.config)
         return {"encoder": flat.get("encoder.name_or_path"), "encoder_name": flat.get("encoder.name"),
-                "strategy": flat.get("strategy.name"), "layers": _text(flat.get("strategy.layers")),
+                "strategy": flat.get("strategy.name"), "layers": cell_text(flat.get("strategy.layers")),
                 "combine": flat.get("strategy.combine"), "pooling": flat.get("pooling.method"),
                 "context": flat.get("encoder.context"), "seed": flat.get("seed")}
     row: Dict[str, Any] = {k: r.get(k) for k in _SUMMARY_COLUMNS}
-    row["layers"] = _text(r["layers"])
+    row["layers"] = cell_text(r["layers"])
     for split in ("dev", "test"):
         for metric in ("f1", "precision", "recall", "support"):
             row[f"{split}_{metric}"] = r[split].get(metric)
@@ -212,7 +199,7 @@ def _job_columns(job: Job) -> Dict[str, Any]:
     row["features_reused"] = r.get("features_reused")
     mix = r.get("mix_weights")
     if mix:
-        row["mix_weights"] = _text(mix.get("weights"))
+        row["mix_weights"] = cell_text(mix.get("weights"))
         row["mix_gamma"] = mix.get("gamma")
     return row
 
@@ -232,7 +219,7 @@ def write_csv(jobs: Sequence[Job], path: Path) -> Path:
         writer = csv.DictWriter(fh, fieldnames=fixed + per_type + config_keys, restval="")
         writer.writeheader()
         for row, cfg in rows:
-            cells = {k: _text(v) for k, v in row.items()}
-            cells.update({k: _text(v) for k, v in cfg.items() if k not in cells})
+            cells = {k: cell_text(v) for k, v in row.items()}
+            cells.update({k: cell_text(v) for k, v in cfg.items() if k not in cells})
             writer.writerow(cells)
     return path

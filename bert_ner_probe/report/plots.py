@@ -13,8 +13,9 @@ import statistics
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
-from bert_ner_probe.report.callback import (LAYERS_PLOT, MIX_WEIGHTS_PLOT, PAPER_DEV_F1, PAPER_LABEL, POOLING_PLOT, SIGNIFICANCE_PLOT,
-                     STRATEGIES_PLOT, Section, _row_sort_key, mean_std)
+from bert_ner_probe.report.rows import (LAYERS_PLOT, MIX_WEIGHTS_PLOT, PAPER_LABEL, POOLING_PLOT, SIGNIFICANCE_PLOT,
+                                        STRATEGIES_PLOT, Section, mean_std, row_sort_key)
+from bert_ner_probe.strategy.table7 import PAPER_DEV_F1
 
 if TYPE_CHECKING:
     from bert_ner_probe.report.tables import TableStats
@@ -99,7 +100,7 @@ def plot_pooling(sections: Sequence[Section], path: Path) -> Path:
     panels = []
     for members in groups.values():
         cats: List[str] = []
-        for row in sorted((r for s in members for r in s.rows), key=_row_sort_key):
+        for row in sorted((r for s in members for r in s.rows), key=row_sort_key):
             if row.label not in cats:
                 cats.append(row.label)
         series = {f"pooling {s.pooling}": {r.label: _stats(r.dev) for r in s.rows} for s in members}

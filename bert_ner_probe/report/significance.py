@@ -28,6 +28,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from bert_ner_probe.report.bootstrap import SentenceCounts, bootstrap_ci, paired_test
+from bert_ner_probe.report.settings import Settings
 
 SPLITS = ("dev", "test")
 SIGNIFICANCE_COLUMNS = ["group", "split", "a", "b", "delta", "ci_low", "ci_high", "p_value", "p_holm",
@@ -35,20 +36,6 @@ SIGNIFICANCE_COLUMNS = ["group", "split", "a", "b", "delta", "ci_low", "ci_high"
 SEED_TEST = "welch"
 SENTENCE_TEST = "approximate-randomisation"
 NO_TEST = "none"
-
-
-@dataclass(frozen=True)
-class Settings:
-    """``report.*``: significance level, sentence resamples, RNG seed, seeds needed for seed-level statistics."""
-
-    alpha: float = 0.05
-    bootstrap_resamples: int = 1000
-    seed: int = 0
-    min_seeds: int = 3
-
-    @property
-    def level(self) -> float:
-        return 1.0 - self.alpha
 
 
 @dataclass
@@ -63,12 +50,12 @@ class Sample:
     seeds: List[int]
     scores: Dict[str, List[float]]
     loader: Callable[[str], Dict[int, SentenceCounts]]
-    _counts: Dict[str, Dict[int, SentenceCounts]] = field(default_factory=dict, repr=False)
+    loaded: Dict[str, Dict[int, SentenceCounts]] = field(default_factory=dict, repr=False)  # loader's results so far
 
     def counts(self, split: str) -> Dict[int, SentenceCounts]:
-        if split not in self._counts:
-            self._counts[split] = self.loader(split)
-        return self._counts[split]
+        if split not in self.loaded:
+            self.loaded[split] = self.loader(split)
+        return self.loaded[split]
 
     def mean(self, split: str) -> float:
         return float(np.mean(self.scores[split]))

@@ -1,6 +1,6 @@
 """The report's statistics per table and ``table.md``: intervals, marks, pivots, the fine-tuning row.
 
-:func:`analyse` turns each section of :func:`bert_ner_probe.report.callback.group_runs`
+:func:`analyse` turns each section of :func:`bert_ner_probe.report.rows.group_runs`
 into :class:`bert_ner_probe.report.significance.Sample` rows, gives each row its
 interval, compares every pair (Holm per table and split) and builds the
 pivot tables of sweeps that vary pooling, context or the encoder;
@@ -17,10 +17,14 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from bert_ner_probe.report.bootstrap import SentenceCounts, counts_of_run
-from bert_ner_probe.report.callback import (PAPER_FINETUNE_DEV_F1, PAPER_LABEL, Job, Row, Section, _layers_text,
-                     _one_line, _row_sort_key, flatten, format_mean_std)
-from bert_ner_probe.report.significance import (NO_TEST, SEED_TEST, SIGNIFICANCE_COLUMNS, SPLITS, Pair, Sample, Settings, adjust,
+from bert_ner_probe.report.collect import Job
+from bert_ner_probe.report.rows import (PAPER_LABEL, Row, Section, format_mean_std, layers_text, one_line,
+                                        row_sort_key)
+from bert_ner_probe.report.settings import Settings
+from bert_ner_probe.report.significance import (NO_TEST, SEED_TEST, SIGNIFICANCE_COLUMNS, SPLITS, Pair, Sample, adjust,
                            all_pairs, compare, find_pair, not_worse_than_best, row_interval)
+from bert_ner_probe.results.run_result import flatten
+from bert_ner_probe.strategy.table7 import PAPER_FINETUNE_DEV_F1
 
 MARK = "★"
 PIVOT_SETTINGS = ("encoder", "pooling", "context")
@@ -96,7 +100,7 @@ def pivots(stats: Sequence[TableStats], settings: Settings) -> List[Pivot]:
             def column(t: TableStats) -> str:
                 return t.section.encoder_name if setting == "encoder" else dict(t.section.key)[setting]
             columns = [column(t) for t in members]
-            rows = sorted({r.label: r for t in members for r in t.section.rows}.values(), key=_row_sort_key)
+            rows = sorted({r.label: r for t in members for r in t.section.rows}.values(), key=row_sort_key)
             for split in SPLITS:
                 pivot = Pivot(setting, _shared_title(members[0].section, setting), split, columns)
                 for row in rows:
@@ -108,8 +112,8 @@ def pivots(stats: Sequence[TableStats], settings: Settings) -> List[Pivot]:
                     if len(ranked) < 2:
                         continue
                     (ca, sa), (cb, sb) = ranked[0], ranked[1]
-                    a = Sample(ca, sa.seeds, sa.scores, sa.loader, sa._counts)
-                    b = Sample(cb, sb.seeds, sb.scores, sb.loader, sb._counts)
+                    a = Sample(ca, sa.seeds, sa.scores, sa.loader, sa.loaded)
+                    b = Sample(cb, sb.seeds, sb.scores, sb.loader, sb.loaded)
                     pair = compare(a, b, split, settings, f"pivot {setting} · {pivot.title} · {label}")
                     pivot.leads[label] = pair
                     family.append(pair)
@@ -161,7 +165,7 @@ def _table(rows: Sequence[Row], t: TableStats, share_of: Optional[float]) -> Lis
     header = _header(share_of is not None)
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * (len(header) - 3)) + "|"]
     for row in rows:
-        cells = [row.label, _layers_text(row.layers), row.combine]
+        cells = [row.label, layers_text(row.layers), row.combine]
         for split, values in (("dev", row.dev), ("test", row.test)):
             mark = f" {MARK}" if t.marks[split].get(row.label) and len(t.samples) > 1 else ""
             cells += [format_mean_std(values) + mark, _ci_text(t.intervals[(row.label, split)])]
@@ -263,6 +267,6 @@ def render_table(stats: Sequence[TableStats], pivots_: Sequence[Pivot], jobs: Se
     for job in failures:
         overrides = " ".join(job.overrides) if job.overrides else "(no overrides)"
         lines.append(f"- `{job.run_dir}` — **{job.status}** — overrides: `{overrides}` — "
-                     f"{_one_line(job.error or '')}")
+                     f"{one_line(job.error or '')}")
     return "\n".join(lines) + "\n"
 

@@ -17,9 +17,9 @@ from typing import Any, Dict, List, Optional
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from bert_ner_probe import __version__
-from bert_ner_probe.data.conll import Corpus
+from bert_ner_probe.data.corpus import Corpus
 from bert_ner_probe.results.run_result import RESULTS_FILE, RunResult
+from bert_ner_probe.version import __version__
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -16,6 +16,19 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Union
 
 RESULTS_FILE = "results.json"
+ERROR_FILE = "error.json"  # written by bert_ner_probe.main instead of results.json when a multirun job fails
+
+
+def flatten(tree: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    """``{"tagger": {"crf": False}}`` → ``{"tagger.crf": False}``; lists stay values (a run's config as fields)."""
+    out: Dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
 
 
 @dataclass(frozen=True)

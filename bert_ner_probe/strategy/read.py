@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import torch
 
-from bert_ner_probe.data.conll import Corpus
+from bert_ner_probe.data.corpus import Corpus
 from bert_ner_probe.errors import UserError
-from bert_ner_probe.features.cache import CacheEntry
 from bert_ner_probe.strategy.combiner import Combiner
 
 
@@ -155,8 +155,12 @@ def _nonfinite_rows(block: torch.Tensor) -> Optional[torch.Tensor]:
     return bad if bool(bad.any()) else None
 
 
-def check_finite(x: torch.Tensor, offsets: np.ndarray, corpus: Corpus, split: str, entry: CacheEntry) -> None:
+def check_finite(x: torch.Tensor, offsets: np.ndarray, corpus: Corpus, split: str, entry_path: Path,
+                 encoder_dtype: str) -> None:
     """Raise a :class:`UserError` naming the first word when any selected feature is NaN or Inf.
+
+    ``entry_path`` (the cache entry the features were read from) and ``encoder_dtype`` (the dtype they were
+    extracted in) are named in the message.
 
     ``x`` Shape: (words, ...), a tensor or a :class:`CachedSelection`. Read in
     blocks of 8,192 words, so the check needs little memory.
@@ -178,6 +182,6 @@ def check_finite(x: torch.Tensor, offsets: np.ndarray, corpus: Corpus, split: st
     where = f"{corpus[split].source}:{line}" if line else corpus[split].source
     raise UserError(f"{where}: the selected {split} features hold NaN or Inf for {bad_words} word(s) "
                     f"(first: {sentence.words[first - int(offsets[sent_idx])]!r}), read from cache entry "
-                    f"{entry.path}; the encoder overflowed in encoder.dtype={entry.meta['key']['dtype']} or the "
+                    f"{entry_path}; the encoder overflowed in encoder.dtype={encoder_dtype} or the "
                     f"entry is corrupt: try encoder.dtype=float32, or remove it (bert-ner-probe-cache rm "
-                    f"{entry.path.name})")
+                    f"{entry_path.name})")

@@ -22,11 +22,11 @@ import numpy as np
 import torch
 from torch.nn.utils.rnn import PackedSequence
 
-from bert_ner_probe.data.conll import SPLITS, Corpus
+from bert_ner_probe.data.corpus import IGNORE_INDEX, SPLITS, Corpus
 from bert_ner_probe.device import to_device_nowait
 from bert_ner_probe.features.batching import batches_by_length, bucketed_batches
 from bert_ner_probe.features.cache import CacheEntry
-from bert_ner_probe.probe.batch import NO_LABEL, Batch, Layout, PackedBatch, PaddedBatch, WordsBatch
+from bert_ner_probe.probe.batch import Batch, Layout, PackedBatch, PaddedBatch, WordsBatch
 from bert_ner_probe.strategy.combiner import Combiner
 from bert_ner_probe.strategy.read import CachedSelection, check_finite, select_features
 from bert_ner_probe.training.concurrency import workers
@@ -165,7 +165,7 @@ class TaggingData:
         return PackedSequence(data, batch_sizes), tags, rows
 
     def padded(self, sentence_ids: np.ndarray, device: torch.device):
-        """Padded features (float32), lengths (CPU) and tags (NO_LABEL at padding) for some sentences, in that order."""
+        """Padded features (float32), lengths (CPU) and tags (``IGNORE_INDEX`` at padding) for some sentences, in that order."""
         return self.gather(*self.positions(sentence_ids), device)
 
     def gather(self, rows: torch.Tensor, valid: torch.Tensor, lens: np.ndarray, device: torch.device):
@@ -173,7 +173,7 @@ class TaggingData:
         x = self.x[rows].to(device, non_blocking=True).float()  # Shape: (batch, time, ...)
         keep = valid.to(device, non_blocking=True).view(valid.shape + (1,) * (x.dim() - 2))
         x = x * keep  # ... and is zeroed here
-        tags = torch.where(valid, self.tags[rows], NO_LABEL).to(device, non_blocking=True)
+        tags = torch.where(valid, self.tags[rows], IGNORE_INDEX).to(device, non_blocking=True)
         return x, torch.from_numpy(lens), tags
 
 
@@ -259,7 +259,7 @@ class FeatureReuse:
                 nbytes = 2 * feats.features.shape[0] * math.prod(combiner.row_shape)  # float16
                 x = select_features(feats.features, combiner, device=feature_home(nbytes, device))
             if split not in kept:
-                check_finite(x, feats.offsets, corpus, split, entry)
+                check_finite(x, feats.offsets, corpus, split, entry.path, entry.key.dtype)
             data[split] = TaggingData.build(x, feats.offsets, corpus.label_ids(split), device)
         self.key, self.x = key, {split: d.x for split, d in data.items()}
         return data, reused

@@ -170,27 +170,12 @@ class Trainer:
                 schedule.step()
                 words += batch_words
             bar.close()
-            f1 = self._close_epoch(history, epoch, total, words, t_epoch, device,
-                                   lambda: dev_f1(self.predict(model, dev, device)),
-                                   lr_end=float(schedule.get_last_lr()[0]))
+            f1 = close_epoch(history, epoch, self.epochs, total, words, t_epoch, device,
+                             lambda: dev_f1(self.predict(model, dev, device)), lr_end=float(schedule.get_last_lr()[0]))
             if stopper.update(model, epoch, f1):
                 break
         stopper.restore(model)
         return TrainResult(stopper.best_epoch, epoch, stopper.best_f1, history, time.perf_counter() - t0)
-
-    def _close_epoch(self, history: List[Dict[str, float]], epoch: int, total: torch.Tensor, words: int,
-                     t_epoch: float, device: torch.device, score_dev: Callable[[], float], **extra: float) -> float:
-        """End an epoch: wait for the device, score dev, append the epoch's entry to ``history`` and log it."""
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        epoch_s = time.perf_counter() - t_epoch
-        f1 = score_dev()
-        history.append({"epoch": epoch, "train_loss": float(total) / max(words, 1), "dev_f1": f1,
-                        "epoch_s": epoch_s, "train_words_per_s": words / epoch_s,
-                        "dev_eval_s": time.perf_counter() - t_epoch - epoch_s, **extra})
-        log.info("epoch %d/%d: train loss %.4f, dev F1 %.2f, %.1f s (%.0f words/s)", epoch, self.epochs,
-                 history[-1]["train_loss"], 100 * f1, epoch_s, history[-1]["train_words_per_s"])
-        return f1
 
     def predict(self, model: Model, data: BatchSource, device: torch.device) -> np.ndarray:
         """The best label id of every word of ``data``, Shape: (words,), in the split's word order.
@@ -232,6 +217,24 @@ class Trainer:
                     loss = model.loss(batch)
                 total += loss.double() * batch.num_words
         return float(total) / math.log(2)
+
+
+def close_epoch(history: List[Dict[str, float]], epoch: int, epochs: int, total: torch.Tensor, words: int,
+                t_epoch: float, device: torch.device, score_dev: Callable[[], float], **extra: float) -> float:
+    """End an epoch: wait for the device, score dev, append the epoch's entry to ``history`` and log it.
+
+    ``total`` is the summed loss × words of the epoch (on the device); returns the dev F1.
+    """
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    epoch_s = time.perf_counter() - t_epoch
+    f1 = score_dev()
+    history.append({"epoch": epoch, "train_loss": float(total) / max(words, 1), "dev_f1": f1,
+                    "epoch_s": epoch_s, "train_words_per_s": words / epoch_s,
+                    "dev_eval_s": time.perf_counter() - t_epoch - epoch_s, **extra})
+    log.info("epoch %d/%d: train loss %.4f, dev F1 %.2f, %.1f s (%.0f words/s)", epoch, epochs,
+             history[-1]["train_loss"], 100 * f1, epoch_s, history[-1]["train_words_per_s"])
+    return f1
 
 
 def sentences_of(labels: np.ndarray, lengths: np.ndarray) -> List[List[int]]:

@@ -268,7 +268,7 @@ def test_fingerprint_follows_content(tmp_path, conll):
 
 
 def test_a_file_is_parsed_once_while_unchanged_and_again_after_an_edit(tmp_path, conll):
-    from bert_ner_probe.memo import StampedMemo
+    from bert_ner_probe.stamped_memo import StampedMemo
 
     folder = conll.write(tmp_path / "a")
     memo = StampedMemo()
@@ -287,7 +287,7 @@ def test_a_file_is_parsed_once_while_unchanged_and_again_after_an_edit(tmp_path,
 
 
 def test_label_order():
-    from bert_ner_probe.data.conll import Sentence
+    from bert_ner_probe.data.corpus import Sentence
 
     sents = [Sentence(["x"] * 7, ["I-PER", "B-ORG", "O", "B-PER", "I-MISC", "B-LOC", "I-ORG"], 0, 1)]
     assert label_list(sents) == ["O", "B-LOC", "I-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"]

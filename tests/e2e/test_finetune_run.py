@@ -11,11 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bert_ner_probe.config import register
-
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-register()
 
 
 LIMITS = ["data.limit.train=100", "data.limit.dev=40", "data.limit.test=40"]

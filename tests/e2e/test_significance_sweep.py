@@ -23,13 +23,10 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from bert_ner_probe.report.callback import (
-    ReportCallback,
-    Row,
-    cli,
-    load_jobs,
-    write_report,
-)
+from bert_ner_probe.multirun import ReportCallback
+from bert_ner_probe.report.callback import cli, write_report
+from bert_ner_probe.report.collect import load_jobs
+from bert_ner_probe.report.rows import Row
 from bert_ner_probe.report.significance import SIGNIFICANCE_COLUMNS, t_interval
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

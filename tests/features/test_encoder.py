@@ -8,7 +8,7 @@ from pathlib import Path
 
 def test_encoder_fingerprint_follows_file_content_and_is_kept_while_files_are_unchanged(tmp_path):
     from bert_ner_probe.features import encoder
-    from bert_ner_probe.memo import StampedMemo
+    from bert_ner_probe.stamped_memo import StampedMemo
 
     memo, hashed = StampedMemo(), []
     real_open = open

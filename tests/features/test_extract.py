@@ -7,11 +7,8 @@ import pytest
 import torch
 from run_if import DEVICES
 
-from bert_ner_probe.config import register
 from bert_ner_probe.features.extract import extract_split
 from bert_ner_probe.features.windows import build_windows, tokenize_words
-
-register()
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

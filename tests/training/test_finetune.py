@@ -5,17 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from hydra import compose, initialize_config_dir
-
-from bert_ner_probe.config import register
-from bert_ner_probe.main import config_dir
-
-register()
-
-
-def _compose(overrides):
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
 
 
 def _tiny_bert(tokenizer, seed: int = 0):
@@ -27,13 +16,13 @@ def _tiny_bert(tokenizer, seed: int = 0):
     return BertModel(config)
 
 
-def _tiny_setup(minilm_tokenizer, small_corpus_dir, overrides, dropout=True):
+def _tiny_setup(compose, minilm_tokenizer, small_corpus_dir, overrides, dropout=True):
     from bert_ner_probe.data.conll import load_corpus
     from bert_ner_probe.features.encoder import LoadedEncoder
     from bert_ner_probe.probe.finetune import FineTunedEncoder
     from bert_ner_probe.training.trainer import Trainer
 
-    cfg = _compose(["strategy=finetune", "encoder.context=sentence", "progress=false", "trainer.precision=fp32",
+    cfg = compose(["strategy=finetune", "encoder.context=sentence", "progress=false", "trainer.precision=fp32",
                    *overrides])
     corpus = load_corpus(str(small_corpus_dir))
     model = _tiny_bert(minilm_tokenizer)
@@ -54,10 +43,10 @@ def _windows(loaded, corpus, split, cfg, limit=None):
     return WindowData.of(loaded, corpus, split, enc.context, enc.max_pieces_per_word, enc.max_tokens, limit)
 
 
-def test_tiny_bert_learns_and_the_best_epoch_comes_back(minilm_tokenizer, small_corpus_dir, one_thread):
+def test_tiny_bert_learns_and_the_best_epoch_comes_back(compose, minilm_tokenizer, small_corpus_dir, one_thread):
     """The whole loop (windows, batches, AdamW with warm-up and decay, clipping, early stopping) on a
     tiny random encoder: the loss falls, every part of the encoder moves, the best epoch's weights return."""
-    trainer, tagger, train_w, dev_w = _tiny_setup(minilm_tokenizer, small_corpus_dir, [
+    trainer, tagger, train_w, dev_w = _tiny_setup(compose, minilm_tokenizer, small_corpus_dir, [
         "trainer.epochs=30", "trainer.patience=30", "trainer.batch_size=2", "trainer.lr=1e-3"])
     before = {name: p.detach().clone() for name, p in tagger.named_parameters()}
     snapshots = {}
@@ -81,11 +70,11 @@ def test_tiny_bert_learns_and_the_best_epoch_comes_back(minilm_tokenizer, small_
     assert all(p.requires_grad for p in tagger.parameters())
 
 
-def test_gradient_accumulation_takes_the_same_steps(minilm_tokenizer, small_corpus_dir, one_thread):
+def test_gradient_accumulation_takes_the_same_steps(compose, minilm_tokenizer, small_corpus_dir, one_thread):
     """Without dropout, K micro-batches per batch give the weights of whole batches (the same steps)."""
     weights = {}
     for k in (1, 2):
-        trainer, tagger, train_w, dev_w = _tiny_setup(minilm_tokenizer, small_corpus_dir, [
+        trainer, tagger, train_w, dev_w = _tiny_setup(compose, minilm_tokenizer, small_corpus_dir, [
             "trainer.epochs=2", "trainer.batch_size=4", "trainer.lr=1e-3", f"trainer.grad_accum={k}"], dropout=False)
         epochs = trainer.plan(train_w)
         assert [len(b) for b in epochs] == [2, 2]  # 5 sentences: batches of 4 and 1, two optimiser steps
@@ -94,15 +83,15 @@ def test_gradient_accumulation_takes_the_same_steps(minilm_tokenizer, small_corp
     for name, p in weights[1].items():
         torch.testing.assert_close(weights[2][name], p, rtol=1e-4, atol=1e-5)
     assert not torch.equal(weights[1]["classifier.weight"], _tiny_setup(
-        minilm_tokenizer, small_corpus_dir, [], dropout=False)[1].classifier.weight)
+        compose, minilm_tokenizer, small_corpus_dir, [], dropout=False)[1].classifier.weight)
 
 
-def test_document_batches_hold_about_a_batch_of_sentences_worth_of_words(minilm_tokenizer, conll_dir):
+def test_document_batches_hold_about_a_batch_of_sentences_worth_of_words(compose, minilm_tokenizer, conll_dir):
     from bert_ner_probe.data.conll import load_corpus
     from bert_ner_probe.features.encoder import LoadedEncoder
 
     corpus = load_corpus(str(conll_dir), limits={"train": 400, "dev": 10, "test": 10})
-    cfg = _compose(["strategy=finetune"])
+    cfg = compose(["strategy=finetune"])
     loaded = LoadedEncoder(None, minilm_tokenizer, 6, 384, 512, torch.device("cpu"), torch.float32)
     w = _windows(loaded, corpus, "train", cfg)
     assert len(w.plan.windows) < 400 / 4  # documents, not sentences, are encoded together
@@ -118,12 +107,12 @@ def test_document_batches_hold_about_a_batch_of_sentences_worth_of_words(minilm_
     assert abs(np.mean(words) - per_batch) < 0.15 * per_batch, (np.mean(words), per_batch)
 
 
-def test_crf_chains_are_sentences_within_a_window(minilm_tokenizer, conll_dir):
+def test_crf_chains_are_sentences_within_a_window(compose, minilm_tokenizer, conll_dir):
     from bert_ner_probe.data.conll import load_corpus
     from bert_ner_probe.features.encoder import LoadedEncoder
 
     corpus = load_corpus(str(conll_dir), limits={"train": 60, "dev": 10, "test": 10})
-    cfg = _compose(["strategy=finetune", "finetune.train_limit=50"])
+    cfg = compose(["strategy=finetune", "finetune.train_limit=50"])
     loaded = LoadedEncoder(None, minilm_tokenizer, 6, 384, 64, torch.device("cpu"), torch.float32)  # small windows
     w = _windows(loaded, corpus, "train", cfg, limit=50)
     assert w.num_words == sum(len(s.words) for s in corpus["train"].sentences[:50])

@@ -5,10 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bert_ner_probe.config import register
-
-register()
-
 
 def test_linear_schedule_and_decay_groups():
     from bert_ner_probe.training.optim import build_optimizer, build_schedule

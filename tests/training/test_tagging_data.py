@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from bert_ner_probe.data.corpus import IGNORE_INDEX
 from bert_ner_probe.probe.batch import Layout, PackedBatch, PaddedBatch, WordsBatch
 from bert_ner_probe.probe.bilstm import BiLSTMProbe
 from bert_ner_probe.training.tagging_data import TaggingData
@@ -48,7 +49,7 @@ def test_tagging_data_batch_pads_features_and_tags():
                           [[1, 1], [2, 2], [0, 0]],
                           [[3, 3], [4, 4], [5, 5]]]
     assert lens.tolist() == [1, 2, 3] and lens.device.type == "cpu"
-    assert tags.tolist() == [[4, -100, -100], [1, 2, -100], [0, 0, 3]]
+    assert tags.tolist() == [[4, IGNORE_INDEX, IGNORE_INDEX], [1, 2, IGNORE_INDEX], [0, 0, 3]]
 
 
 def test_tagging_data_with_layers_dimension():
