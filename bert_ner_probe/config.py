@@ -18,6 +18,7 @@ from bert_ner_probe.choice import Choice
 
 from bert_ner_probe.data.scheme import Scheme
 from bert_ner_probe.device import EncoderDtype, Precision
+from bert_ner_probe.features.encoder import Weights
 from bert_ner_probe.features.pooling import Pooling
 from bert_ner_probe.features.windows import Context
 from bert_ner_probe.metrics.score import EvalMode
@@ -69,6 +70,8 @@ class EncoderConfig:
     batch_size: int = 64  # windows per encoder pass
     max_tokens: int = 16384  # padded sub-tokens per encoder pass
     max_pieces_per_word: int = 32
+    weights: Weights = Weights.pretrained  # random = the same architecture, seeded random weights (Zhang & Bowman 2018)
+    weights_seed: int = 0  # weights=random: torch.manual_seed of the random weights
 
 
 @dataclass

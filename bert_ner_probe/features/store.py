@@ -5,6 +5,10 @@ The cache key holds everything that changes the features — the encoder
 counts after limits), pooling, context, dtype and window settings — and
 nothing that does not (strategy, seed, tagger, trainer), so every strategy
 and restart reuses one extraction.
+
+Random weights (``encoder.weights=random``, :class:`~.encoder.Weights`) add
+``weights`` and ``weights_seed`` to the key; the pretrained key has neither,
+so it is the same as before they existed and older entries stay valid.
 """
 
 from __future__ import annotations
@@ -27,9 +31,17 @@ from bert_ner_probe.features.pooling import Pooling, pooled_width
 from bert_ner_probe.features.windows import Context
 
 
+def weights_of(encoder_cfg: Any) -> Tuple[enc.Weights, int]:
+    """``(encoder.weights, encoder.weights_seed)``; a config without them is pretrained (seed 0)."""
+    return (enc.Weights.parse(getattr(encoder_cfg, "weights", None) or enc.Weights.pretrained, "encoder.weights"),
+            int(getattr(encoder_cfg, "weights_seed", None) or 0))
+
+
 def cache_key(encoder_cfg: Any, pooling: str, corpus: Corpus, device: str,
               memo: Optional[StampedMemo] = None) -> Dict[str, Any]:
     location = enc.resolve_location(encoder_cfg.name_or_path)
+    weights, weights_seed = weights_of(encoder_cfg)
+    random_weights = {"weights": weights.value, "weights_seed": weights_seed} if weights == enc.Weights.random else {}
     return {
         "encoder": encoder_cfg.name_or_path,
         "encoder_hash": enc.fingerprint(location, memo),
@@ -40,6 +52,7 @@ def cache_key(encoder_cfg: Any, pooling: str, corpus: Corpus, device: str,
         "dtype": str(encoder_dtype(encoder_cfg.dtype, device)),
         "max_length": encoder_cfg.max_length,
         "max_pieces_per_word": encoder_cfg.max_pieces_per_word,
+        **random_weights,  # absent for pretrained weights: their key is unchanged
     }
 
 
@@ -62,13 +75,19 @@ def get_features(encoder_cfg: Any, pooling: str, corpus: Corpus, device: str,
                                               Context.parse(encoder_cfg.context, "encoder.context").value):
         raise ValueError(f"get_features: key {key['pooling']}/{key['context']} is not for pooling={pooling}, "
                          f"context={encoder_cfg.context}")
+    weights, weights_seed = weights_of(encoder_cfg)
+    if (key.get("weights", enc.Weights.pretrained.value), key.get("weights_seed", weights_seed)) != (
+            weights.value, weights_seed):
+        raise ValueError(f"get_features: key of weights={key.get('weights', 'pretrained')} is not for "
+                         f"encoder.weights={weights}, encoder.weights_seed={weights_seed}")
     key = dict(key)
     if tuple(splits) != SPLITS:
         key["splits"] = list(splits)  # an entry of some splits never stands in for a full one
 
     def build(folder: Path) -> Dict[str, Any]:
         t0 = time.perf_counter()
-        loaded = enc.load_encoder(encoder_cfg.name_or_path, device, key["dtype"], encoder_cfg.max_length)
+        loaded = enc.load_encoder(encoder_cfg.name_or_path, device, key["dtype"], encoder_cfg.max_length,
+                                  weights, weights_seed)
         load_s = time.perf_counter() - t0
         width = pooled_width(pooling, loaded.hidden_size)
         stats = {}
