@@ -241,6 +241,9 @@ def check_values(cfg) -> None:
             cfg.strategy.layers is None or list(cfg.strategy.layers) != [index]):
         raise UserError(f"strategy=layer reads hidden state strategy.index={index} alone, but strategy.layers is "
                         f"{cfg.strategy.layers}: drop the strategy.layers override (or use strategy=custom)")
+    if cfg.strategy.name == "finetune" and str(cfg.encoder.get("weights", "pretrained")) != "pretrained":
+        raise UserError(f"encoder.weights={cfg.encoder.weights}: strategy=finetune trains the pretrained encoder; "
+                        "random weights are a baseline of the frozen-feature strategies")
     if cfg.encoder.max_length is not None and cfg.encoder.max_length < 8:
         raise UserError(f"encoder.max_length={cfg.encoder.max_length}: must be at least 8 (or null)")
 
