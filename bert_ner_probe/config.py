@@ -19,6 +19,7 @@ from bert_ner_probe.report import settings as report_settings
 
 from bert_ner_probe.data.scheme import Scheme
 from bert_ner_probe.device import EncoderDtype, Precision
+from bert_ner_probe.features.encoder import Weights
 from bert_ner_probe.features.pooling import Pooling
 from bert_ner_probe.features.windows import Context
 from bert_ner_probe.metrics.score import EvalMode
@@ -70,6 +71,8 @@ class EncoderConfig:
     batch_size: int = 64  # windows per encoder pass
     max_tokens: int = 16384  # padded sub-tokens per encoder pass
     max_pieces_per_word: int = 32
+    weights: Weights = Weights.pretrained  # random = the same architecture, seeded random weights (Zhang & Bowman 2018)
+    weights_seed: int = 0  # weights=random: torch.manual_seed of the random weights
 
 
 @dataclass
@@ -241,6 +244,9 @@ def check_values(cfg) -> None:
             cfg.strategy.layers is None or list(cfg.strategy.layers) != [index]):
         raise UserError(f"strategy=layer reads hidden state strategy.index={index} alone, but strategy.layers is "
                         f"{cfg.strategy.layers}: drop the strategy.layers override (or use strategy=custom)")
+    if cfg.strategy.name == "finetune" and str(cfg.encoder.get("weights", "pretrained")) != "pretrained":
+        raise UserError(f"encoder.weights={cfg.encoder.weights}: strategy=finetune trains the pretrained encoder; "
+                        "random weights are a baseline of the frozen-feature strategies")
     if cfg.encoder.max_length is not None and cfg.encoder.max_length < 8:
         raise UserError(f"encoder.max_length={cfg.encoder.max_length}: must be at least 8 (or null)")
 

@@ -89,19 +89,24 @@ class CacheKey:
     max_length: Optional[int]
     max_pieces_per_word: int
     splits: Optional[List[str]] = None  # only for an entry of some splits, which never stands in for a full one
+    weights: Optional[str] = None  # "random" for a random-weights encoder (the baseline); None = pretrained
+    weights_seed: Optional[int] = None  # the random weights' seed; None = pretrained
 
     #: The config field behind each key field that is configured (the others are computed).
     CONFIG_FIELDS = {"encoder": "encoder.name_or_path", "pooling": "pooling.method", "context": "encoder.context",
                      "dtype": "encoder.dtype", "max_length": "encoder.max_length",
-                     "max_pieces_per_word": "encoder.max_pieces_per_word"}
+                     "max_pieces_per_word": "encoder.max_pieces_per_word", "weights": "encoder.weights",
+                     "weights_seed": "encoder.weights_seed"}
     #: Extraction settings outside the key: they change how fast features are extracted, never a feature.
     SPEED_ONLY_FIELDS = ("encoder.batch_size", "encoder.max_tokens")
 
     def as_dict(self) -> Dict[str, Any]:
-        """The stored form (``splits`` only when set, so a full entry's key and name are unchanged)."""
+        """The stored form (``splits`` and the weights fields only when set, so the key and name of a full entry of
+        pretrained weights are unchanged)."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}
-        if out["splits"] is None:
-            del out["splits"]
+        for optional in ("splits", "weights", "weights_seed"):
+            if out[optional] is None:
+                del out[optional]
         return out
 
     @classmethod

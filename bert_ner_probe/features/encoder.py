@@ -8,6 +8,13 @@
 * a hub id such as ``bert-base-cased`` (needs network or a local HF cache).
 
 The model is put in ``eval()`` mode with gradients off; it is never trained.
+
+``encoder.weights=random`` is the random-encoder baseline of Zhang & Bowman
+(2018), "Language Modeling Teaches You More than Translation Does": the same
+architecture (the encoder's own ``config.json``) and the same tokenizer, with
+the weights of ``AutoModel.from_config`` drawn under
+``torch.manual_seed(encoder.weights_seed)``. What a probe reads from it and
+not from the pretrained encoder is what pretraining added.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from typing import Any, Optional, Tuple
 
 import torch
 
+from bert_ner_probe.choice import Choice
 from bert_ner_probe.device import resolve_device, torch_dtype
 from bert_ner_probe.errors import UserError
 from bert_ner_probe.stamped_memo import StampedMemo
@@ -27,6 +35,13 @@ from bert_ner_probe.stamped_memo import StampedMemo
 PKG_PREFIX = "pkg://"
 # Tokenizers whose word-split input needs a leading space marker per word.
 _PREFIX_SPACE_MODELS = ("roberta", "gpt2", "bart", "longformer", "deberta", "mpnet")
+
+
+class Weights(Choice):
+    """``encoder.weights``: the encoder's trained weights or seeded random ones of the same architecture."""
+
+    pretrained = "pretrained"
+    random = "random"  # Zhang & Bowman (2018) baseline: AutoModel.from_config under torch.manual_seed(weights_seed)
 
 
 def resolve_location(name_or_path: str) -> str:
@@ -128,11 +143,53 @@ class LoadedEncoder:
     dtype: torch.dtype
 
 
+def random_model(config: Any, seed: int) -> Any:
+    """The architecture of ``config`` with random weights: ``AutoModel.from_config(config)`` under
+    ``torch.manual_seed(seed)`` (Zhang & Bowman 2018), float32 on the CPU, so a seed gives the same weights
+    on every device; the caller's torch RNG state is left as it was."""
+    from transformers import AutoModel
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return AutoModel.from_config(config, dtype=torch.float32)
+
+
+def lowercases(tokenizer: Any) -> bool:
+    """Whether ``tokenizer`` lower-cases its input (an uncased encoder sees ``Paris`` and ``paris`` alike).
+
+    Read from the fast tokenizer's normalizer (a ``BertNormalizer`` with ``lowercase`` or a ``Lowercase``
+    step, also inside a ``Sequence``), else from a ``do_lower_case`` attribute (``basic_tokenizer``'s too).
+    """
+    import json
+
+    def walk(node: Any) -> bool:
+        if isinstance(node, dict):
+            if node.get("type") == "Lowercase" or node.get("lowercase") is True:
+                return True
+            return any(walk(v) for v in node.values())
+        return isinstance(node, list) and any(walk(v) for v in node)
+
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        normalizer = json.loads(backend.to_str()).get("normalizer")
+        if normalizer is not None:
+            return walk(normalizer)
+    for owner in (tokenizer, getattr(tokenizer, "basic_tokenizer", None)):
+        if owner is not None and isinstance(getattr(owner, "do_lower_case", None), bool):
+            return bool(owner.do_lower_case)
+    return False
+
+
 def load_encoder(name_or_path: str, device: str = "auto", dtype: str = "float32",
-                 max_length: Optional[int] = None) -> LoadedEncoder:
-    """Load tokenizer and model, frozen, on ``device`` in ``dtype``."""
+                 max_length: Optional[int] = None, weights: Weights | str = Weights.pretrained,
+                 weights_seed: int = 0) -> LoadedEncoder:
+    """Load tokenizer and model, frozen, on ``device`` in ``dtype``.
+
+    ``weights=random`` builds the same architecture with seeded random weights (:func:`random_model`).
+    """
     from transformers import AutoModel, AutoTokenizer
 
+    weights = Weights.parse(weights, "encoder.weights")
     location, config = load_config(name_or_path)
     dev = resolve_device(device)
     dt = torch_dtype(dtype)
@@ -141,7 +198,11 @@ def load_encoder(name_or_path: str, device: str = "auto", dtype: str = "float32"
         if config.model_type in _PREFIX_SPACE_MODELS:
             kwargs["add_prefix_space"] = True
         tokenizer = AutoTokenizer.from_pretrained(location, use_fast=True, **kwargs)
-        model = AutoModel.from_pretrained(location, dtype=dt)
+        if weights == Weights.random:
+            model = random_model(config, int(weights_seed)).to(dt)
+            model.config.dtype = dt  # as from_pretrained records it
+        else:
+            model = AutoModel.from_pretrained(location, dtype=dt)
     except OSError as e:
         raise _load_failed(name_or_path, e) from None
     if not getattr(tokenizer, "is_fast", False):

@@ -5,6 +5,10 @@ The cache key holds everything that changes the features — the encoder
 counts after limits), pooling, context, dtype and window settings — and
 nothing that does not (strategy, seed, tagger, trainer), so every strategy
 and restart reuses one extraction.
+
+Random weights (``encoder.weights=random``, :class:`~.encoder.Weights`) add
+``weights`` and ``weights_seed`` to the key; the pretrained key has neither,
+so it is the same as before they existed and older entries stay valid.
 """
 
 from __future__ import annotations
@@ -28,10 +32,18 @@ from bert_ner_probe.features.pooling import Pooling, pooled_width
 from bert_ner_probe.features.windows import Context
 
 
+def weights_of(encoder_cfg: Any) -> Tuple[enc.Weights, int]:
+    """``(encoder.weights, encoder.weights_seed)``; a config without them is pretrained (seed 0)."""
+    return (enc.Weights.parse(getattr(encoder_cfg, "weights", None) or enc.Weights.pretrained, "encoder.weights"),
+            int(getattr(encoder_cfg, "weights_seed", None) or 0))
+
+
 def cache_key(encoder_cfg: Any, pooling: str, corpus: Corpus, device: str,
               memo: Optional[StampedMemo] = None) -> Dict[str, Any]:
     """The :class:`~.cache.CacheKey` of this encoder, data and pooling, in its stored form (:meth:`~.cache.CacheKey.as_dict`)."""
     location = enc.resolve_location(encoder_cfg.name_or_path)
+    weights, weights_seed = weights_of(encoder_cfg)
+    random = weights == enc.Weights.random  # pretrained keys carry neither field: their entries stay valid
     return CacheKey(
         encoder=encoder_cfg.name_or_path,
         encoder_hash=enc.fingerprint(location, memo),
@@ -42,6 +54,8 @@ def cache_key(encoder_cfg: Any, pooling: str, corpus: Corpus, device: str,
         dtype=str(encoder_dtype(encoder_cfg.dtype, device)),
         max_length=encoder_cfg.max_length,
         max_pieces_per_word=encoder_cfg.max_pieces_per_word,
+        weights=weights.value if random else None,
+        weights_seed=weights_seed if random else None,
     ).as_dict()
 
 
@@ -63,13 +77,19 @@ def get_features(encoder_cfg: Any, pooling: str, corpus: Corpus, device: str,
                                                               Context.parse(encoder_cfg.context, "encoder.context").value):
         raise ValueError(f"get_features: key {typed.pooling}/{typed.context} is not for pooling={pooling}, "
                          f"context={encoder_cfg.context}")
+    weights, weights_seed = weights_of(encoder_cfg)
+    if (typed.weights or enc.Weights.pretrained.value, typed.weights_seed or 0) != (
+            weights.value, weights_seed if weights == enc.Weights.random else 0):
+        raise ValueError(f"get_features: key of weights={typed.weights or 'pretrained'} is not for "
+                         f"encoder.weights={weights}, encoder.weights_seed={weights_seed}")
     if tuple(splits) != SPLITS:
         typed = replace(typed, splits=list(splits))  # an entry of some splits never stands in for a full one
     key = typed.as_dict()
 
     def build(folder: Path) -> Dict[str, Any]:
         t0 = time.perf_counter()
-        loaded = enc.load_encoder(encoder_cfg.name_or_path, device, typed.dtype, encoder_cfg.max_length)
+        loaded = enc.load_encoder(encoder_cfg.name_or_path, device, typed.dtype, encoder_cfg.max_length,
+                                  weights, weights_seed)
         load_s = time.perf_counter() - t0
         width = pooled_width(pooling, loaded.hidden_size)
         stats = {}

@@ -36,7 +36,7 @@ MIX_WEIGHTS_PLOT = "mix_weights.png"
 POOLING_PLOT = "pooling.png"
 
 _FINETUNE_ONLY_PREFIX = "finetune."
-_FINETUNE_OWN_PREFIXES = ("trainer.", "tagger.", "finetune.")
+_FINETUNE_OWN_PREFIXES = ("trainer.", "probe.", "finetune.")
 PAPER_LABEL = "paper dev F1 (BERT-base)"
 
 #: The feature-cache key fields every section is keyed on (read from results.json, where they have these names).
