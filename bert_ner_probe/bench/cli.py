@@ -68,9 +68,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--dtype", default="auto",
                    help="auto (bfloat16 where the hardware has it, else float32) | float32 | bfloat16")
-    p.add_argument("--batch-size", type=int, default=None, help="tagger batch size (None: conf/trainer/default.yaml)")
-    p.add_argument("--hidden-size", type=int, default=256, help="tagger BiLSTM units per direction")
-    p.add_argument("--epochs", type=int, default=1, help="tagger epochs per timing and per sweep job")
+    p.add_argument("--batch-size", type=int, default=None, help="probe batch size (None: conf/trainer/default.yaml)")
+    p.add_argument("--hidden-size", type=int, default=256, help="BiLSTM probe units per direction")
+    p.add_argument("--epochs", type=int, default=1, help="probe epochs per timing and per sweep job")
     p.add_argument("--repeats", type=int, default=2, help="timings per side; the best is kept")
     p.add_argument("--strategy", default="concat_last_four", help="features for the training and RSS parts")
     p.add_argument("--sweep-strategies", default=",".join(TABLE7_ORDER), help="comma-separated")

@@ -29,7 +29,7 @@ import unicodedata
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
-from bert_ner_probe.data.corpus import DOCSTART, Corpus, Sentence, Split, limited
+from bert_ner_probe.data.corpus import DOCSTART, Corpus, Sentence, Split, label_list, limited
 from bert_ner_probe.data.scheme import TAG_RE, Scheme, iob1_to_iob2, repair_iob2
 from bert_ner_probe.errors import DataFormatError, UserError
 from bert_ner_probe.stamped_memo import StampedMemo
@@ -212,12 +212,6 @@ def _unseen_labels(split: Split, labels: Iterable[str], strict: bool) -> Dict[st
                     f"{sum(counts.values())} such tag(s) ({listed}) stay in the gold tags, the tagger cannot "
                     "predict them and they score as misses (data.strict_labels=true makes this an error)")
     return counts
-
-
-def label_list(sentences: Iterable[Sentence]) -> List[str]:
-    """Labels sorted with ``O`` first, then by entity type, ``B-`` before ``I-``."""
-    tags = {t for s in sentences for t in s.tags}
-    return sorted(tags, key=lambda t: (t != "O", t[2:], t[:1]))
 
 
 def load_corpus(

@@ -34,7 +34,7 @@ from typing import Dict, Iterable, List, Sequence, Tuple
 import numpy as np
 
 from bert_ner_probe.choice import Choice
-from bert_ner_probe.data.conll import SPLITS, Corpus, Sentence, Split, label_list
+from bert_ner_probe.data.corpus import SPLITS, Corpus, Sentence, Split, label_list
 from bert_ner_probe.errors import UserError
 
 
@@ -51,7 +51,7 @@ def word_type(word: str, lowercase: bool) -> str:
 
 
 def tag_counts(train_words_tags: Iterable[Tuple[Sequence[str], Sequence[str]]]) -> Tuple[List[str], np.ndarray]:
-    """``(tags, counts)``: each training tag (``O`` first, as :func:`~.conll.label_list`) and its word count.
+    """``(tags, counts)``: each training tag (``O`` first, as :func:`~.corpus.label_list`) and its word count.
 
     Raises a :class:`~bert_ner_probe.errors.UserError` when there is no tagged training word.
     """

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 from bert_ner_probe.errors import UserError
 
@@ -88,3 +88,9 @@ def limited(sentences: List[Sentence], limit: Optional[int]) -> List[Sentence]:
     if limit < 1:
         raise UserError(f"data.limit values must be positive or null, got {limit}")
     return sentences[:limit]
+
+
+def label_list(sentences: Iterable[Sentence]) -> List[str]:
+    """Labels sorted with ``O`` first, then by entity type, ``B-`` before ``I-``."""
+    tags = {t for s in sentences for t in s.tags}
+    return sorted(tags, key=lambda t: (t != "O", t[2:], t[:1]))

@@ -6,7 +6,7 @@
 ``OUT`` (default ``DIR``):
 
 * ``results.csv``       one row per job folder: status, run-level metrics and
-  every flattened config field (``tagger.hidden_size``, …);
+  every flattened config field (``probe.hidden_size``, …);
 * ``table.md``          Table 7 of Devlin et al. (2019): dev/test F1 mean ± std
   over seeds per strategy with 95% CIs, rows not significantly worse than the
   best marked, beside the paper's BERT-base dev F1; a fine-tuning row first

@@ -1,11 +1,11 @@
 """The report's model: its runs grouped into sections of rows, and the names of the files it writes.
 
 Runs are grouped into sections that differ in encoder, pooling, context or any
-other config field that changes the result (``tagger.crf``, ``trainer.lr``, …),
+other config field that changes the result (``probe.crf``, ``trainer.lr``, …),
 so numbers from different setups never share a mean; within a section a row is
 one strategy (name, resolved layers, combine) and its runs are the seeds. A
 fine-tuning run (``strategy: finetune``) joins every section of its encoder,
-data, pooling and context: its own ``trainer.*``, ``tagger.*`` and
+data, pooling and context: its own ``trainer.*``, ``probe.*`` and
 ``finetune.*`` never split it off. Which fields never start a section: the
 seed, the strategy, bookkeeping, and the extraction settings the feature
 cache's key leaves out (:class:`bert_ner_probe.features.cache.CacheKey`).
@@ -117,7 +117,7 @@ class Section:
         return dict(self.key)["context"]
 
     def title(self, without: Sequence[str] = ()) -> str:
-        """``minilm-l6 (6 layers) · pooling first · context document · tagger.crf=True``."""
+        """``minilm-l6 (6 layers) · pooling first · context document · probe.crf=True``."""
         depth = f" ({self.num_layers} layers)" if self.num_layers is not None else ""
         parts = [f"{self.encoder_name}{depth}"]
         parts += [f"{name} {getattr(self, name)}" for name in ("pooling", "context") if name not in without]
@@ -133,7 +133,7 @@ def is_finetune(job: Job) -> bool:
 def _counts_for_section(key: str, finetune: bool) -> bool:
     """Whether config field ``key`` of a run can start a section.
 
-    ``finetune.*`` never does; ``trainer.*`` and ``tagger.*`` of a fine-tuning
+    ``finetune.*`` never does; ``trainer.*`` and ``probe.*`` of a fine-tuning
     run are its own training recipe, so they neither split it from the probe
     rows nor count as differences between the probe rows.
     """

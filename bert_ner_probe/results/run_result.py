@@ -20,7 +20,7 @@ ERROR_FILE = "error.json"  # written by bert_ner_probe.main instead of results.j
 
 
 def flatten(tree: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
-    """``{"tagger": {"crf": False}}`` → ``{"tagger.crf": False}``; lists stay values (a run's config as fields)."""
+    """``{"probe": {"crf": False}}`` → ``{"probe.crf": False}``; lists stay values (a run's config as fields)."""
     out: Dict[str, Any] = {}
     for key, value in tree.items():
         name = f"{prefix}{key}"

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bert_ner_probe.data.conll import label_list, load_corpus, read_conll
+from bert_ner_probe.data.conll import load_corpus, read_conll
+from bert_ner_probe.data.corpus import label_list
 from bert_ner_probe.errors import DataFormatError, UserError
 
 

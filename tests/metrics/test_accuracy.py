@@ -7,7 +7,7 @@ import math
 import pytest
 
 from bert_ner_probe.metrics.accuracy import token_accuracy
-from bert_ner_probe.metrics.selectivity import selectivity, selectivity_interval
+from bert_ner_probe.report.selectivity import selectivity, selectivity_interval
 
 
 def test_token_accuracy_counts_words_not_sentences():
