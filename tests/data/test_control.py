@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bert_ner_probe.data.corpus import SPLITS, load_corpus
+from bert_ner_probe.data.conll import load_corpus
+from bert_ner_probe.data.corpus import SPLITS
 from bert_ner_probe.data.control import Control, control_corpus, control_tags, tag_counts, word_type
 from bert_ner_probe.errors import UserError
 
