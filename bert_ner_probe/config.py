@@ -17,6 +17,7 @@ from hydra.core.config_store import ConfigStore
 from bert_ner_probe.choice import Choice
 from bert_ner_probe.report import settings as report_settings
 
+from bert_ner_probe.data.control import Control
 from bert_ner_probe.data.scheme import Scheme
 from bert_ner_probe.device import EncoderDtype, Precision
 from bert_ner_probe.features.encoder import Weights
@@ -181,6 +182,8 @@ class Config:
     threads: Optional[int] = None  # torch CPU threads; null = torch's default
     progress: bool = True  # tqdm bars
     write_predictions: bool = True
+    control: Control = Control.none  # word_type: the control task of Hewitt & Liang (2019), scored by token accuracy
+    mdl: bool = False  # true: also the online code length of the training tags (Voita & Titov 2020)
 
 
 def hidden_states(name_or_path: str) -> str:

@@ -18,20 +18,24 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Type
+from typing import Any, Callable, Dict, List, Optional, Type
 
 import numpy as np
 import torch
 from omegaconf import DictConfig
 
 from bert_ner_probe.config import check_values
-from bert_ner_probe.data.conll import Corpus
+from bert_ner_probe.data.control import Control, control_corpus
+from bert_ner_probe.data.corpus import Corpus
 from bert_ner_probe.data.load import corpus_of
 from bert_ner_probe.device import resolve_device
 from bert_ner_probe.errors import UserError
-from bert_ner_probe.features.encoder import load_encoder, num_layers
+from bert_ner_probe.features.encoder import load_encoder, load_tokenizer, lowercases, num_layers
 from bert_ner_probe.features.store import cache_key, get_features
 from bert_ner_probe.memo import Session
+from bert_ner_probe.metrics.accuracy import token_accuracy
+from bert_ner_probe.metrics.description_length import block_bounds
+from bert_ner_probe.metrics.online_code import online_code
 from bert_ner_probe.metrics.score import GoldEntities, score_and_write
 from bert_ner_probe.probe.base import Model, ProbeInputs
 from bert_ner_probe.probe.registry import build, model_class
@@ -60,6 +64,7 @@ class RunInputs:
     record: Dict[str, Any]  # results_record's fields that differ between probes and fine-tuning
     timings: Dict[str, float] = field(default_factory=dict)
     combiner: Optional[Combiner] = None
+    probe_inputs: Optional[ProbeInputs] = None  # what the model was built over (the online code builds more)
     loaded: Any = None  # the fine-tuned run's LoadedEncoder (its tokenizer is saved with the model)
 
 
@@ -100,6 +105,9 @@ def check_probe(cfg: DictConfig, model_type: Type[Model]) -> None:
     if finetune and not model_type.fine_tunes_encoder:
         raise UserError(f"strategy=finetune trains the encoder, but probe={cfg.probe.name} reads frozen features: "
                         "drop the probe override (strategy=finetune picks probe=finetune)")
+    if model_type.fine_tunes_encoder and (cfg.control != Control.none or cfg.mdl):
+        raise UserError("control=word_type and mdl=true measure a probe over frozen features; strategy=finetune "
+                        "trains the encoder itself")
     if finetune and cfg.trainer.name != "finetune":
         log.warning("strategy=finetune with trainer=%s (lr %g): the fine-tuning recipe is trainer=finetune",
                     cfg.trainer.name, cfg.trainer.lr)
@@ -111,6 +119,10 @@ def feature_inputs(cfg: DictConfig, device: torch.device, session: Session) -> R
     depth = num_layers(cfg.encoder.name_or_path)
     layers = resolve_layers(None if cfg.strategy.layers is None else list(cfg.strategy.layers), depth)
     corpus = corpus_of(cfg, session.files)
+    if cfg.control == Control.word_type:  # each word type's one random tag; features are the real task's
+        corpus = control_corpus(corpus, int(cfg.seed), lowercases(load_tokenizer(cfg.encoder.name_or_path)))
+    if cfg.mdl:
+        block_bounds(len(corpus["train"].sentences))  # too little data for the online code: one error, before any work
 
     key = cache_key(cfg.encoder, cfg.pooling.method, corpus, cfg.device, session.fingerprints)
     wanted = FeatureReuse.wanted(key, cfg.cache_dir, layers, cfg.strategy.combine, device)
@@ -126,15 +138,16 @@ def feature_inputs(cfg: DictConfig, device: torch.device, session: Session) -> R
     select_s = time.perf_counter() - t_select
 
     torch.manual_seed(cfg.seed)
-    model = build(cfg.probe, ProbeInputs(len(corpus.labels), combiner.output_width, combiner.mix_layers,
-                                         pooling=cfg.pooling.method)).to(device)
+    probe_inputs = ProbeInputs(len(corpus.labels), combiner.output_width, combiner.mix_layers,
+                               pooling=cfg.pooling.method)
+    model = build(cfg.probe, probe_inputs).to(device)
     record = {"layers": list(combiner.layers), "combine": combiner.combine,
               "encoder_dtype": entry.key.dtype, "cache_hit": hit, "cache_entry": str(entry.path),
               "encoder_passes": 0 if hit else int(entry.meta["encoder_passes"]),
               "features_reused": reused}  # combined features kept from the previous job of this process
     timings = {"extract_s": 0.0 if hit else float(entry.meta["extract_s"]),
                "select_s": select_s}  # reading and combining the strategy's layers (and the copy to the device)
-    return RunInputs(corpus, dict(data), model, depth, record, timings, combiner=combiner)
+    return RunInputs(corpus, dict(data), model, depth, record, timings, combiner=combiner, probe_inputs=probe_inputs)
 
 
 def encoder_inputs(cfg: DictConfig, device: torch.device, session: Session) -> RunInputs:
@@ -183,10 +196,8 @@ def train_and_record(cfg: DictConfig, out_dir: Path, inputs: RunInputs, trainer:
     def tags_of(split: str, ids: np.ndarray) -> List[List[str]]:
         return [[labels[i] for i in sentence] for sentence in sentences_of(ids, lengths[split])]
 
-    dev_gold = GoldEntities([s.tags for s in corpus["dev"].sentences], cfg.eval.mode)  # read once, scored every epoch
     epochs = trainer.plan(data["train"])
-    trained = trainer.fit(model, data["train"], data["dev"], lambda ids: dev_gold.f1(tags_of("dev", ids)), device,
-                          epochs)
+    trained = trainer.fit(model, data["train"], data["dev"], dev_scorer(cfg, corpus, tags_of), device, epochs)
 
     t_eval = time.perf_counter()
     metrics = {split: score_and_write(cfg, corpus, split, tags_of(split, trainer.predict(model, data[split], device)),
@@ -195,6 +206,14 @@ def train_and_record(cfg: DictConfig, out_dir: Path, inputs: RunInputs, trainer:
     eval_s = time.perf_counter() - t_eval
 
     record = dict(inputs.record)
+    if cfg.mdl:
+        def fresh() -> Model:
+            torch.manual_seed(cfg.seed)
+            return build(cfg.probe, inputs.probe_inputs).to(device)
+
+        t_mdl = time.perf_counter()
+        record["mdl"] = {**online_code(trainer, fresh, data["train"], len(labels), int(cfg.seed), device).to_dict(),
+                         "seconds": time.perf_counter() - t_mdl}
     if model.fine_tunes_encoder:
         record["encoder_passes"] = encoder_passes(trainer, data, epochs, trained)
         if cfg.finetune.save:
@@ -209,6 +228,16 @@ def train_and_record(cfg: DictConfig, out_dir: Path, inputs: RunInputs, trainer:
                             **record)
     write_results(out_dir, result)
     return result
+
+
+def dev_scorer(cfg: DictConfig, corpus: Corpus, tags_of: Callable[[str, np.ndarray], List[List[str]]]
+               ) -> Callable[[np.ndarray], float]:
+    """What early stopping maximises: dev entity F1, or dev token accuracy on a control task (no entities)."""
+    gold = [s.tags for s in corpus["dev"].sentences]
+    if cfg.control != Control.none:
+        return lambda ids: token_accuracy(gold, tags_of("dev", ids))
+    entities = GoldEntities(gold, cfg.eval.mode)  # read once, scored every epoch
+    return lambda ids: entities.f1(tags_of("dev", ids))
 
 
 def encoder_passes(trainer: Trainer, data: Dict[str, BatchSource], epochs: List[List[np.ndarray]],

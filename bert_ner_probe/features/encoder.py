@@ -180,6 +180,21 @@ def lowercases(tokenizer: Any) -> bool:
     return False
 
 
+def load_tokenizer(name_or_path: str) -> Any:
+    """The encoder's fast tokenizer (word alignment needs one; one UserError otherwise)."""
+    from transformers import AutoTokenizer
+
+    location, config = load_config(name_or_path)
+    try:
+        kwargs = {"add_prefix_space": True} if config.model_type in _PREFIX_SPACE_MODELS else {}
+        tokenizer = AutoTokenizer.from_pretrained(location, use_fast=True, **kwargs)
+    except OSError as e:
+        raise _load_failed(name_or_path, e) from None
+    if not getattr(tokenizer, "is_fast", False):
+        raise UserError(f"encoder {name_or_path!r} has no fast tokenizer; word alignment needs one")
+    return tokenizer
+
+
 def load_encoder(name_or_path: str, device: str = "auto", dtype: str = "float32",
                  max_length: Optional[int] = None, weights: Weights | str = Weights.pretrained,
                  weights_seed: int = 0) -> LoadedEncoder:
@@ -187,17 +202,14 @@ def load_encoder(name_or_path: str, device: str = "auto", dtype: str = "float32"
 
     ``weights=random`` builds the same architecture with seeded random weights (:func:`random_model`).
     """
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoModel
 
     weights = Weights.parse(weights, "encoder.weights")
     location, config = load_config(name_or_path)
     dev = resolve_device(device)
     dt = torch_dtype(dtype)
+    tokenizer = load_tokenizer(name_or_path)
     try:
-        kwargs = {}
-        if config.model_type in _PREFIX_SPACE_MODELS:
-            kwargs["add_prefix_space"] = True
-        tokenizer = AutoTokenizer.from_pretrained(location, use_fast=True, **kwargs)
         if weights == Weights.random:
             model = random_model(config, int(weights_seed)).to(dt)
             model.config.dtype = dt  # as from_pretrained records it
@@ -205,8 +217,6 @@ def load_encoder(name_or_path: str, device: str = "auto", dtype: str = "float32"
             model = AutoModel.from_pretrained(location, dtype=dt)
     except OSError as e:
         raise _load_failed(name_or_path, e) from None
-    if not getattr(tokenizer, "is_fast", False):
-        raise UserError(f"encoder {name_or_path!r} has no fast tokenizer; word alignment needs one")
     model.eval().requires_grad_(False).to(dev)
     limit = min(int(getattr(model.config, "max_position_embeddings", 512) or 512),
                 int(tokenizer.model_max_length if tokenizer.model_max_length < 10**6 else 512))

@@ -18,6 +18,7 @@ from seqeval.metrics import classification_report, f1_score
 from seqeval.metrics.sequence_labeling import get_entities
 from seqeval.scheme import IOB2
 
+from bert_ner_probe.metrics.accuracy import token_accuracy
 from bert_ner_probe.choice import Choice
 from bert_ner_probe.data.corpus import Corpus
 
@@ -124,9 +125,10 @@ def write_conll(path, words: List[List[str]], gold: List[List[str]], pred: List[
 
 def score_and_write(cfg: DictConfig, corpus: Corpus, split: str, pred: List[List[str]], out_dir: Path
                     ) -> Dict[str, Any]:
-    """seqeval scores of one split's predicted tags; ``predictions/<split>.conll`` (word gold predicted) too."""
+    """seqeval scores and token accuracy of one split's predicted tags; ``predictions/<split>.conll`` (word gold
+    predicted) too."""
     gold = [s.tags for s in corpus[split].sentences]
     if cfg.write_predictions:
         (out_dir / "predictions").mkdir(parents=True, exist_ok=True)
         write_conll(out_dir / "predictions" / f"{split}.conll", [s.words for s in corpus[split].sentences], gold, pred)
-    return score(gold, pred, cfg.eval.mode)
+    return {**score(gold, pred, cfg.eval.mode), "accuracy": token_accuracy(gold, pred)}

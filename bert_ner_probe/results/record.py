@@ -51,6 +51,8 @@ def results_record(cfg: DictConfig, corpus: Corpus, *, depth: int, strategy: str
         "num_layers": depth,
         "strategy": strategy,
         "probe": cfg.probe.name,
+        "control": str(cfg.get("control", "none")),  # word_type: the control task's tags (Hewitt & Liang 2019)
+        "encoder_weights": str(cfg.encoder.get("weights", "pretrained")),  # random: the random-encoder baseline
         "layers": layers,
         "combine": combine,
         "pooling": cfg.pooling.method,

@@ -49,15 +49,17 @@ class Scores:
 
 @dataclass(frozen=True)
 class SplitScores(Scores):
-    """Micro scores of one split plus the same per entity type."""
+    """Micro scores of one split plus the same per entity type, and token accuracy (None in older files)."""
 
     per_type: Dict[str, Scores] = field(default_factory=dict)
+    accuracy: Optional[float] = None
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "SplitScores":
         micro = Scores.from_dict(d)
         return cls(micro.precision, micro.recall, micro.f1, micro.support,
-                   {name: Scores.from_dict(s) for name, s in (d.get("per_type") or {}).items()})
+                   {name: Scores.from_dict(s) for name, s in (d.get("per_type") or {}).items()},
+                   None if d.get("accuracy") is None else float(d["accuracy"]))
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,9 @@ class RunResult:
     encoder_dtype: Optional[str] = None  # encoder.dtype as resolved
     device: Optional[str] = None  # where it ran: cpu, cuda:0, ...
     probe: str = "bilstm"  # the trained model (probe.name): bilstm, linear, mlp, finetune, ...
+    control: str = "none"  # word_type: trained and scored on the control task's tags
+    encoder_weights: str = "pretrained"  # random: the random-encoder baseline
+    mdl: Optional[Dict[str, Any]] = None  # mdl=true: online and uniform code length (bits), compression, blocks
     raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     path: Optional[Path] = field(default=None, compare=False)
 
@@ -132,6 +137,8 @@ class RunResult:
             sizes={s: dict(v) for s, v in (d.get("sizes") or {}).items()},
             precision=d.get("precision"), encoder_dtype=d.get("encoder_dtype"), device=d.get("device"),
             probe=str(d.get("probe") or ("finetune" if d["strategy"] == "finetune" else "bilstm")),
+            control=str(d.get("control") or "none"), encoder_weights=str(d.get("encoder_weights") or "pretrained"),
+            mdl=d.get("mdl"),
             raw=dict(d), path=path,
         )
 

@@ -7,6 +7,7 @@ without a better one; :meth:`EarlyStopping.restore` loads the best copy.
 
 from __future__ import annotations
 
+import math
 from typing import Dict, Optional
 
 import torch
@@ -18,7 +19,7 @@ class EarlyStopping:
         if patience < 1:
             raise ValueError(f"patience must be at least 1, got {patience}")
         self.patience = patience
-        self.best_f1 = -1.0
+        self.best_f1 = -math.inf  # any score is better (the online code's stopping score is negative)
         self.best_epoch = 0
         self._state: Optional[Dict[str, torch.Tensor]] = None
 
