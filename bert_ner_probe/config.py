@@ -25,7 +25,7 @@ from bert_ner_probe.features.pooling import Pooling
 from bert_ner_probe.features.windows import Context
 from bert_ner_probe.metrics.score import EvalMode
 from bert_ner_probe.strategy.combiner import Combine
-from bert_ner_probe.probe.bilstm import LstmImpl
+from bert_ner_probe.probes.bilstm import LstmImpl
 from bert_ner_probe.tracking import Tracker
 from bert_ner_probe.training.optim import OptimizerName, ScheduleName
 
@@ -91,7 +91,7 @@ class StrategyConfig:
 
 @dataclass
 class ProbeConfig:
-    """The trained model (``conf/probe/<name>.yaml``; bert_ner_probe/probe/registry.py). Each probe reads the keys
+    """The trained model (``conf/probe/<name>.yaml``; bert_ner_probe/probes/registry.py). Each probe reads the keys
     it has: bilstm all of them, mlp ``hidden_size`` (its hidden layer), dropouts and crf, linear the input
     dropout and crf, finetune crf (its dropout is the encoder's)."""
 

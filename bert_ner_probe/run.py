@@ -3,7 +3,7 @@
 :func:`run_probe` takes a composed config and an output folder, writes
 ``results.json`` and ``predictions/{dev,test}.conll`` there and returns the
 :class:`~bert_ner_probe.results.run_result.RunResult`. Every run takes the
-same path: the model named by ``probe.name`` (:mod:`bert_ner_probe.probe.registry`)
+same path: the model named by ``probe.name`` (:mod:`bert_ner_probe.probes.registry`)
 is fitted by the one :class:`~bert_ner_probe.training.trainer.Trainer` on
 the split's batch source; a probe reads the feature cache through the
 strategy's :class:`~bert_ner_probe.strategy.combiner.Combiner`, the
@@ -37,8 +37,8 @@ from bert_ner_probe.metrics.accuracy import token_accuracy
 from bert_ner_probe.metrics.description_length import block_bounds
 from bert_ner_probe.metrics.online_code import online_code
 from bert_ner_probe.metrics.score import GoldEntities, score_and_write
-from bert_ner_probe.probe.base import Model, ProbeInputs
-from bert_ner_probe.probe.registry import build, model_class
+from bert_ner_probe.probes.base import Model, ProbeInputs
+from bert_ner_probe.probes.registry import build, model_class
 from bert_ner_probe.results.record import results_record, write_results
 from bert_ner_probe.results.run_result import RunResult
 from bert_ner_probe.strategy import FINETUNE

@@ -9,8 +9,8 @@ from run_if import run_if
 from bert_ner_probe.data.corpus import IGNORE_INDEX
 from bert_ner_probe.device import autocast, native_bf16, training_precision
 from bert_ner_probe.errors import UserError
-from bert_ner_probe.probe.batch import PaddedBatch
-from bert_ner_probe.probe.bilstm import BiLSTMProbe
+from bert_ner_probe.probes.batch import PaddedBatch
+from bert_ner_probe.probes.bilstm import BiLSTMProbe
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -33,8 +33,8 @@ from bert_ner_probe.features.extract import extract_split
 from bert_ner_probe.features.store import get_features
 from bert_ner_probe.strategy.combiner import Combiner
 from bert_ner_probe.strategy.read import select_features
-from bert_ner_probe.probe.base import ProbeInputs
-from bert_ner_probe.probe.registry import build
+from bert_ner_probe.probes.base import ProbeInputs
+from bert_ner_probe.probes.registry import build
 from bert_ner_probe.training.tagging_data import FeatureReuse, TaggingData
 from bert_ner_probe.training.trainer import Trainer
 
@@ -135,7 +135,7 @@ def bench_training(feats: TrainingFeatures, cfg: DictConfig, device: torch.devic
     ``cfg`` is the composed harness config of the training part (its
     ``trainer.epochs`` epochs per timing; a patience of at least as many).
     The probe and trainer are built from it by
-    :func:`bert_ner_probe.probe.registry.build` and :meth:`Trainer.from_config`, as
+    :func:`bert_ner_probe.probes.registry.build` and :meth:`Trainer.from_config`, as
     a run builds them; the harness number is the trainer's own
     ``train_words_per_s`` (the epoch loop; dev evaluation runs outside it).
     The harness trains on the run's tagging data, the bare loops on

@@ -31,7 +31,7 @@ import torch
 
 from bert_ner_probe.metrics.description_length import (MdlResult, block_bounds, block_sentences, early_stop_split,
                                                        online_code_length, seeded_order)
-from bert_ner_probe.probe.base import Model
+from bert_ner_probe.probes.base import Model
 from bert_ner_probe.training.tagging_data import TaggingData
 from bert_ner_probe.training.trainer import Trainer
 

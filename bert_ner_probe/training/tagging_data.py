@@ -26,7 +26,7 @@ from bert_ner_probe.data.corpus import IGNORE_INDEX, SPLITS, Corpus
 from bert_ner_probe.device import to_device_nowait
 from bert_ner_probe.features.batching import batches_by_length, bucketed_batches
 from bert_ner_probe.features.cache import CacheEntry
-from bert_ner_probe.probe.batch import Batch, Layout, PackedBatch, PaddedBatch, WordsBatch
+from bert_ner_probe.probes.batch import Batch, Layout, PackedBatch, PaddedBatch, WordsBatch
 from bert_ner_probe.strategy.combiner import Combiner
 from bert_ner_probe.strategy.read import CachedSelection, check_finite, select_features
 from bert_ner_probe.training.concurrency import workers

@@ -1,6 +1,6 @@
 """One training loop for every model: the probes over cached features and the fine-tuned encoder.
 
-:class:`Trainer` fits any :class:`~bert_ner_probe.probe.base.Model` on any
+:class:`Trainer` fits any :class:`~bert_ner_probe.probes.base.Model` on any
 :class:`BatchSource` (a split's cached features,
 :class:`~bert_ner_probe.training.tagging_data.TaggingData`, or its encoder
 windows, :class:`~bert_ner_probe.training.window_data.WindowData`), as
@@ -42,8 +42,8 @@ import torch
 from tqdm.auto import tqdm
 
 from bert_ner_probe.device import Precision, autocast, training_precision
-from bert_ner_probe.probe.base import Model
-from bert_ner_probe.probe.batch import Batch, Layout
+from bert_ner_probe.probes.base import Model
+from bert_ner_probe.probes.batch import Batch, Layout
 from bert_ner_probe.training.early_stopping import EarlyStopping
 from bert_ner_probe.training.optim import build_optimizer, build_schedule
 

@@ -1,6 +1,6 @@
 """What the trainer reads when the encoder itself trains: a split as encoder windows, with every word's label.
 
-The fine-tuned encoder (:mod:`bert_ner_probe.probe.finetune`) reads the same
+The fine-tuned encoder (:mod:`bert_ner_probe.probes.finetune`) reads the same
 corpus, windows (sentence or document context, the same max-context rule,
 :mod:`bert_ner_probe.features.windows`) and sub-word pooling as a
 frozen-feature run; :class:`WindowData` is its
@@ -32,7 +32,7 @@ from bert_ner_probe.features.batching import batches_by_length, bucketed_batches
 from bert_ner_probe.features.encoder import LoadedEncoder
 from bert_ner_probe.features.extract import EncoderBatch, WindowPlan, plan_windows_of
 from bert_ner_probe.features.windows import Context
-from bert_ner_probe.probe.batch import Layout, WindowBatch
+from bert_ner_probe.probes.batch import Layout, WindowBatch
 
 
 @dataclass

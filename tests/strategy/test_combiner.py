@@ -80,8 +80,8 @@ def test_bad_combine_is_a_user_error():
 def test_a_combiner_owns_its_widths(combine, width, row_shape, mix_layers):
     from omegaconf import OmegaConf
 
-    from bert_ner_probe.probe.base import ProbeInputs
-    from bert_ner_probe.probe.bilstm import BiLSTMProbe
+    from bert_ner_probe.probes.base import ProbeInputs
+    from bert_ner_probe.probes.bilstm import BiLSTMProbe
 
     c = Combiner.from_config(OmegaConf.create({"layers": [-4, -3, -2, -1], "combine": combine}), 12, 768)
     assert c.layers == (9, 10, 11, 12)

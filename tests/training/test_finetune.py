@@ -19,7 +19,7 @@ def _tiny_bert(tokenizer, seed: int = 0):
 def _tiny_setup(compose, minilm_tokenizer, small_corpus_dir, overrides, dropout=True):
     from bert_ner_probe.data.conll import load_corpus
     from bert_ner_probe.features.encoder import LoadedEncoder
-    from bert_ner_probe.probe.finetune import FineTunedEncoder
+    from bert_ner_probe.probes.finetune import FineTunedEncoder
     from bert_ner_probe.training.trainer import Trainer
 
     cfg = compose(["strategy=finetune", "encoder.context=sentence", "progress=false", "trainer.precision=fp32",

@@ -11,7 +11,7 @@ from run_if import DEVICES, run_if
 
 from bert_ner_probe.metrics.score import f1, score
 from bert_ner_probe.config import TrainerConfig
-from bert_ner_probe.probe.bilstm import BiLSTMProbe
+from bert_ner_probe.probes.bilstm import BiLSTMProbe
 from bert_ner_probe.training.tagging_data import TaggingData
 from bert_ner_probe.training.trainer import Trainer, sentences_of
 

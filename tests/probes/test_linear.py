@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from bert_ner_probe.probe.base import ProbeInputs
-from bert_ner_probe.probe.batch import Layout, PaddedBatch, WordsBatch
-from bert_ner_probe.probe.linear import LinearProbe
-from bert_ner_probe.probe.registry import build
+from bert_ner_probe.probes.base import ProbeInputs
+from bert_ner_probe.probes.batch import Layout, PaddedBatch, WordsBatch
+from bert_ner_probe.probes.linear import LinearProbe
+from bert_ner_probe.probes.registry import build
 
 
 def _probe(**kw) -> LinearProbe:

@@ -2,11 +2,11 @@
 
 A new probe is one module plus one yaml, as AllenNLP registers models:
 
-* ``bert_ner_probe/probe/<name>.py`` defines a :class:`~bert_ner_probe.probe.base.Model`
+* ``bert_ner_probe/probes/<name>.py`` defines a :class:`~bert_ner_probe.probes.base.Model`
   subclass decorated with ``@register("<name>")``;
 * ``conf/probe/<name>.yaml`` sets ``probe.name: <name>`` and the keys it reads.
 
-:func:`model_class` imports ``bert_ner_probe.probe.<name>`` the first time
+:func:`model_class` imports ``bert_ner_probe.probes.<name>`` the first time
 the name is asked for, so no list of probes is kept anywhere. A probe
 outside this package is named by its module: ``probe.name=mypkg.my_probe``
 imports ``mypkg.my_probe``, which registers ``mypkg.my_probe``.
@@ -19,7 +19,7 @@ import pkgutil
 from typing import Callable, Dict, List, Type, TypeVar
 
 from bert_ner_probe.errors import UserError
-from bert_ner_probe.probe.base import Model, ProbeInputs
+from bert_ner_probe.probes.base import Model, ProbeInputs
 
 M = TypeVar("M", bound=Type[Model])
 
@@ -42,7 +42,7 @@ def register(name: str) -> Callable[[M], M]:
 
 def available() -> List[str]:
     """The probes of this package (its modules that register one), for messages."""
-    import bert_ner_probe.probe as package
+    import bert_ner_probe.probes as package
 
     for info in pkgutil.iter_modules(package.__path__):
         _import(f"{package.__name__}.{info.name}")
@@ -62,7 +62,7 @@ def _import(module: str) -> bool:
 def model_class(name: str) -> Type[Model]:
     """The class registered as ``name``; one :class:`UserError` listing the probes there are if none is."""
     if name not in _MODELS:
-        _import(name if "." in name else f"bert_ner_probe.probe.{name}")
+        _import(name if "." in name else f"bert_ner_probe.probes.{name}")
     if name not in _MODELS:
         raise UserError(f"probe.name={name!r}: no such probe (there are: {', '.join(available())})")
     return _MODELS[name]

@@ -14,7 +14,7 @@ def _tiny_bert(tokenizer, seed: int = 0):
 
 
 def test_chains_group_words_by_window_row():
-    from bert_ner_probe.probe.crf import chains
+    from bert_ner_probe.probes.crf import chains
 
     scores = torch.arange(10, dtype=torch.float32).view(5, 2)  # words 0..4, 2 labels
     rows = torch.tensor([0, 0, 0, 2, 2])  # window 1 reads no word
@@ -25,7 +25,7 @@ def test_chains_group_words_by_window_row():
 
 
 def test_head_scores_are_the_linear_layer_over_the_pooled_last_layer(minilm_tokenizer):
-    from bert_ner_probe.probe.finetune import FineTunedEncoder
+    from bert_ner_probe.probes.finetune import FineTunedEncoder
 
     model = FineTunedEncoder(_tiny_bert(minilm_tokenizer), num_labels=3, pooling="first_last", dropout=0.0).eval()
     ids = torch.tensor([[101, 2000, 2001, 2002, 102]])
@@ -41,7 +41,7 @@ def test_head_scores_are_the_linear_layer_over_the_pooled_last_layer(minilm_toke
 
 
 def test_crf_loss_is_the_sum_of_each_chains_nll_per_word(minilm_tokenizer):
-    from bert_ner_probe.probe.finetune import FineTunedEncoder
+    from bert_ner_probe.probes.finetune import FineTunedEncoder
 
     model = FineTunedEncoder(_tiny_bert(minilm_tokenizer), num_labels=3, dropout=0.0, crf=True)
     torch.manual_seed(3)

@@ -1,6 +1,6 @@
 """The batches a model reads, one type per layout, and where each batch's words sit in their split.
 
-A model declares the layout it reads (:meth:`bert_ner_probe.probe.base.Model.layout`);
+A model declares the layout it reads (:meth:`bert_ner_probe.probes.base.Model.layout`);
 the trainer asks the split's data for a batch in that layout
 (:class:`bert_ner_probe.training.tagging_data.TaggingData` for cached
 features, :class:`bert_ner_probe.training.window_data.WindowData` for

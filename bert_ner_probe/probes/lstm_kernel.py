@@ -18,7 +18,7 @@ one-direction LSTM over the padded batch instead. For a sentence of length
 so the valid positions equal the packed bidirectional LSTM's, with the same
 parameters (those of the given ``nn.LSTM``; its state dict is unchanged).
 Between layers, dropout with ``lstm.dropout`` as ``nn.LSTM`` does
-(:func:`bert_ner_probe.probe.dropout.dropout`). The point is speed on the
+(:func:`bert_ner_probe.probes.dropout.dropout`). The point is speed on the
 CPU: each call is one fused oneDNN LSTM over the whole padded batch, so a
 forward and backward pass of the BiLSTM probe takes less time on this path than
 packed, most of all under bf16 autocast on a CPU with bf16 matrix units
@@ -30,7 +30,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bert_ner_probe.probe.dropout import dropout
+from bert_ner_probe.probes.dropout import dropout
 
 _PARAMS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 

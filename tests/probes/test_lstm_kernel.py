@@ -1,4 +1,4 @@
-"""The padded BiLSTM path (bert_ner_probe.probe/bilstm.py) against torch's packed LSTM, values and gradients."""
+"""The padded BiLSTM path (bert_ner_probe.probes/bilstm.py) against torch's packed LSTM, values and gradients."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from bert_ner_probe.probe.lstm_kernel import bidirectional_lstm, reverse_index
+from bert_ner_probe.probes.lstm_kernel import bidirectional_lstm, reverse_index
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

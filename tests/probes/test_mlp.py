@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from omegaconf import OmegaConf
 
-from bert_ner_probe.probe.base import ProbeInputs
-from bert_ner_probe.probe.batch import WordsBatch
-from bert_ner_probe.probe.mlp import MLPProbe
-from bert_ner_probe.probe.registry import build
+from bert_ner_probe.probes.base import ProbeInputs
+from bert_ner_probe.probes.batch import WordsBatch
+from bert_ner_probe.probes.mlp import MLPProbe
+from bert_ner_probe.probes.registry import build
 
 
 def test_hidden_layer_and_scores_by_hand():

@@ -2,10 +2,10 @@
 
 :class:`Model` is the one interface :class:`bert_ner_probe.training.trainer.Trainer`
 fits, probes and the fine-tuned encoder alike: the batch layout it reads
-(:mod:`bert_ner_probe.probe.batch`), the mean loss per word of a batch, and
+(:mod:`bert_ner_probe.probes.batch`), the mean loss per word of a batch, and
 the best label of every word of a batch. A model is built from the run's
 ``probe`` config and a :class:`ProbeInputs` by :meth:`Model.from_config`
-and registered by name (:mod:`bert_ner_probe.probe.registry`).
+and registered by name (:mod:`bert_ner_probe.probes.registry`).
 
 :class:`FeatureProbe` is the part every probe over cached features shares:
 an optional learned scalar mix of the combined layers
@@ -26,9 +26,9 @@ import torch
 from torch import nn
 
 from bert_ner_probe.data.corpus import IGNORE_INDEX
-from bert_ner_probe.probe.batch import Batch, Layout, PaddedBatch, PackedBatch, WordsBatch
-from bert_ner_probe.probe.crf import ChainCRF
-from bert_ner_probe.probe.dropout import Dropout
+from bert_ner_probe.probes.batch import Batch, Layout, PaddedBatch, PackedBatch, WordsBatch
+from bert_ner_probe.probes.crf import ChainCRF
+from bert_ner_probe.probes.dropout import Dropout
 from bert_ner_probe.strategy.scalar_mix import ScalarMix
 
 

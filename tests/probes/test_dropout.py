@@ -1,11 +1,11 @@
-"""The fast dropout (bert_ner_probe.probe/dropout.py): keeps or zeroes and rescales; identity in evaluation."""
+"""The fast dropout (bert_ner_probe.probes/dropout.py): keeps or zeroes and rescales; identity in evaluation."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from bert_ner_probe.probe.dropout import Dropout, dropout
+from bert_ner_probe.probes.dropout import Dropout, dropout
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -8,8 +8,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from bert_ner_probe.errors import UserError
-from bert_ner_probe.probe.base import FeatureProbe, ProbeInputs
-from bert_ner_probe.probe.registry import available, build, model_class, register
+from bert_ner_probe.probes.base import FeatureProbe, ProbeInputs
+from bert_ner_probe.probes.registry import available, build, model_class, register
 
 
 def test_every_probe_of_the_package_is_found_by_name():
@@ -34,8 +34,8 @@ def test_a_probe_outside_the_package_is_one_module_named_by_its_path(tmp_path, m
     (tmp_path / "my_probes" / "__init__.py").write_text("")
     (tmp_path / "my_probes" / "constant.py").write_text(
         "import torch\n"
-        "from bert_ner_probe.probe.base import FeatureProbe\n"
-        "from bert_ner_probe.probe.registry import register\n\n"
+        "from bert_ner_probe.probes.base import FeatureProbe\n"
+        "from bert_ner_probe.probes.registry import register\n\n"
         "@register('my_probes.constant')\n"
         "class Constant(FeatureProbe):\n"
         "    def __init__(self, n):\n"

@@ -21,8 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from bert_ner_probe.probe.base import FeatureProbe, ProbeInputs
-from bert_ner_probe.probe.registry import register
+from bert_ner_probe.probes.base import FeatureProbe, ProbeInputs
+from bert_ner_probe.probes.registry import register
 
 
 @register("linear")

@@ -8,9 +8,9 @@ from run_if import DEVICES
 
 from bert_ner_probe.errors import UserError
 from bert_ner_probe.metrics.score import score
-from bert_ner_probe.probe.batch import PaddedBatch
-from bert_ner_probe.probe.bilstm import BiLSTMProbe
-from bert_ner_probe.probe.lstm_kernel import bidirectional_lstm
+from bert_ner_probe.probes.batch import PaddedBatch
+from bert_ner_probe.probes.bilstm import BiLSTMProbe
+from bert_ner_probe.probes.lstm_kernel import bidirectional_lstm
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -51,7 +51,7 @@ def test_tagger_impls_give_the_same_emissions_and_loss(mix):
 
 
 def test_auto_impl_runs_the_padded_path_on_the_cpu(monkeypatch):
-    import bert_ner_probe.probe.bilstm as tagger_module
+    import bert_ner_probe.probes.bilstm as tagger_module
 
     calls = []
 

@@ -12,8 +12,8 @@ trained with token-level cross-entropy, every encoder weight included. With
 one sentence that one window reads, in order — the whole sentence, unless
 the sentence is longer than a window — as the probes' CRF scores sentences.
 
-To the trainer it is one more :class:`~bert_ner_probe.probe.base.Model`:
-it reads :class:`~bert_ner_probe.probe.batch.WindowBatch` batches, and its
+To the trainer it is one more :class:`~bert_ner_probe.probes.base.Model`:
+it reads :class:`~bert_ner_probe.probes.batch.WindowBatch` batches, and its
 parameter groups (weight decay off for biases and LayerNorm weights) come
 from :func:`bert_ner_probe.training.optim.build_optimizer` as every model's do.
 """
@@ -28,10 +28,10 @@ import torch
 from torch import nn
 
 from bert_ner_probe.features.pooling import pool_words, pooled_width
-from bert_ner_probe.probe.base import Model, ProbeInputs
-from bert_ner_probe.probe.batch import Layout, WindowBatch
-from bert_ner_probe.probe.crf import ChainCRF
-from bert_ner_probe.probe.registry import register
+from bert_ner_probe.probes.base import Model, ProbeInputs
+from bert_ner_probe.probes.batch import Layout, WindowBatch
+from bert_ner_probe.probes.crf import ChainCRF
+from bert_ner_probe.probes.registry import register
 
 
 @register("finetune")

@@ -3,17 +3,17 @@
 As in Devlin et al. (2019, §5.3): a randomly initialised two-layer BiLSTM
 (768 units per direction by default) over frozen word features, a linear
 classifier on top, trained with token-level cross-entropy; with ``crf=True``
-a linear-chain CRF (:mod:`bert_ner_probe.probe.crf`) replaces the softmax.
+a linear-chain CRF (:mod:`bert_ner_probe.probes.crf`) replaces the softmax.
 
 The LSTM runs packed (``impl="packed"``, cuDNN's fast path) or over the
 padded batch with per-sentence reversal for the backward direction
-(``impl="padded"``, :mod:`bert_ner_probe.probe.lstm_kernel`, oneDNN's fused kernel on
+(``impl="padded"``, :mod:`bert_ner_probe.probes.lstm_kernel`, oneDNN's fused kernel on
 the CPU). With the same weights both give the same outputs in evaluation;
 in training their dropout masks are drawn differently. ``impl="auto"`` picks
 padded on the CPU and packed elsewhere (on CUDA, padded makes cuDNN copy
 the weights of every layer but the first at each call). Without a CRF a
 packing probe reads batches already in packed order
-(:class:`~bert_ner_probe.probe.batch.PackedBatch`), so no padding is made at all.
+(:class:`~bert_ner_probe.probes.batch.PackedBatch`), so no padding is made at all.
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from bert_ner_probe.choice import Choice
 from bert_ner_probe.device import to_device_nowait
-from bert_ner_probe.probe.base import FeatureProbe, ProbeInputs
-from bert_ner_probe.probe.batch import Layout, PackedBatch, PaddedBatch
-from bert_ner_probe.probe.dropout import Dropout
-from bert_ner_probe.probe.lstm_kernel import bidirectional_lstm
-from bert_ner_probe.probe.registry import register
+from bert_ner_probe.probes.base import FeatureProbe, ProbeInputs
+from bert_ner_probe.probes.batch import Layout, PackedBatch, PaddedBatch
+from bert_ner_probe.probes.dropout import Dropout
+from bert_ner_probe.probes.lstm_kernel import bidirectional_lstm
+from bert_ner_probe.probes.registry import register
 
 
 class LstmImpl(Choice):
