@@ -108,7 +108,8 @@ class ProbeConfig:
 class TrainerConfig:
     name: str = "default"
     epochs: int = 10
-    batch_size: int = 32
+    batch_size: int = 32  # sentences (fine-tuning in document context: windows holding as many words)
+    words_per_batch: int = 256  # probes that read single words (linear, mlp): shuffled words per batch instead
     lr: float = 1e-3
     patience: int = 3
     grad_clip: float = 5.0
@@ -218,6 +219,7 @@ def check_values(cfg) -> None:
 
     at_least_one = {
         "trainer.epochs": cfg.trainer.epochs, "trainer.batch_size": cfg.trainer.batch_size,
+        "trainer.words_per_batch": cfg.trainer.words_per_batch,
         "trainer.patience": cfg.trainer.patience, "trainer.eval_batch_size": cfg.trainer.eval_batch_size,
         "trainer.eval_max_words": cfg.trainer.eval_max_words,
         "trainer.bucket_pool": cfg.trainer.bucket_pool, "probe.hidden_size": cfg.probe.hidden_size,

@@ -44,7 +44,7 @@ from bert_ner_probe.results.run_result import RunResult
 from bert_ner_probe.strategy import FINETUNE
 from bert_ner_probe.strategy.combiner import Combiner, resolve_layers
 from bert_ner_probe.training.concurrency import worker_threads, workers
-from bert_ner_probe.training.tagging_data import FeatureReuse
+from bert_ner_probe.training.tagging_data import FeatureReuse, for_layout
 from bert_ner_probe.training.trainer import BatchSource, Trainer, TrainResult, sentences_of
 from bert_ner_probe.training.window_data import WindowData
 
@@ -141,6 +141,7 @@ def feature_inputs(cfg: DictConfig, device: torch.device, session: Session) -> R
     probe_inputs = ProbeInputs(len(corpus.labels), combiner.output_width, combiner.mix_layers,
                                pooling=cfg.pooling.method)
     model = build(cfg.probe, probe_inputs).to(device)
+    data = {split: for_layout(d, model.layout(device), cfg.trainer.words_per_batch) for split, d in data.items()}
     record = {"layers": list(combiner.layers), "combine": combiner.combine,
               "encoder_dtype": entry.key.dtype, "cache_hit": hit, "cache_entry": str(entry.path),
               "encoder_passes": 0 if hit else int(entry.meta["encoder_passes"]),

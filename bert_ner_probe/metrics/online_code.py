@@ -32,13 +32,13 @@ import torch
 from bert_ner_probe.metrics.description_length import (MdlResult, block_bounds, block_sentences, early_stop_split,
                                                        online_code_length, seeded_order)
 from bert_ner_probe.probes.base import Model
-from bert_ner_probe.training.tagging_data import TaggingData
+from bert_ner_probe.training.tagging_data import TaggingData, WordData
 from bert_ner_probe.training.trainer import Trainer
 
 log = logging.getLogger(__name__)
 
 
-def online_code(trainer: Trainer, new_model: Callable[[], Model], train: TaggingData, num_labels: int, seed: int,
+def online_code(trainer: Trainer, new_model: Callable[[], Model], train: TaggingData | WordData, num_labels: int, seed: int,
                 device: torch.device) -> MdlResult:
     """The online code length of ``train``'s tags (see the module docstring).
 
@@ -47,7 +47,7 @@ def online_code(trainer: Trainer, new_model: Callable[[], Model], train: Tagging
     """
     order = seeded_order(train.num_sentences, seed)
     blocks = block_sentences(order, block_bounds(train.num_sentences))
-    words = [train.words_in(b) for b in blocks]
+    words = [train.sentence_words(b) for b in blocks]
     bits = []
     t0 = time.perf_counter()
     for i in range(1, len(blocks)):

@@ -97,6 +97,10 @@ class TaggingData:
     def words_in(self, sentence_ids: np.ndarray) -> int:
         return int(self.lengths[sentence_ids].sum())
 
+    def sentence_words(self, sentence_ids: np.ndarray) -> int:
+        """Words of these sentences (the same as :meth:`words_in`: here the units are sentences)."""
+        return self.words_in(sentence_ids)
+
     def batch(self, sentence_ids: np.ndarray, layout: Layout, device: torch.device) -> Batch:
         """The sentences as one batch in ``layout`` on ``device`` (packed and padded: longest first)."""
         if layout == Layout.packed:
@@ -175,6 +179,65 @@ class TaggingData:
         x = x * keep  # ... and is zeroed here
         tags = torch.where(valid, self.tags[rows], IGNORE_INDEX).to(device, non_blocking=True)
         return x, torch.from_numpy(lens), tags
+
+
+@dataclass
+class WordData:
+    """A split's words as the units a word-wise probe trains on: i.i.d. batches of ``words_per_batch`` words.
+
+    A probe that reads the ``words`` layout (linear, MLP: each word scored from its own features)
+    needs no sentence structure, so its training batches are shuffled words, as in the probing
+    literature's linear probes, and ``trainer.words_per_batch`` replaces ``trainer.batch_size``
+    (sentences). Evaluation reads contiguous runs of ``max_words`` words. The features and tags are
+    the sentence view's (:class:`TaggingData`), not copied.
+    """
+
+    data: TaggingData
+    words_per_batch: int
+
+    @property
+    def num_words(self) -> int:
+        return self.data.num_words
+
+    @property
+    def num_sentences(self) -> int:
+        return self.data.num_sentences
+
+    @property
+    def home(self) -> torch.device:
+        return self.data.home
+
+    def plan_epoch(self, batch_size: int, rng: np.random.Generator, bucket_pool: int) -> List[np.ndarray]:
+        """Shuffled words, ``words_per_batch`` a batch (``batch_size`` and ``bucket_pool`` are for sentences)."""
+        order = rng.permutation(self.num_words)
+        return [order[i:i + self.words_per_batch] for i in range(0, len(order), self.words_per_batch)]
+
+    def eval_batches(self, batch_size: int, max_words: int) -> List[np.ndarray]:
+        """Runs of at most ``max_words`` consecutive words."""
+        return [np.arange(i, min(i + max_words, self.num_words)) for i in range(0, self.num_words, max_words)]
+
+    def words_in(self, word_ids: np.ndarray) -> int:
+        return len(word_ids)
+
+    def batch(self, word_ids: np.ndarray, layout: Layout, device: torch.device) -> Batch:
+        if layout != Layout.words:
+            raise ValueError(f"word batches cannot make a {layout} batch")
+        rows = to_device_nowait(torch.from_numpy(np.asarray(word_ids, dtype=np.int64)), self.data.x.device)
+        x = self.data.x[rows].to(device, non_blocking=True).float()  # Shape: (words, ...)
+        return WordsBatch(x, self.data.tags[rows].to(device, non_blocking=True), rows)
+
+    def subset(self, sentence_ids: np.ndarray) -> "WordData":
+        """The words of these sentences (:meth:`TaggingData.subset`)."""
+        return WordData(self.data.subset(sentence_ids), self.words_per_batch)
+
+    def sentence_words(self, sentence_ids: np.ndarray) -> int:
+        """Words of these sentences."""
+        return self.data.words_in(sentence_ids)
+
+
+def for_layout(data: TaggingData, layout: Layout, words_per_batch: int) -> "TaggingData | WordData":
+    """The units a model of ``layout`` trains on: words for the ``words`` layout, else sentences."""
+    return WordData(data, words_per_batch) if layout == Layout.words else data
 
 
 def longest_first(sentence_ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:

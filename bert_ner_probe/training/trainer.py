@@ -97,6 +97,7 @@ class Trainer:
 
     epochs: int
     batch_size: int
+    words_per_batch: int  # a word-wise probe's batches (:class:`~bert_ner_probe.training.tagging_data.WordData`)
     lr: float
     patience: int
     seed: int
