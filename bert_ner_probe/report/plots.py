@@ -277,7 +277,8 @@ def plot_significance(stats: Sequence["TableStats"], path: Path) -> Path:
 
 
 def _probing_layers(tables: Sequence["ProbingTable"]) -> set:
-    return {r.single_layer for t in tables for r in t.rows if r.single_layer is not None}
+    """The hidden states with a dev F1 to draw (a real-task or random-encoder run of a one-layer row)."""
+    return {r.single_layer for t in tables for r in t.rows if r.single_layer is not None and (r.real or r.random)}
 
 
 def write_plots(sections: Sequence[Section], out_dir: Path, stats: Sequence["TableStats"] = (),

@@ -258,7 +258,7 @@ def render_table(stats: Sequence[TableStats], pivots_: Sequence[Pivot], jobs: Se
         section = t.section
         lines += ["", f"## {section.title()}", ""]
         if section.controls:
-            lines += [_controls_note(section), ""]
+            lines += [_controls_note(section)] + ([""] if section.rows else [])
         if not section.rows:
             continue
         ft = next((r for r in section.rows if r.finetune), None)

@@ -247,3 +247,17 @@ def test_no_probing_report_for_a_plain_sweep(tmp_path: Path, compose) -> None:
     report = write_report(root)
     assert report["probing"] is None and report["checks"] == []
     assert not (root / "probing.md").exists() and "## Probing" not in (root / "table.md").read_text()
+
+
+def test_a_sweep_of_control_tasks_alone(tmp_path: Path, compose) -> None:
+    """Control-task runs alone: no strategy table, row or plot of their F1; the probing table has their accuracy."""
+    spec: Spec = {"linear": {layer: {"control": v["control"]} for layer, v in SWEEP["linear"].items()}}
+    root = make_sweep(tmp_path / "control", compose, spec)
+    report = write_report(root)
+    assert {p.name for p in report["written"]} == {"results.csv", "significance.csv", "table.md", "probing.md"}
+    table = (root / "table.md").read_text()
+    assert "6 control-task runs (control=word_type; Hewitt & Liang 2019) are left out" in table
+    assert "| strategy |" not in table
+    rows = body_rows(probing_section((root / "probing.md").read_text(), "linear"))
+    assert rows["1"][2] == "72.0 ± 2.8" and rows["1"][3] == "–" and rows["1"][-1] == "0/2/0"
+    assert all(": **not measured** — " in c for c in report["checks"])
