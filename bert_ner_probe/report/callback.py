@@ -20,7 +20,12 @@
   fine-tuning level as a line;
 * ``layers.png``        dev F1 by hidden-state index for single-layer runs;
 * ``mix_weights.png``   learned scalar-mix weights by layer;
-* ``pooling.png``       dev F1 per strategy and sub-token pooling.
+* ``pooling.png``       dev F1 per strategy and sub-token pooling;
+* ``probing.md``        when a run has a control task, a random encoder, a code length (``mdl``) or a
+  linear or MLP probe: per probe, by hidden state, real and control-task accuracy, selectivity,
+  random-encoder F1, online code length and compression, with the checks they support
+  (:mod:`bert_ner_probe.report.probing`), summarised at the end of ``table.md``; then ``layers.png``
+  is dev F1 and selectivity by hidden state per probe, and ``mdl.png`` the compression.
 
 A plot is written only when the runs it needs exist. Runs are grouped into
 sections of rows by :func:`bert_ner_probe.report.rows.group_runs`: a section
@@ -40,7 +45,7 @@ from typing import Any, Dict, Iterable, List, Optional, Union
 
 from bert_ner_probe.errors import UserError
 from bert_ner_probe.report.collect import Job, load_jobs, write_csv
-from bert_ner_probe.report.rows import CSV_FILE, SIGNIFICANCE_FILE, TABLE_FILE, group_runs, one_line
+from bert_ner_probe.report.rows import CSV_FILE, PROBING_FILE, SIGNIFICANCE_FILE, TABLE_FILE, group_runs, one_line
 from bert_ner_probe.report.settings import ALPHA, BOOTSTRAP_RESAMPLES, SEED, Settings, settings_from
 
 
@@ -53,12 +58,14 @@ def write_report(run_dir: Union[str, Path], out_dir: Union[str, Path, None] = No
 
     ``settings`` (``report.*``: alpha, bootstrap resamples, seed) default to
     :class:`bert_ner_probe.report.settings.Settings`. Returns ``{"csv",
-    "significance", "table": Path, "plots": [Path], "written": [Path], "runs":
-    int, "failures": [Job]}`` — ``runs`` counts finished runs, ``failures`` the
-    failed or missing jobs. Raises :class:`UserError` when ``run_dir`` holds no job folder.
+    "significance", "table": Path, "probing": Path or None, "checks": [str], "plots": [Path], "written":
+    [Path], "runs": int, "failures": [Job]}`` — ``runs`` counts finished runs, ``failures`` the
+    failed or missing jobs, ``checks`` the probing checks (``probe title: check``). Raises
+    :class:`UserError` when ``run_dir`` holds no job folder.
     """
     from bert_ner_probe.report.bootstrap import clear_memos
     from bert_ner_probe.report.plots import write_plots
+    from bert_ner_probe.report.probing import needs_probing, probing_summary, probing_tables, write_probing
     from bert_ner_probe.report.tables import analyse, render_table, write_significance_csv
 
     settings = settings or Settings()
@@ -70,19 +77,27 @@ def write_report(run_dir: Union[str, Path], out_dir: Union[str, Path, None] = No
     csv_path = write_csv(jobs, out / CSV_FILE)
     stats, pivots = analyse(sections, settings)
     sig_path = write_significance_csv(stats, pivots, out / SIGNIFICANCE_FILE)
+    probing = probing_tables(sections, settings) if needs_probing(jobs) else []
+    probing_path = write_probing(probing, root, out / PROBING_FILE) if probing else None
     table_path = out / TABLE_FILE
-    table_path.write_text(render_table(stats, pivots, jobs, root, settings), encoding="utf-8")
-    plots = write_plots(sections, out, stats)
+    table_path.write_text(render_table(stats, pivots, jobs, root, settings)
+                          + (probing_summary(probing) if probing else ""), encoding="utf-8")
+    plots = write_plots(sections, out, stats, probing)
     clear_memos()
-    return {"csv": csv_path, "significance": sig_path, "table": table_path, "plots": plots,
-            "written": [csv_path, sig_path, table_path, *plots],
+    return {"csv": csv_path, "significance": sig_path, "table": table_path, "probing": probing_path,
+            "checks": [f"{t.title}: {c.line()}" for t in probing for c in t.checks], "plots": plots,
+            "written": [csv_path, sig_path, table_path, *([probing_path] if probing_path else []), *plots],
             "runs": sum(j.ok for j in jobs), "failures": [j for j in jobs if not j.ok]}
 
 
 def print_summary(report: Dict[str, Any]) -> None:
-    """Where the table is; each failed or missing job on stderr."""
+    """Where the table is (and the probing tables, with their checks); each failed or missing job on stderr."""
     failures: List[Job] = report["failures"]
     print(f"report: {report['table']} ({report['runs']} runs, {len(failures)} failed or missing)", flush=True)
+    if report.get("probing") is not None:
+        print(f"probing: {report['probing']}", flush=True)
+        for check in report.get("checks", []):
+            print(f"  {check.replace('**', '')}", flush=True)
     for job in failures:
         print(f"{job.status}: {job.run_dir} [{' '.join(job.overrides)}]: {one_line(job.error or '')}",
               file=sys.stderr, flush=True)

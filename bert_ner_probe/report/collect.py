@@ -162,9 +162,10 @@ def cell_text(value: Any) -> str:
 
 
 _SUMMARY_COLUMNS = ["encoder", "encoder_name", "num_layers", "strategy", "layers", "combine",
-                    "pooling", "context", "seed"]
-_METRIC_COLUMNS = ["dev_f1", "dev_precision", "dev_recall", "dev_support",
-                   "test_f1", "test_precision", "test_recall", "test_support",
+                    "pooling", "context", "seed", "probe", "control", "encoder_weights"]
+_METRIC_COLUMNS = ["dev_f1", "dev_precision", "dev_recall", "dev_support", "dev_accuracy",
+                   "test_f1", "test_precision", "test_recall", "test_support", "test_accuracy",
+                   "mdl_online_bits", "mdl_uniform_bits", "mdl_compression",
                    "best_epoch", "epochs_run", "cache_hit", "encoder_passes",
                    "extract_s", "train_s", "eval_s", "total_s", "device_resolved",
                    "encoder_dtype_resolved", "precision_resolved", "features_reused",
@@ -182,14 +183,18 @@ def _job_columns(job: Job) -> Dict[str, Any]:
         return {"encoder": flat.get("encoder.name_or_path"), "encoder_name": flat.get("encoder.name"),
                 "strategy": flat.get("strategy.name"), "layers": cell_text(flat.get("strategy.layers")),
                 "combine": flat.get("strategy.combine"), "pooling": flat.get("pooling.method"),
-                "context": flat.get("encoder.context"), "seed": flat.get("seed")}
+                "context": flat.get("encoder.context"), "seed": flat.get("seed"), "probe": flat.get("probe.name"),
+                "control": flat.get("control"), "encoder_weights": flat.get("encoder.weights")}
     row: Dict[str, Any] = {k: r.get(k) for k in _SUMMARY_COLUMNS}
     row["layers"] = cell_text(r["layers"])
     for split in ("dev", "test"):
-        for metric in ("f1", "precision", "recall", "support"):
+        for metric in ("f1", "precision", "recall", "support", "accuracy"):
             row[f"{split}_{metric}"] = r[split].get(metric)
         for entity, scores in (r[split].get("per_type") or {}).items():
             row[f"{split}_f1_{entity}"] = scores.get("f1")
+    mdl = r.get("mdl") or {}  # Voita & Titov (2020) online code length, when the run measured it (mdl=true)
+    for key in ("online_bits", "uniform_bits", "compression"):
+        row[f"mdl_{key}"] = mdl.get(key)
     for key in ("best_epoch", "epochs_run", "cache_hit", "encoder_passes"):
         row[key] = r.get(key)
     row.update({k: v for k, v in (r.get("timings") or {}).items()})

@@ -1,4 +1,5 @@
-"""The report's plots: strategies, layers, scalar-mix weights, pooling and the significance heat map.
+"""The report's plots: strategies, layers, scalar-mix weights, pooling, the significance heat map, and the
+probing plots (dev F1 and selectivity by hidden state per probe, compression by hidden state).
 
 Each function draws onto a matplotlib ``Figure`` on the Agg canvas (no
 pyplot, no global backend change) and writes one PNG; :func:`write_plots`
@@ -11,13 +12,14 @@ from __future__ import annotations
 import math
 import statistics
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
 
-from bert_ner_probe.report.rows import (LAYERS_PLOT, MIX_WEIGHTS_PLOT, PAPER_LABEL, POOLING_PLOT, SIGNIFICANCE_PLOT,
-                                        STRATEGIES_PLOT, Section, mean_std, row_sort_key)
+from bert_ner_probe.report.rows import (LAYERS_PLOT, MDL_PLOT, MIX_WEIGHTS_PLOT, PAPER_LABEL, POOLING_PLOT,
+                                        SIGNIFICANCE_PLOT, STRATEGIES_PLOT, Section, mean_std, row_sort_key)
 from bert_ner_probe.strategy.table7 import PAPER_DEV_F1
 
 if TYPE_CHECKING:
+    from bert_ner_probe.report.probing import ProbingRow, ProbingTable
     from bert_ner_probe.report.tables import TableStats
 
 
@@ -109,10 +111,11 @@ def plot_pooling(sections: Sequence[Section], path: Path) -> Path:
 
 
 def _single_layer_stats(section: Section) -> Dict[int, List[float]]:
-    """Dev F1 runs by hidden-state index, over every one-layer row (whatever its strategy name)."""
+    """Dev F1 runs by hidden-state index, over every one-layer row (whatever its strategy name) of a pretrained
+    encoder (a random encoder's rows are :func:`plot_probing_layers`' baseline)."""
     by_layer: Dict[int, List[float]] = {}
     for row in section.rows:
-        if len(row.layers) == 1:
+        if len(row.layers) == 1 and not row.random:
             by_layer.setdefault(row.layers[0], []).extend(row.dev)
     return by_layer
 
@@ -140,6 +143,68 @@ def plot_layers(sections: Sequence[Section], path: Path) -> Path:
         ticks.update(xs)
     ax.set_xticks(sorted(ticks))
     return _finish_by_layer(fig, ax, "dev F1 (%)", "Dev F1 of single-layer features", path)
+
+
+def _probing_curve(ax, table: "ProbingTable", value: Callable[["ProbingRow"], Optional[float]], color: str,
+                   label: str, dashed: bool = False) -> List[int]:
+    """One probe's line over its one-layer rows that have a value; returns the hidden states drawn."""
+    points = sorted((r.single_layer, v) for r in table.rows
+                    if r.single_layer is not None and (v := value(r)) is not None)
+    if points:
+        ax.plot([x for x, _ in points], [y for _, y in points], marker="o", color=color, label=label,
+                linestyle="--" if dashed else "-", alpha=0.7 if dashed else 1.0)
+    return [x for x, _ in points]
+
+
+def _table_label(table: "ProbingTable", tables: Sequence["ProbingTable"]) -> str:
+    """The probe's name, or the whole title when two tables share a probe."""
+    return table.probe if sum(t.probe == table.probe for t in tables) == 1 else table.title
+
+
+def plot_probing_layers(tables: Sequence["ProbingTable"], path: Path) -> Path:
+    """Two panels by hidden state, a line per probe: dev F1 (mean over seeds) with the random encoder's as a
+    dashed line; selectivity (Hewitt & Liang 2019, real − control dev accuracy), the random encoder's dashed."""
+    from bert_ner_probe.report.probing import f1s, mean
+
+    fig = _figure(7.0, 7.5)
+    panels = [fig.add_subplot(2, 1, 1), fig.add_subplot(2, 1, 2)]
+    ticks: set = set()
+    for i, table in enumerate(tables):
+        color, label = f"C{i % 10}", _table_label(table, tables)
+        ticks.update(_probing_curve(panels[0], table, lambda r: mean(f1s(r.real)), color, label))
+        ticks.update(_probing_curve(panels[0], table, lambda r: mean(f1s(r.random)), color,
+                                    f"{label} (random encoder)", dashed=True))
+        ticks.update(_probing_curve(panels[1], table, lambda r: table.selectivity(r)[0], color, label))
+        ticks.update(_probing_curve(panels[1], table, lambda r: table.selectivity(r, random=True)[0], color,
+                                    f"{label} (random encoder)", dashed=True))
+    for ax, ylabel, title in ((panels[0], "dev F1 (%)", "Dev F1 by hidden state"),
+                              (panels[1], "selectivity (points)", "Selectivity: real − control-task dev accuracy")):
+        ax.set_xticks(sorted(ticks))
+        ax.set_ylabel(ylabel)
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+    panels[1].set_xlabel("hidden state (0 = embeddings)")
+    handles, labels = panels[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="outside lower center")
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def plot_mdl(tables: Sequence["ProbingTable"], path: Path) -> Path:
+    """Compression (uniform / online code length, Voita & Titov 2020; mean over seeds) by hidden state, a line
+    per probe, the random encoder's dashed."""
+    from bert_ner_probe.report.probing import mdl_values, mean
+
+    fig = _figure(7.0, 4.5)
+    ax = fig.add_subplot(1, 1, 1)
+    ticks: set = set()
+    for i, table in enumerate(tables):
+        color, label = f"C{i % 10}", _table_label(table, tables)
+        ticks.update(_probing_curve(ax, table, lambda r: mean(mdl_values(r.real, "compression")), color, label))
+        ticks.update(_probing_curve(ax, table, lambda r: mean(mdl_values(r.random, "compression")), color,
+                                    f"{label} (random encoder)", dashed=True))
+    ax.set_xticks(sorted(ticks))
+    return _finish_by_layer(fig, ax, "compression (uniform / online bits)", "Online code compression", path)
 
 
 def plot_mix_weights(sections: Sequence[Section], path: Path) -> Path:
@@ -211,15 +276,32 @@ def plot_significance(stats: Sequence["TableStats"], path: Path) -> Path:
     return path
 
 
-def write_plots(sections: Sequence[Section], out_dir: Path, stats: Sequence["TableStats"] = ()) -> List[Path]:
-    """Every plot whose runs exist (see the module docstring); the heat map when a table has two rows."""
+def _probing_layers(tables: Sequence["ProbingTable"]) -> set:
+    """The hidden states with a dev F1 to draw (a real-task or random-encoder run of a one-layer row)."""
+    return {r.single_layer for t in tables for r in t.rows if r.single_layer is not None and (r.real or r.random)}
+
+
+def write_plots(sections: Sequence[Section], out_dir: Path, stats: Sequence["TableStats"] = (),
+                probing: Sequence["ProbingTable"] = ()) -> List[Path]:
+    """Every plot whose runs exist (see the module docstring); the heat map when a table has two rows.
+
+    With probing tables (:mod:`bert_ner_probe.report.probing`) ``layers.png`` is the probing one
+    (:func:`plot_probing_layers`) and ``mdl.png`` is written when a one-layer row has a code length.
+    """
+    written = []
+    if len(_probing_layers(probing)) >= 2:
+        written.append(plot_probing_layers(probing, out_dir / LAYERS_PLOT))
+    if any(r.single_layer is not None and j.results.get("mdl") for t in probing for r in t.rows
+           for j in (*r.real, *r.random)):
+        written.append(plot_mdl(probing, out_dir / MDL_PLOT))
+    sections = [s for s in sections if s.rows]  # a section of control-task runs alone has no strategy to plot
     if not sections:
-        return []
-    written = [plot_strategies(sections, out_dir / STRATEGIES_PLOT)]
+        return written
+    written.insert(0, plot_strategies(sections, out_dir / STRATEGIES_PLOT))
     if any(len(t.samples) > 1 for t in stats):
         written.append(plot_significance(stats, out_dir / SIGNIFICANCE_PLOT))
     layers = {x for s in sections for x in _single_layer_stats(s)}
-    if len(layers) >= 2:
+    if len(layers) >= 2 and LAYERS_PLOT not in {p.name for p in written}:
         written.append(plot_layers(sections, out_dir / LAYERS_PLOT))
     if any(j.results.get("mix_weights") for s in sections for r in s.rows for j in r.runs):
         written.append(plot_mix_weights(sections, out_dir / MIX_WEIGHTS_PLOT))

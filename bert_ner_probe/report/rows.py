@@ -10,6 +10,13 @@ data, pooling and context: its own ``trainer.*``, ``probe.*`` and
 seed, the strategy, bookkeeping, and the extraction settings the feature
 cache's key leaves out (:class:`bert_ner_probe.features.cache.CacheKey`).
 
+The probing variants of a setup never start a section either: a random-encoder
+run (``encoder.weights=random``, Zhang & Bowman 2018) is a row of its own
+(``layer_3 (random)``) beside the pretrained one; a control-task run
+(``control=word_type``, Hewitt & Liang 2019) is kept apart in
+:attr:`Section.controls` (its entity F1 is not a measure, so no strategy table
+shows it: :mod:`.probing` reads it); ``mdl`` adds a measurement, not a change.
+
 :mod:`.tables` and :mod:`.plots` read the sections; :mod:`.callback` builds them.
 """
 
@@ -19,6 +26,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from bert_ner_probe.data.control import Control
 from bert_ner_probe.features.cache import CacheKey
 from bert_ner_probe.report.collect import Job, cell_text, natural_key
 from bert_ner_probe.results.run_result import flatten
@@ -34,6 +42,8 @@ STRATEGIES_PLOT = "strategies.png"
 LAYERS_PLOT = "layers.png"
 MIX_WEIGHTS_PLOT = "mix_weights.png"
 POOLING_PLOT = "pooling.png"
+PROBING_FILE = "probing.md"
+MDL_PLOT = "mdl.png"
 
 _FINETUNE_ONLY_PREFIX = "finetune."
 _FINETUNE_OWN_PREFIXES = ("trainer.", "probe.", "finetune.")
@@ -50,7 +60,12 @@ _NOT_SECTION_FIELDS = frozenset({
     *(CacheKey.CONFIG_FIELDS[k] for k in SECTION_KEY), *CacheKey.SPEED_ONLY_FIELDS,
     "trainer.eval_batch_size", "trainer.eval_max_words",
     "logger.name", "logger.tracking_uri", "logger.experiment", "logger.artifact_location", "logger.log_dir",
+    *(CacheKey.CONFIG_FIELDS[k] for k in ("weights", "weights_seed")), "control", "mdl",  # probing variants
 })
+#: ``encoder_weights`` of a run (:class:`bert_ner_probe.features.encoder.Weights`'s values, spelled here so the
+#: report does not import torch).
+PRETRAINED = "pretrained"
+RANDOM = "random"
 
 
 # --------------------------------------------------------------------------- grouping
@@ -71,8 +86,14 @@ class Row:
     strategy: str
     layers: Tuple[int, ...]
     combine: str
+    weights: str = PRETRAINED  # the encoder's weights (``random``: the random-encoder baseline)
     label: str = ""
     runs: List[Job] = field(default_factory=list)
+
+    @property
+    def random(self) -> bool:
+        """A random-encoder row (``encoder.weights=random``, Zhang & Bowman 2018)."""
+        return self.weights == RANDOM
 
     @property
     def dev(self) -> List[float]:
@@ -90,7 +111,10 @@ class Row:
 
     @property
     def paper(self) -> Optional[float]:
-        """The paper's dev F1 of this strategy (fine-tuning: BERT-large's for a large encoder, else BERT-base's)."""
+        """The paper's dev F1 of this strategy (fine-tuning: BERT-large's for a large encoder, else BERT-base's;
+        none for a random encoder)."""
+        if self.random:
+            return None
         if self.finetune:
             r = self.runs[0].results if self.runs else {}
             large = str(r.get("encoder_name")) == "bert-large-cased" or "bert-large" in str(r.get("encoder"))
@@ -107,6 +131,7 @@ class Section:
     num_layers: Optional[int]
     extras: Dict[str, str]
     rows: List[Row] = field(default_factory=list)
+    controls: List[Row] = field(default_factory=list)  # control-task rows (control != none), out of the tables
 
     @property
     def pooling(self) -> str:
@@ -128,6 +153,27 @@ class Section:
 def is_finetune(job: Job) -> bool:
     """A fine-tuning run (``strategy == "finetune"``) rather than a frozen-feature probe."""
     return job.results is not None and job.results.get("strategy") == FINETUNE
+
+
+def control_of(job: Job) -> str:
+    """The run's ``control`` (``none`` for the real task, and for results.json files older than the field)."""
+    return str((job.results or {}).get("control") or Control.none.value)
+
+
+def weights_of(job: Job) -> str:
+    """The run's ``encoder_weights`` (``pretrained`` or ``random``; ``pretrained`` for older results.json files)."""
+    return str((job.results or {}).get("encoder_weights") or PRETRAINED)
+
+
+def probe_of(job: Job) -> str:
+    """The run's probe (``probe``: ``bilstm``, ``linear``, …; from its config for older results.json files)."""
+    r = job.results or {}
+    return str(r.get("probe") or flatten(job.config).get("probe.name") or "")
+
+
+def is_control(job: Job) -> bool:
+    """A control-task run (``control != none``, Hewitt & Liang 2019): scored by token accuracy, not entity F1."""
+    return control_of(job) != Control.none.value
 
 
 def _counts_for_section(key: str, finetune: bool) -> bool:
@@ -155,34 +201,41 @@ def row_sort_key(row: Row) -> Tuple[Any, ...]:
     """Table 7 order; then other multi-layer strategies by name (``scalar_mix_all`` …);
     then single layers (``layer_3``, ``custom`` with one layer) by index; then multi-layer ``custom``."""
     if row.finetune:
-        return -1, 0, (), row.layers, row.combine
+        return -1, 0, (), row.layers, row.combine, row.random
     if row.strategy in TABLE7_ORDER:
-        return 0, TABLE7_ORDER.index(row.strategy), (), row.layers, row.combine
+        return 0, TABLE7_ORDER.index(row.strategy), (), row.layers, row.combine, row.random
     if len(row.layers) == 1:
-        return 2, row.layers[0], natural_key(row.strategy), row.layers, row.combine
+        return 2, row.layers[0], natural_key(row.strategy), row.layers, row.combine, row.random
     if row.strategy != "custom":
-        return 1, 0, natural_key(row.strategy), row.layers, row.combine
-    return 3, 0, (), row.layers, row.combine
+        return 1, 0, natural_key(row.strategy), row.layers, row.combine, row.random
+    return 3, 0, (), row.layers, row.combine, row.random
 
 
 def _label_rows(rows: Sequence[Row]) -> None:
-    """Name each row: the strategy, ``layer k`` for a one-layer custom run, layers appended when a name repeats."""
-    counts: Dict[str, int] = {}
+    """Name each row: the strategy, ``layer k`` for a one-layer custom run, layers appended when a name repeats,
+    `` (random)`` appended for a random encoder's row."""
+    counts: Dict[Tuple[str, str], int] = {}
     for row in rows:
-        counts[row.strategy] = counts.get(row.strategy, 0) + 1
+        counts[row.strategy, row.weights] = counts.get((row.strategy, row.weights), 0) + 1
     for row in rows:
-        if row.finetune and counts[row.strategy] == 1:
+        if row.finetune and counts[row.strategy, row.weights] == 1:
             row.label = row.strategy
         elif row.strategy == "custom" and len(row.layers) == 1:
             row.label = f"layer {row.layers[0]}"
-        elif row.strategy == "custom" or counts[row.strategy] > 1:
+        elif row.strategy == "custom" or counts[row.strategy, row.weights] > 1:
             row.label = f"{row.strategy} [{layers_text(row.layers)}] {row.combine}"
         else:
             row.label = row.strategy
+        if row.random:
+            row.label += f" ({RANDOM})"
 
 
 def group_runs(jobs: Sequence[Job]) -> List[Section]:
-    """Sections (in order of first appearance) of Table-7-ordered rows of successful runs."""
+    """Sections (in order of first appearance) of Table-7-ordered rows of successful runs.
+
+    A random encoder's runs form rows of their own; control-task runs go to :attr:`Section.controls`
+    (a section may hold only those, and then has no :attr:`Section.rows`).
+    """
     runs = [j for j in jobs if j.ok]
     varying = _section_fields(runs)
     sections: Dict[Tuple[Tuple[str, str], ...], Section] = {}
@@ -195,11 +248,12 @@ def group_runs(jobs: Sequence[Job]) -> List[Section]:
     def add(section: Section, job: Job) -> None:
         r = job.results
         layers, combine = tuple(int(x) for x in r["layers"] or ()), cell_text(r["combine"])
-        row = next((x for x in section.rows if (x.strategy, x.layers, x.combine) == (r["strategy"], layers, combine)),
-                   None)
+        ident = (str(r["strategy"]), layers, combine, weights_of(job))
+        rows = section.controls if is_control(job) else section.rows
+        row = next((x for x in rows if (x.strategy, x.layers, x.combine, x.weights) == ident), None)
         if row is None:
-            row = Row(str(r["strategy"]), layers, combine)
-            section.rows.append(row)
+            row = Row(*ident)
+            rows.append(row)
         row.runs.append(job)
 
     def new_section(job: Job, key: Tuple[Tuple[str, str], ...]) -> Section:
@@ -219,8 +273,9 @@ def group_runs(jobs: Sequence[Job]) -> List[Section]:
         for section in homes or [sections.get(key) or new_section(job, key)]:
             add(section, job)
     for section in sections.values():
-        section.rows.sort(key=row_sort_key)
-        _label_rows(section.rows)
+        for rows in (section.rows, section.controls):
+            rows.sort(key=row_sort_key)
+            _label_rows(rows)
     return list(sections.values())
 
 
@@ -229,10 +284,10 @@ def mean_std(values: Sequence[float]) -> Tuple[float, Optional[float]]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
-def format_mean_std(values: Sequence[float]) -> str:
-    """``[80.0, 90.0]`` → ``85.0 ± 7.1``; one value → ``85.0 ± –``."""
+def format_mean_std(values: Sequence[float], digits: int = 1) -> str:
+    """``[80.0, 90.0]`` → ``85.0 ± 7.1``; one value → ``85.0 ± –`` (``digits`` decimals)."""
     mean, std = mean_std(values)
-    return f"{mean:.1f} ± {'–' if std is None else f'{std:.1f}'}"
+    return f"{mean:.{digits}f} ± {'–' if std is None else f'{std:.{digits}f}'}"
 
 
 def one_line(text: str) -> str:

@@ -18,8 +18,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from bert_ner_probe.report.bootstrap import SentenceCounts, counts_of_run
 from bert_ner_probe.report.collect import Job
-from bert_ner_probe.report.rows import (PAPER_LABEL, Row, Section, format_mean_std, layers_text, one_line,
-                                        row_sort_key)
+from bert_ner_probe.report.rows import (PAPER_LABEL, PROBING_FILE, Row, Section, control_of, format_mean_std,
+                                        layers_text, one_line, row_sort_key)
 from bert_ner_probe.report.settings import Settings
 from bert_ner_probe.report.significance import (NO_TEST, SEED_TEST, SIGNIFICANCE_COLUMNS, SPLITS, Pair, Sample, adjust,
                            all_pairs, compare, find_pair, not_worse_than_best, row_interval)
@@ -92,7 +92,7 @@ def pivots(stats: Sequence[TableStats], settings: Settings) -> List[Pivot]:
     out: List[Pivot] = []
     for setting in PIVOT_SETTINGS:
         groups: Dict[Tuple, List[TableStats]] = {}
-        for t in stats:
+        for t in (t for t in stats if t.section.rows):  # a section of control-task runs alone has no row to pivot
             groups.setdefault(tuple(kv for kv in t.section.key if kv[0] != setting), []).append(t)
         for members in groups.values():
             if len(members) < 2:
@@ -209,6 +209,15 @@ def _footnote(t: TableStats, settings: Settings) -> str:
             f"over sentences ({settings.bootstrap_resamples} resamples).")
 
 
+def _controls_note(section: Section) -> str:
+    """Where a section's control-task runs are, and why no strategy table shows them."""
+    runs = [j for r in section.controls for j in r.runs]
+    controls = ", ".join(sorted({f"control={control_of(j)}" for j in runs}))
+    return (f"{len(runs)} control-task runs ({controls}; Hewitt & Liang 2019) are left out of this table: their "
+            f"entity F1 is not a measure. Their token accuracy and the selectivity are in [{PROBING_FILE}]"
+            f"({PROBING_FILE}).")
+
+
 def _pivot_lines(p: Pivot) -> List[str]:
     lines = ["", f"## {p.split} F1 by {p.setting} · {p.title}", "",
              "| strategy | " + " | ".join(p.columns) + " | lead of the best |",
@@ -248,6 +257,10 @@ def render_table(stats: Sequence[TableStats], pivots_: Sequence[Pivot], jobs: Se
     for t in stats:
         section = t.section
         lines += ["", f"## {section.title()}", ""]
+        if section.controls:
+            lines += [_controls_note(section)] + ([""] if section.rows else [])
+        if not section.rows:
+            continue
         ft = next((r for r in section.rows if r.finetune), None)
         frozen = [r for r in section.rows if not r.finetune]
         if ft is not None:
