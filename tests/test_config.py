@@ -76,6 +76,39 @@ def test_a_fine_tuning_job_of_a_sweep_composes_with_its_own_trainer(compose):
     assert (probe.trainer.name, probe.trainer.lr) == ("default", 1e-3)
 
 
+def test_a_fine_tuning_job_picks_the_fine_tuned_encoder_as_its_model(compose):
+    """strategy=finetune picks probe=finetune (the model) and trainer=finetune (its recipe); the frozen rows keep bilstm."""
+    assert compose(["experiment=table7", "strategy=finetune"]).probe.name == "finetune"
+    assert compose(["experiment=table7", "strategy=sum_all"]).probe.name == "bilstm"
+
+
+@pytest.mark.parametrize("probe", ["linear", "mlp", "bilstm"])
+def test_every_probe_composes_with_its_keys(compose, probe):
+    cfg = compose([f"probe={probe}"])
+    assert cfg.probe.name == probe and cfg.trainer.words_per_batch == 256
+
+
+def test_probing_sweeps_every_hidden_state_both_probes_and_the_baselines(compose):
+    cfg = compose(["experiment=probing"], hydra=True)
+    params = cfg.hydra.sweeper.params
+    assert str(params["+probing"]).split(",") == ["linear", "bilstm"]
+    assert str(params["+baseline"]).split(",") == ["none", "control", "random_encoder"]
+    assert (params.strategy, cfg.encoder.context) == ("layer", "document")
+    from bert_ner_probe.config import hidden_states
+
+    assert params["strategy.index"] == hidden_states(cfg.encoder.name_or_path) == "range(0,7)"
+    jobs = {(p, b): compose(["experiment=probing", f"+probing={p}", f"+baseline={b}", "strategy=layer",
+                             "strategy.index=3"]) for p in ("linear", "bilstm")
+            for b in ("none", "control", "random_encoder")}
+    assert jobs["linear", "none"].mdl and not jobs["linear", "control"].mdl and not jobs["bilstm", "none"].mdl
+    assert jobs["linear", "control"].control == "word_type" and jobs["linear", "none"].control == "none"
+    assert jobs["bilstm", "random_encoder"].encoder.weights == "random"
+    assert {j.probe.name for (p, _), j in jobs.items() if p == "linear"} == {"linear"}
+    # every baseline of a probe trains exactly as its real task: the report pairs them in one table
+    for p in ("linear", "bilstm"):
+        assert len({(str(jobs[p, b].probe), str(jobs[p, b].trainer)) for b in ("none", "control", "random_encoder")}) == 1
+
+
 @pytest.mark.parametrize("name", STRATEGIES)
 def test_every_strategy_composes(compose, name):
     cfg = compose([f"strategy={name}"])

@@ -40,18 +40,21 @@ class Layout(Choice):
 
 
 class Batch:
-    """What every batch has: its number of words and :meth:`put`."""
+    """What every batch has: ``rows``, each word's row in its split (Shape: (words,) unless a subclass says
+    otherwise), its number of words and :meth:`put`."""
+
+    rows: torch.Tensor
 
     @property
     def num_words(self) -> int:
-        raise NotImplementedError
+        return int(self.rows.shape[0])
 
     def put(self, flat: torch.Tensor, labels: torch.Tensor) -> None:
         """Write ``labels`` (as the model's ``decode`` returns them for this batch) into ``flat`` at the words' rows.
 
-        ``flat``: Shape: (split words + 1,) on the rows' device; its last slot takes padding.
+        ``flat``: Shape: (split words + 1,); its last slot takes padding. Here labels Shape: (words,).
         """
-        raise NotImplementedError
+        flat[self.rows.to(flat.device)] = labels.to(flat.device)
 
 
 @dataclass
@@ -62,13 +65,6 @@ class WordsBatch(Batch):
     tags: torch.Tensor
     rows: torch.Tensor
 
-    @property
-    def num_words(self) -> int:
-        return int(self.tags.shape[0])
-
-    def put(self, flat: torch.Tensor, labels: torch.Tensor) -> None:
-        flat[self.rows] = labels.to(flat.device)  # labels Shape: (words,)
-
 
 @dataclass
 class PackedBatch(Batch):
@@ -76,14 +72,7 @@ class PackedBatch(Batch):
 
     seq: PackedSequence
     tags: torch.Tensor
-    rows: torch.Tensor
-
-    @property
-    def num_words(self) -> int:
-        return int(self.seq.batch_sizes.sum())
-
-    def put(self, flat: torch.Tensor, labels: torch.Tensor) -> None:
-        flat[self.rows] = labels.to(flat.device)  # labels Shape: (words,), packed order
+    rows: torch.Tensor  # packed order
 
 
 @dataclass
@@ -143,10 +132,3 @@ class WindowBatch(Batch):
     tags: torch.Tensor
     rows: torch.Tensor
     chain: torch.Tensor
-
-    @property
-    def num_words(self) -> int:
-        return int(self.rows.shape[0])
-
-    def put(self, flat: torch.Tensor, labels: torch.Tensor) -> None:
-        flat[self.rows.to(flat.device)] = labels.to(flat.device)  # labels Shape: (words,)
