@@ -14,7 +14,7 @@ import csv
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from bert_ner_probe.report.bootstrap import SentenceCounts, counts_of_run
 from bert_ner_probe.report.collect import Job
@@ -177,6 +177,31 @@ def _table(rows: Sequence[Row], t: TableStats, share_of: Optional[float]) -> Lis
     return lines
 
 
+def _train_sentences(run: Job, finetune: bool) -> Optional[int]:
+    """The training sentences a run trained on: the fine-tuning record's own count, else the corpus's."""
+    raw = run.results or {}
+    if finetune and (raw.get("finetune") or {}).get("train_sentences") is not None:
+        return int(raw["finetune"]["train_sentences"])
+    return ((raw.get("sizes") or {}).get("train") or {}).get("sentences")
+
+
+def _unlike_training_sets(ft: Row, frozen: Sequence[Row]) -> Optional[str]:
+    """Why the fine-tuning row's F1 is not comparable with the frozen rows' (None when it is).
+
+    A "share of fine-tuning dev F1" compares two ways of using an encoder; it means that only when both
+    trained on the same training sentences (a fine-tuning row on a subset, ``finetune.train_limit``,
+    reads lower for want of data, not for its method).
+    """
+    ft_n = {_train_sentences(j, True) for j in ft.runs}
+    frozen_n = {_train_sentences(j, False) for r in frozen for j in r.runs}
+    if not frozen or ft_n == frozen_n:
+        return None
+    return (f"No share of fine-tuning dev F1: the fine-tuning row trained on "
+            f"{' / '.join(f'{n:,}' for n in sorted(x for x in ft_n if x is not None)) or 'unknown'} training "
+            f"sentences, the frozen rows on {' / '.join(f'{n:,}' for n in sorted(x for x in frozen_n if x is not None))}"
+            f" (finetune.train_limit), so its dev F1 is not comparable with theirs.")
+
+
 def _finetune_notes(t: TableStats, ft: Row, frozen: Sequence[Row]) -> List[str]:
     """The fine-tuning footnote (its training subset or epochs) and whether it beats the best frozen row."""
     notes = []
@@ -266,8 +291,11 @@ def render_table(stats: Sequence[TableStats], pivots_: Sequence[Pivot], jobs: Se
         if ft is not None:
             lines += ["### Fine-tuning approach", ""] + _table([ft], t, None)
             lines += ["", "### Feature-based approach", ""]
-        share = sum(ft.dev) / len(ft.dev) if ft is not None else None
+        unlike = _unlike_training_sets(ft, frozen) if ft is not None else None
+        share = sum(ft.dev) / len(ft.dev) if ft is not None and unlike is None else None
         lines += _table(frozen, t, share)
+        if unlike is not None:
+            lines += ["", unlike]
         if len(t.samples) > 1:
             lines += ["", _footnote(t, settings)]
         if ft is not None:

@@ -342,3 +342,36 @@ def test_the_six_frozen_rows_come_in_table_7s_order_beside_the_papers_figures(tm
         runs.make(root / str(num), strategy, layers, combine, 1, 0.8 + num / 100, 0.7)
     rows = table_rows(Path(write_report(root)["table"]).read_text())
     assert [(r[0], r[-1]) for r in rows] == [(name, figure) for name, _, _, figure in paper]
+
+
+def _finetune_job(runs: Runs, job: Path, seed: int, dev: float, train_limit: Optional[int]) -> Path:
+    """A fine-tuning job folder written through results_record, trained on ``train_limit`` of the 10 sentences."""
+    cfg = runs.config("finetune", None, "concat", "first", seed)
+    cfg.probe.name, cfg.finetune.train_limit = "finetune", train_limit
+    write_hydra(job, OmegaConf.to_container(cfg, resolve=True, enum_to_str=True), ["strategy=finetune", f"seed={seed}"])
+    write_results(job, results_record(
+        cfg, tiny_corpus(), depth=NUM_LAYERS, strategy="finetune", layers=None, combine=None,
+        metrics={"dev": split_scores(dev), "test": split_scores(dev)}, trained=trained(dev),
+        device=torch.device("cpu"), encoder_dtype="float32", precision="fp32", cache_hit=False, cache_entry=None,
+        encoder_passes=40, features_reused=False, mix_weights=None,
+        timings={"extract_s": 0.0, "select_s": 0.0, "train_s": 30.0, "eval_s": 2.0, "total_s": 33.0},
+        finetune={"train_sentences": train_limit or 10, "train_words": 10 * (train_limit or 10),
+                  "train_windows": 2, "words_per_batch": 320.0, "saved": None}))
+    return job
+
+
+@pytest.mark.parametrize("train_limit", [None, 4])
+def test_the_share_of_fine_tuning_needs_the_same_training_sentences(tmp_path: Path, runs: Runs, train_limit):
+    """On the same 10 training sentences the frozen rows get a share of the fine-tuning row's dev F1 (0.80 of
+    0.90 = 88.9%); on a subset of 4 the column is left out and the table says why."""
+    root = tmp_path / "sweep"
+    runs.make(root / "0", "last", [6], "concat", 1, 0.80, 0.70)
+    _finetune_job(runs, root / "1", 1, 0.90, train_limit)
+    text = write_report(root)["table"].read_text()
+    if train_limit is None:
+        assert "| share of fine-tuning dev F1 |" in text and "88.9%" in text and "not comparable" not in text
+    else:
+        assert "| share of fine-tuning dev F1 |" not in text and "88.9%" not in text
+        assert ("No share of fine-tuning dev F1: the fine-tuning row trained on 4 training sentences, the frozen "
+                "rows on 10 (finetune.train_limit), so its dev F1 is not comparable with theirs.") in text
+    assert "Fine-tuning (90.0 dev F1) beats the best frozen row, last (80.0): +10.0 points" in text
