@@ -119,33 +119,22 @@ def test_random_weights_extract_their_own_features(small_corpus_dir, tmp_path, o
         get_features(rnd, "first", corpus, "cpu", cache, progress=False, key=cache_key(pre, "first", corpus, "cpu"))
 
 
-def _compose(overrides):
-    from hydra import compose, initialize_config_dir
-
-    from bert_ner_probe.config import register
-    from bert_ner_probe.main import config_dir
-
-    register()
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
-
-
 @pytest.mark.parametrize("encoder", ["minilm-l6", "bert-base-cased", "bert-large-cased"])
-def test_encoder_weights_keys_compose(encoder):
-    cfg = _compose([f"encoder={encoder}"])
+def test_encoder_weights_keys_compose(compose, encoder):
+    cfg = compose([f"encoder={encoder}"])
     assert (cfg.encoder.weights, cfg.encoder.weights_seed) == (Weights.pretrained, 0)
-    cfg = _compose([f"encoder={encoder}", "encoder.weights=random", "encoder.weights_seed=3"])
+    cfg = compose([f"encoder={encoder}", "encoder.weights=random", "encoder.weights_seed=3"])
     assert (cfg.encoder.weights, cfg.encoder.weights_seed) == (Weights.random, 3)
 
 
-def test_bad_weights_fail_at_compose_time_and_finetune_refuses_random_weights():
+def test_bad_weights_fail_at_compose_time_and_finetune_refuses_random_weights(compose):
     from hydra.errors import ConfigCompositionException
     from omegaconf.errors import ValidationError
 
     from bert_ner_probe.config import check_values
 
     with pytest.raises((ConfigCompositionException, ValidationError)):
-        _compose(["encoder.weights=trained"])
-    check_values(_compose(["encoder.weights=random"]))  # a frozen-feature strategy takes it
+        compose(["encoder.weights=trained"])
+    check_values(compose(["encoder.weights=random"]))  # a frozen-feature strategy takes it
     with pytest.raises(UserError, match=r"^encoder.weights=random: strategy=finetune trains the pretrained encoder"):
-        check_values(_compose(["strategy=finetune", "encoder.weights=random"]))
+        check_values(compose(["strategy=finetune", "encoder.weights=random"]))
