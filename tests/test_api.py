@@ -126,3 +126,17 @@ def test_probe_rejects_bad_overrides_in_one_line():
         bnp.probe(["probe.hiden=3"])
     with pytest.raises(UserError, match="list of overrides"):
         bnp.probe("strategy=last")
+
+
+def test_probe_refuses_mixing_fine_tuning_with_a_probe_or_the_probing_controls(tmp_path, conll):
+    """One UserError each, before any work (the command prints it as one line, exit 2: tests/e2e/test_cli_errors.py)."""
+    d = conll.write(tmp_path / "data")
+    common = [f"data.dir={d}", f"cache_dir={tmp_path / 'cache'}", "progress=false"]
+    cases = [(["strategy=finetune", "probe=linear"], "strategy=finetune trains the encoder, but probe=linear"),
+             (["strategy=last", "probe=finetune"], "probe=finetune trains the encoder itself"),
+             (["strategy=finetune", "control=word_type"], "control=word_type and mdl=true measure a probe"),
+             (["probe.name=nosuch.module"], "probe.name='nosuch.module': no such probe")]
+    for overrides, message in cases:
+        with pytest.raises(UserError, match=re.escape(message)):
+            bnp.probe([*overrides, *common], out_dir=tmp_path / "run")
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "run" / "results.json").exists()

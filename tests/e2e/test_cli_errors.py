@@ -56,23 +56,3 @@ def test_cli_mdl_with_too_little_training_data_exits_2_before_any_work(tmp_path,
     assert "mdl=true: training set of 5 sentences is too small" in res.stderr and "needs at least 1500" in res.stderr
     assert "Traceback" not in res.stderr
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
-
-
-def test_cli_control_task_without_training_tags_exits_2(tmp_path, conll):
-    """A 2-column file of words whose tag column holds only O gives the control task nothing but one tag:
-    that is valid; a training split without a single word is not a corpus at all (the reader says so)."""
-    d = conll.write(tmp_path / "data", train="-DOCSTART- O\n\n")
-    res = _cli(tmp_path, f"data.dir={d}", "probe=linear", "control=word_type")
-    assert res.returncode == 2, res.stderr
-    assert "train" in res.stderr and "Traceback" not in res.stderr
-
-
-def test_cli_finetune_refuses_a_probe_and_the_probing_controls(tmp_path, conll):
-    d = conll.write(tmp_path / "data")
-    res = _cli(tmp_path, f"data.dir={d}", "strategy=finetune", "probe=linear")
-    assert res.returncode == 2 and "strategy=finetune trains the encoder, but probe=linear" in res.stderr
-    res = _cli(tmp_path, f"data.dir={d}", "strategy=last", "probe=finetune")
-    assert res.returncode == 2 and "probe=finetune trains the encoder itself" in res.stderr
-    res = _cli(tmp_path, f"data.dir={d}", "strategy=finetune", "control=word_type")
-    assert res.returncode == 2 and "control=word_type and mdl=true measure a probe" in res.stderr
-    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
