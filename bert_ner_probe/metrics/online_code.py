@@ -55,7 +55,8 @@ def online_code(trainer: Trainer, new_model: Callable[[], Model], train: Tagging
         fit_ids, held_ids = early_stop_split(prefix, seed + i)
         fit, held = train.subset(fit_ids), train.subset(held_ids)
         model = new_model()
-        trainer.fit(model, fit, held, lambda _labels: -trainer.code_length(model, held, device) / held.num_words, device)
+        trainer.fit(model, fit, held, None, device,
+                    dev_score=lambda m: -trainer.code_length(m, held, device) / held.num_words)
         bits.append(trainer.code_length(model, train.subset(blocks[i]), device))
         log.info("online code: block %d/%d (%d words) sent in %.0f bits by a probe trained on %d sentences",
                  i + 1, len(blocks), words[i], bits[-1], len(fit_ids))

@@ -35,7 +35,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, fields
-from typing import Any, Callable, Dict, List, Protocol
+from typing import Any, Callable, Dict, List, Optional, Protocol
 
 import numpy as np
 import torch
@@ -129,13 +129,20 @@ class Trainer:
         rng = np.random.default_rng(self.seed)
         return [data.plan_epoch(self.batch_size, rng, self.bucket_pool) for _ in range(self.epochs)]
 
-    def fit(self, model: Model, train: BatchSource, dev: BatchSource, dev_f1: Callable[[np.ndarray], float],
-            device: torch.device, epochs: List[List[np.ndarray]] | None = None) -> TrainResult:
+    def fit(self, model: Model, train: BatchSource, dev: BatchSource,
+            dev_f1: Optional[Callable[[np.ndarray], float]], device: torch.device,
+            epochs: List[List[np.ndarray]] | None = None,
+            dev_score: Optional[Callable[[Model], float]] = None) -> TrainResult:
         """Fit ``model``; return the best epoch (1-based) and the history. The best weights are restored.
 
-        ``dev_f1`` scores the dev split's predicted label ids (Shape: (words,)); ``epochs``: the
-        batches of :meth:`plan` (drawn here when None).
+        ``dev_f1`` scores the dev split's predicted label ids (Shape: (words,)); ``dev_score``, when given,
+        scores the model itself instead (no prediction pass: the online code stops on the held-out code
+        length); higher is better either way. ``epochs``: the batches of :meth:`plan` (drawn here when None).
         """
+        if dev_score is None:
+            if dev_f1 is None:
+                raise ValueError("fit needs dev_f1 or dev_score")
+            dev_score = lambda m: dev_f1(self.predict(m, dev, device))  # noqa: E731
         precision = self.precision_on(device, model.fine_tunes_encoder)
         epochs = self.plan(train) if epochs is None else epochs
         layout = model.layout(device)
@@ -172,7 +179,7 @@ class Trainer:
                 words += batch_words
             bar.close()
             f1 = close_epoch(history, epoch, self.epochs, total, words, t_epoch, device,
-                             lambda: dev_f1(self.predict(model, dev, device)), lr_end=float(schedule.get_last_lr()[0]))
+                             lambda: dev_score(model), lr_end=float(schedule.get_last_lr()[0]))
             if stopper.update(model, epoch, f1):
                 break
         stopper.restore(model)
