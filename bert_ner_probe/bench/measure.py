@@ -150,7 +150,8 @@ def bench_training(feats: TrainingFeatures, cfg: DictConfig, device: torch.devic
         torch.manual_seed(cfg.seed)
         model = build(cfg.probe, ProbeInputs(feats.num_labels, feats.combiner.output_width,
                                              feats.combiner.mix_layers)).to(device)
-        return trainer.fit(model, on, feats.harness["dev"], None, device, dev_score=lambda _m: 0.0).history  # no dev pass
+        # no dev pass: the harness figure is the epoch loop alone
+        return trainer.fit(model, on, feats.harness["dev"], None, device, dev_score=lambda _m: 0.0).history
 
     shape = BareSpec(feats.combiner.output_width, cfg.probe.hidden_size, feats.num_labels,
                       feats.combiner.mix_layers, trainer.lr)

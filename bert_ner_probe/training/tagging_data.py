@@ -110,30 +110,27 @@ class TaggingData:
             x, lengths, tags = self.gather(rows, valid, lens, device)
             return PaddedBatch(x, lengths, tags, rows, valid)
         if layout == Layout.words:
-            return WordsBatch(*self.words(sentence_ids, device))
+            return self.words_at(self.sentence_rows(sentence_ids), device)
         raise ValueError(f"cached features cannot make a {layout} batch")
 
     def subset(self, sentence_ids: np.ndarray) -> "TaggingData":
         """These sentences alone, in this order, as their own split (features shared, not copied when on a device)."""
-        rows = np.concatenate([np.arange(self.offsets[i], self.offsets[i + 1]) for i in sentence_ids]) \
-            if len(sentence_ids) else np.zeros(0, dtype=np.int64)
-        rows_t = torch.from_numpy(rows)
+        rows_t = torch.from_numpy(self.sentence_rows(np.asarray(sentence_ids, dtype=np.int64)))
         x = self.x[rows_t.to(self.x.device)]  # Shape: (subset words, ...); a CachedSelection reads them here
         offsets = np.concatenate([[0], np.cumsum(self.lengths[sentence_ids])]).astype(np.int64)
         return TaggingData(x, offsets, self.tags[rows_t.to(self.tags.device)])
 
-    def words(self, sentence_ids: np.ndarray, device: torch.device
-              ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The sentences' words without sentence structure: ``(x, tags, rows)``, Shape: (words, ...), (words,), (words,).
-
-        ``x`` float32 on ``device``; ``rows`` (each word's row in this split) on the features' device.
-        """
+    def sentence_rows(self, sentence_ids: np.ndarray) -> np.ndarray:
+        """Every word row of these sentences, sentence after sentence. Shape: (words,), int64."""
         starts = self.offsets[sentence_ids]
         lens = self.offsets[sentence_ids + 1] - starts
-        rows_np = np.repeat(starts - np.cumsum(lens) + lens, lens) + np.arange(int(lens.sum()))
-        rows = to_device_nowait(torch.from_numpy(rows_np), self.x.device)  # Shape: (words,)
-        x = self.x[rows].to(device, non_blocking=True).float()
-        return x, self.tags[rows].to(device, non_blocking=True), rows
+        return (np.repeat(starts - np.cumsum(lens) + lens, lens) + np.arange(int(lens.sum()))).astype(np.int64)
+
+    def words_at(self, rows: np.ndarray, device: torch.device) -> WordsBatch:
+        """These word rows without sentence structure: features float32 on ``device``, tags, rows."""
+        rows_t = to_device_nowait(torch.from_numpy(np.asarray(rows, dtype=np.int64)), self.x.device)  # Shape: (words,)
+        x = self.x[rows_t].to(device, non_blocking=True).float()  # Shape: (words, ...)
+        return WordsBatch(x, self.tags[rows_t].to(device, non_blocking=True), rows_t)
 
     def positions(self, sentence_ids: np.ndarray) -> Tuple[torch.Tensor, torch.Tensor, np.ndarray]:
         """Word rows and validity of each padded position, on the features' device; lengths.
@@ -222,9 +219,7 @@ class WordData:
     def batch(self, word_ids: np.ndarray, layout: Layout, device: torch.device) -> Batch:
         if layout != Layout.words:
             raise ValueError(f"word batches cannot make a {layout} batch")
-        rows = to_device_nowait(torch.from_numpy(np.asarray(word_ids, dtype=np.int64)), self.data.x.device)
-        x = self.data.x[rows].to(device, non_blocking=True).float()  # Shape: (words, ...)
-        return WordsBatch(x, self.data.tags[rows].to(device, non_blocking=True), rows)
+        return self.data.words_at(word_ids, device)
 
     def subset(self, sentence_ids: np.ndarray) -> "WordData":
         """The words of these sentences (:meth:`TaggingData.subset`)."""
