@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import List, Optional
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
 
 from bert_ner_probe.choice import Choice
 from bert_ner_probe.report import settings as report_settings
@@ -20,7 +21,7 @@ from bert_ner_probe.report import settings as report_settings
 from bert_ner_probe.data.control import Control
 from bert_ner_probe.data.scheme import Scheme
 from bert_ner_probe.device import EncoderDtype, Precision
-from bert_ner_probe.features.encoder import Weights
+from bert_ner_probe.features.encoder import Attention, Weights
 from bert_ner_probe.features.pooling import Pooling
 from bert_ner_probe.features.windows import Context
 from bert_ner_probe.metrics.score import EvalMode
@@ -131,6 +132,9 @@ class FinetuneConfig:
 
     save: bool = False  # save the fine-tuned encoder (a Hugging Face folder) and its head in <run>/model
     train_limit: Optional[int] = None  # train on the first N training sentences only (this row alone)
+    max_length: Optional[int] = None  # its windows (train, dev, test) in sub-tokens incl. specials; null = encoder.max_length
+    stride: Optional[int] = None  # pieces between a document's window starts; null = half a window
+    attention: Attention = Attention.auto  # auto = eager on the CPU (faster to train there), sdpa on a GPU
 
 
 @dataclass
@@ -252,8 +256,12 @@ def check_values(cfg) -> None:
     if cfg.strategy.name == "finetune" and str(cfg.encoder.get("weights", "pretrained")) != "pretrained":
         raise UserError(f"encoder.weights={cfg.encoder.weights}: strategy=finetune trains the pretrained encoder; "
                         "random weights are a baseline of the frozen-feature strategies")
-    if cfg.encoder.max_length is not None and cfg.encoder.max_length < 8:
-        raise UserError(f"encoder.max_length={cfg.encoder.max_length}: must be at least 8 (or null)")
+    for key in ("encoder.max_length", "finetune.max_length"):
+        value = OmegaConf.select(cfg, key)
+        if value is not None and value < 8:
+            raise UserError(f"{key}={value}: must be at least 8 (or null)")
+    if cfg.finetune.stride is not None and cfg.finetune.stride < 1:
+        raise UserError(f"finetune.stride={cfg.finetune.stride}: must be at least 1 (or null)")
 
 
 def _field_type(full_key: str) -> object:

@@ -162,13 +162,16 @@ def encoder_inputs(cfg: DictConfig, device: torch.device, session: Session) -> R
     session.features.forget()
     corpus = corpus_of(cfg, session.files)
     t_load = time.perf_counter()
-    loaded = load_encoder(cfg.encoder.name_or_path, cfg.device, "float32", cfg.encoder.max_length)
+    ft = cfg.finetune
+    loaded = load_encoder(cfg.encoder.name_or_path, cfg.device, "float32",
+                          cfg.encoder.max_length if ft.max_length is None else ft.max_length,
+                          attention=ft.attention)
     load_s = time.perf_counter() - t_load
 
     t_plan = time.perf_counter()
     enc = cfg.encoder
     data = {split: WindowData.of(loaded, corpus, split, enc.context, enc.max_pieces_per_word, enc.max_tokens,
-                                 cfg.finetune.train_limit if split == "train" else None)
+                                 ft.train_limit if split == "train" else None, ft.stride)
             for split in ("train", "dev", "test")}
     plan_s = time.perf_counter() - t_plan
 
@@ -179,8 +182,10 @@ def encoder_inputs(cfg: DictConfig, device: torch.device, session: Session) -> R
     record = {"layers": None, "combine": None, "encoder_dtype": "float32", "cache_hit": False, "cache_entry": None,
               "features_reused": False,
               "finetune": {"train_sentences": train.num_sentences, "train_words": train.num_words,
-                           "train_windows": len(train.plan.windows),
-                           "words_per_batch": train.words_per_batch(cfg.trainer.batch_size), "saved": None}}
+                           "train_windows": len(train.plan.windows), "train_tokens": train.tokens,
+                           "windows_per_batch": train.windows_per_batch(cfg.trainer.batch_size),
+                           "max_length": loaded.max_length, "stride": ft.stride,
+                           "attention": str(loaded.model.config._attn_implementation), "saved": None}}
     timings = {"extract_s": 0.0, "select_s": 0.0,
                "load_s": load_s,  # loading the encoder
                "plan_s": plan_s}  # tokenising and cutting windows, all splits
@@ -217,6 +222,7 @@ def train_and_record(cfg: DictConfig, out_dir: Path, inputs: RunInputs, trainer:
                          "seconds": time.perf_counter() - t_mdl}
     if model.fine_tunes_encoder:
         record["encoder_passes"] = encoder_passes(trainer, data, epochs, trained)
+        record["finetune"] = {**record["finetune"], "train_tokens_per_s": train_tokens_per_s(data["train"], trained)}
         if cfg.finetune.save:
             saved = model.save(out_dir / MODEL_DIR, inputs.loaded.tokenizer, labels)
             record["finetune"] = {**record["finetune"], "saved": str(saved)}
@@ -239,6 +245,13 @@ def dev_scorer(cfg: DictConfig, corpus: Corpus, tags_of: Callable[[str, np.ndarr
         return lambda ids: token_accuracy(gold, tags_of("dev", ids))
     entities = GoldEntities(gold, cfg.eval.mode)  # read once, scored every epoch
     return lambda ids: entities.f1(tags_of("dev", ids))
+
+
+def train_tokens_per_s(train: WindowData, trained: TrainResult) -> float:
+    """Encoder positions trained per second (special tokens counted, padding not) over the epoch loops run:
+    every epoch passes over every training window once."""
+    seconds = sum(h["epoch_s"] for h in trained.history)
+    return train.tokens * len(trained.history) / seconds if seconds > 0 else float("nan")
 
 
 def encoder_passes(trainer: Trainer, data: Dict[str, BatchSource], epochs: List[List[np.ndarray]],

@@ -65,7 +65,8 @@ def test_table7_cpu_runs_the_same_strategies_once(compose):
     cfg = compose(["experiment=table7_cpu"], hydra=True)
     assert str(cfg.hydra.sweeper.params.strategy).split(",") == TABLE7 + ["finetune"]
     assert str(cfg.hydra.sweeper.params.seed) == "1"
-    assert cfg.finetune.train_limit is not None  # the fine-tuning row alone trains on a subset on 2 cores
+    assert cfg.finetune.train_limit is None  # every row, fine-tuning included, trains on every sentence
+    assert (cfg.finetune.max_length, cfg.finetune.stride, cfg.finetune.attention) == (128, 96, "auto")
 
 
 def test_a_fine_tuning_job_of_a_sweep_composes_with_its_own_trainer(compose):
@@ -147,6 +148,7 @@ def test_a_typo_inside_a_group_file_fails(tmp_path):
      ("probe.impl=cudnn", "probe.impl='cudnn': expected one of auto | packed | padded"),
      ("logger.name=wandb", "logger.name='wandb': expected one of none | mlflow | tensorboard"),
      ("trainer.optimizer=sgd", "trainer.optimizer='sgd': expected one of adam | adamw"),
+     ("finetune.attention=flash", "finetune.attention='flash': expected one of auto | eager | sdpa"),
      ("probe.hiden_size=10", "probe.hiden_size: Key 'hiden_size' not in 'ProbeConfig'"),
      ("strategy=nosuch", "Could not find 'strategy/nosuch' (there are: concat_last_four, custom, embeddings,")],
 )
@@ -226,6 +228,8 @@ def test_fine_tuning_typos_fail_at_compose_time(compose, override):
 @pytest.mark.parametrize("override, key", [("trainer.warmup_ratio=1.5", "trainer.warmup_ratio"),
                                            ("trainer.grad_accum=0", "trainer.grad_accum"),
                                            ("finetune.train_limit=0", "finetune.train_limit"),
+                                           ("finetune.max_length=4", "finetune.max_length"),
+                                           ("finetune.stride=0", "finetune.stride"),
                                            ("trainer.precision=fp16", "trainer.precision")])
 def test_fine_tuning_bad_values_fail_before_any_work(compose, override, key):
     import torch

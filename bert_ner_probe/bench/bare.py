@@ -13,6 +13,12 @@
   call on the padded batch: the backward direction reads padding, which is
   wrong, but it is the fastest call there is). No dropout, no gradient
   clipping: the bare loop's best case.
+* Fine-tuning: :func:`bare_finetune_batches` builds the harness's
+  fine-tuning batches (:class:`~bert_ner_probe.training.window_data.WindowData`,
+  the same windows in the same batches) in advance on the device;
+  :func:`bare_finetune_epoch` runs the encoder, takes each word's first
+  sub-token, a linear layer, cross-entropy, backward and a fused AdamW step
+  per batch, and nothing else (no clipping, no schedule).
 """
 
 from __future__ import annotations
@@ -32,8 +38,11 @@ from bert_ner_probe.features.batching import bucketed_batches
 from bert_ner_probe.features.encoder import LoadedEncoder
 from bert_ner_probe.features.extract import plan_batches
 from bert_ner_probe.training.tagging_data import TaggingData
+from bert_ner_probe.training.window_data import WindowData
 
 EncoderBatch = Tuple[torch.Tensor, torch.Tensor]  # input_ids, attention_mask, on the device
+FinetuneBatch = Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+# input_ids, attention_mask, each word's window row and first sub-token position, its tag
 BareBatch = Tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # features, lengths (CPU), tags
 
 
@@ -177,3 +186,32 @@ def warm_up_epochs(shape: BareSpec, batches: Sequence[BareBatch], precision: str
     """One untimed bare epoch of each form over the first 8 batches."""
     for packed in (True, False):
         bare_epoch_times(shape, batches[:8], 1, packed, precision, device, seed)
+
+
+# --------------------------------------------------------------------------- fine-tuning
+
+
+def bare_finetune_batches(data: WindowData, batches: Sequence[np.ndarray], device: torch.device
+                          ) -> List[FinetuneBatch]:
+    """The windows of each of ``batches`` (the harness's epoch) as tensors on ``device``, built in advance."""
+    out: List[FinetuneBatch] = []
+    for units in batches:
+        b = data.plan.batch(units)
+        out.append((torch.from_numpy(b.input_ids).to(device), torch.from_numpy(b.attention_mask).to(device),
+                    torch.from_numpy(b.positions[0]).to(device), torch.from_numpy(b.positions[1]).to(device),
+                    data.tags[torch.from_numpy(b.words)].to(device)))
+    return out
+
+
+def bare_finetune_epoch(encoder: nn.Module, head: nn.Linear, optim: torch.optim.Optimizer,
+                        batches: Sequence[FinetuneBatch], precision: str, device: torch.device) -> None:
+    """One pass of encoder forward, first sub-token, linear, cross-entropy, backward and AdamW step per batch."""
+    encoder.train()
+    for ids, mask, row, first, tags in batches:
+        with autocast(device, precision):
+            hidden = encoder(input_ids=ids, attention_mask=mask).last_hidden_state  # Shape: (batch, time, hidden)
+            scores = head(hidden[row, first])  # Shape: (words, labels)
+            loss = nn.functional.cross_entropy(scores.float(), tags)
+        loss.backward()
+        optim.step()
+        optim.zero_grad(set_to_none=True)

@@ -12,9 +12,14 @@
    ``python -m bert_ner_probe -m strategy=<the Table 7 strategies> …`` run twice
    on one fresh cache folder; ``encoder_passes`` summed over every job (the
    warm sweep must report 0) (:func:`~bert_ner_probe.bench.children.bench_sweep`).
-4. **Peak RSS** — of one single training run of ``--strategy`` (warm cache),
+4. **Fine-tuning** — one fine-tuning epoch of the harness's trainer vs a bare
+   fine-tuning loop, tokens/s, on ``--finetune-limit`` training sentences in
+   sentence and in document context, with ``--finetune-experiment``'s
+   fine-tuning settings (the main command's windows, stride and attention)
+   (:func:`~bert_ner_probe.bench.measure.bench_finetuning`).
+5. **Peak RSS** — of one single training run of ``--strategy`` (warm cache),
    read with ``os.wait4`` for that child alone.
-5. **Peak RSS of a full-data run** (``--full-rss-epochs N``, off by default:
+6. **Peak RSS of a full-data run** (``--full-rss-epochs N``, off by default:
    minutes on 2 cores) — one run of ``--strategy`` on the whole corpus with
    ``encoder.context=sentence`` on a fresh cache folder: peak RSS, wall time and dev F1.
 
@@ -41,9 +46,10 @@ import torch
 
 from bert_ner_probe.api import compose_config
 from bert_ner_probe.bench.children import PACKAGE_PARENT, bench_full_rss, bench_peak_rss, bench_sweep, own_peak_rss_mb
-from bert_ner_probe.bench.measure import bench_extraction, bench_training, training_features
+from bert_ner_probe.bench.measure import bench_extraction, bench_finetuning, bench_training, training_features
 from bert_ner_probe.bench.render import render_markdown
-from bert_ner_probe.bench.settings import (DEFAULT_ENCODER, DEFAULT_EVAL_LIMIT, DEFAULT_EXTRACT_LIMIT, DEFAULT_LIMIT,
+from bert_ner_probe.bench.settings import (DEFAULT_ENCODER, DEFAULT_EVAL_LIMIT, DEFAULT_EXTRACT_LIMIT,
+                                          DEFAULT_FINETUNE_EXPERIMENT, DEFAULT_FINETUNE_LIMIT, DEFAULT_LIMIT,
                                           Settings, device_name)
 from bert_ner_probe.data.conll import load_corpus
 from bert_ner_probe.device import encoder_dtype, resolve_device
@@ -65,6 +71,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    help="dev and test sentences (sweep, RSS, feature cache)")
     p.add_argument("--extract-limit", type=int, default=DEFAULT_EXTRACT_LIMIT,
                    help="train sentences for the extraction timing")
+    p.add_argument("--finetune-limit", type=int, default=DEFAULT_FINETUNE_LIMIT,
+                   help="train sentences for the fine-tuning timing (0: skip it)")
+    p.add_argument("--finetune-experiment", default=DEFAULT_FINETUNE_EXPERIMENT,
+                   help="the experiment whose strategy=finetune settings (windows, stride, attention) are timed")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--dtype", default="auto",
                    help="auto (bfloat16 where the hardware has it, else float32) | float32 | bfloat16")
@@ -113,7 +123,8 @@ def settings_of(a: argparse.Namespace, device: torch.device, threads: int) -> Se
         batch_size=int(a.batch_size or compose_config([]).trainer.batch_size),  # conf/trainer/default.yaml
         hidden_size=a.hidden_size, epochs=a.epochs, repeats=a.repeats, strategy=a.strategy,
         sweep_strategies=[x for x in a.sweep_strategies.split(",") if x], skip_sweep=a.skip_sweep,
-        seed=a.seed, threads=threads or None)
+        seed=a.seed, threads=threads or None, finetune_limit=a.finetune_limit,
+        finetune_experiment=a.finetune_experiment)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
@@ -189,6 +200,19 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         save(complete=False)
         _log(f"training: harness {result['train_harness_words_per_s']:.0f} words/s, "
              f"bare {result['train_bare_words_per_s']:.0f} words/s")
+
+        if settings.finetune_limit > 0:
+            t0 = time.perf_counter()
+            _log(f"fine-tuning: {settings.finetune_limit} sentences, experiment={settings.finetune_experiment}, "
+                 "sentence and document context")
+            ft_cfg = compose_config([f"experiment={settings.finetune_experiment}", "strategy=finetune",
+                                     *settings.overrides(cache_dir), f"data.limit.train={settings.finetune_limit}"])
+            result.update(bench_finetuning(ft_cfg, device, settings.repeats))
+            part_s["finetune"] = time.perf_counter() - t0
+            save(complete=False)
+            _log(f"fine-tuning: document {result['finetune_document_harness_tokens_per_s']:.0f} tokens/s, sentence "
+                 f"{result['finetune_sentence_harness_tokens_per_s']:.0f} tokens/s "
+                 f"({result['finetune_document_vs_sentence']:.3f})")
 
         t0 = time.perf_counter()
         _log(f"peak RSS: one {settings.strategy} run")

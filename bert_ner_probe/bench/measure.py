@@ -11,6 +11,14 @@
   run builds them, against the bare epoch over the same features in the same
   batches, at the same autocast precision; the faster bare form is the bare
   figure. ``train_ratio`` = harness ÷ bare.
+* :func:`bench_finetuning` — encoder positions (tokens) trained per second
+  in one fine-tuning epoch of the harness's trainer (``strategy=finetune`` as
+  the main command configures it: its windows, stride, attention and
+  precision) against :func:`~bert_ner_probe.bench.bare.bare_finetune_epoch`
+  over the same windows in the same batches, in sentence and in document
+  context. ``finetune_<context>_ratio`` = harness ÷ bare;
+  ``finetune_document_vs_sentence`` = the harness's document-context tokens/s
+  ÷ its sentence-context tokens/s.
 
 Harness and bare timings alternate; each side is warmed up once and the best
 of ``repeats`` is kept, since the machine may be shared and noisy.
@@ -18,6 +26,7 @@ of ``repeats`` is kept, since the machine may be shared and noisy.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Dict, List
 
@@ -25,10 +34,11 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from bert_ner_probe.bench.bare import (BareSpec, bare_batches, bare_epoch_times, bare_forward, bare_inputs, timed,
-                                       warm_up_epochs, warm_up_forward)
+from bert_ner_probe.bench.bare import (BareSpec, bare_batches, bare_epoch_times, bare_finetune_batches,
+                                       bare_finetune_epoch, bare_forward, bare_inputs, timed, warm_up_epochs,
+                                       warm_up_forward)
 from bert_ner_probe.data.load import corpus_of
-from bert_ner_probe.features.encoder import LoadedEncoder
+from bert_ner_probe.features.encoder import LoadedEncoder, load_encoder
 from bert_ner_probe.features.extract import extract_split
 from bert_ner_probe.features.store import get_features
 from bert_ner_probe.strategy.combiner import Combiner
@@ -37,6 +47,7 @@ from bert_ner_probe.probes.base import ProbeInputs
 from bert_ner_probe.probes.registry import build
 from bert_ner_probe.training.tagging_data import FeatureReuse, TaggingData
 from bert_ner_probe.training.trainer import Trainer
+from bert_ner_probe.training.window_data import WindowData
 
 
 # --------------------------------------------------------------------------- extraction
@@ -184,3 +195,69 @@ def bench_training(feats: TrainingFeatures, cfg: DictConfig, device: torch.devic
         "train_bare_words_per_s": bare_wps,
         "train_ratio": harness_wps / bare_wps,
     }
+
+
+# --------------------------------------------------------------------------- fine-tuning
+
+
+def bench_finetuning(cfg: DictConfig, device: torch.device, repeats: int) -> Dict[str, Any]:
+    """Harness fine-tuning epochs vs bare fine-tuning epochs on the same windows and batches, in tokens/s.
+
+    ``cfg`` is a composed ``strategy=finetune`` config (its data limits, ``finetune.*`` windows and
+    attention, ``trainer.*`` batches and precision). Both sides start each timing from the same
+    pretrained weights; each side is warmed up on the epoch's first batches.
+    """
+    corpus = corpus_of(cfg)
+    ft, enc = cfg.finetune, cfg.encoder
+    loaded = load_encoder(enc.name_or_path, str(device), "float32",
+                          enc.max_length if ft.max_length is None else ft.max_length, attention=ft.attention)
+    initial = {k: v.clone() for k, v in loaded.model.state_dict().items()}
+    trainer = dataclasses.replace(Trainer.from_config(cfg), epochs=1, patience=1)
+    precision = str(trainer.precision_on(device, fine_tunes_encoder=True))
+    num_labels = len(corpus.labels)
+
+    def harness(data: WindowData, batches: List[np.ndarray]) -> float:
+        loaded.model.load_state_dict(initial)
+        torch.manual_seed(cfg.seed)
+        model = build(cfg.probe, ProbeInputs(num_labels, encoder=loaded.model, pooling=cfg.pooling.method)).to(device)
+        return trainer.fit(model, data, data, None, device, [batches], dev_score=lambda _m: 0.0).history[0]["epoch_s"]
+
+    def bare(prepared: list) -> float:
+        loaded.model.load_state_dict(initial)
+        torch.manual_seed(cfg.seed)
+        encoder = loaded.model.requires_grad_(True)
+        head = torch.nn.Linear(loaded.hidden_size, num_labels).to(device)
+        optim = torch.optim.AdamW(list(encoder.parameters()) + list(head.parameters()), lr=trainer.lr,
+                                  fused=device.type in ("cpu", "cuda"))
+        return timed(lambda: bare_finetune_epoch(encoder, head, optim, prepared, precision, device), device)[0]
+
+    out: Dict[str, Any] = {"finetune_sentences": len(corpus["train"].sentences),
+                           "finetune_precision": precision, "finetune_max_length": loaded.max_length,
+                           "finetune_stride": ft.stride,
+                           "finetune_attention": str(loaded.model.config._attn_implementation)}
+    for context in ("sentence", "document"):
+        data = WindowData.of(loaded, corpus, "train", context, enc.max_pieces_per_word, enc.max_tokens,
+                             stride=ft.stride)
+        (batches,) = trainer.plan(data)
+        prepared = bare_finetune_batches(data, batches, device)
+        harness(data, batches[:4])  # warm-up
+        bare(prepared[:4])
+        harness_s: List[float] = []
+        bare_s: List[float] = []
+        for _ in range(repeats):
+            harness_s.append(harness(data, batches))
+            bare_s.append(bare(prepared))
+        padded = sum(int(b[0].numel()) for b in prepared)
+        key = f"finetune_{context}"
+        out.update({
+            f"{key}_windows": len(data.plan.windows), f"{key}_batches": len(batches),
+            f"{key}_tokens": data.tokens, f"{key}_padded_tokens": padded, f"{key}_words": data.num_words,
+            f"{key}_harness_s": harness_s, f"{key}_bare_s": bare_s,
+            f"{key}_harness_tokens_per_s": data.tokens / min(harness_s),
+            f"{key}_bare_tokens_per_s": data.tokens / min(bare_s),
+            f"{key}_harness_words_per_s": data.num_words / min(harness_s),
+            f"{key}_ratio": min(bare_s) / min(harness_s),
+        })
+    out["finetune_document_vs_sentence"] = (out["finetune_document_harness_tokens_per_s"]
+                                            / out["finetune_sentence_harness_tokens_per_s"])
+    return out

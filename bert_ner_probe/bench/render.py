@@ -47,8 +47,34 @@ def _ratios(r: Dict[str, Any], s: Dict[str, Any]) -> List[str]:
             fmt(r["extract_ratio"], 3)),
         row(training, fmt(r["train_harness_words_per_s"]), fmt(r["train_bare_words_per_s"]),
             fmt(r["train_ratio"], 3)),
+        *_finetune_rows(r),
         "",
+        *_finetune_note(r),
     ]
+
+
+def _finetune_rows(r: Dict[str, Any]) -> List[str]:
+    """The fine-tuning rows of the ratio table, one per context (none when the part was skipped)."""
+    if r.get("finetune_document_ratio") is None:
+        return []
+    return [row(f"fine-tuning, tokens/s per epoch, {context} context ({fmt(r['finetune_sentences'])} sentences, "
+                f"{fmt(r[f'finetune_{context}_windows'])} windows of at most {r['finetune_max_length']} positions"
+                + (f", stride {r['finetune_stride']}" if context == "document" else "")
+                + f", {r['finetune_attention']} attention, {r['finetune_precision']})",
+                fmt(r[f"finetune_{context}_harness_tokens_per_s"]), fmt(r[f"finetune_{context}_bare_tokens_per_s"]),
+                fmt(r[f"finetune_{context}_ratio"], 3))
+            for context in ("sentence", "document")]
+
+
+def _finetune_note(r: Dict[str, Any]) -> List[str]:
+    """Document against sentence context: tokens/s and words/s of the harness's fine-tuning epoch."""
+    if r.get("finetune_document_ratio") is None:
+        return []
+    words = r["finetune_document_harness_words_per_s"] / r["finetune_sentence_harness_words_per_s"]
+    return [f"Fine-tuning in document context trains **{fmt(r['finetune_document_vs_sentence'], 3)}×** the tokens/s "
+            f"of sentence context ({fmt(words, 3)}× the words/s: windows overlap and carry context; "
+            f"{fmt(r['finetune_document_tokens'])} against {fmt(r['finetune_sentence_tokens'])} encoder positions "
+            f"for the same {fmt(r['finetune_document_words'])} words).", ""]
 
 
 def _sweep(r: Dict[str, Any], s: Dict[str, Any]) -> List[str]:

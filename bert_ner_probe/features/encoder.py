@@ -130,6 +130,26 @@ def num_layers(name_or_path: str) -> int:
     return int(load_config(name_or_path)[1].num_hidden_layers)
 
 
+class Attention(Choice):
+    """``finetune.attention``: the attention implementation of an encoder that trains.
+
+    Training on a CPU, the eager implementation (matmul, softmax, matmul) runs
+    forward and backward faster than PyTorch's ``scaled_dot_product_attention``
+    (its CPU backward is slow, the more so the longer the window); on a GPU
+    SDPA's fused kernels win. ``scripts/bench.py`` measures the fine-tuning step.
+    """
+
+    auto = "auto"  # eager on the CPU, sdpa on a GPU
+    eager = "eager"
+    sdpa = "sdpa"
+
+    def on(self, device: torch.device) -> "Attention":
+        """The implementation ``auto`` stands for on ``device``."""
+        if self != Attention.auto:
+            return self
+        return Attention.eager if device.type == "cpu" else Attention.sdpa
+
+
 @dataclass
 class LoadedEncoder:
     """A frozen encoder with its tokenizer and what extraction needs to know."""
@@ -197,10 +217,12 @@ def load_tokenizer(name_or_path: str) -> Any:
 
 def load_encoder(name_or_path: str, device: str = "auto", dtype: str = "float32",
                  max_length: Optional[int] = None, weights: Weights | str = Weights.pretrained,
-                 weights_seed: int = 0) -> LoadedEncoder:
+                 weights_seed: int = 0, attention: Optional[Attention | str] = None) -> LoadedEncoder:
     """Load tokenizer and model, frozen, on ``device`` in ``dtype``.
 
-    ``weights=random`` builds the same architecture with seeded random weights (:func:`random_model`).
+    ``weights=random`` builds the same architecture with seeded random weights (:func:`random_model`);
+    ``attention`` (:class:`Attention`, resolved for the device) picks the attention implementation,
+    None keeps the transformers default.
     """
     from transformers import AutoModel
 
@@ -209,12 +231,15 @@ def load_encoder(name_or_path: str, device: str = "auto", dtype: str = "float32"
     dev = resolve_device(device)
     dt = torch_dtype(dtype)
     tokenizer = load_tokenizer(name_or_path)
+    impl = {} if attention is None else {"attn_implementation": str(Attention.parse(attention, "attention").on(dev))}
     try:
         if weights == Weights.random:
             model = random_model(config, int(weights_seed)).to(dt)
             model.config.dtype = dt  # as from_pretrained records it
+            if impl:
+                model.set_attn_implementation(impl["attn_implementation"])
         else:
-            model = AutoModel.from_pretrained(location, dtype=dt)
+            model = AutoModel.from_pretrained(location, dtype=dt, **impl)
     except OSError as e:
         raise _load_failed(name_or_path, e) from None
     model.eval().requires_grad_(False).to(dev)

@@ -20,7 +20,7 @@ import mmap
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -92,15 +92,16 @@ class WindowPlan:
 
 
 def plan_windows_of(tokenizer, sentences: Sequence[Sequence[str]], doc_of_sentence: Sequence[int], context: str,
-                    max_length: int, max_pieces_per_word: int = 32) -> WindowPlan:
+                    max_length: int, max_pieces_per_word: int = 32, stride: Optional[int] = None) -> WindowPlan:
     """Tokenise and cut into windows: every word of ``sentences`` is read from exactly one window.
 
-    An alignment error (a word missing, or read twice) raises.
+    ``stride``: pieces between the starts of a sequence's windows (None = half a window,
+    :mod:`bert_ner_probe.features.windows`). An alignment error (a word missing, or read twice) raises.
     """
     head, tail = special_tokens(tokenizer)
     width = max_length - len(head) - len(tail)
     pieces = tokenize_words(tokenizer, sentences, min(max_pieces_per_word, width))
-    windows: List[Window] = build_windows(pieces, doc_of_sentence, context, width)
+    windows: List[Window] = build_windows(pieces, doc_of_sentence, context, width, stride)
     n_words = sum(len(s) for s in sentences)
     covered = sum(w.word_index.size for w in windows)
     if covered != n_words:

@@ -8,19 +8,22 @@ document (``context=document``, the paper's "maximal document context").
 
 A sequence longer than the window ``W`` (the model's maximum length minus
 its special tokens) is cut into overlapping windows, each starting about
-``W/2`` pieces after the previous one. Every word is then read from the
-window where it has the most context::
+``S`` pieces (the *stride*, ``W/2`` unless given) after the previous one.
+Every word is then read from the window where it has the most context::
 
     score(word, window) = min(pieces left of the word, pieces right of it)
 
-as in BERT's SQuAD "max context" rule, so each word sees about ``W/4``
-pieces or more on both sides wherever its sequence allows.
+as in BERT's SQuAD "max context" rule, so each word sees about ``(W − S)/2``
+pieces or more on both sides wherever its sequence allows (``W/4`` at the
+default stride). A sequence of ``P`` pieces costs the encoder about
+``P · W / S`` positions: a longer stride reads each piece fewer times, for
+less guaranteed context (``S = W``: no overlap, each piece read once).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 
@@ -75,11 +78,13 @@ def tokenize_words(tokenizer, sentences: Sequence[Sequence[str]], max_pieces_per
     return out
 
 
-def plan_windows(word_pieces: Sequence[np.ndarray], first_word: int, width: int) -> List[Window]:
-    """Cut one sequence of words into windows of at most ``width`` pieces.
+def plan_windows(word_pieces: Sequence[np.ndarray], first_word: int, width: int,
+                 stride: Optional[int] = None) -> List[Window]:
+    """Cut one sequence of words into windows of at most ``width`` pieces, starting about ``stride`` apart.
 
     ``word_pieces[i]`` are the piece ids of word ``i``; ``first_word`` is the
-    global index of word 0. Every word appears in exactly one returned window.
+    global index of word 0; ``stride`` None = ``width // 2``. Every word appears
+    in exactly one returned window.
     """
     n = len(word_pieces)
     if n == 0:
@@ -91,7 +96,7 @@ def plan_windows(word_pieces: Sequence[np.ndarray], first_word: int, width: int)
     all_ids = np.concatenate(list(word_pieces))
     spans = []
     start = 0
-    stride = max(1, width // 2)
+    stride = max(1, width // 2 if stride is None else min(int(stride), width))
     while True:
         end = int(np.searchsorted(cum, cum[start] + width, side="right")) - 1
         spans.append((start, end))
@@ -128,6 +133,7 @@ def build_windows(
     doc_of_sentence: Sequence[int],
     context: Context | str,
     width: int,
+    stride: Optional[int] = None,
 ) -> List[Window]:
     """Windows for a whole split.
 
@@ -141,7 +147,7 @@ def build_windows(
     offset = 0
     if context == Context.sentence:
         for sent in pieces:
-            windows.extend(plan_windows(sent, offset, width))
+            windows.extend(plan_windows(sent, offset, width, stride))
             offset += len(sent)
         return windows
     i = 0
@@ -150,7 +156,7 @@ def build_windows(
         while j < len(pieces) and doc_of_sentence[j] == doc_of_sentence[i]:
             j += 1
         seq = [w for sent in pieces[i:j] for w in sent]
-        windows.extend(plan_windows(seq, offset, width))
+        windows.extend(plan_windows(seq, offset, width, stride))
         offset += len(seq)
         i = j
     return windows

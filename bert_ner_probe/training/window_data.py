@@ -7,13 +7,16 @@ frozen-feature run; :class:`WindowData` is its
 :class:`~bert_ner_probe.training.trainer.BatchSource`.
 
 Training steps over *windows*: in sentence context a window is a sentence
-and a batch holds ``trainer.batch_size`` of them (length-bucketed as the
-probes' batches); in document context windows cover whole documents (a word
-is read from the window where it has most context, and the loss counts each
-word once), and a batch holds the number of words nearest to
-``trainer.batch_size`` average training sentences, so the optimiser takes
-about the same number of steps in both contexts and each word is encoded
-about once per epoch (twice where windows overlap), not once per sentence.
+and a batch holds ``trainer.batch_size`` of them; in document context windows
+cover whole documents (a word is read from the window where it has most
+context, and the loss counts each word once), and a batch holds as many
+windows as hold ``trainer.batch_size`` average training sentences' words on
+average, so the optimiser takes about the same number of steps in both
+contexts and each word is encoded once per epoch (``W/S`` times where windows of
+``W`` pieces start ``S`` apart), not once per sentence. Either way batches are
+length-bucketed as the probes' are (:func:`~bert_ner_probe.features.batching.bucketed_batches`):
+a document's last window is short, and padding it to its batch's longest
+would cost the encoder as much as real tokens.
 Evaluation batches hold at most ``trainer.eval_batch_size`` windows and
 ``encoder.max_tokens`` padded sub-tokens (as extraction batches them).
 """
@@ -59,11 +62,12 @@ class WindowData:
 
     @classmethod
     def of(cls, loaded: LoadedEncoder, corpus: Corpus, split: str, context: Context | str, max_pieces_per_word: int,
-           max_tokens: int, limit: Optional[int] = None) -> "WindowData":
-        """Windows of the split's first ``limit`` sentences (all with None)."""
+           max_tokens: int, limit: Optional[int] = None, stride: Optional[int] = None) -> "WindowData":
+        """Windows of the split's first ``limit`` sentences (all with None), ``stride`` pieces apart (None: half a
+        window) and at most ``loaded.max_length`` positions long."""
         sentences = corpus[split].sentences[:limit]
         plan = plan_windows_of(loaded.tokenizer, [s.words for s in sentences], [s.doc for s in sentences],
-                               context, loaded.max_length, max_pieces_per_word)
+                               context, loaded.max_length, max_pieces_per_word, stride)
         lengths = [len(s.words) for s in sentences]
         tags = torch.as_tensor(corpus.label_ids(split)[:sum(lengths)], dtype=torch.long)
         return cls(plan, tags, np.repeat(np.arange(len(lengths)), lengths), Context(context), max_tokens)
@@ -71,6 +75,18 @@ class WindowData:
     def words_per_batch(self, batch_size: int) -> float:
         """The words a document-context training batch aims at: ``batch_size`` average sentences' worth."""
         return batch_size * self.num_words / max(self.num_sentences, 1)
+
+    def windows_per_batch(self, batch_size: int) -> int:
+        """Windows of a training batch: ``batch_size`` sentences, or in document context the windows that hold
+        :meth:`words_per_batch` words on average (at least one)."""
+        if self.context == Context.sentence:
+            return batch_size
+        return max(1, round(self.words_per_batch(batch_size) * len(self.plan.windows) / max(self.num_words, 1)))
+
+    @property
+    def tokens(self) -> int:
+        """Encoder positions of one pass over every window (special tokens included, no padding)."""
+        return int(self.plan.lengths.sum())
 
     def chains(self, batch: EncoderBatch) -> np.ndarray:
         """Each word's CRF chain in ``batch``: its sentence's words read from one window. Shape: (words,), ascending."""
@@ -82,23 +98,7 @@ class WindowData:
 
     def plan_epoch(self, batch_size: int, rng: np.random.Generator, bucket_pool: int) -> List[np.ndarray]:
         """One epoch's batches of window indices (see the module docstring)."""
-        if self.context == Context.sentence:
-            return bucketed_batches(self.plan.lengths, batch_size, rng, bucket_pool)
-        words = self.plan.words
-        target = self.words_per_batch(batch_size)
-        batches: List[np.ndarray] = []
-        current: List[int] = []
-        count = 0
-        for k in rng.permutation(len(self.plan.windows)):
-            n = int(words[k])
-            if current and count + n - target > target - count:  # nearer the target without k
-                batches.append(np.asarray(current))
-                current, count = [], 0
-            current.append(int(k))
-            count += n
-        if current:
-            batches.append(np.asarray(current))
-        return batches
+        return bucketed_batches(self.plan.lengths, self.windows_per_batch(batch_size), rng, bucket_pool)
 
     def eval_batches(self, batch_size: int, max_words: int) -> List[np.ndarray]:
         """Windows by length, at most ``batch_size`` a batch and ``max_tokens`` padded sub-tokens (not ``max_words``)."""

@@ -31,6 +31,8 @@ POSITIVE_KEYS = (
     "train_ratio", "train_harness_words_per_s", "train_bare_words_per_s",
     "train_bare_packed_words_per_s", "train_bare_padded_words_per_s",
     "cold_sweep_s", "warm_sweep_s", "peak_rss_mb", "total_s",
+    "finetune_sentence_ratio", "finetune_document_ratio", "finetune_document_vs_sentence",
+    "finetune_sentence_harness_tokens_per_s", "finetune_document_bare_tokens_per_s",
 )
 
 
@@ -50,6 +52,7 @@ def run_bench(args: List[str], out: Path, conll_dir: Path) -> tuple[Dict[str, An
 def test_bench_tiny_cpu(tmp_path: Path, conll_dir: Path) -> None:
     out = tmp_path / "bench"
     result, stdout = run_bench(["--limit", "120", "--eval-limit", "30", "--extract-limit", "120", *TINY,
+                                "--finetune-limit", "40",
                                 "--sweep-strategies", "last,sum_all", "--work-dir", str(tmp_path / "work")],
                                out, conll_dir)
     assert result["complete"] is True
@@ -74,18 +77,30 @@ def test_bench_tiny_cpu(tmp_path: Path, conll_dir: Path) -> None:
     assert result["train_precision"] == str(training_precision("auto", torch.device("cpu")))
     assert result["train_mix_layers"] is None  # concat_last_four: no mix
     assert "torch threads 1" in result["device_name"]  # --threads 1 applied in the bench process
+    # Fine-tuning: the main command's windows (table7_cpu), every word of the first 40 sentences in both contexts
+    main = compose_config(["experiment=table7_cpu", "strategy=finetune"]).finetune
+    assert (result["finetune_max_length"], result["finetune_stride"]) == (main.max_length, main.stride)
+    assert result["finetune_attention"] == "eager" and result["finetune_sentence_windows"] == 40
+    assert result["finetune_sentence_words"] == result["finetune_document_words"] == sum(
+        len(s.words) for s in first[:40])
+    assert result["finetune_document_windows"] < 40  # documents are read through fewer, longer windows
+    assert result["finetune_document_vs_sentence"] == pytest.approx(
+        result["finetune_document_harness_tokens_per_s"] / result["finetune_sentence_harness_tokens_per_s"])
 
     md = (out / "bench.md").read_text()
     assert "extraction, words/s" in md and "| cold |" in md and "| warm |" in md
+    assert "fine-tuning, tokens/s per epoch, document context" in md and "Fine-tuning in document context" in md
     assert md.strip() in stdout
 
 
 def test_bench_scalar_mix_all(tmp_path: Path, conll_dir: Path) -> None:
     """The scalar-mix strategy: the tagger (harness and bare) mixes every encoder layer, and the bench completes."""
     result, _ = run_bench(["--strategy", "scalar_mix_all", "--limit", "100", "--eval-limit", "30",
-                           "--extract-limit", "60", "--skip-sweep", *TINY], tmp_path / "bench", conll_dir)
+                           "--extract-limit", "60", "--skip-sweep", "--finetune-limit", "0", *TINY],
+                          tmp_path / "bench", conll_dir)
     assert result["complete"] is True and result["settings"]["strategy"] == "scalar_mix_all"
     assert math.isfinite(result["train_ratio"]) and result["train_ratio"] > 0
     assert result["train_mix_layers"] == num_layers(result["settings"]["encoder"]) == result["encoder_layers"]
     assert result["train_width"] == result["encoder_hidden"]  # the mix's output: one layer's width
     assert result["cold_sweep_s"] is None and result["peak_rss_mb"] > 0
+    assert "finetune_document_ratio" not in result  # --finetune-limit 0 skips the part

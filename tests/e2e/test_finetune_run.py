@@ -52,6 +52,10 @@ def test_finetune_run_writes_a_probe_shaped_record_and_every_word(finetune_run, 
     assert r["history"][-1]["train_loss"] < r["history"][0]["train_loss"]
     assert r["config"]["trainer"]["name"] == "finetune" and r["finetune"]["train_sentences"] == 100
     assert r["encoder_passes"] > 0 and r["timings"]["extract_s"] == 0.0
+    ft = r["finetune"]  # tokens/s: every training window's positions, each epoch, over the epoch loops' seconds
+    epoch_s = sum(h["epoch_s"] for h in r["history"])
+    assert ft["train_tokens"] > ft["train_words"] and ft["attention"] == "eager"  # the CPU's default
+    assert abs(ft["train_tokens_per_s"] - ft["train_tokens"] * r["epochs_run"] / epoch_s) < 1e-6 * ft["train_tokens_per_s"]
     import inspect
 
     fields = [p for p in inspect.signature(results_record).parameters if p not in ("cfg", "corpus", "extra")]

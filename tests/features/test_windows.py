@@ -98,6 +98,27 @@ def test_max_context_rule(width, max_len):
     assert worst >= width // 4 - 2 * max_len
 
 
+def test_stride_sets_where_windows_start_and_the_context_guaranteed():
+    """40 single-piece words, width 10, stride 8: windows at 0, 8, 16, 24, 32 (the last reaching the end).
+
+    Word 12 is in the window starting at 8 alone (left 4, right 5), so it reads there; word 17 is in 8..17 (left 9, right 0) and 16..25 (left 1, right 8): min 0 vs 1, it reads from 16.
+    Every word with 8 pieces on both sides in its sequence sees at least (10 − 8) / 2 = 1 on both sides.
+    """
+    pieces = [np.array([w]) for w in range(40)]
+    windows = plan_windows(pieces, 0, 10, stride=8)
+    _check_windows(pieces, windows, 10)
+    assert [int(w.piece_ids[0]) for w in windows] == [0, 8, 16, 24, 32]
+    home = {int(g): int(w.piece_ids[0]) for w in windows for g in w.word_index}
+    assert home[12] == 8 and home[17] == 16
+    for w in windows:
+        for g, f, l in zip(w.word_index, w.first, w.last):
+            if 8 <= g < 32:
+                assert min(int(f), w.piece_ids.size - 1 - int(l)) >= 1
+    # stride = width: no overlap, every piece in one window; the default is half a window
+    assert sum(w.piece_ids.size for w in plan_windows(pieces, 0, 10, stride=10)) == 40
+    assert [int(w.piece_ids[0]) for w in plan_windows(pieces, 0, 10)][:3] == [0, 5, 10]
+
+
 def test_middle_word_gets_the_centred_window():
     # 200 single-piece words, width 20: windows start every 10 pieces, so word 105 (piece 105)
     # is best read from the window starting at 95 or 100 (either gives min side >= 5), not from
