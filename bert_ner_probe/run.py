@@ -30,7 +30,7 @@ from bert_ner_probe.data.corpus import Corpus
 from bert_ner_probe.data.load import corpus_of
 from bert_ner_probe.device import resolve_device
 from bert_ner_probe.errors import UserError
-from bert_ner_probe.features.encoder import load_encoder, load_tokenizer, lowercases, num_layers
+from bert_ner_probe.features.encoder import LoadedEncoder, load_encoder, load_tokenizer, lowercases, num_layers
 from bert_ner_probe.features.store import cache_key, get_features
 from bert_ner_probe.memo import Session
 from bert_ner_probe.metrics.accuracy import token_accuracy
@@ -151,6 +151,14 @@ def feature_inputs(cfg: DictConfig, device: torch.device, session: Session) -> R
     return RunInputs(corpus, dict(data), model, depth, record, timings, combiner=combiner, probe_inputs=probe_inputs)
 
 
+def trainable_encoder(cfg: DictConfig) -> LoadedEncoder:
+    """The encoder ``strategy=finetune`` trains: float32 weights (training runs under autocast), windows of
+    ``finetune.max_length`` (null: ``encoder.max_length``), ``finetune.attention``."""
+    ft = cfg.finetune
+    return load_encoder(cfg.encoder.name_or_path, cfg.device, "float32",
+                        cfg.encoder.max_length if ft.max_length is None else ft.max_length, attention=ft.attention)
+
+
 def encoder_inputs(cfg: DictConfig, device: torch.device, session: Session) -> RunInputs:
     """The encoder itself trained (``strategy=finetune``): the corpus, each split's windows, the encoder and head.
 
@@ -162,17 +170,11 @@ def encoder_inputs(cfg: DictConfig, device: torch.device, session: Session) -> R
     session.features.forget()
     corpus = corpus_of(cfg, session.files)
     t_load = time.perf_counter()
-    ft = cfg.finetune
-    loaded = load_encoder(cfg.encoder.name_or_path, cfg.device, "float32",
-                          cfg.encoder.max_length if ft.max_length is None else ft.max_length,
-                          attention=ft.attention)
+    loaded = trainable_encoder(cfg)
     load_s = time.perf_counter() - t_load
 
     t_plan = time.perf_counter()
-    enc = cfg.encoder
-    data = {split: WindowData.of(loaded, corpus, split, enc.context, enc.max_pieces_per_word, enc.max_tokens,
-                                 ft.train_limit if split == "train" else None, ft.stride)
-            for split in ("train", "dev", "test")}
+    data = {split: WindowData.from_config(cfg, loaded, corpus, split) for split in ("train", "dev", "test")}
     plan_s = time.perf_counter() - t_plan
 
     torch.manual_seed(cfg.seed)
@@ -184,8 +186,8 @@ def encoder_inputs(cfg: DictConfig, device: torch.device, session: Session) -> R
               "finetune": {"train_sentences": train.num_sentences, "train_words": train.num_words,
                            "train_windows": len(train.plan.windows), "train_tokens": train.tokens,
                            "windows_per_batch": train.windows_per_batch(cfg.trainer.batch_size),
-                           "max_length": loaded.max_length, "stride": ft.stride,
-                           "attention": str(loaded.model.config._attn_implementation), "saved": None}}
+                           "max_length": loaded.max_length, "stride": cfg.finetune.stride,
+                           "attention": loaded.attention, "saved": None}}
     timings = {"extract_s": 0.0, "select_s": 0.0,
                "load_s": load_s,  # loading the encoder
                "plan_s": plan_s}  # tokenising and cutting windows, all splits

@@ -32,19 +32,20 @@ from typing import Any, Dict, List
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from bert_ner_probe.bench.bare import (BareSpec, bare_batches, bare_epoch_times, bare_finetune_batches,
                                        bare_finetune_epoch, bare_forward, bare_inputs, timed, warm_up_epochs,
                                        warm_up_forward)
 from bert_ner_probe.data.load import corpus_of
-from bert_ner_probe.features.encoder import LoadedEncoder, load_encoder
+from bert_ner_probe.features.encoder import LoadedEncoder
 from bert_ner_probe.features.extract import extract_split
 from bert_ner_probe.features.store import get_features
 from bert_ner_probe.strategy.combiner import Combiner
 from bert_ner_probe.strategy.read import select_features
 from bert_ner_probe.probes.base import ProbeInputs
 from bert_ner_probe.probes.registry import build
+from bert_ner_probe.run import trainable_encoder
 from bert_ner_probe.training.tagging_data import FeatureReuse, TaggingData
 from bert_ner_probe.training.trainer import Trainer
 from bert_ner_probe.training.window_data import WindowData
@@ -208,9 +209,7 @@ def bench_finetuning(cfg: DictConfig, device: torch.device, repeats: int) -> Dic
     pretrained weights; each side is warmed up on the epoch's first batches.
     """
     corpus = corpus_of(cfg)
-    ft, enc = cfg.finetune, cfg.encoder
-    loaded = load_encoder(enc.name_or_path, str(device), "float32",
-                          enc.max_length if ft.max_length is None else ft.max_length, attention=ft.attention)
+    loaded = trainable_encoder(cfg)  # as a run loads it
     initial = {k: v.clone() for k, v in loaded.model.state_dict().items()}
     trainer = dataclasses.replace(Trainer.from_config(cfg), epochs=1, patience=1)
     precision = str(trainer.precision_on(device, fine_tunes_encoder=True))
@@ -233,11 +232,10 @@ def bench_finetuning(cfg: DictConfig, device: torch.device, repeats: int) -> Dic
 
     out: Dict[str, Any] = {"finetune_sentences": len(corpus["train"].sentences),
                            "finetune_precision": precision, "finetune_max_length": loaded.max_length,
-                           "finetune_stride": ft.stride,
-                           "finetune_attention": str(loaded.model.config._attn_implementation)}
+                           "finetune_stride": cfg.finetune.stride, "finetune_attention": loaded.attention}
     for context in ("sentence", "document"):
-        data = WindowData.of(loaded, corpus, "train", context, enc.max_pieces_per_word, enc.max_tokens,
-                             stride=ft.stride)
+        data = WindowData.from_config(OmegaConf.merge(cfg, {"encoder": {"context": context}}), loaded, corpus,
+                                      "train")
         (batches,) = trainer.plan(data)
         prepared = bare_finetune_batches(data, batches, device)
         harness(data, batches[:4])  # warm-up

@@ -161,6 +161,7 @@ class LoadedEncoder:
     max_length: int  # positions the model accepts, special tokens included
     device: torch.device
     dtype: torch.dtype
+    attention: str = ""  # the attention implementation the model runs (e.g. eager, sdpa)
 
 
 def random_model(config: Any, seed: int) -> Any:
@@ -250,5 +251,5 @@ def load_encoder(name_or_path: str, device: str = "auto", dtype: str = "float32"
     if max_length is not None:
         limit = min(limit, max_length)
     return LoadedEncoder(model, tokenizer, int(model.config.num_hidden_layers), int(model.config.hidden_size),
-                         limit, dev, dt)
+                         limit, dev, dt, str(getattr(model.config, "_attn_implementation", "") or ""))
 

@@ -24,7 +24,7 @@ Evaluation batches hold at most ``trainer.eval_batch_size`` windows and
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import numpy as np
 import torch
@@ -71,6 +71,14 @@ class WindowData:
         lengths = [len(s.words) for s in sentences]
         tags = torch.as_tensor(corpus.label_ids(split)[:sum(lengths)], dtype=torch.long)
         return cls(plan, tags, np.repeat(np.arange(len(lengths)), lengths), Context(context), max_tokens)
+
+    @classmethod
+    def from_config(cls, cfg: Any, loaded: LoadedEncoder, corpus: Corpus, split: str) -> "WindowData":
+        """The split as a fine-tuning run reads it: ``encoder.context``, ``encoder.max_pieces_per_word`` and
+        ``encoder.max_tokens``, ``finetune.stride``, and ``finetune.train_limit`` for the training split."""
+        enc, ft = cfg.encoder, cfg.finetune
+        return cls.of(loaded, corpus, split, enc.context, enc.max_pieces_per_word, enc.max_tokens,
+                      ft.train_limit if split == "train" else None, ft.stride)
 
     def words_per_batch(self, batch_size: int) -> float:
         """The words a document-context training batch aims at: ``batch_size`` average sentences' worth."""

