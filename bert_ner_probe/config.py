@@ -135,6 +135,7 @@ class FinetuneConfig:
     max_length: Optional[int] = None  # its windows (train, dev, test) in sub-tokens incl. specials; null = encoder.max_length
     stride: Optional[int] = None  # pieces between a document's window starts; null = half a window
     attention: Attention = Attention.auto  # auto = eager on the CPU (faster to train there), sdpa on a GPU
+    pad_to_multiple_of: int = 16  # a batch's windows are padded to a multiple of this many sub-tokens (few shapes)
 
 
 @dataclass
@@ -241,6 +242,8 @@ def check_values(cfg) -> None:
         raise UserError(f"trainer.warmup_ratio={cfg.trainer.warmup_ratio}: must be in [0, 1]")
     if cfg.trainer.weight_decay < 0:
         raise UserError(f"trainer.weight_decay={cfg.trainer.weight_decay}: must be at least 0")
+    if cfg.finetune.pad_to_multiple_of < 1:
+        raise UserError(f"finetune.pad_to_multiple_of={cfg.finetune.pad_to_multiple_of}: must be at least 1")
     if cfg.finetune.train_limit is not None and cfg.finetune.train_limit < 1:
         raise UserError(f"finetune.train_limit={cfg.finetune.train_limit}: must be at least 1 (or null)")
     report = cfg.get("report")

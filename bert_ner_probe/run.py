@@ -28,9 +28,10 @@ from bert_ner_probe.config import check_values
 from bert_ner_probe.data.control import Control, control_corpus
 from bert_ner_probe.data.corpus import Corpus
 from bert_ner_probe.data.load import corpus_of
-from bert_ner_probe.device import resolve_device
+from bert_ner_probe.device import release_host_memory, resolve_device
 from bert_ner_probe.errors import UserError
-from bert_ner_probe.features.encoder import LoadedEncoder, load_encoder, load_tokenizer, lowercases, num_layers
+from bert_ner_probe.features.encoder import (LoadedEncoder, attention_of, load_encoder, load_tokenizer, lowercases,
+                                             num_layers)
 from bert_ner_probe.features.store import cache_key, get_features
 from bert_ner_probe.memo import Session
 from bert_ner_probe.metrics.accuracy import token_accuracy
@@ -77,6 +78,7 @@ def run_probe(cfg: DictConfig, out_dir: Path, session: Optional[Session] = None)
     """
     out_dir = Path(out_dir)
     session = session if session is not None else Session()
+    release_host_memory()  # the previous job's freed memory, back to the system before this one grows
     t_start = time.perf_counter()
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
@@ -187,7 +189,7 @@ def encoder_inputs(cfg: DictConfig, device: torch.device, session: Session) -> R
                            "train_windows": len(train.plan.windows), "train_tokens": train.tokens,
                            "windows_per_batch": train.windows_per_batch(cfg.trainer.batch_size),
                            "max_length": loaded.max_length, "stride": cfg.finetune.stride,
-                           "attention": loaded.attention, "saved": None}}
+                           "attention": attention_of(loaded.model), "pad_to_multiple_of": train.pad_to, "saved": None}}
     timings = {"extract_s": 0.0, "select_s": 0.0,
                "load_s": load_s,  # loading the encoder
                "plan_s": plan_s}  # tokenising and cutting windows, all splits

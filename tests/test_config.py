@@ -67,6 +67,7 @@ def test_table7_cpu_runs_the_same_strategies_once(compose):
     assert str(cfg.hydra.sweeper.params.seed) == "1"
     assert cfg.finetune.train_limit is None  # every row, fine-tuning included, trains on every sentence
     assert (cfg.finetune.max_length, cfg.finetune.stride, cfg.finetune.attention) == (128, 96, "auto")
+    assert cfg.finetune.pad_to_multiple_of == 16
 
 
 def test_a_fine_tuning_job_of_a_sweep_composes_with_its_own_trainer(compose):
@@ -209,6 +210,7 @@ def test_strategy_finetune_picks_the_fine_tuning_recipe(compose):
     assert (t.name, t.optimizer.value, t.lr, t.weight_decay, t.schedule.value, t.warmup_ratio) == \
         ("finetune", "adamw", 5e-5, 0.01, "linear", 0.1)
     assert (t.batch_size, t.epochs, t.grad_clip, t.grad_accum) == (32, 3, 1.0, 1)
+    assert t.eval_batch_size == 16  # 16 windows an evaluation pass: the fine-tuning job's memory stays low
     assert cfg.strategy.layers is None and cfg.finetune.save is False
     over = compose(["strategy=finetune", "trainer.lr=3e-5", "trainer.grad_accum=4", "trainer.schedule=constant"])
     assert over.trainer.lr == 3e-5 and over.trainer.grad_accum == 4 and over.trainer.schedule.value == "constant"
@@ -230,6 +232,7 @@ def test_fine_tuning_typos_fail_at_compose_time(compose, override):
                                            ("finetune.train_limit=0", "finetune.train_limit"),
                                            ("finetune.max_length=4", "finetune.max_length"),
                                            ("finetune.stride=0", "finetune.stride"),
+                                           ("finetune.pad_to_multiple_of=0", "finetune.pad_to_multiple_of"),
                                            ("trainer.precision=fp16", "trainer.precision")])
 def test_fine_tuning_bad_values_fail_before_any_work(compose, override, key):
     import torch

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import pytest
 import torch
 from run_if import run_if
 
 from bert_ner_probe.data.corpus import IGNORE_INDEX
-from bert_ner_probe.device import autocast, native_bf16, training_precision
+from bert_ner_probe.device import autocast, native_bf16, release_host_memory, training_precision
 from bert_ner_probe.errors import UserError
 from bert_ner_probe.probes.batch import PaddedBatch
 from bert_ner_probe.probes.bilstm import BiLSTMProbe
@@ -110,3 +113,19 @@ def test_cuda_asked_for_without_a_gpu_is_one_user_error(monkeypatch):
         resolve_device("cuda:1")
     with pytest.raises(UserError, match="device must be auto, cpu or cuda"):
         resolve_device("tpu")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim and /proc/self/statm")
+def test_release_host_memory_gives_the_heaps_free_pages_back():
+    """Every other 64 KiB block freed: 128 MiB of free chunks between live ones, which free() cannot give back
+    (they are not at the heap's top) and malloc_trim can, page by page."""
+    def rss() -> int:
+        return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    blocks = [bytearray(64 * 1024) for _ in range(4096)]  # below glibc's mmap threshold: from the heap
+    live = blocks[1::2]
+    del blocks
+    before = rss()
+    assert release_host_memory()
+    assert before - rss() > 64 * 2**20
+    assert sum(len(b) for b in live) == 2048 * 64 * 1024  # what is still in use stays

@@ -196,7 +196,7 @@ def bare_finetune_batches(data: WindowData, batches: Sequence[np.ndarray], devic
     """The windows of each of ``batches`` (the harness's epoch) as tensors on ``device``, built in advance."""
     out: List[FinetuneBatch] = []
     for units in batches:
-        b = data.plan.batch(units)
+        b = data.plan.batch(units, data.pad_to)
         out.append((torch.from_numpy(b.input_ids).to(device), torch.from_numpy(b.attention_mask).to(device),
                     torch.from_numpy(b.positions[0]).to(device), torch.from_numpy(b.positions[1]).to(device),
                     data.tags[torch.from_numpy(b.words)].to(device)))

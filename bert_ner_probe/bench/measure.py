@@ -38,7 +38,7 @@ from bert_ner_probe.bench.bare import (BareSpec, bare_batches, bare_epoch_times,
                                        bare_finetune_epoch, bare_forward, bare_inputs, timed, warm_up_epochs,
                                        warm_up_forward)
 from bert_ner_probe.data.load import corpus_of
-from bert_ner_probe.features.encoder import LoadedEncoder
+from bert_ner_probe.features.encoder import LoadedEncoder, attention_of
 from bert_ner_probe.features.extract import extract_split
 from bert_ner_probe.features.store import get_features
 from bert_ner_probe.strategy.combiner import Combiner
@@ -206,7 +206,8 @@ def bench_finetuning(cfg: DictConfig, device: torch.device, repeats: int) -> Dic
 
     ``cfg`` is a composed ``strategy=finetune`` config (its data limits, ``finetune.*`` windows and
     attention, ``trainer.*`` batches and precision). Both sides start each timing from the same
-    pretrained weights; each side is warmed up on the epoch's first batches.
+    pretrained weights and run the same encoder module (with the dropout the fine-tuned model gives it);
+    each side is warmed up on the epoch's first batches.
     """
     corpus = corpus_of(cfg)
     loaded = trainable_encoder(cfg)  # as a run loads it
@@ -232,7 +233,7 @@ def bench_finetuning(cfg: DictConfig, device: torch.device, repeats: int) -> Dic
 
     out: Dict[str, Any] = {"finetune_sentences": len(corpus["train"].sentences),
                            "finetune_precision": precision, "finetune_max_length": loaded.max_length,
-                           "finetune_stride": cfg.finetune.stride, "finetune_attention": loaded.attention}
+                           "finetune_stride": cfg.finetune.stride}
     for context in ("sentence", "document"):
         data = WindowData.from_config(OmegaConf.merge(cfg, {"encoder": {"context": context}}), loaded, corpus,
                                       "train")
@@ -256,6 +257,7 @@ def bench_finetuning(cfg: DictConfig, device: torch.device, repeats: int) -> Dic
             f"{key}_harness_words_per_s": data.num_words / min(harness_s),
             f"{key}_ratio": min(bare_s) / min(harness_s),
         })
+    out["finetune_attention"] = attention_of(loaded.model)  # as the fine-tuned model set it (both sides ran it)
     out["finetune_document_vs_sentence"] = (out["finetune_document_harness_tokens_per_s"]
                                             / out["finetune_sentence_harness_tokens_per_s"])
     return out

@@ -150,6 +150,11 @@ class Attention(Choice):
         return Attention.eager if device.type == "cpu" else Attention.sdpa
 
 
+def attention_of(model: Any) -> str:
+    """The attention implementation a transformers model runs (``eager``, ``sdpa``, a registered name), or ""."""
+    return str(getattr(getattr(model, "config", None), "_attn_implementation", "") or "")
+
+
 @dataclass
 class LoadedEncoder:
     """A frozen encoder with its tokenizer and what extraction needs to know."""
@@ -251,5 +256,5 @@ def load_encoder(name_or_path: str, device: str = "auto", dtype: str = "float32"
     if max_length is not None:
         limit = min(limit, max_length)
     return LoadedEncoder(model, tokenizer, int(model.config.num_hidden_layers), int(model.config.hidden_size),
-                         limit, dev, dt, str(getattr(model.config, "_attn_implementation", "") or ""))
+                         limit, dev, dt, attention_of(model))
 

@@ -71,11 +71,19 @@ class WindowPlan:
         """Words read from each window. Shape: (windows,)"""
         return np.asarray([w.word_index.size for w in self.windows], dtype=np.int64)
 
-    def batch(self, idx: Sequence[int]) -> "EncoderBatch":
-        """The windows ``idx`` as one padded encoder input, each word's sub-token positions with it."""
+    def batch(self, idx: Sequence[int], pad_to: int = 1) -> "EncoderBatch":
+        """The windows ``idx`` as one padded encoder input, each word's sub-token positions with it.
+
+        ``pad_to``: the batch's time axis is padded up to a multiple of it (the attention mask hides the
+        padding). Fewer distinct shapes mean fewer kernels built and kept for them (oneDNN's primitive cache
+        on a CPU keeps one per shape), at the cost of at most ``pad_to - 1`` padded positions per window.
+        """
+        if pad_to < 1:
+            raise ValueError(f"pad_to={pad_to}: must be at least 1")
         prefix = len(self.head)
         lengths = self.lengths[np.asarray(idx)]
-        ids = np.full((len(idx), int(lengths.max())), self.pad_id, dtype=np.int64)  # Shape: (batch, time)
+        time_steps = -(-int(lengths.max()) // pad_to) * pad_to  # the longest window, rounded up
+        ids = np.full((len(idx), time_steps), self.pad_id, dtype=np.int64)  # Shape: (batch, time)
         mask = np.zeros_like(ids)
         rows, firsts, lasts, targets = [], [], [], []
         for r, k in enumerate(idx):

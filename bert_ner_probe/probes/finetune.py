@@ -7,7 +7,9 @@ is pooled per word exactly as the frozen features are
 
     scores(word) = W · dropout(pool(h, word)) + b          # Shape: (labels,)
 
-trained with token-level cross-entropy, every encoder weight included. With
+trained with token-level cross-entropy, every encoder weight included, with
+the encoder's own dropout (its masks drawn by ``torch.rand`` on a CPU:
+:mod:`bert_ner_probe.probes.rand_dropout`). With
 ``crf=True`` a linear-chain CRF scores each *chain* instead: the words of
 one sentence that one window reads, in order — the whole sentence, unless
 the sentence is longer than a window — as the probes' CRF scores sentences.
@@ -31,6 +33,7 @@ from bert_ner_probe.features.pooling import pool_words, pooled_width
 from bert_ner_probe.probes.base import Model, ProbeInputs
 from bert_ner_probe.probes.batch import Layout, WindowBatch
 from bert_ner_probe.probes.crf import ChainCRF
+from bert_ner_probe.probes.rand_dropout import RandDropout, use_rand_dropout
 from bert_ner_probe.probes.registry import register
 
 
@@ -46,7 +49,8 @@ class FineTunedEncoder(Model):
         self.encoder = encoder
         self.pooling = pooling
         p = float(getattr(encoder.config, "hidden_dropout_prob", 0.1)) if dropout is None else float(dropout)
-        self.dropout = nn.Dropout(p)
+        use_rand_dropout(encoder)  # the same dropout, its masks drawn faster on a CPU
+        self.dropout = RandDropout(p)
         self.classifier = nn.Linear(pooled_width(pooling, hidden), num_labels)
         self.crf = ChainCRF(num_labels) if crf else None
 
@@ -74,7 +78,10 @@ class FineTunedEncoder(Model):
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         # Shape: hidden (batch, time, hidden) → pooled (words, 1, width)
         words = pool_words(hidden.unsqueeze(2), positions[0], positions[1], positions[2], self.pooling, check=False)
-        return self.classifier(self.dropout(words[:, 0])).float()
+        # The head runs in float32 even under autocast: it is tiny, and its row count (the batch's words) changes
+        # with every batch, so in bf16 on a CPU each batch would build and keep oneDNN kernels of a new shape.
+        with torch.autocast(hidden.device.type, enabled=False):
+            return self.classifier(self.dropout(words[:, 0].float()))  # Shape: (words, labels)
 
     def batch_scores(self, batch: WindowBatch) -> torch.Tensor:
         return self.word_scores(batch.input_ids, batch.attention_mask, batch.positions)

@@ -19,6 +19,10 @@ a document's last window is short, and padding it to its batch's longest
 would cost the encoder as much as real tokens.
 Evaluation batches hold at most ``trainer.eval_batch_size`` windows and
 ``encoder.max_tokens`` padded sub-tokens (as extraction batches them).
+Every batch's time axis is padded to a multiple of ``finetune.pad_to_multiple_of``
+(:meth:`~bert_ner_probe.features.extract.WindowPlan.batch`): with windows of
+any length a CPU run under bf16 autocast builds and keeps a oneDNN kernel for
+each new shape, and the process grows with them.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ class WindowData:
     sentence_of_word: np.ndarray  # Shape: (words,) each word's sentence within the split
     context: Context
     max_tokens: int  # padded sub-tokens per evaluation batch (encoder.max_tokens)
+    pad_to: int = 1  # a batch's time axis is padded to a multiple of it (finetune.pad_to_multiple_of)
 
     @property
     def num_words(self) -> int:
@@ -62,23 +67,25 @@ class WindowData:
 
     @classmethod
     def of(cls, loaded: LoadedEncoder, corpus: Corpus, split: str, context: Context | str, max_pieces_per_word: int,
-           max_tokens: int, limit: Optional[int] = None, stride: Optional[int] = None) -> "WindowData":
+           max_tokens: int, limit: Optional[int] = None, stride: Optional[int] = None,
+           pad_to: int = 1) -> "WindowData":
         """Windows of the split's first ``limit`` sentences (all with None), ``stride`` pieces apart (None: half a
-        window) and at most ``loaded.max_length`` positions long."""
+        window) and at most ``loaded.max_length`` positions long; batches padded to a multiple of ``pad_to``."""
         sentences = corpus[split].sentences[:limit]
         plan = plan_windows_of(loaded.tokenizer, [s.words for s in sentences], [s.doc for s in sentences],
                                context, loaded.max_length, max_pieces_per_word, stride)
         lengths = [len(s.words) for s in sentences]
         tags = torch.as_tensor(corpus.label_ids(split)[:sum(lengths)], dtype=torch.long)
-        return cls(plan, tags, np.repeat(np.arange(len(lengths)), lengths), Context(context), max_tokens)
+        return cls(plan, tags, np.repeat(np.arange(len(lengths)), lengths), Context(context), max_tokens, pad_to)
 
     @classmethod
     def from_config(cls, cfg: Any, loaded: LoadedEncoder, corpus: Corpus, split: str) -> "WindowData":
         """The split as a fine-tuning run reads it: ``encoder.context``, ``encoder.max_pieces_per_word`` and
-        ``encoder.max_tokens``, ``finetune.stride``, and ``finetune.train_limit`` for the training split."""
+        ``encoder.max_tokens``, ``finetune.stride`` and ``finetune.pad_to_multiple_of``, and
+        ``finetune.train_limit`` for the training split."""
         enc, ft = cfg.encoder, cfg.finetune
         return cls.of(loaded, corpus, split, enc.context, enc.max_pieces_per_word, enc.max_tokens,
-                      ft.train_limit if split == "train" else None, ft.stride)
+                      ft.train_limit if split == "train" else None, ft.stride, ft.pad_to_multiple_of)
 
     def words_per_batch(self, batch_size: int) -> float:
         """The words a document-context training batch aims at: ``batch_size`` average sentences' worth."""
@@ -119,7 +126,7 @@ class WindowData:
         """The windows' encoder inputs, word positions, tags and chains on ``device``, without the host waiting."""
         if layout != Layout.windows:
             raise ValueError(f"encoder windows cannot make a {layout} batch")
-        b = self.plan.batch(windows)
+        b = self.plan.batch(windows, self.pad_to)
         ids, mask, pos, words, chain = (to_device_nowait(torch.from_numpy(a), device) for a in
                                         (b.input_ids, b.attention_mask, b.positions, b.words, self.chains(b)))
         tags = to_device_nowait(self.tags[torch.from_numpy(b.words)], device)

@@ -80,7 +80,7 @@ def test_bench_tiny_cpu(tmp_path: Path, conll_dir: Path) -> None:
     # Fine-tuning: the main command's windows (table7_cpu), every word of the first 40 sentences in both contexts
     main = compose_config(["experiment=table7_cpu", "strategy=finetune"]).finetune
     assert (result["finetune_max_length"], result["finetune_stride"]) == (main.max_length, main.stride)
-    assert result["finetune_attention"] == "eager" and result["finetune_sentence_windows"] == 40
+    assert result["finetune_attention"] == "eager_rand_dropout" and result["finetune_sentence_windows"] == 40
     assert result["finetune_sentence_words"] == result["finetune_document_words"] == sum(
         len(s.words) for s in first[:40])
     assert result["finetune_document_windows"] < 40  # documents are read through fewer, longer windows

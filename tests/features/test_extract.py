@@ -146,3 +146,20 @@ def test_features_extracted_on_each_device_are_the_models_cpu_hidden_states(tiny
     for win in build_windows(pieces, docs, "sentence", 64 - 2):
         expected = _direct_hidden(tiny_encoder, win.piece_ids)[win.first + 1]  # +1 for [CLS]; Shape: (words, 3, 32)
         np.testing.assert_allclose(out[win.word_index].astype(np.float32), expected, rtol=2e-2, atol=2e-2)
+
+
+def test_a_batch_pads_its_time_axis_to_a_multiple_and_nothing_else_moves(minilm_tokenizer):
+    from bert_ner_probe.features.extract import plan_windows_of
+
+    plan = plan_windows_of(minilm_tokenizer, [["the", "cat"], ["a", "dog", "sat", "down"]], [0, 1], "sentence", 64)
+    assert plan.lengths.tolist() == [4, 6]  # [CLS] pieces [SEP]
+    tight, padded = plan.batch([0, 1]), plan.batch([0, 1], pad_to=8)
+    assert tight.input_ids.shape == (2, 6) and padded.input_ids.shape == (2, 8)
+    np.testing.assert_array_equal(padded.input_ids[:, :6], tight.input_ids)
+    assert (padded.input_ids[:, 6:] == minilm_tokenizer.pad_token_id).all() and not padded.attention_mask[:, 6:].any()
+    np.testing.assert_array_equal(padded.attention_mask[:, :6], tight.attention_mask)
+    np.testing.assert_array_equal(padded.positions, tight.positions)
+    np.testing.assert_array_equal(padded.words, tight.words)
+    assert plan.batch([0, 1], pad_to=6).input_ids.shape == (2, 6)  # already a multiple: no padding added
+    with pytest.raises(ValueError, match="pad_to=0"):
+        plan.batch([0], pad_to=0)

@@ -40,6 +40,28 @@ def test_head_scores_are_the_linear_layer_over_the_pooled_last_layer(minilm_toke
     torch.testing.assert_close(scores, expected)
 
 
+def test_the_head_runs_in_float32_under_bf16_autocast(minilm_tokenizer):
+    """The encoder computes in bf16, the classifier over its pooled output in float32 (a bf16 head would round
+    the scores to 8 mantissa bits and miss the float32 product by far more than the tolerance)."""
+    from bert_ner_probe.probes.finetune import FineTunedEncoder
+
+    model = FineTunedEncoder(_tiny_bert(minilm_tokenizer), num_labels=3, dropout=0.0).eval()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        model.classifier.weight.normal_(0.0, 10.0)  # large scores: bf16 rounding is visible
+    ids = torch.tensor([[101, 2000, 2001, 2002, 102]])
+    mask = torch.ones_like(ids)
+    pos = torch.tensor([[0, 0], [1, 2], [1, 3]])  # words start at pieces 1 and 2
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        scores = model.word_scores(ids, mask, pos)
+        h = model.encoder(input_ids=ids, attention_mask=mask).last_hidden_state[0]  # Shape: (time, hidden)
+        in_bf16 = model.classifier(h[[1, 2]])
+    expected = h[[1, 2]].float() @ model.classifier.weight.T + model.classifier.bias
+    assert scores.dtype == torch.float32
+    torch.testing.assert_close(scores, expected)
+    assert in_bf16.dtype == torch.bfloat16 and not torch.allclose(in_bf16.float(), expected, rtol=1.3e-6, atol=1e-5)
+
+
 def test_crf_loss_is_the_sum_of_each_chains_nll_per_word(minilm_tokenizer):
     from bert_ner_probe.probes.finetune import FineTunedEncoder
 
