@@ -151,11 +151,13 @@ def _malloc_trim() -> Optional[Callable[[int], int]]:
 def release_host_memory() -> bool:
     """Collect garbage, then hand the heap's free pages back to the system; False where the C library cannot.
 
-    The jobs of a sweep run one after another in one process. glibc keeps the
-    memory a job's tensors freed as free chunks inside its heap (fragmented by
-    tensors of many sizes), so without this each job would start from the
-    resident size the jobs before it reached. ``malloc_trim(0)`` returns every
-    whole free page of the heap (``madvise(MADV_DONTNEED)``); live memory is untouched.
+    glibc keeps what tensors of many sizes freed as free chunks inside its heap,
+    where it counts in the process's resident size. An extraction frees
+    hundreds of MB of batch buffers before training allocates; the jobs of a
+    sweep run one after another in one process, so without this each job
+    would start from the resident size the jobs before it reached.
+    ``malloc_trim(0)`` returns every whole free page of the heap
+    (``madvise(MADV_DONTNEED)``); live memory is untouched.
     """
     gc.collect()
     trim = _malloc_trim()

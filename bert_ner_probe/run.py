@@ -209,9 +209,13 @@ def train_and_record(cfg: DictConfig, out_dir: Path, inputs: RunInputs, trainer:
     epochs = trainer.plan(data["train"])
     trained = trainer.fit(model, data["train"], data["dev"], dev_scorer(cfg, corpus, tags_of), device, epochs)
 
+    def labels_of(split: str) -> np.ndarray:
+        if split == "dev" and trained.dev_labels is not None:
+            return trained.dev_labels  # the best epoch's, which the restored weights predict again
+        return trainer.predict(model, data[split], device)
+
     t_eval = time.perf_counter()
-    metrics = {split: score_and_write(cfg, corpus, split, tags_of(split, trainer.predict(model, data[split], device)),
-                                      out_dir)
+    metrics = {split: score_and_write(cfg, corpus, split, tags_of(split, labels_of(split)), out_dir)
                for split in ("dev", "test")}
     eval_s = time.perf_counter() - t_eval
 

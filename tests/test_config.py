@@ -66,7 +66,8 @@ def test_table7_cpu_runs_the_same_strategies_once(compose):
     assert str(cfg.hydra.sweeper.params.strategy).split(",") == TABLE7 + ["finetune"]
     assert str(cfg.hydra.sweeper.params.seed) == "1"
     assert cfg.finetune.train_limit is None  # every row, fine-tuning included, trains on every sentence
-    assert (cfg.finetune.max_length, cfg.finetune.stride, cfg.finetune.attention) == (128, 96, "auto")
+    assert (cfg.finetune.max_length, cfg.finetune.stride, cfg.finetune.attention) == (128, 112, "auto")
+    assert cfg.encoder.max_tokens == 8192
     assert cfg.finetune.pad_to_multiple_of == 16
 
 

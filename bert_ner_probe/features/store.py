@@ -13,8 +13,6 @@ so it is the same as before they existed and older entries stay valid.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -23,7 +21,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from bert_ner_probe.features import encoder as enc
-from bert_ner_probe.device import encoder_dtype
+from bert_ner_probe.device import encoder_dtype, release_host_memory
 from bert_ner_probe.stamped_memo import StampedMemo
 from bert_ner_probe.features.cache import CacheEntry, CacheKey, default_root, get_or_build
 from bert_ner_probe.data.corpus import SPLITS, Corpus
@@ -120,18 +118,5 @@ def get_features(encoder_cfg: Any, pooling: str, corpus: Corpus, device: str,
 
     entry, hit = get_or_build(cache_dir or default_root(), key, build, rebuild=rebuild)
     if not hit:
-        release_heap()  # the encoder's and extraction's freed buffers, before training allocates
+        release_host_memory()  # the encoder's and extraction's freed buffers, before training allocates
     return entry, hit
-
-
-def release_heap() -> None:
-    """Give the C heap's free memory back to the system (glibc's ``malloc_trim``; elsewhere a no-op).
-
-    An extraction frees hundreds of MB of batch buffers of many sizes; glibc
-    keeps such memory in its heap, where it would count in the RSS of the
-    rest of the run (bench.md gives the measured effect).
-    """
-    try:
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass

@@ -85,6 +85,9 @@ class TrainResult:
     best_dev_f1: float
     history: List[Dict[str, float]]
     train_s: float
+    # the best epoch's dev predictions (Shape: (words,)), what the restored weights predict again; None when
+    # fit scored the model itself (dev_score)
+    dev_labels: Optional[np.ndarray] = None
 
 
 @dataclass(frozen=True)
@@ -133,16 +136,22 @@ class Trainer:
             dev_f1: Optional[Callable[[np.ndarray], float]], device: torch.device,
             epochs: List[List[np.ndarray]] | None = None,
             dev_score: Optional[Callable[[Model], float]] = None) -> TrainResult:
-        """Fit ``model``; return the best epoch (1-based) and the history. The best weights are restored.
+        """Fit ``model``; return the best epoch (1-based), the history and the best epoch's dev predictions.
+        The best weights are restored.
 
         ``dev_f1`` scores the dev split's predicted label ids (Shape: (words,)); ``dev_score``, when given,
         scores the model itself instead (no prediction pass: the online code stops on the held-out code
         length); higher is better either way. ``epochs``: the batches of :meth:`plan` (drawn here when None).
         """
+        last_dev: List[np.ndarray] = []  # the latest epoch's dev predictions
         if dev_score is None:
             if dev_f1 is None:
                 raise ValueError("fit needs dev_f1 or dev_score")
-            dev_score = lambda m: dev_f1(self.predict(m, dev, device))  # noqa: E731
+
+            def dev_score(m: Model) -> float:
+                last_dev[:] = [self.predict(m, dev, device)]
+                return dev_f1(last_dev[0])
+        best_dev: Optional[np.ndarray] = None
         precision = self.precision_on(device, model.fine_tunes_encoder)
         epochs = self.plan(train) if epochs is None else epochs
         layout = model.layout(device)
@@ -180,10 +189,13 @@ class Trainer:
             bar.close()
             f1 = close_epoch(history, epoch, self.epochs, total, words, t_epoch, device,
                              lambda: dev_score(model), lr_end=float(schedule.get_last_lr()[0]))
-            if stopper.update(model, epoch, f1):
+            stop = stopper.update(model, epoch, f1)
+            if stopper.best_epoch == epoch and last_dev:
+                best_dev = last_dev[0]  # kept: the run scores dev without predicting it again
+            if stop:
                 break
         stopper.restore(model)
-        return TrainResult(stopper.best_epoch, epoch, stopper.best_f1, history, time.perf_counter() - t0)
+        return TrainResult(stopper.best_epoch, epoch, stopper.best_f1, history, time.perf_counter() - t0, best_dev)
 
     def predict(self, model: Model, data: BatchSource, device: torch.device) -> np.ndarray:
         """The best label id of every word of ``data``, Shape: (words,), in the split's word order.

@@ -105,6 +105,8 @@ def test_train_learns_and_restores_the_best_epoch():
     assert not _same_state(model.state_dict(), snapshots[-1])
     pred = predict(model, dev_data, CPU)
     assert f1(gold, [[LABELS[i] for i in p] for p in pred]) == result.best_dev_f1
+    # The best epoch's dev predictions come back with the result: what the restored weights predict again.
+    np.testing.assert_array_equal(result.dev_labels, trainer_of().predict(model, dev_data, CPU))
     assert all(h["train_loss"] > 0 and h["epoch_s"] > 0 for h in result.history)
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
 
@@ -137,6 +139,8 @@ def test_training_on_packed_batches_learns(k_layers):
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     pred = predict(model, dev_data, CPU)
     assert f1(gold, [[LABELS[i] for i in p] for p in pred]) == result.best_dev_f1
+    # The best epoch's dev predictions come back with the result: what the restored weights predict again.
+    np.testing.assert_array_equal(result.dev_labels, trainer_of().predict(model, dev_data, CPU))
 
 
 @pytest.mark.parametrize("crf", [False, True])
