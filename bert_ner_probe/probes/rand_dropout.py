@@ -78,26 +78,30 @@ def eager_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, v
     return out, probs
 
 
-def _register() -> None:
+def _register() -> bool:
     """Register :func:`eager_attention` under ``eager_rand_dropout``, with eager attention's additive float mask
-    (transformers gives an implementation it does not know SDPA's boolean mask)."""
-    from transformers import AttentionInterface, AttentionMaskInterface
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
-
+    (transformers gives an implementation it does not know SDPA's boolean mask); False with a transformers
+    older than these interfaces (its attention then keeps ``nn.functional.dropout``)."""
+    try:
+        from transformers import AttentionInterface, AttentionMaskInterface
+        from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
+    except ImportError:
+        return False
     AttentionInterface.register(EAGER_RAND_DROPOUT, eager_attention)
     AttentionMaskInterface.register(EAGER_RAND_DROPOUT, ALL_MASK_ATTENTION_FUNCTIONS["eager"])
+    return True
 
 
 def use_rand_dropout(encoder: nn.Module) -> int:
     """Replace ``encoder``'s dropout (modules, and eager attention's) by :func:`rand_dropout`, in place; returns the
-    modules replaced. An encoder with another attention implementation (SDPA) keeps that one."""
+    modules replaced. An encoder with another attention implementation (SDPA) keeps that one
+    (:func:`~bert_ner_probe.features.encoder.attention_of` says which runs)."""
     replaced = 0
     for parent in list(encoder.modules()):
         for name, child in list(parent.named_children()):
             if type(child) is nn.Dropout:
                 setattr(parent, name, RandDropout(child.p).train(child.training))
                 replaced += 1
-    if attention_of(encoder) == str(Attention.eager):
-        _register()
-        encoder.set_attn_implementation(EAGER_RAND_DROPOUT)
+    if attention_of(encoder) == str(Attention.eager) and hasattr(encoder, "set_attn_implementation") and _register():
+        encoder.set_attn_implementation(EAGER_RAND_DROPOUT)  # results.json records what the model then runs
     return replaced
