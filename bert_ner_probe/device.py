@@ -137,7 +137,6 @@ def to_device_nowait(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     return t.to(device)
 
 
-
 @functools.lru_cache(maxsize=1)
 def _malloc_trim() -> Optional[Callable[[int], int]]:
     """glibc's ``malloc_trim``, or None where the C library has none (macOS, musl, Windows)."""

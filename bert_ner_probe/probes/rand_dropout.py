@@ -30,10 +30,15 @@ from bert_ner_probe.features.encoder import Attention, attention_of
 EAGER_RAND_DROPOUT = "eager_rand_dropout"
 
 
-def rand_dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
-    """``x`` with each element zeroed with probability ``p`` and the rest scaled by 1 / (1 − p). Shape: as ``x``."""
+def _checked(p: float) -> float:
     if not 0.0 <= p < 1.0:
         raise ValueError(f"dropout probability {p}: must be in [0, 1)")
+    return float(p)
+
+
+def rand_dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
+    """``x`` with each element zeroed with probability ``p`` and the rest scaled by 1 / (1 − p). Shape: as ``x``."""
+    _checked(p)
     if not training or p == 0.0:
         return x
     if x.device.type != "cpu":
@@ -47,9 +52,7 @@ class RandDropout(nn.Module):
 
     def __init__(self, p: float = 0.5) -> None:
         super().__init__()
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"dropout probability {p}: must be in [0, 1)")
-        self.p = float(p)
+        self.p = _checked(p)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return rand_dropout(x, self.p, self.training)
