@@ -20,6 +20,7 @@
 * :func:`autocast` — the context for a resolved precision.
 * :func:`to_device_nowait` — host → GPU copies through pinned memory.
 * :func:`release_host_memory` — what a finished job freed goes back to the system.
+* :func:`keep_on_heap` — blocks a training step frees and allocates again stay mapped.
 """
 
 from __future__ import annotations
@@ -137,12 +138,16 @@ def to_device_nowait(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     return t.to(device)
 
 
-@functools.lru_cache(maxsize=1)
-def _malloc_trim() -> Optional[Callable[[int], int]]:
-    """glibc's ``malloc_trim``, or None where the C library has none (macOS, musl, Windows)."""
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+GLIBC_MMAP_THRESHOLD_MAX = 32 * 2 ** 20  # the most glibc's own (dynamic) mmap threshold rises to, 64-bit
+
+
+@functools.lru_cache(maxsize=None)
+def _glibc(function: str) -> Optional[Callable[..., int]]:
+    """glibc's ``malloc_trim`` or ``mallopt``, or None where the C library has none (macOS, musl, Windows)."""
     name = ctypes.util.find_library("c")
     try:
-        return getattr(ctypes.CDLL(name), "malloc_trim") if name else None
+        return getattr(ctypes.CDLL(name), function) if name else None
     except (OSError, AttributeError):
         return None
 
@@ -159,8 +164,32 @@ def release_host_memory() -> bool:
     (``madvise(MADV_DONTNEED)``); live memory is untouched.
     """
     gc.collect()
-    trim = _malloc_trim()
+    trim = _glibc("malloc_trim")
     if trim is None:
         return False
     trim(0)  # returns whether any page went back, which depends on the heap's state, not on us
     return True
+
+
+def keep_on_heap(nbytes: int) -> bool:
+    """Serve host allocations of up to ``nbytes`` from glibc's heap and keep them mapped when freed; False where
+    the C library cannot, or where glibc already does (``nbytes`` ≤ 32 MiB).
+
+    glibc maps every allocation above its mmap threshold (which it raises by
+    itself, but to 32 MiB at most) with its own ``mmap`` and unmaps it when
+    freed. A training step frees its gradients (``zero_grad(set_to_none=True)``)
+    and the next backward allocates them again, so a gradient above 32 MiB (the
+    word-embedding matrix of a fine-tuned encoder: 30,522 × 384 float32 is 47 MB)
+    is faulted in page by page at every step, which costs several times the
+    step's ``memset`` of it (bench.md). ``mallopt`` raises the mmap threshold above
+    ``nbytes`` and the heap's trim threshold to twice that (glibc's own ratio),
+    for the rest of the process: freed blocks of that size are reused, and
+    :func:`release_host_memory` still returns them between jobs.
+    """
+    if nbytes <= GLIBC_MMAP_THRESHOLD_MAX:
+        return False
+    mallopt = _glibc("mallopt")
+    if mallopt is None:
+        return False
+    threshold = int(nbytes) + 2 ** 20  # room for the block's header and alignment
+    return bool(mallopt(M_MMAP_THRESHOLD, threshold)) and bool(mallopt(M_TRIM_THRESHOLD, 2 * threshold))

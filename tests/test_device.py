@@ -10,7 +10,7 @@ import torch
 from run_if import run_if
 
 from bert_ner_probe.data.corpus import IGNORE_INDEX
-from bert_ner_probe.device import autocast, native_bf16, release_host_memory, training_precision
+from bert_ner_probe.device import autocast, keep_on_heap, native_bf16, release_host_memory, training_precision
 from bert_ner_probe.errors import UserError
 from bert_ner_probe.probes.batch import PaddedBatch
 from bert_ner_probe.probes.bilstm import BiLSTMProbe
@@ -129,3 +129,36 @@ def test_release_host_memory_gives_the_heaps_free_pages_back():
     assert release_host_memory()
     assert before - rss() > 64 * 2**20
     assert sum(len(b) for b in live) == 2048 * 64 * 1024  # what is still in use stays
+
+
+_FIVE_STEPS = """
+import os, resource, torch
+from bert_ner_probe.device import keep_on_heap
+
+def faults_of_five_steps():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(5):
+        grad = torch.zeros(30522, 384)  # Shape: BERT's vocabulary x MiniLM's width, float32
+        del grad
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+faults_of_five_steps()
+print(keep_on_heap(32 * 2**20), faults_of_five_steps(), keep_on_heap(30522 * 384 * 4), end=" ")
+faults_of_five_steps()  # the first block of that size comes from the system once
+print(faults_of_five_steps(), os.sysconf("SC_PAGE_SIZE"))
+"""
+
+
+@pytest.mark.skipif(not release_host_memory(), reason="glibc only")
+def test_keep_on_heap_stops_a_gradient_sized_block_from_faulting_in_at_every_step():
+    """A 47 MB block freed and allocated again, as a fine-tuned encoder's word-embedding gradient is at every
+    step: glibc maps it anew each time (11,500 page faults) until keep_on_heap raises its mmap threshold.
+    In a fresh process: the threshold, once raised, stays raised for the process."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _FIVE_STEPS], capture_output=True, text=True, check=True).stdout
+    below, faults_before, raised, faults_after, page = out.split()
+    pages = 30522 * 384 * 4 // int(page)
+    assert below == "False" and raised == "True"  # 32 MiB: glibc keeps such blocks by itself, nothing to change
+    assert int(faults_before) > 4 * pages and int(faults_after) < pages

@@ -8,8 +8,8 @@ is pooled per word exactly as the frozen features are
     scores(word) = W · dropout(pool(h, word)) + b          # Shape: (labels,)
 
 trained with token-level cross-entropy, every encoder weight included, with
-the encoder's own dropout (its masks drawn by ``torch.rand`` on a CPU:
-:mod:`bert_ner_probe.probes.rand_dropout`). With
+the encoder's own dropout (its masks drawn with half the random draws on a CPU:
+:mod:`bert_ner_probe.probes.encoder_dropout`). With
 ``crf=True`` a linear-chain CRF scores each *chain* instead: the words of
 one sentence that one window reads, in order — the whole sentence, unless
 the sentence is longer than a window — as the probes' CRF scores sentences.
@@ -33,7 +33,8 @@ from bert_ner_probe.features.pooling import pool_words, pooled_width
 from bert_ner_probe.probes.base import Model, ProbeInputs
 from bert_ner_probe.probes.batch import Layout, WindowBatch
 from bert_ner_probe.probes.crf import ChainCRF
-from bert_ner_probe.probes.rand_dropout import RandDropout, use_rand_dropout
+from bert_ner_probe.probes.dropout import Dropout
+from bert_ner_probe.probes.encoder_dropout import use_rand_dropout
 from bert_ner_probe.probes.registry import register
 
 
@@ -50,7 +51,7 @@ class FineTunedEncoder(Model):
         self.pooling = pooling
         p = float(getattr(encoder.config, "hidden_dropout_prob", 0.1)) if dropout is None else float(dropout)
         use_rand_dropout(encoder)  # the same dropout, its masks drawn faster on a CPU
-        self.dropout = RandDropout(p)
+        self.dropout = Dropout(p)
         self.classifier = nn.Linear(pooled_width(pooling, hidden), num_labels)
         self.crf = ChainCRF(num_labels) if crf else None
 

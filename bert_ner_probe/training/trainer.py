@@ -17,6 +17,9 @@ flair's ``train()`` and ``fine_tune()`` share one loop. It owns:
   micro-batches whose gradients add up to the batch's (each micro-batch's
   mean loss weighted by its share of the batch's words), one optimiser step;
 * **clipping, optimiser and schedule** — :mod:`bert_ner_probe.training.optim`;
+* **host memory** — on a CPU, blocks the size of the largest trainable
+  parameter stay on glibc's heap (:func:`bert_ner_probe.device.keep_on_heap`):
+  each step frees its gradients and allocates them again;
 * **early stopping** — dev F1 after every epoch, stop after ``patience``
   epochs without a better one, the best epoch's weights restored
   (:mod:`bert_ner_probe.training.early_stopping`);
@@ -41,7 +44,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from bert_ner_probe.device import Precision, autocast, training_precision
+from bert_ner_probe.device import Precision, autocast, keep_on_heap, training_precision
 from bert_ner_probe.probes.base import Model
 from bert_ner_probe.probes.batch import Batch, Layout
 from bert_ner_probe.training.early_stopping import EarlyStopping
@@ -153,6 +156,9 @@ class Trainer:
                 return dev_f1(last_dev[0])
         best_dev: Optional[np.ndarray] = None
         precision = self.precision_on(device, model.fine_tunes_encoder)
+        if device.type == "cpu":  # the gradients come and go every step: keep their blocks mapped
+            keep_on_heap(max((p.numel() * p.element_size() for p in model.parameters() if p.requires_grad),
+                             default=0))
         epochs = self.plan(train) if epochs is None else epochs
         layout = model.layout(device)
         optim = build_optimizer(model, self.optimizer, self.lr, self.weight_decay, device)

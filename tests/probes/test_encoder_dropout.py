@@ -1,16 +1,16 @@
-"""Dropout drawn by torch.rand (bert_ner_probe/probes/rand_dropout.py): the formula, its distribution, and the
-encoder it is put into (a tiny random BertModel)."""
+"""The probes' dropout in a fine-tuned encoder (bert_ner_probe/probes/encoder_dropout.py): every dropout
+module and eager attention's, in a tiny random BertModel; attention by hand, in float32 and under bf16 autocast."""
 
 from __future__ import annotations
 
 import copy
 
-import pytest
 import torch
 from torch import nn
 
 from bert_ner_probe.features.encoder import attention_of
-from bert_ner_probe.probes.rand_dropout import EAGER_RAND_DROPOUT, RandDropout, rand_dropout, use_rand_dropout
+from bert_ner_probe.probes.dropout import Dropout, keep_mask
+from bert_ner_probe.probes.encoder_dropout import EAGER_RAND_DROPOUT, eager_attention, use_rand_dropout
 
 
 def _tiny_bert(attention: str, seed: int = 0):
@@ -22,44 +22,13 @@ def _tiny_bert(attention: str, seed: int = 0):
     return BertModel(config)
 
 
-def test_the_mask_is_u_at_least_p_and_the_kept_values_are_scaled():
-    x = torch.tensor([1.0, -2.0, 3.0, 4.0, 5.0])
-    torch.manual_seed(7)
-    u = torch.rand(5)
-    torch.manual_seed(7)
-    y = rand_dropout(x, 0.5)
-    expected = torch.where(u >= 0.5, x * 2.0, torch.zeros(()))  # y_i = x_i · [u_i ≥ p] / (1 − p)
-    torch.testing.assert_close(y, expected, rtol=0, atol=0)
-
-
-def test_the_keep_rate_is_one_minus_p_and_the_mean_is_kept():
-    torch.manual_seed(0)
-    x = torch.ones(1_000_000)
-    y = rand_dropout(x, 0.1)
-    kept = float((y != 0).float().mean())
-    assert abs(kept - 0.9) < 5 * (0.9 * 0.1 / 1e6) ** 0.5  # five standard errors of a Bernoulli(0.9) mean
-    assert abs(float(y.mean()) - 1.0) < 0.005
-    assert torch.all((y == 0) | torch.isclose(y, torch.tensor(1 / 0.9)))
-
-
-def test_no_dropout_when_evaluating_or_at_zero_and_bad_probabilities_are_refused():
-    x = torch.randn(3, 4)
-    assert rand_dropout(x, 0.3, training=False) is x and rand_dropout(x, 0.0) is x
-    module = RandDropout(0.3).eval()
-    assert module(x) is x and "p=0.3" in repr(module)
-    for p in (1.0, -0.1):
-        with pytest.raises(ValueError, match="must be in"):
-            rand_dropout(x, p)
-        with pytest.raises(ValueError, match="must be in"):
-            RandDropout(p)
-
-
 def test_an_eager_encoder_gets_it_everywhere_and_evaluates_as_before():
     model = _tiny_bert("eager").eval()
     before = copy.deepcopy(model)
     n_dropout = sum(type(m) is nn.Dropout for m in model.modules())
     assert use_rand_dropout(model) == n_dropout > 0
     assert not any(type(m) is nn.Dropout for m in model.modules())
+    assert sum(type(m) is Dropout for m in model.modules()) == n_dropout
     assert not any(m.training for m in model.modules())  # the replacements evaluate as the model does
     assert attention_of(model) == EAGER_RAND_DROPOUT
     ids = torch.tensor([[2, 5, 7, 9, 3], [2, 6, 3, 0, 0]])
@@ -70,9 +39,7 @@ def test_an_eager_encoder_gets_it_everywhere_and_evaluates_as_before():
 
 
 def test_training_the_attention_probabilities_are_dropped_by_the_same_rule():
-    """One layer's attention by hand: softmax(q kᵀ / √d + mask), then the rand mask, then times v."""
-    from bert_ner_probe.probes.rand_dropout import eager_attention
-
+    """One layer's attention by hand: softmax(q kᵀ / √d + mask), then the probes' mask, then times v."""
     module = nn.Module().train()
     torch.manual_seed(1)
     q, k, v = torch.randn(1, 2, 3, 4), torch.randn(1, 2, 3, 4), torch.randn(1, 2, 3, 4)
@@ -80,7 +47,7 @@ def test_training_the_attention_probabilities_are_dropped_by_the_same_rule():
     torch.manual_seed(5)
     out, probs = eager_attention(module, q, k, v, mask, dropout=0.25)
     torch.manual_seed(5)
-    keep = torch.rand(1, 2, 3, 3) >= 0.25
+    keep = keep_mask((1, 2, 3, 3), 0.25)
     expected_probs = torch.softmax(q @ k.transpose(2, 3) / 2.0 + mask, dim=-1) * keep / 0.75
     torch.testing.assert_close(probs, expected_probs)
     torch.testing.assert_close(out, (expected_probs @ v).transpose(1, 2))
@@ -90,3 +57,22 @@ def test_an_sdpa_encoder_keeps_its_attention():
     model = _tiny_bert("sdpa")
     use_rand_dropout(model)
     assert attention_of(model) == "sdpa" and not any(type(m) is nn.Dropout for m in model.modules())
+
+
+def test_under_bf16_autocast_the_attention_map_stays_bf16_and_masked_keys_get_nothing():
+    """transformers' float32 mask holds −3.4e38, which is −inf in bf16; cast as it is, a masked score is still
+    finite, and the map is not promoted to float32."""
+    module = nn.Module().eval()
+    torch.manual_seed(2)
+    q, k, v = torch.randn(2, 2, 4, 8), torch.randn(2, 2, 4, 8), torch.randn(2, 2, 4, 8)
+    mask = torch.zeros(2, 1, 4, 4)
+    mask[1, ..., 3] = torch.finfo(torch.float32).min  # the second window's last key is padding
+    mask[0, :, 2, :] = torch.finfo(torch.float32).min  # a query that sees no key: uniform, not NaN, as in float32
+    out32, probs32 = eager_attention(module, q, k, v, mask)
+    with torch.autocast("cpu", torch.bfloat16):
+        out16, probs16 = eager_attention(module, q.bfloat16(), k.bfloat16(), v.bfloat16(), mask)
+    assert probs16.dtype == out16.dtype == torch.bfloat16 and torch.isfinite(out16).all()
+    assert torch.all(probs16[1, ..., 3] == 0) and torch.all(probs32[1, ..., 3] == 0)
+    assert torch.all(probs16[0, :, 2] == 0.25) and torch.all(probs32[0, :, 2] == 0.25)
+    torch.testing.assert_close(probs16.float(), probs32, atol=0.02, rtol=0.02)
+    torch.testing.assert_close(out16.float(), out32, atol=0.05, rtol=0.05)
