@@ -47,7 +47,12 @@ def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.devic
     low one uniform on 16 bits, the high one on 15; ``& 0x7FFF`` keeps 15 bits of both (in either byte order).
     Shape: ``shape``, bool.
     """
-    threshold = round(_checked(p) * 2 ** MASK_BITS)
+    return _keep(shape, _checked(p), device)
+
+
+def _keep(shape: torch.Size | tuple[int, ...], p: float, device: torch.device | str) -> torch.Tensor:
+    """:func:`keep_mask` for a ``p`` already checked (a training step checks it once)."""
+    threshold = round(p * 2 ** MASK_BITS)
     n = math.prod(shape)
     words = torch.empty((n + 1) // 2, dtype=torch.int32, device=device).random_()  # Shape: (⌈n/2⌉,)
     u = words.view(torch.int16)[:n].bitwise_and(2 ** MASK_BITS - 1)  # Shape: (n,), uniform on [0, 2¹⁵)
@@ -61,7 +66,7 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
         return x
     if x.device.type != "cpu":
         return F.dropout(x, p, True)
-    return x * keep_mask(x.shape, p, x.device) / (1.0 - p)
+    return x * _keep(x.shape, p, x.device) / (1.0 - p)
 
 
 class Dropout(nn.Module):
