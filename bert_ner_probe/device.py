@@ -21,6 +21,7 @@
 * :func:`to_device_nowait` — host → GPU copies through pinned memory.
 * :func:`release_host_memory` — what a finished job freed goes back to the system.
 * :func:`keep_on_heap` — blocks a training step frees and allocates again stay mapped.
+* :func:`reset_peak_rss` and :func:`peak_rss` — a job's own peak resident set size.
 """
 
 from __future__ import annotations
@@ -30,7 +31,10 @@ import ctypes
 import ctypes.util
 import functools
 import gc
-from typing import Callable, Optional
+import resource
+import sys
+from pathlib import Path
+from typing import Callable, Optional, Tuple
 
 import torch
 
@@ -193,3 +197,39 @@ def keep_on_heap(nbytes: int) -> bool:
         return False
     threshold = int(nbytes) + 2 ** 20  # room for the block's header and alignment
     return bool(mallopt(M_MMAP_THRESHOLD, threshold)) and bool(mallopt(M_TRIM_THRESHOLD, 2 * threshold))
+
+
+def reset_peak_rss() -> bool:
+    """Start measuring this process's peak resident set size afresh; False where it cannot be reset.
+
+    On Linux, writing ``5`` to ``/proc/self/clear_refs`` resets the process's high-water
+    mark (``VmHWM`` in ``/proc/self/status``) to its present resident size, so each job
+    of a sweep that runs in one process measures its own peak. Elsewhere (or where
+    ``/proc`` is read-only) the peak stays the process's since it started.
+    """
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return _vm_hwm_kib() is not None
+
+
+def _vm_hwm_kib() -> Optional[int]:
+    """``VmHWM`` of ``/proc/self/status`` in KiB, or None where there is none."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def peak_rss(since_reset: bool) -> Tuple[float, str]:
+    """``(MiB, scope)``: the peak resident set size since :func:`reset_peak_rss` (``since_reset``, scope
+    ``"job"``) from ``VmHWM``, else since the process started (``getrusage``'s ``ru_maxrss``, scope ``"process"``)."""
+    hwm = _vm_hwm_kib() if since_reset else None
+    if hwm is not None:
+        return hwm / 1024, "job"
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return maxrss / (2 ** 20 if sys.platform == "darwin" else 1024), "process"

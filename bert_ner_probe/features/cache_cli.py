@@ -9,8 +9,8 @@
 
 ``DIR`` defaults to the runs' default (``$BERT_NER_PROBE_CACHE`` or
 ``~/.cache/bert_ner_probe``); pass the ``cache_dir`` your runs use. ``list``
-shows each entry's encoder, data, pooling, context, size and last use;
-``verify`` checks sizes and sampled checksums (``--full``: whole-file CRC-32)
+shows each entry's encoder, data, pooling, context, hidden states held, size
+and last use; ``verify`` checks sizes and sampled checksums (``--full``: whole-file CRC-32)
 and exits 1 when an entry is damaged; ``rm`` deletes entries by name or by
 last use; ``prune`` deletes the least recently used entries until the cache
 fits ``--max-size``, and any temporary build folder no build holds.
@@ -30,7 +30,9 @@ from typing import Iterable, List, Optional
 
 from filelock import FileLock, Timeout
 
-from bert_ner_probe.features.cache import EntryInfo, check_entry, default_root, list_entries, remove_entry
+from bert_ner_probe.features.cache import (EntryInfo, check_entry, default_root, human_size, list_entries, old_layout,
+                                          remove_entry)
+from bert_ner_probe.hidden_states import states_text
 from bert_ner_probe.errors import UserError
 
 _SIZE_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -53,19 +55,11 @@ def parse_age(text: str) -> float:
     return float(m.group(1)) * _TIME_UNITS[m.group(2)]
 
 
-def human_size(n: int) -> str:
-    for unit in ("B", "K", "M", "G", "T"):
-        if n < 1024 or unit == "T":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
-
-
 def _describe(e: EntryInfo) -> List[str]:
     """The ``list`` columns of one entry."""
     used = datetime.fromtimestamp(e.last_used).strftime("%Y-%m-%d %H:%M")
     if e.meta is None:
-        return [e.name, "?", "(incomplete: no meta.json)", "?", "?", human_size(e.bytes), used]
+        return [e.name, "?", "(incomplete: no meta.json)", "?", "?", "?", human_size(e.bytes), used]
     key = e.meta.get("key", {})
     sources = e.meta.get("data_sources") or {}
     train = str(sources.get("train", key.get("data", "?")))
@@ -73,8 +67,10 @@ def _describe(e: EntryInfo) -> List[str]:
     counts = key.get("sentences") or {}
     if counts:
         data += " (" + "/".join(str(counts.get(s, "?")) for s in ("train", "dev", "test")) + " sentences)"
+    held = e.meta.get("hidden_states")
+    states = "old layout" if old_layout(e.meta) else states_text(held) if held else "?"
     return [e.name, str(key.get("encoder", "?")), data, str(key.get("pooling", "?")),
-            str(key.get("context", "?")), human_size(e.bytes), used]
+            str(key.get("context", "?")), states, human_size(e.bytes), used]
 
 
 def _table(rows: List[List[str]]) -> str:
@@ -87,7 +83,7 @@ def cmd_list(root: Path) -> int:
     if not entries:
         print(f"{root}: no cache entries")
         return 0
-    header = ["NAME", "ENCODER", "DATA", "POOLING", "CONTEXT", "SIZE", "LAST USED"]
+    header = ["NAME", "ENCODER", "DATA", "POOLING", "CONTEXT", "HIDDEN STATES", "SIZE", "LAST USED"]
     print(_table([header] + [_describe(e) for e in entries]))
     print(f"\n{len(entries)} entries, {human_size(sum(e.bytes for e in entries))} in {root}")
     return 0
@@ -109,7 +105,9 @@ def cmd_verify(root: Path, names: List[str], full: bool) -> int:
     damaged = 0
     for e in entries:
         why = check_entry(e.path, full=full)
-        print(f"{'ok' if why is None else 'damaged'}  {e.name}" + ("" if why is None else f": {why}"), flush=True)
+        old = why is None and old_layout(e.meta)
+        print(f"{'ok' if why is None else 'damaged'}  {e.name}" + ("" if why is None else f": {why}")
+              + (" (older one-file layout: the next run that needs it rebuilds it)" if old else ""), flush=True)
         damaged += why is not None
     print(f"{len(entries)} entries checked ({'whole files' if full else 'sizes and sampled checksums'}), "
           f"{damaged} damaged" + (": the next run that needs one rebuilds it, or remove it with "
@@ -175,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dir", default=None,
                         help="the cache folder (default: $BERT_NER_PROBE_CACHE or ~/.cache/bert_ner_probe)")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="each entry's encoder, data, pooling, context, size and last use")
+    sub.add_parser("list", help="each entry's encoder, data, pooling, context, hidden states, size and last use")
     verify = sub.add_parser("verify", help="check entries' sizes and checksums; exit 1 if one is damaged")
     verify.add_argument("names", nargs="*", metavar="NAME", help="entries to check (default: all)")
     verify.add_argument("--full", action="store_true", help="read whole files (CRC-32), not sampled blocks")

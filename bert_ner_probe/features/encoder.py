@@ -15,6 +15,17 @@ architecture (the encoder's own ``config.json``) and the same tokenizer, with
 the weights of ``AutoModel.from_config`` drawn under
 ``torch.manual_seed(encoder.weights_seed)``. What a probe reads from it and
 not from the pretrained encoder is what pretraining added.
+
+Weights load straight into ``encoder.dtype``: pretrained ones tensor by tensor from
+their files (``from_pretrained(dtype=...)``), random ones drawn in that dtype
+(:func:`random_model`), so no float32 copy of the model is ever held.
+``encoder.device_map`` (``auto``) hands a model larger than one GPU to
+transformers (and accelerate), which spreads its layers over the GPUs.
+
+A *causal* encoder (GPT-2, Llama and every other decoder-only model) reads each
+position from the positions on its left only; :func:`is_causal` tells one from
+its config, and the windows (:mod:`~bert_ner_probe.features.windows`) and the
+default pooling (:class:`~bert_ner_probe.features.pooling.Pooling`) follow it.
 """
 
 from __future__ import annotations
@@ -35,6 +46,14 @@ from bert_ner_probe.stamped_memo import StampedMemo
 PKG_PREFIX = "pkg://"
 # Tokenizers whose word-split input needs a leading space marker per word.
 _PREFIX_SPACE_MODELS = ("roberta", "gpt2", "bart", "longformer", "deberta", "mpnet")
+
+
+class DeviceMap(Choice):
+    """``encoder.device_map``: how transformers spreads a model too large for one GPU over the GPUs (null: one device)."""
+
+    auto = "auto"
+    balanced = "balanced"
+    sequential = "sequential"
 
 
 class Weights(Choice):
@@ -130,6 +149,61 @@ def num_layers(name_or_path: str) -> int:
     return int(load_config(name_or_path)[1].num_hidden_layers)
 
 
+def is_causal(config: Any) -> bool:
+    """Whether a model of this transformers ``config`` reads each position from its left context alone.
+
+    True for a decoder (``config.is_decoder``) and for an architecture transformers
+    knows as a causal language model but not as a masked one (GPT-2, Llama, Mistral,
+    …); False for BERT, RoBERTa, ELECTRA and the like, which have both heads.
+    """
+    if getattr(config, "is_decoder", False):
+        return True
+    from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+                                                        MODEL_FOR_MASKED_LM_MAPPING_NAMES)
+
+    kind = getattr(config, "model_type", "")
+    return kind in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and kind not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+
+def causal_of(encoder_cfg: Any) -> bool:
+    """``encoder.causal`` when set, else :func:`is_causal` of the encoder's config (no weights loaded)."""
+    override = getattr(encoder_cfg, "causal", None)
+    return bool(override) if override is not None else is_causal(load_config(encoder_cfg.name_or_path)[1])
+
+
+def check_device_map(device_map: Optional[DeviceMap | str], device: torch.device,
+                     weights: Weights | str = Weights.pretrained) -> None:
+    """One :class:`UserError` when ``encoder.device_map`` cannot apply: on a CPU, with random weights, without
+    accelerate."""
+    if device_map is None:
+        return
+    device_map = DeviceMap.parse(device_map, "encoder.device_map")
+    if device.type != "cuda":
+        raise UserError(f"encoder.device_map={device_map} spreads a model over GPUs, but this run's device is "
+                        f"{device}: drop it (one host holds the whole model there)")
+    if Weights.parse(weights, "encoder.weights") == Weights.random:
+        raise UserError(f"encoder.device_map={device_map} loads pretrained weights across GPUs; "
+                        "encoder.weights=random draws them on one device: drop one of the two")
+    import importlib.util
+
+    if importlib.util.find_spec("accelerate") is None:
+        raise UserError(f"encoder.device_map={device_map} needs the accelerate package (pip install accelerate)")
+
+
+def layer_stack(model: Any, num_layers: int) -> Optional[torch.nn.ModuleList]:
+    """The model's stack of transformer layers: its first ``ModuleList`` of ``num_layers`` modules (BERT's
+    ``encoder.layer``, GPT-2's ``h``, Llama's ``layers``), or None."""
+    for _, module in model.named_modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == num_layers:
+            return module
+    return None
+
+
+def input_device(model: Any) -> torch.device:
+    """Where the model's inputs go: the device of its input embeddings (the first GPU of a spread model)."""
+    return model.get_input_embeddings().weight.device
+
+
 class Attention(Choice):
     """``finetune.attention``: the attention implementation of an encoder that trains.
 
@@ -164,20 +238,27 @@ class LoadedEncoder:
     num_layers: int  # transformer layers; hidden states are num_layers + 1
     hidden_size: int
     max_length: int  # positions the model accepts, special tokens included
-    device: torch.device
+    device: torch.device  # where inputs go (the first device of a model spread by encoder.device_map)
     dtype: torch.dtype
     attention: str = ""  # the attention implementation the model runs (e.g. eager, sdpa)
+    causal: bool = False  # reads each position from its left alone (is_causal, or encoder.causal)
 
 
-def random_model(config: Any, seed: int) -> Any:
+def random_model(config: Any, seed: int, dtype: torch.dtype = torch.float32) -> Any:
     """The architecture of ``config`` with random weights: ``AutoModel.from_config(config)`` under
-    ``torch.manual_seed(seed)`` (Zhang & Bowman 2018), float32 on the CPU, so a seed gives the same weights
-    on every device; the caller's torch RNG state is left as it was."""
+    ``torch.manual_seed(seed)`` (Zhang & Bowman 2018), drawn on the CPU, so a seed gives the same weights
+    on every device; the caller's torch RNG state is left as it was.
+
+    The weights are drawn in ``dtype`` itself, with no float32 copy of the model on the way. Torch draws a
+    normal sample of a bfloat16 or float16 tensor as it draws a float32 one and rounds it, 16 values at a
+    time, so a tensor whose size is a multiple of 16 (every weight of the usual shapes) holds exactly the
+    float32 weights cast to ``dtype``; only the last ``size % 16`` values of another tensor differ.
+    """
     from transformers import AutoModel
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return AutoModel.from_config(config, dtype=torch.float32)
+        return AutoModel.from_config(config, dtype=dtype)
 
 
 def lowercases(tokenizer: Any) -> bool:
@@ -223,32 +304,38 @@ def load_tokenizer(name_or_path: str) -> Any:
 
 def load_encoder(name_or_path: str, device: str = "auto", dtype: str = "float32",
                  max_length: Optional[int] = None, weights: Weights | str = Weights.pretrained,
-                 weights_seed: int = 0, attention: Optional[Attention | str] = None) -> LoadedEncoder:
-    """Load tokenizer and model, frozen, on ``device`` in ``dtype``.
+                 weights_seed: int = 0, attention: Optional[Attention | str] = None,
+                 causal: Optional[bool] = None, device_map: Optional[DeviceMap | str] = None) -> LoadedEncoder:
+    """Load tokenizer and model, frozen, on ``device`` in ``dtype`` (weights loaded or drawn in it directly).
 
     ``weights=random`` builds the same architecture with seeded random weights (:func:`random_model`);
     ``attention`` (:class:`Attention`, resolved for the device) picks the attention implementation,
-    None keeps the transformers default.
+    None keeps the transformers default. ``causal``: None = :func:`is_causal` of the config.
+    ``device_map`` (:class:`DeviceMap`; GPUs only, :func:`check_device_map`) spreads the model over the GPUs.
     """
     from transformers import AutoModel
 
     weights = Weights.parse(weights, "encoder.weights")
     location, config = load_config(name_or_path)
     dev = resolve_device(device)
+    check_device_map(device_map, dev, weights)
     dt = torch_dtype(dtype)
     tokenizer = load_tokenizer(name_or_path)
     impl = {} if attention is None else {"attn_implementation": str(Attention.parse(attention, "attention").on(dev))}
+    spread = {} if device_map is None else {"device_map": str(DeviceMap.parse(device_map, "encoder.device_map"))}
     try:
         if weights == Weights.random:
-            model = random_model(config, int(weights_seed)).to(dt)
+            model = random_model(config, int(weights_seed), dt)
             model.config.dtype = dt  # as from_pretrained records it
             if impl:
                 model.set_attn_implementation(impl["attn_implementation"])
         else:
-            model = AutoModel.from_pretrained(location, dtype=dt, **impl)
+            model = AutoModel.from_pretrained(location, dtype=dt, **impl, **spread)
     except OSError as e:
         raise _load_failed(name_or_path, e) from None
-    model.eval().requires_grad_(False).to(dev)
+    model.eval().requires_grad_(False)
+    if not spread:
+        model.to(dev)
     limit = min(int(getattr(model.config, "max_position_embeddings", 512) or 512),
                 int(tokenizer.model_max_length if tokenizer.model_max_length < 10**6 else 512))
     if getattr(model.config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
@@ -256,5 +343,6 @@ def load_encoder(name_or_path: str, device: str = "auto", dtype: str = "float32"
     if max_length is not None:
         limit = min(limit, max_length)
     return LoadedEncoder(model, tokenizer, int(model.config.num_hidden_layers), int(model.config.hidden_size),
-                         limit, dev, dt, attention_of(model))
+                         limit, input_device(model) if spread else dev, dt, attention_of(model),
+                         is_causal(model.config) if causal is None else bool(causal))
 

@@ -1,26 +1,38 @@
-"""Run the frozen encoder once over a split and pool every layer of every word.
+"""Run the frozen encoder once over a split and pool every cached hidden state of every word.
 
 :func:`plan_batches` tokenises, cuts windows (see :mod:`bert_ner_probe.features.windows`),
 sorts them by length and batches them by a token budget, so padding stays
-small. :func:`extract_split` runs the plan: each batch's hidden states are
-stacked to ``(batch, time, layers + 1, hidden)``, pooled per word
-(:mod:`bert_ner_probe.features.pooling`) and written into the output array (a memory
-map in the cache) at each word's row. On a GPU nothing in the loop makes the
-host wait for the GPU: inputs go through pinned memory, the pooled words come
-back into pinned buffers, and writer threads put each batch into the output
-array once its copy has landed, while the GPU runs the next batches. The
-model runs in the dtype it was loaded in (``encoder.dtype``; ``auto`` = bf16
-where the hardware has it, see :func:`bert_ner_probe.device.encoder_dtype`).
+small. :func:`extract_split` runs the plan. :class:`HiddenStates` hands each
+hidden state to the pooling as the model produces it: a forward pre-hook on
+the first transformer layer gives hidden state 0 (the embeddings' output, the
+first layer's input), a forward hook on layer ``i`` gives hidden state
+``i + 1``, and the model's ``last_hidden_state`` gives ``N`` (after the final
+norm of a decoder such as GPT-2 or Llama, as ``output_hidden_states`` gives
+it). Each state is pooled per word (:mod:`bert_ner_probe.features.pooling`)
+and written to its own output (a :class:`~bert_ner_probe.features.row_file.RowFile`
+of the cache) at each word's row, then dropped; so a pass holds one hidden
+state at a time, whatever the encoder's depth, not ``N + 1`` of them and their
+stack. The first batch is also run with ``output_hidden_states=True`` and
+every hooked state compared with it; a model whose hooked states differ (an
+architecture that changes its states between layers) is read through
+``output_hidden_states`` instead.
+
+On a GPU nothing in the loop makes the host wait for the GPU: inputs go through
+pinned memory, the pooled words come back into pinned buffers, and writer
+threads put each batch into the outputs once its copy has landed, while the GPU
+runs the next batches. The model runs in the dtype it was loaded in
+(``encoder.dtype``; ``auto`` = bf16 where the hardware has it, see
+:func:`bert_ner_probe.device.encoder_dtype`).
 """
 
 from __future__ import annotations
 
 import functools
-import mmap
+import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -28,9 +40,11 @@ from tqdm.auto import tqdm
 
 from bert_ner_probe.device import to_device_nowait
 from bert_ner_probe.features.batching import batches_by_length
-from bert_ner_probe.features.encoder import LoadedEncoder
+from bert_ner_probe.features.encoder import LoadedEncoder, layer_stack
 from bert_ner_probe.features.pooling import pool_words
 from bert_ner_probe.features.windows import Window, build_windows, tokenize_words
+
+log = logging.getLogger(__name__)
 
 
 def special_tokens(tokenizer) -> tuple[list[int], list[int]]:
@@ -100,16 +114,18 @@ class WindowPlan:
 
 
 def plan_windows_of(tokenizer, sentences: Sequence[Sequence[str]], doc_of_sentence: Sequence[int], context: str,
-                    max_length: int, max_pieces_per_word: int = 32, stride: Optional[int] = None) -> WindowPlan:
+                    max_length: int, max_pieces_per_word: int = 32, stride: Optional[int] = None,
+                    causal: bool = False) -> WindowPlan:
     """Tokenise and cut into windows: every word of ``sentences`` is read from exactly one window.
 
     ``stride``: pieces between the starts of a sequence's windows (None = half a window,
-    :mod:`bert_ner_probe.features.windows`). An alignment error (a word missing, or read twice) raises.
+    :mod:`bert_ner_probe.features.windows`); ``causal``: each word from the window where it has the most
+    left context. An alignment error (a word missing, or read twice) raises.
     """
     head, tail = special_tokens(tokenizer)
     width = max_length - len(head) - len(tail)
     pieces = tokenize_words(tokenizer, sentences, min(max_pieces_per_word, width))
-    windows: List[Window] = build_windows(pieces, doc_of_sentence, context, width, stride)
+    windows: List[Window] = build_windows(pieces, doc_of_sentence, context, width, stride, causal)
     n_words = sum(len(s) for s in sentences)
     covered = sum(w.word_index.size for w in windows)
     if covered != n_words:
@@ -122,17 +138,97 @@ def plan_windows_of(tokenizer, sentences: Sequence[Sequence[str]], doc_of_senten
 
 def plan_batches(tokenizer, sentences: Sequence[Sequence[str]], doc_of_sentence: Sequence[int], context: str,
                  max_length: int, batch_size: int = 64, max_tokens: int = 16384,
-                 max_pieces_per_word: int = 32) -> List[EncoderBatch]:
+                 max_pieces_per_word: int = 32, causal: bool = False) -> List[EncoderBatch]:
     """Every encoder input of a split: its windows (:func:`plan_windows_of`) batched by length."""
-    plan = plan_windows_of(tokenizer, sentences, doc_of_sentence, context, max_length, max_pieces_per_word)
+    plan = plan_windows_of(tokenizer, sentences, doc_of_sentence, context, max_length, max_pieces_per_word,
+                           causal=causal)
     return [plan.batch(idx) for idx in batches_by_length(plan.lengths, batch_size, max_tokens)]
+
+
+Sink = Callable[[int, torch.Tensor], None]  # (hidden-state index, Shape: (batch, time, hidden))
+
+
+class HiddenStates:
+    """Runs the encoder and hands each wanted hidden state to a sink as the model produces it.
+
+    With hooks (the module docstring) when the model has a stack of ``num_layers`` layers
+    (:func:`~bert_ner_probe.features.encoder.layer_stack`) and :meth:`check` finds the hooked states
+    equal to ``output_hidden_states``; else every pass runs with ``output_hidden_states=True``.
+    Use as a context manager: leaving it removes the hooks.
+    """
+
+    def __init__(self, model: Any, num_layers: int, wanted: Sequence[int]) -> None:
+        self.model, self.num_layers, self.wanted = model, int(num_layers), frozenset(int(h) for h in wanted)
+        self.sink: Optional[Sink] = None
+        self.handles: List[Any] = []
+        stack = layer_stack(model, self.num_layers)
+        self.hooked = stack is not None
+        if stack is None:
+            return
+        self.handles.append(stack[0].register_forward_pre_hook(self._first_input, with_kwargs=True))
+        for i, layer in enumerate(stack[:-1]):  # hidden state N is the model's last_hidden_state (after a final norm)
+            if i + 1 in self.wanted:
+                self.handles.append(layer.register_forward_hook(functools.partial(self._output, i + 1)))
+
+    def _emit(self, state: int, hidden: torch.Tensor) -> None:
+        if self.sink is not None and state in self.wanted:
+            self.sink(state, hidden)
+
+    def _first_input(self, module: Any, args: tuple, kwargs: dict) -> None:
+        self._emit(0, args[0] if args else kwargs["hidden_states"])
+
+    def _output(self, state: int, module: Any, args: tuple, output: Any) -> None:
+        self._emit(state, output[0] if isinstance(output, (tuple, list)) else output)
+
+    def run(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, sink: Sink) -> None:
+        """One forward pass; ``sink(h, state)`` for each wanted hidden state ``h``, in order."""
+        if not self.hooked:
+            res = self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+            for h in sorted(self.wanted):
+                sink(h, res.hidden_states[h])
+            return
+        self.sink = sink
+        try:
+            res = self.model(input_ids=input_ids, attention_mask=attention_mask)
+        finally:
+            self.sink = None
+        if self.num_layers in self.wanted:
+            sink(self.num_layers, res.last_hidden_state)
+
+    def check(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> bool:
+        """Whether the hooked states equal ``output_hidden_states``' on these inputs, bit for bit; if they do not,
+        the hooks are removed and every later pass reads ``output_hidden_states``."""
+        if not self.hooked:
+            return False
+        got: Dict[int, torch.Tensor] = {}
+        self.run(input_ids, attention_mask, lambda h, x: got.__setitem__(h, x.clone()))
+        ref = self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True).hidden_states
+        same = (len(ref) == self.num_layers + 1 and sorted(got) == sorted(self.wanted)
+                and all(torch.equal(got[h], ref[h]) for h in self.wanted))
+        if not same:
+            log.info("%s: hooked hidden states differ from output_hidden_states; reading those instead",
+                     type(self.model).__name__)
+            self.close()
+            self.hooked = False
+        return same
+
+    def close(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
+
+    def __enter__(self) -> "HiddenStates":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
 
 def extract_split(
     encoder: LoadedEncoder,
     sentences: Sequence[Sequence[str]],
     doc_of_sentence: Sequence[int],
-    out: np.ndarray,
+    out: Mapping[int, Any],
     pooling: str,
     context: str,
     batch_size: int = 64,
@@ -141,73 +237,78 @@ def extract_split(
     desc: str = "extract",
     progress: bool = True,
 ) -> dict:
-    """Fill ``out`` (Shape: (words, layers + 1, width)) with pooled features.
+    """Fill ``out[h]`` (Shape: (words, width), one per wanted hidden state ``h``) with pooled features.
 
-    Returns counters: windows, encoder passes (batches), pieces fed to the
-    encoder, seconds spent in all and on the plan. Every word row of ``out`` is written exactly once.
+    ``out[h][rows] = values`` writes rows (a numpy array or a
+    :class:`~bert_ner_probe.features.row_file.RowFile`); ``pooling`` is resolved (not ``auto``). Windows follow
+    ``encoder.causal``. Returns counters: windows, encoder passes (batches), pieces fed to the encoder, seconds
+    spent in all and on the plan, and whether the hidden states were hooked. Every word row is written exactly once;
+    each batch is padded only when its turn comes.
     """
     t0 = time.perf_counter()
-    plan = plan_batches(encoder.tokenizer, sentences, doc_of_sentence, context, encoder.max_length,
-                        batch_size, max_tokens, max_pieces_per_word)
+    plan = plan_windows_of(encoder.tokenizer, sentences, doc_of_sentence, context, encoder.max_length,
+                           max_pieces_per_word, causal=encoder.causal)
+    batches = batches_by_length(plan.lengths, batch_size, max_tokens)
     plan_s = time.perf_counter() - t0
     n_words = sum(len(s) for s in sentences)
-    if out.shape[0] != n_words:
-        raise RuntimeError(f"alignment error: {n_words} words, {out.shape[0]} rows")
+    for h, dest in out.items():
+        if dest.shape[0] != n_words:
+            raise RuntimeError(f"alignment error: {n_words} words, {dest.shape[0]} rows for hidden state {h}")
     dev = encoder.device
     bar = tqdm(total=n_words, desc=desc, unit="word", disable=not progress, leave=False)
-    with torch.inference_mode(), _Writer(out, dev) as writer:
-        for b in plan:
-            res = encoder.model(input_ids=to_device_nowait(torch.from_numpy(b.input_ids), dev),
-                                attention_mask=to_device_nowait(torch.from_numpy(b.attention_mask), dev),
-                                output_hidden_states=True)
-            hidden = torch.stack(res.hidden_states, dim=2)  # Shape: (batch, time, layers + 1, hidden)
+    windows = pieces = 0
+    with torch.inference_mode(), _Writer(out, dev) as writer, \
+            HiddenStates(encoder.model, encoder.num_layers, list(out)) as states:
+        for k, idx in enumerate(batches):
+            b = plan.batch(idx)
+            ids = to_device_nowait(torch.from_numpy(b.input_ids), dev)
+            mask = to_device_nowait(torch.from_numpy(b.attention_mask), dev)
+            if k == 0:
+                states.check(ids[:1], mask[:1])  # one window: the check holds every state of it twice
             where = to_device_nowait(torch.from_numpy(b.positions), dev)  # Shape: (3, words)
-            pooled = pool_words(hidden, where[0], where[1], where[2], pooling,
-                                check=False)  # Shape: (words, layers + 1, width); plan_batches checked
-            writer.put(b.words, pooled.to(torch.float16))
+
+            def sink(h: int, hidden: torch.Tensor, rows: np.ndarray = b.words, where: torch.Tensor = where) -> None:
+                w = where.to(hidden.device, non_blocking=True)  # a spread model's layers sit on several GPUs
+                pooled = pool_words(hidden.unsqueeze(2), w[0], w[1], w[2], pooling,
+                                    check=False)  # Shape: (words, 1, width); plan_windows_of checked
+                writer.put(h, rows, pooled[:, 0].to(torch.float16))
+
+            states.run(ids, mask, sink)
+            windows += b.input_ids.shape[0]
+            pieces += int(b.attention_mask.sum())
             bar.update(b.words.size)
+        hooked = states.hooked
     bar.close()
     return {
-        "windows": sum(b.input_ids.shape[0] for b in plan),
-        "encoder_passes": len(plan),
-        "pieces": int(sum(b.attention_mask.sum() for b in plan)),
+        "windows": windows,
+        "encoder_passes": len(batches),
+        "pieces": pieces,
         "words": n_words,
+        "hooked": hooked,  # hidden states taken by hooks as the model made them (else output_hidden_states)
         "plan_s": plan_s,  # tokenising, windows and batches
         "seconds": time.perf_counter() - t0,
     }
 
 
-RELEASE_BYTES = 64 * 2**20
-
-
 class _Writer:
-    """Puts pooled word rows into the output array: at once on the CPU; on a GPU, from threads.
+    """Puts pooled word rows into the outputs: at once on the CPU; on a GPU, from threads.
 
-    On a GPU each batch is copied into a pinned host buffer without waiting,
-    and a writer thread waits for that copy and fills the rows, while the host
-    queues the next batches. Batches own disjoint rows, so ``depth`` of them
-    are written at once by as many threads (first writes into a fresh memory
-    map are page faults, which parallel threads take side by side). A failed
-    write is raised by a later :meth:`put` or on leaving the block.
+    On a GPU each hidden state's pooled batch is copied into a pinned host buffer
+    without waiting, and a writer thread waits for that copy and fills the rows,
+    while the host queues the next work. Batches own disjoint rows, so ``depth`` of
+    them are written at once by as many threads. A failed write is raised by a
+    later :meth:`put` or on leaving the block.
     """
 
-    def __init__(self, out: np.ndarray, device: torch.device, depth: int = 4) -> None:
+    def __init__(self, out: Mapping[int, Any], device: torch.device, depth: int = 4) -> None:
         self.out, self.device, self.depth = out, device, depth
         self.pool = ThreadPoolExecutor(depth, thread_name_prefix="extract-writer") if device.type == "cuda" else None
         self.pending: List[Future] = []
-        self.unreleased = 0  # bytes written since the map's pages were last dropped from the resident set
 
-    def put(self, rows: np.ndarray, pooled: torch.Tensor) -> None:
-        """``out[rows] = pooled`` (Shape: (words, layers + 1, width), float16)."""
-        self.unreleased += pooled.numel() * pooled.element_size()
-        if self.unreleased > RELEASE_BYTES and isinstance(getattr(self.out, "base", None), mmap.mmap):
-            # Written pages of a shared file map count in this process's RSS until unmapped; dropping
-            # them keeps the data (in the page cache, written back as usual) and bounds the RSS of
-            # an extraction by RELEASE_BYTES instead of the split's size (1.1 GB for CoNLL train).
-            self.out.base.madvise(mmap.MADV_DONTNEED)
-            self.unreleased = 0
-        if self.pool is None:
-            self.out[rows] = pooled.cpu().numpy()
+    def put(self, state: int, rows: np.ndarray, pooled: torch.Tensor) -> None:
+        """``out[state][rows] = pooled`` (Shape: (words, width), float16)."""
+        if self.pool is None or not pooled.is_cuda:
+            self.out[state][rows] = pooled.cpu().numpy()
             return
         host = torch.empty(pooled.shape, dtype=pooled.dtype, pin_memory=True)
         host.copy_(pooled, non_blocking=True)  # queued on the current stream of pooled's GPU
@@ -215,11 +316,11 @@ class _Writer:
         done.record(torch.cuda.current_stream(pooled.device))  # that GPU's stream, whichever is the current GPU
         while len(self.pending) >= self.depth:
             self.pending.pop(0).result()
-        self.pending.append(self.pool.submit(self._write, rows, host, done))
+        self.pending.append(self.pool.submit(self._write, state, rows, host, done))
 
-    def _write(self, rows: np.ndarray, host: torch.Tensor, done: torch.cuda.Event) -> None:
+    def _write(self, state: int, rows: np.ndarray, host: torch.Tensor, done: torch.cuda.Event) -> None:
         done.synchronize()
-        self.out[rows] = host.numpy()
+        self.out[state][rows] = host.numpy()
 
     def __enter__(self) -> "_Writer":
         return self

@@ -7,6 +7,9 @@ hidden states ``h[t]`` (every layer at once):
 * ``last``       — ``h[l]``
 * ``first_last`` — ``[h[f]; h[l]]`` (concatenated, so twice the width)
 * ``mean``       — ``(h[f] + … + h[l]) / (l - f + 1)``
+* ``auto``       — ``last`` for a causal encoder (its first sub-token has not
+  yet seen the rest of its word; the last one has seen the whole word), else
+  ``first`` (:meth:`Pooling.resolved`; runs record what it resolved to).
 """
 
 from __future__ import annotations
@@ -23,6 +26,13 @@ class Pooling(Choice):
     last = "last"
     first_last = "first_last"
     mean = "mean"
+    auto = "auto"  # last for a causal encoder, else first
+
+    def resolved(self, causal: bool) -> "Pooling":
+        """The method ``auto`` stands for: ``last`` for a causal encoder, else ``first``; any other is itself."""
+        if self != Pooling.auto:
+            return self
+        return Pooling.last if causal else Pooling.first
 
 
 def pooled_width(pooling: Pooling | str, hidden_size: int) -> int:
@@ -47,6 +57,8 @@ def pool_words(hidden: torch.Tensor, batch: torch.Tensor, first: torch.Tensor, l
         Shape: (words, layers, width) with width = hidden, or 2 * hidden for first_last.
     """
     pooling = Pooling.parse(pooling, "pooling.method")
+    if pooling == Pooling.auto:
+        raise ValueError("pooling=auto must be resolved for the encoder first (Pooling.resolved)")
     if hidden.dim() != 4:
         raise ValueError(f"hidden must be (batch, time, layers, hidden), got shape {tuple(hidden.shape)}")
     if check and bool((last < first).any()):

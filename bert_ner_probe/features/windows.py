@@ -15,9 +15,17 @@ Every word is then read from the window where it has the most context::
 
 as in BERT's SQuAD "max context" rule, so each word sees about ``(W − S)/2``
 pieces or more on both sides wherever its sequence allows (``W/4`` at the
-default stride). A sequence of ``P`` pieces costs the encoder about
-``P · W / S`` positions: a longer stride reads each piece fewer times, for
-less guaranteed context (``S = W``: no overlap, each piece read once).
+default stride). A *causal* encoder (GPT-2, Llama: each position sees only
+the positions on its left) reads a word from the window where it has the
+most left context::
+
+    score_causal(word, window) = pieces left of the word
+
+that is the earliest window holding it, so it sees about ``W − S`` pieces or
+more before it (``W/2`` at the default stride) instead of a middle position
+whose right half it cannot see. A sequence of ``P`` pieces costs the encoder
+about ``P · W / S`` positions: a longer stride reads each piece fewer times,
+for less guaranteed context (``S = W``: no overlap, each piece read once).
 """
 
 from __future__ import annotations
@@ -79,12 +87,13 @@ def tokenize_words(tokenizer, sentences: Sequence[Sequence[str]], max_pieces_per
 
 
 def plan_windows(word_pieces: Sequence[np.ndarray], first_word: int, width: int,
-                 stride: Optional[int] = None) -> List[Window]:
+                 stride: Optional[int] = None, causal: bool = False) -> List[Window]:
     """Cut one sequence of words into windows of at most ``width`` pieces, starting about ``stride`` apart.
 
     ``word_pieces[i]`` are the piece ids of word ``i``; ``first_word`` is the
     global index of word 0; ``stride`` None = ``width // 2``. Every word appears
-    in exactly one returned window.
+    in exactly one returned window: the one where its smaller side context is
+    largest, or with ``causal`` its left context (the module docstring's scores).
     """
     n = len(word_pieces)
     if n == 0:
@@ -104,12 +113,14 @@ def plan_windows(word_pieces: Sequence[np.ndarray], first_word: int, width: int,
             break
         nxt = int(np.searchsorted(cum, cum[start] + stride, side="right")) - 1  # last word start <= stride
         start = min(max(nxt, start + 1), end)
-    # Give each word to the window where its smaller side context is largest.
+    # Give each word to the window where its smaller side context (causal: its left context) is largest;
+    # on a tie the earlier window keeps it.
     best = np.full(n, -1, dtype=np.int64)
     best_score = np.full(n, -1, dtype=np.int64)
     for k, (s, e) in enumerate(spans):
         idx = np.arange(s, e)
-        score = np.minimum(cum[idx] - cum[s], cum[e] - cum[idx + 1])
+        left = cum[idx] - cum[s]
+        score = left if causal else np.minimum(left, cum[e] - cum[idx + 1])
         better = score > best_score[s:e]
         best[s:e][better] = k
         best_score[s:e][better] = score[better]
@@ -134,20 +145,22 @@ def build_windows(
     context: Context | str,
     width: int,
     stride: Optional[int] = None,
+    causal: bool = False,
 ) -> List[Window]:
     """Windows for a whole split.
 
     ``pieces`` comes from :func:`tokenize_words`; ``doc_of_sentence`` gives
     each sentence's document (documents are contiguous). ``context`` is
     ``sentence`` (each sentence alone) or ``document`` (each document as one
-    sequence, so words see neighbouring sentences).
+    sequence, so words see neighbouring sentences). ``causal``: words go to the
+    window where they have the most left context (:func:`plan_windows`).
     """
     context = Context.parse(context, "encoder.context")
     windows: List[Window] = []
     offset = 0
     if context == Context.sentence:
         for sent in pieces:
-            windows.extend(plan_windows(sent, offset, width, stride))
+            windows.extend(plan_windows(sent, offset, width, stride, causal))
             offset += len(sent)
         return windows
     i = 0
@@ -156,7 +169,7 @@ def build_windows(
         while j < len(pieces) and doc_of_sentence[j] == doc_of_sentence[i]:
             j += 1
         seq = [w for sent in pieces[i:j] for w in sent]
-        windows.extend(plan_windows(seq, offset, width, stride))
+        windows.extend(plan_windows(seq, offset, width, stride, causal))
         offset += len(seq)
         i = j
     return windows

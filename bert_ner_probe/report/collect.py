@@ -161,13 +161,13 @@ def cell_text(value: Any) -> str:
     return str(value)
 
 
-_SUMMARY_COLUMNS = ["encoder", "encoder_name", "num_layers", "strategy", "layers", "combine",
+_SUMMARY_COLUMNS = ["encoder", "encoder_name", "causal", "num_layers", "strategy", "layers", "combine",
                     "pooling", "context", "seed", "probe", "control", "encoder_weights"]
 _METRIC_COLUMNS = ["dev_f1", "dev_precision", "dev_recall", "dev_support", "dev_accuracy",
                    "test_f1", "test_precision", "test_recall", "test_support", "test_accuracy",
                    "mdl_online_bits", "mdl_uniform_bits", "mdl_compression",
                    "best_epoch", "epochs_run", "cache_hit", "encoder_passes",
-                   "extract_s", "train_s", "eval_s", "total_s", "device_resolved",
+                   "extract_s", "train_s", "eval_s", "total_s", "peak_rss_mb", "device_resolved",
                    "encoder_dtype_resolved", "precision_resolved", "features_reused",
                    "mix_weights", "mix_gamma"]
 
@@ -198,6 +198,7 @@ def _job_columns(job: Job) -> Dict[str, Any]:
     for key in ("best_epoch", "epochs_run", "cache_hit", "encoder_passes"):
         row[key] = r.get(key)
     row.update({k: v for k, v in (r.get("timings") or {}).items()})
+    row["peak_rss_mb"] = r.get("peak_rss_mb")  # the job's peak resident set size, beside its time
     row["device_resolved"] = r.get("device")
     row["encoder_dtype_resolved"] = r.get("encoder_dtype")
     row["precision_resolved"] = r.get("precision")

@@ -28,6 +28,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from bert_ner_probe.data.control import Control
 from bert_ner_probe.features.cache import CacheKey
+from bert_ner_probe.hidden_states import states_text as layers_text  # noqa: F401 - the report's name for it
 from bert_ner_probe.report.collect import Job, cell_text, natural_key
 from bert_ner_probe.results.run_result import flatten
 from bert_ner_probe.strategy import FINETUNE
@@ -61,6 +62,7 @@ _NOT_SECTION_FIELDS = frozenset({
     "trainer.eval_batch_size", "trainer.eval_max_words",
     "logger.name", "logger.tracking_uri", "logger.experiment", "logger.artifact_location", "logger.log_dir",
     *(CacheKey.CONFIG_FIELDS[k] for k in ("weights", "weights_seed")), "control", "mdl",  # probing variants
+    *CacheKey.STORAGE_ONLY_FIELDS,
 })
 #: ``encoder_weights`` of a run (:class:`bert_ner_probe.features.encoder.Weights`'s values, spelled here so the
 #: report does not import torch).
@@ -69,14 +71,6 @@ RANDOM = "random"
 
 
 # --------------------------------------------------------------------------- grouping
-
-
-def layers_text(layers: Sequence[int]) -> str:
-    """``[9, 10, 11, 12]`` → ``9–12``; ``[0, 3, 6]`` → ``0, 3, 6``."""
-    layers = list(layers)
-    if len(layers) > 2 and layers == list(range(layers[0], layers[0] + len(layers))):
-        return f"{layers[0]}–{layers[-1]}"
-    return ", ".join(str(x) for x in layers)
 
 
 @dataclass
@@ -132,6 +126,7 @@ class Section:
     extras: Dict[str, str]
     rows: List[Row] = field(default_factory=list)
     controls: List[Row] = field(default_factory=list)  # control-task rows (control != none), out of the tables
+    causal: bool = False  # the encoder reads leftwards only (results.json's "causal")
 
     @property
     def pooling(self) -> str:
@@ -142,8 +137,11 @@ class Section:
         return dict(self.key)["context"]
 
     def title(self, without: Sequence[str] = ()) -> str:
-        """``minilm-l6 (6 layers) · pooling first · context document · probe.crf=True``."""
-        depth = f" ({self.num_layers} layers)" if self.num_layers is not None else ""
+        """``minilm-l6 (6 layers) · pooling first · context document · probe.crf=True``; a causal encoder's
+        ``gpt2 (12 layers, causal) · …``."""
+        about = ([f"{self.num_layers} layers"] if self.num_layers is not None else []) + (
+            ["causal"] if self.causal else [])
+        depth = f" ({', '.join(about)})" if about else ""
         parts = [f"{self.encoder_name}{depth}"]
         parts += [f"{name} {getattr(self, name)}" for name in ("pooling", "context") if name not in without]
         parts += [f"{k}={v}" for k, v in self.extras.items() if k not in without]
@@ -258,7 +256,8 @@ def group_runs(jobs: Sequence[Job]) -> List[Section]:
 
     def new_section(job: Job, key: Tuple[Tuple[str, str], ...]) -> Section:
         r = job.results
-        sections[key] = Section(key, str(r.get("encoder_name") or r["encoder"]), r.get("num_layers"), dict(key[len(SECTION_KEY):]))
+        sections[key] = Section(key, str(r.get("encoder_name") or r["encoder"]), r.get("num_layers"),
+                                dict(key[len(SECTION_KEY):]), causal=bool(r.get("causal")))
         return sections[key]
 
     for job in (j for j in runs if not is_finetune(j)):

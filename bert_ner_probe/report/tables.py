@@ -18,8 +18,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from bert_ner_probe.report.bootstrap import SentenceCounts, counts_of_run
 from bert_ner_probe.report.collect import Job
-from bert_ner_probe.report.rows import (PAPER_LABEL, PROBING_FILE, Row, Section, control_of, format_mean_std,
-                                        layers_text, one_line, row_sort_key)
+from bert_ner_probe.report.rows import (CSV_FILE, PAPER_LABEL, PROBING_FILE, Row, Section, control_of,
+                                        format_mean_std, layers_text, one_line, row_sort_key)
 from bert_ner_probe.report.settings import Settings
 from bert_ner_probe.report.significance import (NO_TEST, SEED_TEST, SIGNIFICANCE_COLUMNS, SPLITS, Pair, Sample, adjust,
                            all_pairs, compare, find_pair, not_worse_than_best, row_interval)
@@ -234,6 +234,24 @@ def _footnote(t: TableStats, settings: Settings) -> str:
             f"over sentences ({settings.bootstrap_resamples} resamples).")
 
 
+def _span(values: Sequence[float], unit: str) -> str:
+    """``12–15 s`` (or ``12 s`` when they agree)."""
+    low, high = min(values), max(values)
+    return f"{low:,.0f} {unit}" if round(low) == round(high) else f"{low:,.0f}–{high:,.0f} {unit}"
+
+
+def _resources_note(section: Section) -> Optional[str]:
+    """Each job's time and peak memory, as a range over the section's runs (per job: results.csv)."""
+    runs = [j.results for r in section.rows for j in r.runs]
+    seconds = [float(r["timings"]["total_s"]) for r in runs if (r.get("timings") or {}).get("total_s") is not None]
+    peaks = [float(r["peak_rss_mb"]) for r in runs if r.get("peak_rss_mb") is not None]
+    if not seconds:
+        return None
+    memory = f", peak RSS {_span(peaks, 'MiB')}" if peaks else ""
+    return (f"Time and memory per job: {_span(seconds, 's')}{memory} (each job's `total_s` and `peak_rss_mb` "
+            f"are in {CSV_FILE}).")
+
+
 def _controls_note(section: Section) -> str:
     """Where a section's control-task runs are, and why no strategy table shows them."""
     runs = [j for r in section.controls for j in r.runs]
@@ -300,6 +318,9 @@ def render_table(stats: Sequence[TableStats], pivots_: Sequence[Pivot], jobs: Se
             lines += ["", _footnote(t, settings)]
         if ft is not None:
             lines += [""] + _finetune_notes(t, ft, frozen)
+        resources = _resources_note(section)
+        if resources is not None:
+            lines += ["", resources]
     for p in pivots_:
         lines += _pivot_lines(p)
     lines += ["", "## Failed or missing runs", ""]

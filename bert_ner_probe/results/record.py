@@ -37,17 +37,23 @@ def results_record(cfg: DictConfig, corpus: Corpus, *, depth: int, strategy: str
                    combine: Optional[str], metrics: Dict[str, Any], trained: Any, device: torch.device,
                    encoder_dtype: str, precision: str, cache_hit: bool, cache_entry: Optional[str],
                    encoder_passes: int, features_reused: bool, mix_weights: Optional[Dict[str, Any]],
-                   timings: Dict[str, float], **extra: Any) -> RunResult:
+                   timings: Dict[str, float], encoder_name: str, pooling: str, causal: bool,
+                   peak_rss_mb: Optional[float] = None, peak_rss_scope: Optional[str] = None,
+                   **extra: Any) -> RunResult:
     """The one record of a run (probe or fine-tuning) that ``results.json`` holds and every reader reads.
 
     ``trained`` is a :class:`~bert_ner_probe.training.trainer.TrainResult` (best epoch, epochs run, history);
-    ``probe`` is the model that was trained (``probe.name``);
+    ``probe`` is the model that was trained (``probe.name``); ``encoder_name`` names the encoder loaded
+    (:func:`bert_ner_probe.config.encoder_name`), ``pooling`` is ``pooling.method`` resolved for it,
+    ``causal`` whether it reads leftwards only; ``peak_rss_mb`` is the job's peak resident set size
+    (``peak_rss_scope``: ``job``, or ``process`` where it could not be reset when the job started);
     ``extra`` keys are appended (fields of one kind of run only).
     """
     return RunResult.from_dict({
         "status": "ok",
         "encoder": cfg.encoder.name_or_path,
-        "encoder_name": cfg.encoder.name,
+        "encoder_name": encoder_name,
+        "causal": bool(causal),
         "num_layers": depth,
         "strategy": strategy,
         "probe": cfg.probe.name,
@@ -55,7 +61,7 @@ def results_record(cfg: DictConfig, corpus: Corpus, *, depth: int, strategy: str
         "encoder_weights": str(cfg.encoder.get("weights", "pretrained")),  # random: the random-encoder baseline
         "layers": layers,
         "combine": combine,
-        "pooling": cfg.pooling.method,
+        "pooling": str(pooling),
         "context": cfg.encoder.context,
         "seed": int(cfg.seed),
         "labels": corpus.labels,  # what the tagger predicts: the training tags
@@ -71,6 +77,8 @@ def results_record(cfg: DictConfig, corpus: Corpus, *, depth: int, strategy: str
         "features_reused": features_reused,
         "mix_weights": mix_weights,
         "timings": timings,
+        "peak_rss_mb": peak_rss_mb,
+        "peak_rss_scope": peak_rss_scope,
         "data_notes": corpus.notes,  # e.g. a dev split carved out of train, no document boundaries
         "sizes": {s: {"sentences": len(corpus[s].sentences), "words": corpus[s].num_words}
                   for s in ("train", "dev", "test")},
@@ -104,4 +112,5 @@ def summary_line(result: RunResult) -> str:
             f"context={r.context}, seed={r.seed}): dev F1 {100 * r.dev.f1:.2f}  "
             f"test F1 {100 * r.test.f1:.2f}  best epoch {r.best_epoch}/{r.epochs_run}  "
             f"cache {'hit' if r.cache_hit else 'miss'}  "
-            f"extract {r.timings['extract_s']:.0f}s train {r.timings['train_s']:.0f}s")
+            f"extract {r.timings['extract_s']:.0f}s train {r.timings['train_s']:.0f}s"
+            + ("" if r.peak_rss_mb is None else f"  peak RSS {r.peak_rss_mb:.0f} MiB"))

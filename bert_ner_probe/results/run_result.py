@@ -114,6 +114,9 @@ class RunResult:
     control: str = "none"  # word_type: trained and scored on the control task's tags
     encoder_weights: str = "pretrained"  # random: the random-encoder baseline
     mdl: Optional[Dict[str, Any]] = None  # mdl=true: online and uniform code length (bits), compression, blocks
+    encoder_name: Optional[str] = None  # the encoder loaded: its group's name, else its folder or hub id
+    causal: bool = False  # the encoder reads leftwards only (decoder-only: GPT-2, Llama, …)
+    peak_rss_mb: Optional[float] = None  # the job's peak resident set size, MiB (None in older files)
     raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     path: Optional[Path] = field(default=None, compare=False)
 
@@ -138,7 +141,8 @@ class RunResult:
             precision=d.get("precision"), encoder_dtype=d.get("encoder_dtype"), device=d.get("device"),
             probe=str(d.get("probe") or ("finetune" if d["strategy"] == "finetune" else "bilstm")),
             control=str(d.get("control") or "none"), encoder_weights=str(d.get("encoder_weights") or "pretrained"),
-            mdl=d.get("mdl"),
+            mdl=d.get("mdl"), encoder_name=d.get("encoder_name"), causal=bool(d.get("causal") or False),
+            peak_rss_mb=None if d.get("peak_rss_mb") is None else float(d["peak_rss_mb"]),
             raw=dict(d), path=path,
         )
 

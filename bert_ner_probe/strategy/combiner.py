@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from bert_ner_probe.choice import Choice
-from bert_ner_probe.errors import UserError
+from bert_ner_probe.hidden_states import resolve_indices
 
 
 class Combine(Choice):
@@ -40,27 +40,16 @@ class Combine(Choice):
     scalar_mix = "scalar_mix"
 
 
-def resolve_layers(layers: Optional[Sequence[int]], num_layers: int) -> List[int]:
+def resolve_layers(layers: Optional[Sequence[int]], num_layers: int, key: str = "strategy.layers") -> List[int]:
     """Map configured layer indices to hidden-state indices in ``0..num_layers``.
 
-    ``None`` → ``[1, …, num_layers]``; ``-k`` → ``num_layers + 1 - k``.
-    Raises :class:`UserError` for an empty list, an out-of-range index or a repeat.
+    ``None`` → ``[1, …, num_layers]``; ``-k`` → ``num_layers + 1 - k``
+    (:func:`bert_ner_probe.hidden_states.resolve_indices`). Raises :class:`UserError`
+    naming ``key`` for an empty list, an out-of-range index or a repeat.
     """
     if layers is None:
         return list(range(1, num_layers + 1))
-    if len(layers) == 0:
-        raise UserError("strategy.layers is empty: name at least one layer (0 = embeddings)")
-    out = []
-    for layer in layers:
-        if not -(num_layers + 1) <= layer <= num_layers:
-            raise UserError(
-                f"strategy.layers has {layer}, but this encoder has hidden states 0..{num_layers} "
-                f"(0 = embeddings, {num_layers} = last; negative counts from the top, -1..-{num_layers + 1})"
-            )
-        out.append(layer if layer >= 0 else num_layers + 1 + layer)
-    if len(set(out)) != len(out):
-        raise UserError(f"strategy.layers {list(layers)} names a layer twice (as {out})")
-    return out
+    return resolve_indices(layers, num_layers, key)
 
 
 def combine_layers(x: torch.Tensor, combine: Combine | str) -> torch.Tensor:
@@ -79,12 +68,6 @@ def combine_layers(x: torch.Tensor, combine: Combine | str) -> torch.Tensor:
     if combine == Combine.mean:
         return x.mean(dim=1)
     raise ValueError(f"combine_layers handles concat, sum and mean, not {combine!r}")
-
-
-def _layer_index(layers: Sequence[int]) -> slice | List[int]:
-    """A slice when the layers are consecutive (a view, not a gather), else the list."""
-    k = len(layers)
-    return slice(layers[0], layers[0] + k) if list(layers) == list(range(layers[0], layers[0] + k)) else list(layers)
 
 
 @dataclass(frozen=True)
@@ -125,12 +108,15 @@ class Combiner:
         return len(self.layers) if self.learned else None
 
     def combine_block(self, block: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
-        """The chosen layers of a block of cached rows, combined, float16.
+        """A block of cached rows of the chosen layers, combined, float16.
 
-        ``block``: Shape: (c, N + 1, d). Returns Shape: (c,) + :attr:`row_shape`.
-        Sums are taken in float32 and stored in float16.
+        ``block``: Shape: (c, K, d), the rows of :attr:`layers` in their order. Returns Shape: (c,) +
+        :attr:`row_shape`. Sums are taken in float32 and stored in float16.
         """
-        x = torch.from_numpy(np.ascontiguousarray(block[:, _layer_index(self.layers)])).to(device)  # Shape: (c, K, d)
+        if block.shape[1] != len(self.layers):
+            raise ValueError(f"a block of {block.shape[1]} hidden states for the {len(self.layers)} layers "
+                             f"{list(self.layers)}")
+        x = torch.from_numpy(np.ascontiguousarray(block)).to(device)  # Shape: (c, K, d)
         if self.learned:
             return x.to(torch.float16)
         return combine_layers(x.float() if self.combine != Combine.concat else x, self.combine).to(torch.float16)

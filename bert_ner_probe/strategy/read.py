@@ -1,19 +1,22 @@
-"""Reading a strategy's features from the cache: whole splits or batch by batch, without mapping the file.
+"""Reading a strategy's features from the cache: whole splits or batch by batch, without mapping the files.
 
 Two ways to get a split's combined features (a :class:`~bert_ner_probe.strategy.combiner.Combiner`
-says which layers and how):
+says which layers and how); both take the cache's files of the combiner's
+hidden states, one Shape: (words, width) array per hidden state, in the
+combiner's order, and read nothing else, so a job that uses ``k`` of an
+entry's ``L`` hidden states reads ``k/L`` of its bytes:
 
 * :func:`select_features` — the whole split combined once, chunk by chunk,
   into one float16 tensor (on a GPU, where training reads it).
 * :class:`CachedSelection` — nothing combined in advance: each batch's rows
-  are read from the cache file and combined when the batch is gathered (the
+  are read from the cache files and combined when the batch is gathered (the
   CPU path). Training then holds no copy of the split at all.
 
-Both read the cache file with plain reads (:func:`read_rows`), not through
-its memory map: every page of a mapped file that is touched counts in the
-process's resident set, and a word's row holds all its layers, so reading
-even one layer through the map touches nearly the whole file.
-:func:`check_finite` stops a run whose features hold NaN or Inf.
+Both read the cache files with plain reads (:func:`read_rows`), not through
+their memory maps: every page of a mapped file that is touched counts in the
+process's resident set.
+:func:`check_finite` stops a run whose features hold NaN or Inf
+(:class:`NonFiniteFeatures`).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -39,6 +42,11 @@ def _file_backed(features: np.ndarray) -> bool:
         return os.path.getsize(features.filename) == features.offset + features.nbytes
     except OSError:
         return False
+
+
+def _stacked(blocks: Sequence[np.ndarray]) -> np.ndarray:
+    """One block per hidden state (Shape: (c, width) each) as Shape: (c, K, width), C-ordered."""
+    return np.stack(blocks, axis=1)
 
 
 def read_rows(features: np.ndarray, start: int, stop: int) -> np.ndarray:
@@ -65,40 +73,50 @@ def read_rows(features: np.ndarray, start: int, stop: int) -> np.ndarray:
     return out
 
 
-def select_features(features: np.ndarray, combiner: Combiner, chunk: int = 4096,
+def select_features(states: Sequence[np.ndarray], combiner: Combiner, chunk: int = 4096,
                     device: torch.device | str = "cpu") -> torch.Tensor:
-    """Read the chosen layers of every word and combine them, one chunk at a time.
+    """Read the chosen hidden states of every word and combine them, one chunk at a time.
 
     Args:
-        features: Shape: (words, layers + 1, width), e.g. a float16 memmap
-            (read with :func:`read_rows`, not through the map).
+        states: the combiner's hidden states, in its order: Shape: (words, width) each, e.g. float16
+            memmaps of the cache (read with :func:`read_rows`, not through the maps).
         device: where the output is made, and each chunk combined (a GPU does the sums there).
     Returns:
         float16 tensor on ``device`` — Shape: (words,) + ``combiner.row_shape``.
     """
-    n = features.shape[0]
+    n = _words(states, combiner)
     out = torch.empty((n,) + combiner.row_shape, dtype=torch.float16, device=device)
     for start in range(0, n, chunk):
-        out[start:start + chunk] = combiner.combine_block(read_rows(features, start, min(start + chunk, n)), device)
+        stop = min(start + chunk, n)
+        out[start:stop] = combiner.combine_block(_stacked([read_rows(f, start, stop) for f in states]), device)
     return out
+
+
+def _words(states: Sequence[np.ndarray], combiner: Combiner) -> int:
+    """The words of a split's hidden-state arrays, checked to be one per combiner layer and of one length."""
+    if len(states) != len(combiner.layers) or len({f.shape[0] for f in states}) != 1:
+        raise ValueError(f"{len(states)} hidden-state arrays of {sorted({f.shape[0] for f in states})} words for "
+                         f"the {len(combiner.layers)} layers {list(combiner.layers)}")
+    return int(states[0].shape[0])
 
 
 class CachedSelection:
     """A split's combined features, read from the cache and combined batch by batch; no copy of the split.
 
     ``x[rows]`` (``rows`` a CPU LongTensor of any shape) reads the distinct
-    rows as runs of consecutive words — one ``preadv`` per run, so a batch of
-    whole sentences is about one read per sentence — and combines them as
+    rows of each of the combiner's hidden-state files as runs of consecutive
+    words — one ``preadv`` per run and file, so a batch of whole sentences is
+    about one read per sentence and hidden state — and combines them as
     :func:`select_features` would (the same float16 values). It stands in for
     :func:`select_features`' tensor where training runs on the CPU: the
     process then holds one batch, not the split.
     """
 
-    def __init__(self, features: np.ndarray, combiner: Combiner) -> None:
-        self.features, self.combiner = features, combiner
-        self.shape = torch.Size((features.shape[0],) + combiner.row_shape)
-        self.fd = os.open(features.filename, os.O_RDONLY) if _file_backed(features) else None
-        self.row_bytes = features.dtype.itemsize * math.prod(features.shape[1:])
+    def __init__(self, states: Sequence[np.ndarray], combiner: Combiner) -> None:
+        self.states, self.combiner = list(states), combiner
+        self.shape = torch.Size((_words(self.states, combiner),) + combiner.row_shape)
+        self.fds: List[Optional[int]] = [os.open(f.filename, os.O_RDONLY) if _file_backed(f) else None
+                                         for f in self.states]
 
     dtype = torch.float16
     device = torch.device("cpu")
@@ -111,24 +129,27 @@ class CachedSelection:
         return self.shape[0]
 
     def __del__(self) -> None:
-        if getattr(self, "fd", None) is not None:
-            os.close(self.fd)
-            self.fd = None
+        for fd in getattr(self, "fds", []):
+            if fd is not None:
+                os.close(fd)
+        self.fds = []
 
-    def _read(self, rows: np.ndarray) -> np.ndarray:
-        """All layers of sorted distinct ``rows``: Shape: (len(rows), layers + 1, width)."""
-        if self.fd is None:
-            return np.asarray(self.features[rows])
-        out = np.empty((len(rows),) + self.features.shape[1:], dtype=self.features.dtype)
+    def _read(self, k: int, rows: np.ndarray) -> np.ndarray:
+        """Hidden state ``k`` (of the combiner's) of sorted distinct ``rows``: Shape: (len(rows), width)."""
+        features, fd = self.states[k], self.fds[k]
+        if fd is None:
+            return np.asarray(features[rows])
+        row_bytes = features.dtype.itemsize * math.prod(features.shape[1:])
+        out = np.empty((len(rows),) + features.shape[1:], dtype=features.dtype)
         runs = np.flatnonzero(np.diff(rows) != 1) + 1  # where a new run of consecutive rows starts
         view = memoryview(out).cast("B")
         for a, b in zip(np.concatenate([[0], runs]), np.concatenate([runs, [len(rows)]])):
-            lo, hi = int(a) * self.row_bytes, int(b) * self.row_bytes
-            offset = self.features.offset + int(rows[a]) * self.row_bytes
+            lo, hi = int(a) * row_bytes, int(b) * row_bytes
+            offset = features.offset + int(rows[a]) * row_bytes
             while lo < hi:  # a regular file is read whole, but a short read is allowed
-                got = os.preadv(self.fd, [view[lo:hi]], offset)
+                got = os.preadv(fd, [view[lo:hi]], offset)
                 if got <= 0:
-                    raise OSError(f"{self.features.filename}: short read at row {int(rows[a])}")
+                    raise OSError(f"{features.filename}: short read at row {int(rows[a])}")
                 lo, offset = lo + got, offset + got
         return out
 
@@ -136,7 +157,8 @@ class CachedSelection:
         """Combined features of ``rows``: Shape: rows.shape + ``combiner.row_shape``, float16, on the CPU."""
         flat = np.asarray(rows, dtype=np.int64).reshape(-1)
         distinct, inverse = np.unique(flat, return_inverse=True)
-        x = self.combiner.combine_block(self._read(distinct))  # Shape: (distinct,) + row_shape
+        block = _stacked([self._read(k, distinct) for k in range(len(self.states))])  # Shape: (distinct, K, width)
+        x = self.combiner.combine_block(block)  # Shape: (distinct,) + row_shape
         return x[torch.from_numpy(inverse.reshape(-1))].reshape(tuple(rows.shape) + tuple(self.shape[1:]))
 
 
@@ -155,9 +177,21 @@ def _nonfinite_rows(block: torch.Tensor) -> Optional[torch.Tensor]:
     return bad if bool(bad.any()) else None
 
 
+class NonFiniteFeatures(UserError):
+    """Selected features that hold NaN or Inf (:func:`check_finite`): an overflow in the encoder, unless the
+    cache entry they were read from turns out damaged (the caller checks it)."""
+
+    def __init__(self, message: str, split: str) -> None:
+        super().__init__(message)
+        self.split = split
+
+
 def check_finite(x: torch.Tensor, offsets: np.ndarray, corpus: Corpus, split: str, entry_path: Path,
                  encoder_dtype: str) -> None:
-    """Raise a :class:`UserError` naming the first word when any selected feature is NaN or Inf.
+    """Raise :class:`NonFiniteFeatures` naming the first word when any selected feature is NaN or Inf.
+
+    Its message blames the encoder; the caller that catches it checks the entry's files in full and reports a
+    damaged entry as such instead (:class:`bert_ner_probe.training.tagging_data.FeatureReuse`).
 
     ``entry_path`` (the cache entry the features were read from) and ``encoder_dtype`` (the dtype they were
     extracted in) are named in the message.
@@ -180,8 +214,7 @@ def check_finite(x: torch.Tensor, offsets: np.ndarray, corpus: Corpus, split: st
     sentence = corpus[split].sentences[sent_idx]
     line = sentence.line + (first - int(offsets[sent_idx])) if sentence.line else None
     where = f"{corpus[split].source}:{line}" if line else corpus[split].source
-    raise UserError(f"{where}: the selected {split} features hold NaN or Inf for {bad_words} word(s) "
-                    f"(first: {sentence.words[first - int(offsets[sent_idx])]!r}), read from cache entry "
-                    f"{entry_path}; the encoder overflowed in encoder.dtype={encoder_dtype} or the "
-                    f"entry is corrupt: try encoder.dtype=float32, or remove it (bert-ner-probe-cache rm "
-                    f"{entry_path.name})")
+    raise NonFiniteFeatures(
+        f"{where}: the selected {split} features hold NaN or Inf for {bad_words} word(s) "
+        f"(first: {sentence.words[first - int(offsets[sent_idx])]!r}), read from cache entry {entry_path}: "
+        f"the encoder overflowed in encoder.dtype={encoder_dtype}; try encoder.dtype=float32", split)

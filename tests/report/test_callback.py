@@ -94,7 +94,8 @@ class Runs:
             device=torch.device("cpu"), encoder_dtype="float32", precision="fp32", cache_hit=seed > 1,
             cache_entry="/cache/abc", encoder_passes=0 if seed > 1 else 120, features_reused=False,
             mix_weights={"layers": layers, "weights": mix, "gamma": 1.2} if mix else None,
-            timings={"extract_s": 0.0, "select_s": 0.1, "train_s": 12.5, "eval_s": 1.5, "total_s": 15.0})
+            timings={"extract_s": 0.0, "select_s": 0.1, "train_s": 12.5, "eval_s": 1.5, "total_s": 15.0},
+            encoder_name="minilm-l6", pooling=pooling, causal=False, peak_rss_mb=900.0 + seed, peak_rss_scope="job")
         write_results(job, result)
         return job
 
@@ -355,6 +356,7 @@ def _finetune_job(runs: Runs, job: Path, seed: int, dev: float, train_limit: Opt
         device=torch.device("cpu"), encoder_dtype="float32", precision="fp32", cache_hit=False, cache_entry=None,
         encoder_passes=40, features_reused=False, mix_weights=None,
         timings={"extract_s": 0.0, "select_s": 0.0, "train_s": 30.0, "eval_s": 2.0, "total_s": 33.0},
+        encoder_name="minilm-l6", pooling="first", causal=False,
         finetune={"train_sentences": train_limit or 10, "train_words": 10 * (train_limit or 10),
                   "train_windows": 2, "words_per_batch": 320.0, "saved": None}))
     return job

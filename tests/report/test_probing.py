@@ -89,6 +89,7 @@ def make_sweep(root: Path, compose, spec: Spec) -> Path:
                         cache_hit=True, cache_entry="/cache/abc", encoder_passes=0, features_reused=False,
                         mix_weights=None, timings={"extract_s": 0.0, "select_s": 0.1, "train_s": 2.0, "eval_s": 0.5,
                                                    "total_s": 3.0},
+                        encoder_name="minilm-l6", pooling="first", causal=False,
                         mdl=mdl_record(online) if online is not None else None)
                     write_results(job, result)
     return root

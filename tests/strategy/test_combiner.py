@@ -86,7 +86,7 @@ def test_a_combiner_owns_its_widths(combine, width, row_shape, mix_layers):
     c = Combiner.from_config(OmegaConf.create({"layers": [-4, -3, -2, -1], "combine": combine}), 12, 768)
     assert c.layers == (9, 10, 11, 12)
     assert (c.output_width, c.row_shape, c.mix_layers) == (width, row_shape, mix_layers)
-    block = np.ones((2, 13, 768), dtype=np.float16)
+    block = np.ones((2, 4, 768), dtype=np.float16)  # the rows of its four layers
     assert tuple(c.combine_block(block).shape) == (2,) + row_shape
     tagger = BiLSTMProbe.from_config(OmegaConf.create({"hidden_size": 8, "num_layers": 1, "dropout": 0.0,
                                                        "crf": False, "input_dropout": 0.0, "impl": "padded"}),

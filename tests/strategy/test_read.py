@@ -8,18 +8,29 @@ import numpy as np
 import pytest
 import torch
 
+from bert_ner_probe.features.row_file import RowFile
 from bert_ner_probe.strategy.combiner import Combiner
 from bert_ner_probe.strategy.read import CachedSelection, read_rows
 from bert_ner_probe.strategy.read import select_features as _select_features
 
 
+def _states(features, layers):
+    """Hidden states ``layers`` of ``features``: an array of Shape: (words, hidden states, width), or a list of
+    one array (or cache file) per hidden state, as the cache holds them."""
+    if isinstance(features, list):
+        return [features[h] for h in layers]
+    return [np.ascontiguousarray(features[:, h]) for h in layers]
+
+
 def select_features(features, layers, combine, **kw):
     """The split's combined features for hidden states ``layers`` under ``combine``."""
-    return _select_features(features, Combiner(tuple(layers), combine, features.shape[-1]), **kw)
+    states = _states(features, layers)
+    return _select_features(states, Combiner(tuple(layers), combine, states[0].shape[-1]), **kw)
 
 
 def cached_selection(features, layers, combine):
-    return CachedSelection(features, Combiner(tuple(layers), combine, features.shape[-1]))
+    states = _states(features, layers)
+    return CachedSelection(states, Combiner(tuple(layers), combine, states[0].shape[-1]))
 
 
 # Shape: (words 3, hidden states 4 (N = 3 layers + embeddings), width 2), float16.
@@ -50,10 +61,16 @@ CASES = [
 ]
 
 
-def _saved(tmp_path, array: np.ndarray) -> np.ndarray:
-    """``array`` written as a .npy file and opened as the cache opens it (a read-only memory map)."""
-    np.save(tmp_path / "split.npy", array)
-    return np.load(tmp_path / "split.npy", mmap_mode="r")
+def _saved(tmp_path, array: np.ndarray) -> list:
+    """Each hidden state of ``array`` (Shape: (words, hidden states, width)) written as the cache writes it (a
+    :class:`RowFile`), and opened as the cache opens it (a read-only memory map): one per hidden state."""
+    out = []
+    for h in range(array.shape[1]):
+        f = RowFile(tmp_path / f"split.h{h:02d}.npy", (array.shape[0], array.shape[2]))
+        f[np.arange(array.shape[0])] = array[:, h]
+        f.close()
+        out.append(np.load(f.path, mmap_mode="r"))
+    return out
 
 
 def _rss_file_mb() -> float:
@@ -87,12 +104,8 @@ def test_select_features_matches_hand_values(layers, combine, expected, chunk):
 
 
 def test_select_features_reads_a_memmap(tmp_path):
-    mm = np.lib.format.open_memmap(tmp_path / "train.npy", mode="w+", dtype=np.float16, shape=FEATURES.shape)
-    mm[:] = FEATURES
-    mm.flush()
-    del mm
-    features = np.load(tmp_path / "train.npy", mmap_mode="r")
-    assert isinstance(features, np.memmap)
+    features = _saved(tmp_path, FEATURES)
+    assert all(isinstance(f, np.memmap) for f in features)
     assert select_features(features, [1, 3], "sum", chunk=2).tolist() == [[10, 12], [6, 2], [8, 2]]
     assert select_features(features, [2, 3], "concat", chunk=2).tolist() == [[5, 6, 7, 8], [1, 1, 4, 2], [0, 0, 2, 5]]
 
@@ -108,9 +121,10 @@ def test_sums_are_taken_in_float32():
 @pytest.mark.parametrize("start,stop", [(0, 3), (1, 3), (2, 3), (0, 1)])
 def test_read_rows_reads_the_file_behind_a_memmap(tmp_path, start, stop):
     features = _saved(tmp_path, FEATURES)
-    got = read_rows(features, start, stop)
-    assert not isinstance(got, np.memmap)
-    assert np.array_equal(got, FEATURES[start:stop])
+    for h in range(FEATURES.shape[1]):
+        got = read_rows(features[h], start, stop)
+        assert not isinstance(got, np.memmap)
+        assert np.array_equal(got, FEATURES[start:stop, h])
 
 
 @pytest.mark.parametrize("layers", [[3], [1, 2, 3], [0, 2], [2, 0, 3]])
@@ -123,7 +137,7 @@ def test_cached_selection_equals_select_features(tmp_path, layers, combine, on_f
     features = _saved(tmp_path, array) if on_file else array
     whole = select_features(features, layers, combine, chunk=7)
     lazy = cached_selection(features, layers, combine)
-    assert lazy.shape == whole.shape and (lazy.fd is not None) == on_file
+    assert lazy.shape == whole.shape and all((fd is not None) == on_file for fd in lazy.fds)
     for rows in (torch.tensor([[5, 6, 7, 0], [30, 31, 0, 0]]), torch.tensor([49, 48, 2, 3, 4, 3, 10]),
                  torch.arange(50)):
         got = lazy[rows]
@@ -133,12 +147,43 @@ def test_cached_selection_equals_select_features(tmp_path, layers, combine, on_f
 
 @pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="reads /proc/self/status (Linux)")
 def test_reading_a_split_does_not_map_the_cache_file(tmp_path):
-    # 64 MiB of features: combining one layer, or a batch of rows, must not bring the file's
+    # 64 MiB of features: combining one layer, or a batch of rows, must not bring the files'
     # pages into this process's resident set (they count in its RSS once touched through the map)
     features = _saved(tmp_path, np.ones((8192, 8, 512), dtype=np.float16))
     before = _rss_file_mb()
     assert select_features(features, [7], "concat").shape == (8192, 512)
     assert cached_selection(features, [4, 5, 6, 7], "concat")[torch.arange(0, 8192, 3)].shape == (2731, 2048)
-    assert _rss_file_mb() - before < 16
-    np.array(features[:, 7])  # through the map: the whole file is touched (a row is 8 KiB)
+    assert _rss_file_mb() - before < 4
+    for h in range(8):
+        np.array(features[h])  # through the maps: every file is touched (8 MiB each)
     assert _rss_file_mb() - before > 48
+
+
+def _bytes_read() -> int:
+    """Bytes this process has read through read-like system calls (``rchar`` of /proc/self/io)."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no rchar line")
+
+
+@pytest.mark.skipif(not Path("/proc/self/io").is_file(), reason="reads /proc/self/io (Linux)")
+@pytest.mark.parametrize("layers", [[3], [0, 6], [1, 2, 3, 4, 5, 6], [0, 1, 2, 3, 4, 5, 6]])
+def test_an_epoch_over_k_of_l_hidden_states_reads_k_of_l_of_the_bytes(tmp_path, layers):
+    # 7 hidden states (MiniLM's depth) of 6,000 words × 384: 4.4 MiB a file. An epoch of shuffled
+    # batches, as a word-wise probe reads them, and a pass in order, as the NaN check does.
+    words, width, states = 6000, 384, 7
+    array = np.random.default_rng(1).normal(size=(words, states, width)).astype(np.float16)
+    files = _saved(tmp_path, array)
+    file_bytes = words * width * 2
+    x = cached_selection(files, layers, "sum")
+    before = _bytes_read()
+    for batch in torch.randperm(words, generator=torch.Generator().manual_seed(0)).split(256):
+        x[batch]
+    epoch = _bytes_read() - before
+    before = _bytes_read()
+    whole = select_features(files, layers, "sum", chunk=4096)
+    in_order = _bytes_read() - before
+    assert len(layers) * file_bytes <= epoch <= 1.01 * len(layers) * file_bytes
+    assert len(layers) * file_bytes <= in_order <= 1.01 * len(layers) * file_bytes
+    assert torch.equal(x[torch.arange(words)], whole)
