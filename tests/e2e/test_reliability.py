@@ -23,7 +23,7 @@ from typing import Dict, List
 import numpy as np
 import pytest
 
-from bert_ner_probe.features.cache import META, file_record
+from bert_ner_probe.features.cache import META, SAMPLE_BLOCK_BYTES, SAMPLE_BLOCKS, file_record
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -223,20 +223,30 @@ def test_messy_corpus_predicts_every_word_and_keeps_gold_tags(shared, messy_dir,
     assert max(len(b.splitlines()) for b in test_sentences) == longest
 
 
+def _gap_offset(size: int, span: int) -> int:
+    """An offset of ``span`` bytes in the middle of a file of ``size`` that no sampled block of the checksum at
+    open reads (:func:`bert_ner_probe.features.cache.sampled_digest`'s blocks)."""
+    step = (size - SAMPLE_BLOCK_BYTES) / (SAMPLE_BLOCKS - 1)
+    i = SAMPLE_BLOCKS // 2
+    start, stop = round(i * step) + SAMPLE_BLOCK_BYTES, round((i + 1) * step)
+    assert stop - start >= span + 2 * 4096, "the file is too small to leave a gap between sampled blocks"
+    return (start + 4096) // 4096 * 4096
+
+
 def test_truncated_cache_file_and_nan_features_stop_with_one_line(shared, tmp_path, messy_dir):
     # A cache file cut short, as by a full disk, with cache.rebuild=false ...
     damaged = _copy_entry(shared["cache"], tmp_path / "damaged")
-    train = damaged / "train.npy"
+    train = damaged / "train.h06.npy"
     with open(train, "r+b") as fh:
         fh.truncate(train.stat().st_size // 2)
     # ... and an intact entry whose features overflowed: Inf in the last layer of dev's 8th word.
     overflow = _copy_entry(shared["cache"], tmp_path / "overflow")
-    feats = np.load(overflow / "dev.npy", mmap_mode="r+")  # Shape: (words, layers + 1, width)
-    feats[7, -1, 3] = np.inf
+    feats = np.load(overflow / "dev.h06.npy", mmap_mode="r+")  # Shape: (words, width)
+    feats[7, 3] = np.inf
     feats.flush()
     del feats
     meta = json.loads((overflow / META).read_text())
-    meta["files"]["dev.npy"] = file_record(overflow / "dev.npy")  # as an extraction that overflowed records it
+    meta["files"]["dev.h06.npy"] = file_record(overflow / "dev.h06.npy")  # as an extraction that overflowed records it
     (overflow / META).write_text(json.dumps(meta))
 
     data = [f"data.dir={messy_dir['dir']}", *FAST]
@@ -244,7 +254,7 @@ def test_truncated_cache_file_and_nan_features_stop_with_one_line(shared, tmp_pa
                           *(["cache.rebuild=false"] if name == "damaged" else [])], tmp_path)
             for name in ("damaged", "overflow")}
     line = _one_error_line(_finish(runs["damaged"]))
-    assert line == (f"error: cache entry {damaged} is damaged: train.npy holds {train.stat().st_size} bytes, "
+    assert line == (f"error: cache entry {damaged} is damaged: train.h06.npy holds {train.stat().st_size} bytes, "
                     f"meta.json records {2 * train.stat().st_size} (truncated or overwritten); remove it "
                     f"(bert-ner-probe-cache rm {damaged.name}) or set cache.rebuild=true to rebuild it")
     proc = _finish(runs["overflow"])
@@ -252,14 +262,56 @@ def test_truncated_cache_file_and_nan_features_stop_with_one_line(shared, tmp_pa
     dev_line = 1 + [i for i, ln in enumerate(messy_dir["dev"]) if _word_rows([ln])][7]
     assert line.startswith(f"error: {messy_dir['dir'] / 'dev.txt'}:{dev_line}: the selected dev features hold "
                            "NaN or Inf for 1 word(s)")
-    assert overflow.name in line and "epoch 1/" not in proc.stdout + proc.stderr  # before any training
+    assert overflow.name in line and "overflowed" in line and "damaged" not in line  # its files check out whole
+    assert "epoch 1/" not in proc.stdout + proc.stderr  # before any training
     for name in ("damaged", "overflow"):
         assert not (tmp_path / f"run_{name}" / "results.json").exists()
 
     verify = _cache_cli("--dir", str(tmp_path / "damaged"), "verify")
-    assert verify.returncode == 1 and f"damaged  {damaged.name}: train.npy holds" in verify.stdout
+    assert verify.returncode == 1 and f"damaged  {damaged.name}: train.h06.npy holds" in verify.stdout
     ok = _cache_cli("--dir", str(shared["cache"]), "verify", "--full")
     assert ok.returncode == 0 and "1 entries checked (whole files), 0 damaged" in ok.stdout
+
+
+def test_4_kib_overwritten_in_the_middle_of_a_cache_file_is_cache_damage_never_an_overflow(shared, tmp_path,
+                                                                                           messy_dir):
+    """The sampled checksums at open miss it; the NaN it puts into the features sends the files read through a
+    whole-file check, which finds it: rebuilt with one warning (cache.rebuild=true), else one error line."""
+    sentence_run, _ = shared["sentence"]
+    cache = Path(json.loads((sentence_run / "results.json").read_text())["cache_entry"]).parent
+    entries = {}
+    for name in ("rebuilt", "refused"):
+        entry = _copy_entry(cache, tmp_path / name)
+        target = entry / "test.h06.npy"  # 10,120 test words × 384 × 2 bytes: 7.4 MiB
+        size = target.stat().st_size
+        with open(target, "r+b") as fh:
+            fh.seek(_gap_offset(size, 4096))
+            fh.write(b"\xff" * 4096)  # 2,048 float16 NaNs, in place
+        assert target.stat().st_size == size
+        entries[name] = entry
+    assert _cache_cli("--dir", str(tmp_path / "refused"), "verify").returncode == 0  # the sampled check misses it
+    full = _cache_cli("--dir", str(tmp_path / "refused"), "verify", "--full")
+    assert full.returncode == 1 and "test.h06.npy differs from its whole-file CRC-32" in full.stdout
+
+    data = [f"data.dir={messy_dir['long_dir']}", *FAST, "encoder.context=sentence"]
+    runs = {name: _popen([*data, f"cache_dir={tmp_path / name}", f"hydra.run.dir={tmp_path / f'run_{name}'}",
+                          *(["cache.rebuild=false"] if name == "refused" else [])], tmp_path)
+            for name in ("rebuilt", "refused")}
+    line = _one_error_line(_finish(runs["refused"]))
+    entry = entries["refused"]
+    assert line.startswith(f"error: cache entry {entry} is damaged: test.h06.npy differs from its whole-file "
+                           "CRC-32 in meta.json (overwritten) (found by a whole-file check after its test features "
+                           "held NaN or Inf; the sampled checksums at open missed it)")
+    assert "bert-ner-probe-cache verify --full" in line and "overflow" not in line
+    assert not (tmp_path / "run_refused" / "results.json").exists()
+
+    proc = _finish(runs["rebuilt"])
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    warnings = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "is damaged" in ln]
+    assert len(warnings) == 1 and str(entries["rebuilt"]) in warnings[0] and "rebuilding it" in warnings[0]
+    results = json.loads((tmp_path / "run_rebuilt" / "results.json").read_text())
+    assert results["cache_hit"] is False and results["encoder_passes"] > 0  # extracted anew
+    assert _cache_cli("--dir", str(tmp_path / "rebuilt"), "verify", "--full").returncode == 0
 
 
 def test_cache_cli_list_rm_prune_on_a_real_cache(shared, tmp_path, messy_dir):

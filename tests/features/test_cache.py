@@ -259,3 +259,54 @@ def test_open_records_last_use_and_list_entries_sorts_by_it(tmp_path):
     assert remove_entry(root, b.path.name) == listed[0].bytes and not b.path.exists()
     with pytest.raises(Exception, match="no such cache entry"):
         remove_entry(root, "../cache")
+
+
+def _old_layout_entry(root: Path, seed: int) -> Path:
+    """An entry as the code before the per-hidden-state layout left it: one ``<split>.npy`` of every hidden state
+    (Shape: (words, hidden states, width)), a ``meta.json`` without ``layout``, its files' records intact."""
+    from bert_ner_probe.features.cache import file_record
+
+    def old_build(folder: Path) -> dict:
+        for split, n in (("train", 5), ("dev", 2)):
+            np.save(folder / f"{split}.npy", _features(seed)[:n])
+            np.save(folder / offsets_file(split), np.array([0, 2, n], dtype=np.int64))
+        return {"num_layers": 2, "width": 2}
+
+    entry, _ = get_or_build(root, KEY, old_build)
+    meta = json.loads((entry.path / META).read_text())
+    del meta["layout"]
+    meta["files"] = {p.name: file_record(p) for p in sorted(entry.path.glob("*.npy"))}
+    (entry.path / META).write_text(json.dumps(meta))
+    return entry.path
+
+
+def test_an_entry_of_the_old_layout_is_rebuilt_with_one_warning_naming_it(tmp_path, caplog):
+    from bert_ner_probe.features.cache import check_entry, list_entries
+
+    root = tmp_path / "cache"
+    old = _old_layout_entry(root, seed=1)
+    assert check_entry(old) is None  # intact, only old
+    build = Builder(tmp_path / "log", seed=6)
+    with caplog.at_level("WARNING", logger="bert_ner_probe.features.cache"):
+        entry, hit = get_or_build(root, KEY, build)
+    assert not hit and build.calls == 1 and entry.path == old
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [f"cache entry {old} is of the older one-file layout: rebuilding it with one file per "
+                        "hidden state"]
+    assert not (old / "train.npy").exists() and entry.meta["layout"] == 2
+    np.testing.assert_array_equal(_read(entry, "train"), _features(6))
+    assert [e.name for e in list_entries(root)] == [old.name]
+
+
+def test_an_entry_of_the_old_layout_with_rebuild_false_is_one_error_naming_it(tmp_path):
+    from bert_ner_probe.features.cache import CacheError
+
+    old = _old_layout_entry(tmp_path / "cache", seed=1)
+    build = Builder(tmp_path / "log")
+    with pytest.raises(CacheError) as e:
+        get_or_build(tmp_path / "cache", KEY, build, rebuild=False)
+    assert str(e.value).startswith(f"cache entry {old} cannot be read: it is of the older layout, one file of every "
+                                   "hidden state per split")
+    assert str(e.value).endswith(f"remove it (bert-ner-probe-cache rm {old.name}) or set cache.rebuild=true to "
+                                 "rebuild it")
+    assert "\n" not in str(e.value) and build.calls == 0 and (old / "train.npy").is_file()

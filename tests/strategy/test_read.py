@@ -10,7 +10,7 @@ import torch
 
 from bert_ner_probe.features.row_file import RowFile
 from bert_ner_probe.strategy.combiner import Combiner
-from bert_ner_probe.strategy.read import CachedSelection, read_rows
+from bert_ner_probe.strategy.read import CachedSelection, read_rows, rows_at_once
 from bert_ner_probe.strategy.read import select_features as _select_features
 
 
@@ -187,3 +187,19 @@ def test_an_epoch_over_k_of_l_hidden_states_reads_k_of_l_of_the_bytes(tmp_path, 
     assert len(layers) * file_bytes <= epoch <= 1.01 * len(layers) * file_bytes
     assert len(layers) * file_bytes <= in_order <= 1.01 * len(layers) * file_bytes
     assert torch.equal(x[torch.arange(words)], whole)
+
+
+@pytest.mark.parametrize("combine", ["sum", "mean", "concat", "scalar_mix"])
+def test_combining_rows_a_few_at_a_time_gives_the_bits_of_combining_them_at_once(tmp_path, combine):
+    # 25 hidden states (a 24-layer encoder's), random values: every row's arithmetic is the same however the
+    # rows are cut, so reading a deep entry in bounded pieces changes no feature
+    array = np.random.default_rng(2).normal(scale=30, size=(3000, 25, 64)).astype(np.float16)
+    layers = list(range(1, 25))
+    combiner = Combiner(tuple(layers), combine, 64)
+    at_once = combiner.combine_block(np.ascontiguousarray(array[:, layers]))
+    files = _saved(tmp_path, array)
+    assert torch.equal(select_features(files, layers, combine, chunk=7), at_once)
+    lazy = cached_selection(files, layers, combine)
+    assert rows_at_once(combiner) < 3000  # read and combined in two pieces
+    assert torch.equal(lazy[torch.arange(3000)], at_once)
+    assert torch.equal(lazy[torch.tensor([2999, 5, 6, 7, 0])], at_once[[2999, 5, 6, 7, 0]])
