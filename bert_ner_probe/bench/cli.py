@@ -22,6 +22,11 @@
 6. **Peak RSS of a full-data run** (``--full-rss-epochs N``, off by default:
    minutes on 2 cores) — one run of ``--strategy`` on the whole corpus with
    ``encoder.context=sentence`` on a fresh cache folder: peak RSS, wall time and dev F1.
+7. **Scale** (``--scale``, off by default) — extraction words/s of a random
+   base-size encoder (``BertConfig()``'s shapes, MiniLM's tokenizer) against the
+   bare forward loop; one linear-probe epoch on a 25-state entry against a
+   7-state entry of the same width; the peak RSS of a whole ``sum_all`` job of
+   MiniLM and of the base-size encoder (:mod:`~bert_ner_probe.bench.scale`).
 
 On CPU every process uses one torch thread unless ``--threads`` says
 otherwise (see :data:`~bert_ner_probe.bench.settings.THREADS_NOTE`).
@@ -48,6 +53,8 @@ from bert_ner_probe.api import compose_config
 from bert_ner_probe.bench.children import PACKAGE_PARENT, bench_full_rss, bench_peak_rss, bench_sweep, own_peak_rss_mb
 from bert_ner_probe.bench.measure import bench_extraction, bench_finetuning, bench_training, training_features
 from bert_ner_probe.bench.render import render_markdown
+from bert_ner_probe.bench.scale import (BASE_SHAPE, bench_base_extraction, bench_deep_epoch, bench_job_rss,
+                                        encoder_folder)
 from bert_ner_probe.bench.settings import (DEFAULT_ENCODER, DEFAULT_EVAL_LIMIT, DEFAULT_EXTRACT_LIMIT,
                                           DEFAULT_FINETUNE_EXPERIMENT, DEFAULT_FINETUNE_LIMIT, DEFAULT_LIMIT,
                                           Settings, device_name)
@@ -91,6 +98,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--full-rss-epochs", type=int, default=0,
                    help="also measure the peak RSS of one full-data run with this many epochs (0: skip)")
+    p.add_argument("--scale", action="store_true",
+                   help="also measure encoders beyond MiniLM: base-size extraction, a deep entry's probe epoch, "
+                        "peak RSS per job (bert_ner_probe/bench/scale.py)")
     p.add_argument("--work-dir", type=Path, default=None,
                    help="where caches and run folders go (default: a temporary folder, removed at the end)")
     return p.parse_args(argv)
@@ -225,6 +235,23 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
             _log(f"peak RSS: one {settings.strategy} run on the full data, {a.full_rss_epochs} epoch(s)")
             result.update(bench_full_rss(settings, a.full_rss_epochs, work, logs))
             part_s["full_rss"] = time.perf_counter() - t0
+
+        if a.scale:
+            save(complete=False)
+            t0 = time.perf_counter()
+            base = encoder_folder(work / "bert-base-random", **BASE_SHAPE)
+            _log(f"scale: extraction at base size, {settings.extract_limit} sentences")
+            result.update(bench_base_extraction(settings, sentences, base, work))
+            save(complete=False)
+            _log(f"scale: base-size extraction harness {result['base_extract_harness_words_per_s']:.0f} words/s, "
+                 f"bare {result['base_extract_bare_words_per_s']:.0f} words/s")
+            _log("scale: a linear probe's epoch on a 25-state entry and on a 7-state entry")
+            result.update(bench_deep_epoch(settings, work))
+            save(complete=False)
+            _log(f"scale: deep ÷ shallow epoch {result['deep_vs_shallow_epoch']:.3f}")
+            _log("scale: peak RSS of a sum_all job, MiniLM and base size")
+            result.update(bench_job_rss(settings, base, work, logs))
+            part_s["scale"] = time.perf_counter() - t0
 
     result["bench_peak_rss_mb"] = own_peak_rss_mb()
     save(complete=True)

@@ -106,6 +106,34 @@ def _memory(r: Dict[str, Any], s: Dict[str, Any]) -> List[str]:
     return lines
 
 
+def _scale(r: Dict[str, Any]) -> List[str]:
+    """Encoders beyond MiniLM (``--scale``): base-size extraction, a deep entry's probe epoch, peak RSS per job."""
+    if r.get("deep_vs_shallow_epoch") is None:
+        return []
+    return [
+        row(f"scale (random weights, {r['base_extract_words']:,} words)", "harness", "bare loop", "ratio"),
+        "|---|---:|---:|---:|",
+        row(f"extraction, words/s, base size ({r['base_layers']} layers × {r['base_hidden']}, context=sentence)",
+            fmt(r["base_extract_harness_words_per_s"]), fmt(r["base_extract_bare_words_per_s"]),
+            fmt(r["base_extract_ratio"], 3)),
+        "",
+        row(f"linear probe on hidden state N, one epoch (width {r['deep_width']})", "deep entry", "shallow entry",
+            "deep ÷ shallow"),
+        "|---|---:|---:|---:|",
+        row(f"seconds ({r['deep_states']} against {r['shallow_states']} hidden states; best of "
+            f"{len(r['deep_epoch_s'])})", fmt(min(r["deep_epoch_s"]), 2), fmt(min(r["shallow_epoch_s"]), 2),
+            fmt(r["deep_vs_shallow_epoch"], 3)),
+        "",
+        row(f"a whole `strategy={r['rss_strategy']}` job, fresh cache", "layers", "peak RSS MiB (wait4)",
+            "peak_rss_mb (results.json)", "extract s", "train s"),
+        "|---|---:|---:|---:|---:|---:|",
+        *[row(label, r[f"rss_{k}_layers"], fmt(r[f"rss_{k}_child_mb"]), fmt(r[f"rss_{k}_results_mb"]),
+              fmt(r[f"rss_{k}_extract_s"]), fmt(r[f"rss_{k}_train_s"]))
+          for k, label in (("minilm", "MiniLM"), ("base", "base size, random"))],
+        "",
+    ]
+
+
 def render_markdown(r: Dict[str, Any]) -> str:
     """bench.md: the ratios, the sweep, memory, the raw timings, then the settings."""
     s = r["settings"]
@@ -120,6 +148,7 @@ def render_markdown(r: Dict[str, Any]) -> str:
         *_ratios(r, s),
         *_sweep(r, s),
         *_memory(r, s),
+        *_scale(r),
         f"Raw timings (s): extraction harness {times(r['extract_harness_s'])}; bare {times(r['extract_bare_s'])}. "
         f"Training epoch harness {times(r['train_harness_epoch_s'])}; bare packed "
         f"{times(r['train_bare_packed_epoch_s'])}; bare padded {times(r['train_bare_padded_epoch_s'])}. "

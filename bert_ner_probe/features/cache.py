@@ -314,8 +314,8 @@ def old_layout(meta: Optional[Dict[str, Any]]) -> bool:
     return meta is not None and meta.get("layout") != LAYOUT
 
 
-OLD_LAYOUT = (f"it is of the older layout, one file of every hidden state per split (the layout now is one file "
-              f"per hidden state, so that a job reads only the hidden states it uses)")
+OLD_LAYOUT = ("it is of the older layout, one file of every hidden state per split (the layout now is one file "
+              "per hidden state, so that a job reads only the hidden states it uses)")
 
 
 def _open_checked(final: Path) -> Tuple[Optional[CacheEntry], Optional[str]]:

@@ -93,14 +93,25 @@ def test_bench_tiny_cpu(tmp_path: Path, conll_dir: Path) -> None:
     assert md.strip() in stdout
 
 
-def test_bench_scalar_mix_all(tmp_path: Path, conll_dir: Path) -> None:
-    """The scalar-mix strategy: the tagger (harness and bare) mixes every encoder layer, and the bench completes."""
-    result, _ = run_bench(["--strategy", "scalar_mix_all", "--limit", "100", "--eval-limit", "30",
-                           "--extract-limit", "60", "--skip-sweep", "--finetune-limit", "0", *TINY],
-                          tmp_path / "bench", conll_dir)
+def test_bench_scalar_mix_all_and_scale(tmp_path: Path, conll_dir: Path) -> None:
+    """The scalar-mix strategy: the tagger (harness and bare) mixes every encoder layer, and the bench completes;
+    with --scale, the base-size extraction, the deep entry's probe epoch and each job's peak RSS."""
+    result, stdout = run_bench(["--strategy", "scalar_mix_all", "--limit", "100", "--eval-limit", "30",
+                                "--extract-limit", "60", "--skip-sweep", "--finetune-limit", "0", "--scale", *TINY],
+                               tmp_path / "bench", conll_dir)
     assert result["complete"] is True and result["settings"]["strategy"] == "scalar_mix_all"
     assert math.isfinite(result["train_ratio"]) and result["train_ratio"] > 0
     assert result["train_mix_layers"] == num_layers(result["settings"]["encoder"]) == result["encoder_layers"]
     assert result["train_width"] == result["encoder_hidden"]  # the mix's output: one layer's width
     assert result["cold_sweep_s"] is None and result["peak_rss_mb"] > 0
     assert "finetune_document_ratio" not in result  # --finetune-limit 0 skips the part
+    # --scale: a random encoder of BERT-base's shapes against its bare loop on the same 60 sentences' batches
+    assert (result["base_layers"], result["base_hidden"]) == (12, 768) and result["base_extract_hooked"] is True
+    assert result["base_extract_words"] == result["extract_words"]
+    assert result["base_extract_bare_passes"] == result["base_extract_harness_passes"]
+    assert (result["deep_states"], result["shallow_states"], result["deep_width"]) == (25, 7, 384)
+    for key in ("base_extract_ratio", "deep_vs_shallow_epoch", "rss_minilm_child_mb", "rss_base_child_mb",
+                "rss_minilm_results_mb", "rss_base_results_mb"):
+        assert math.isfinite(result[key]) and result[key] > 0, key
+    assert (result["rss_minilm_layers"], result["rss_base_layers"]) == (6, 12)
+    assert "base size (12 layers × 768" in stdout and "25 against 7 hidden states" in stdout

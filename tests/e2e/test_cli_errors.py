@@ -56,3 +56,15 @@ def test_cli_mdl_with_too_little_training_data_exits_2_before_any_work(tmp_path,
     assert "mdl=true: training set of 5 sentences is too small" in res.stderr and "needs at least 1500" in res.stderr
     assert "Traceback" not in res.stderr
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+
+
+def test_cli_device_map_on_a_cpu_exits_2_before_any_work(tmp_path, conll):
+    """encoder.device_map=auto hands a model larger than one GPU to transformers; a CPU run refuses it in one line."""
+    d = conll.write(tmp_path / "data")
+    res = _cli(tmp_path, f"data.dir={d}", "encoder.device_map=auto")
+    assert res.returncode == 2, res.stderr
+    lines = [ln for ln in res.stderr.splitlines() if ln.startswith("error: ")]
+    assert lines == ["error: encoder.device_map=auto spreads a model over GPUs, but this run's device is cpu: drop it "
+                     "(one host holds the whole model there)"]
+    assert "Traceback" not in res.stderr
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())

