@@ -70,10 +70,11 @@ class WindowData:
            max_tokens: int, limit: Optional[int] = None, stride: Optional[int] = None,
            pad_to: int = 1) -> "WindowData":
         """Windows of the split's first ``limit`` sentences (all with None), ``stride`` pieces apart (None: half a
-        window) and at most ``loaded.max_length`` positions long; batches padded to a multiple of ``pad_to``."""
+        window) and at most ``loaded.max_length`` positions long, each word in the window the encoder's rule gives
+        it (:attr:`~bert_ner_probe.features.encoder.LoadedEncoder.causal`); batches padded to a multiple of ``pad_to``."""
         sentences = corpus[split].sentences[:limit]
         plan = plan_windows_of(loaded.tokenizer, [s.words for s in sentences], [s.doc for s in sentences],
-                               context, loaded.max_length, max_pieces_per_word, stride)
+                               context, loaded.max_length, max_pieces_per_word, stride, causal=loaded.causal)
         lengths = [len(s.words) for s in sentences]
         tags = torch.as_tensor(corpus.label_ids(split)[:sum(lengths)], dtype=torch.long)
         return cls(plan, tags, np.repeat(np.arange(len(lengths)), lengths), Context(context), max_tokens, pad_to)
