@@ -21,7 +21,7 @@
 * :func:`to_device_nowait` — host → GPU copies through pinned memory.
 * :func:`release_host_memory` — what a finished job freed goes back to the system.
 * :func:`keep_on_heap` — blocks a training step frees and allocates again stay mapped.
-* :func:`large_blocks_unmapped` — inside an extraction, large blocks go back to the system when freed.
+* :func:`trim_heap` — the heap's free pages back to the system (between an extraction's batches).
 * :func:`reset_peak_rss` and :func:`peak_rss` — a job's own peak resident set size.
 """
 
@@ -35,7 +35,7 @@ import gc
 import resource
 import sys
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
 
@@ -169,6 +169,19 @@ def release_host_memory() -> bool:
     (``madvise(MADV_DONTNEED)``); live memory is untouched.
     """
     gc.collect()
+    return trim_heap()
+
+
+def trim_heap() -> bool:
+    """``malloc_trim(0)``: every whole free page of glibc's heap back to the system; False where the C library cannot.
+
+    An encoder pass allocates and frees hundreds of MB of activations whose sizes change with every
+    batch's shape. Freed blocks of one batch's sizes rarely fit the next batch's, so without this the
+    resident set of an extraction grows batch after batch with free but unreturned memory (for a
+    base-size encoder, by hundreds of MB over a split); trimmed after each batch, it stays near the
+    pass's live memory, for a few percent of the pass's time (mapping every large block on its own
+    instead, ``M_MMAP_THRESHOLD``, faults each block in anew and cost a quarter; bench.md).
+    """
     trim = _glibc("malloc_trim")
     if trim is None:
         return False
@@ -235,30 +248,3 @@ def peak_rss(since_reset: bool) -> Tuple[float, str]:
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return maxrss / (2 ** 20 if sys.platform == "darwin" else 1024), "process"
 
-
-#: Blocks above this go to their own mmap during an extraction (:func:`large_blocks_unmapped`).
-EXTRACTION_MMAP_THRESHOLD = 4 * 2 ** 20
-
-
-@contextlib.contextmanager
-def large_blocks_unmapped(nbytes: int = EXTRACTION_MMAP_THRESHOLD) -> Iterator[bool]:
-    """Inside the block, glibc maps every allocation above ``nbytes`` on its own and unmaps it when it is freed;
-    yields False where the C library cannot.
-
-    An encoder pass allocates and frees hundreds of MB of activations whose sizes change with every
-    batch's shape. Below glibc's own mmap threshold (which rises to 32 MiB) they come from its heap,
-    where freed blocks of one batch's sizes rarely fit the next batch's, and the resident set grows
-    batch after batch with free but unreturned memory (for a base-size encoder, by hundreds of MB over
-    a split). Mapped on their own, they return to the system when freed, so an extraction's resident
-    set is its live memory. On leaving, the threshold is glibc's largest dynamic one (32 MiB), where a
-    long-running process settles anyway (its trim threshold twice that, glibc's own ratio).
-    """
-    mallopt = _glibc("mallopt")
-    if mallopt is None or not mallopt(M_MMAP_THRESHOLD, int(nbytes)):
-        yield False
-        return
-    try:
-        yield True
-    finally:
-        mallopt(M_MMAP_THRESHOLD, GLIBC_MMAP_THRESHOLD_MAX)
-        mallopt(M_TRIM_THRESHOLD, 2 * GLIBC_MMAP_THRESHOLD_MAX)

@@ -12,7 +12,9 @@ it). Each state is pooled per word (:mod:`bert_ner_probe.features.pooling`)
 and written to its own output (a :class:`~bert_ner_probe.features.row_file.RowFile`
 of the cache) at each word's row, then dropped; so a pass holds one hidden
 state at a time, whatever the encoder's depth, not ``N + 1`` of them and their
-stack. The first batch is also run with ``output_hidden_states=True`` and
+stack; after each pass the heap's freed pages go back to the system
+(:func:`~bert_ner_probe.device.trim_heap`), so the next batch's shapes do not
+pile up free memory. The first batch is also run with ``output_hidden_states=True`` and
 every hooked state compared with it; a model whose hooked states differ (an
 architecture that changes its states between layers) is read through
 ``output_hidden_states`` instead.
@@ -38,7 +40,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from bert_ner_probe.device import to_device_nowait
+from bert_ner_probe.device import to_device_nowait, trim_heap
 from bert_ner_probe.features.batching import batches_by_length
 from bert_ner_probe.features.encoder import LoadedEncoder, layer_stack
 from bert_ner_probe.features.pooling import pool_words
@@ -274,6 +276,7 @@ def extract_split(
                 writer.put(h, rows, pooled[:, 0].to(torch.float16))
 
             states.run(ids, mask, sink)
+            trim_heap()  # the pass's freed activations back to the system: the next shapes rarely fit them
             windows += b.input_ids.shape[0]
             pieces += int(b.attention_mask.sum())
             bar.update(b.words.size)

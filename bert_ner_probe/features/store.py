@@ -28,7 +28,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from bert_ner_probe.features import encoder as enc
-from bert_ner_probe.device import encoder_dtype, large_blocks_unmapped, release_host_memory
+from bert_ner_probe.device import encoder_dtype, release_host_memory
 from bert_ner_probe.errors import UserError
 from bert_ner_probe.hidden_states import resolve_indices, states_text
 from bert_ner_probe.stamped_memo import StampedMemo
@@ -157,12 +157,11 @@ def get_features(encoder_cfg: Any, pooling: str, corpus: Corpus, device: str,
             stats = {}
             for split in splits:
                 sp = corpus[split]
-                with large_blocks_unmapped():  # the resident set is the pass's live memory, not its history
-                    stats[split] = extract_split(
-                        loaded, [s.words for s in sp.sentences], [s.doc for s in sp.sentences], files[split],
-                        typed.pooling, encoder_cfg.context, batch_size=encoder_cfg.batch_size,
-                        max_tokens=encoder_cfg.max_tokens, max_pieces_per_word=encoder_cfg.max_pieces_per_word,
-                        desc=f"extract {split}", progress=progress)
+                stats[split] = extract_split(
+                    loaded, [s.words for s in sp.sentences], [s.doc for s in sp.sentences], files[split],
+                    typed.pooling, encoder_cfg.context, batch_size=encoder_cfg.batch_size,
+                    max_tokens=encoder_cfg.max_tokens, max_pieces_per_word=encoder_cfg.max_pieces_per_word,
+                    desc=f"extract {split}", progress=progress)
                 for f in files[split].values():
                     f.close()  # on disk before the entry is complete: jobs on other nodes may read it next
                 lengths = [len(s.words) for s in sp.sentences]
