@@ -328,7 +328,7 @@ class FeatureReuse:
                 except NonFiniteFeatures:
                     why = check_entry(entry.path, full=True, only=[feats.file(h).name for h in combiner.layers])
                     if why is not None:
-                        raise CacheDamaged(entry.path, why, f"a whole-file check after its {split} features "
+                        raise CacheDamaged(entry.path, why, f"found by a whole-file check after its {split} features "
                                                             "held NaN or Inf") from None
                     raise
             data[split] = TaggingData.build(x, feats.offsets, corpus.label_ids(split), device)
