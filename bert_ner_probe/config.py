@@ -20,7 +20,7 @@ from bert_ner_probe.report import settings as report_settings
 
 from bert_ner_probe.data.control import Control
 from bert_ner_probe.data.scheme import Scheme
-from bert_ner_probe.device import EncoderDtype, Precision
+from bert_ner_probe.device import EncoderDtype
 from bert_ner_probe.features.encoder import Attention, Weights
 from bert_ner_probe.features.pooling import Pooling
 from bert_ner_probe.features.windows import Context
@@ -28,7 +28,7 @@ from bert_ner_probe.metrics.score import EvalMode
 from bert_ner_probe.strategy.combiner import Combine
 from bert_ner_probe.probes.bilstm import LstmImpl
 from bert_ner_probe.tracking import Tracker
-from bert_ner_probe.training.optim import OptimizerName, ScheduleName
+from bert_ner_probe.training.trainer import TrainerConfig
 
 
 @dataclass
@@ -103,27 +103,6 @@ class ProbeConfig:
     input_dropout: float = 0.0  # on the frozen features
     crf: bool = False  # a linear-chain CRF over each sentence instead of the softmax
     impl: LstmImpl = LstmImpl.auto  # bilstm: auto = padded on CPU, packed on GPU (probe/bilstm.py)
-
-
-@dataclass
-class TrainerConfig:
-    name: str = "default"
-    epochs: int = 10
-    batch_size: int = 32  # sentences (fine-tuning in document context: windows holding as many words)
-    words_per_batch: int = 256  # probes that read single words (linear, mlp): shuffled words per batch instead
-    lr: float = 1e-3
-    patience: int = 3
-    grad_clip: float = 5.0
-    eval_batch_size: int = 256
-    eval_max_words: int = 8192  # and at most this many padded words per evaluation batch (bounds memory)
-    bucket_pool: int = 5  # sort by length within pools of this many batches; 1 = plain random batches
-    precision: Precision = Precision.auto  # autocast format; auto and the rules: bert_ner_probe/device.py
-    optimizer: OptimizerName = OptimizerName.adam
-    weight_decay: float = 0.0  # not on biases and LayerNorm weights
-    schedule: ScheduleName = ScheduleName.constant  # linear = decay to 0, after the warm-up
-    warmup_ratio: float = 0.0  # share of the optimiser steps with a linearly rising rate
-    grad_accum: int = 1  # micro-batches per batch (one optimiser step), for batches that do not fit in memory
-    concurrent: str = "auto"  # jobs of a multirun at once: auto (1 on CPU, what fits on a GPU) | N (concurrency.py)
 
 
 @dataclass

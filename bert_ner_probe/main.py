@@ -28,7 +28,7 @@ from omegaconf import DictConfig
 from bert_ner_probe.config import config_error, register
 from bert_ner_probe.errors import UserError
 from bert_ner_probe.results.record import recorded_config, summary_line, write_atomic
-from bert_ner_probe.results.run_result import ERROR_FILE, RESULTS_FILE as RESULTS
+from bert_ner_probe.results.run_result import ERROR_FILE, RESULTS_FILE as RESULTS, RunResult
 from bert_ner_probe.run import run_probe
 from bert_ner_probe.memo import Session
 from bert_ner_probe.tracking import check_logger, log_job
@@ -77,19 +77,19 @@ def _install_signal_handlers() -> None:
                 signal.signal(sig, _on_signal)
 
 
-def finished_results(out_dir: Path, cfg: DictConfig) -> Optional[Dict[str, Any]]:
-    """The job's ``results.json`` when it is complete (status ok, dev and test F1) and of this very config."""
+def finished_results(out_dir: Path, cfg: DictConfig) -> Optional[RunResult]:
+    """The job's ``results.json`` when it is a finished run's (as
+    :func:`~bert_ner_probe.results.run_result.check_complete` judges it) of this very config."""
     try:
-        results = json.loads((out_dir / RESULTS).read_text())
-        complete = (results.get("status") == "ok" and "f1" in results["dev"] and "f1" in results["test"])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        result = RunResult.load(out_dir / RESULTS)
+    except (OSError, ValueError, KeyError, TypeError):
         return None
-    return results if complete and results.get("config") == recorded_config(cfg) else None
+    return result if result.config == recorded_config(cfg) else None
 
 
 # What the jobs of a sweep that run in this process one after another share: parsed data files,
 # encoder hashes, the last combined features (the seeds of one strategy read the same layers).
-_SESSION = Session()
+_SESSION = Session(tune_malloc=True)  # this process is the command's own
 
 
 def main() -> None:
@@ -118,7 +118,7 @@ def hydra_main(cfg: DictConfig) -> float:
             done = finished_results(out_dir, cfg)
             if done is not None:
                 print(f"resume: {out_dir} already has its {RESULTS}, skipped", flush=True)
-                return float(done["dev"]["f1"])
+                return float(done.dev.f1)
         (out_dir / ERROR_FILE).unlink(missing_ok=True)  # from an earlier, interrupted or failed try
         if _signal_state["signal"] is not None:  # the sweep was interrupted before this job started
             _record_interrupt(out_dir, hc.sweep.dir, f"not run: the sweep was interrupted by {_signal_state['signal']}")

@@ -57,7 +57,7 @@ def test_readme_example_probe_and_results(readme_run):
     assert RunResult.load(run_dir) == r and RunResult.load(run_dir / "results.json").run_dir == run_dir
     assert (r.strategy, r.layers, r.seed) == ("concat_last_four", [3, 4, 5, 6], 1)
     assert r.dev.f1 == stored["dev"]["f1"] and r.test.per_type["LOC"].f1 == stored["test"]["per_type"]["LOC"]["f1"]
-    assert [e.dev_f1 for e in r.history] == [h["dev_f1"] for h in stored["history"]] and len(r.history) == 2
+    assert [e.dev_score for e in r.history] == [h[r.dev_score_name] for h in stored["history"]] and len(r.history) == 2
     assert r.config["data"]["limit"]["train"] == 500 and r.timings["train_s"] > 0
     assert stored["sizes"]["train"]["sentences"] == 500 and (run_dir / "predictions" / "test.conll").is_file()
     assert r.dev.f1 > 0.3  # 500 sentences, 2 epochs of concat_last_four learn something

@@ -23,13 +23,14 @@ from bert_ner_probe.multirun import ReportCallback
 from bert_ner_probe.report.callback import cli, write_report
 from bert_ner_probe.report.rows import format_mean_std
 from bert_ner_probe.results.record import results_record, write_results
-from bert_ner_probe.training.trainer import TrainResult, close_epoch
+from bert_ner_probe.training.trainer import DevScore, TrainResult, close_epoch
 
 NUM_LAYERS = 6
 LABELS = ["O", "B-PER", "I-PER"]
 
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+DEV_F1 = DevScore("dev_f1", of_labels=lambda ids: 0.0)  # what a run's early stopping watches (the name is recorded)
 
 
 def split_scores(f1: float) -> Dict[str, Any]:
@@ -50,8 +51,8 @@ def trained(dev: float, best_epoch: int = 3, epochs: int = 6) -> TrainResult:
     history: List[Dict[str, float]] = []
     for epoch in range(1, epochs + 1):
         close_epoch(history, epoch, epochs, torch.tensor(50.0 / epoch), 100, time.perf_counter() - 1.0,
-                    torch.device("cpu"), lambda: dev if epoch == best_epoch else dev - 0.01)
-    return TrainResult(best_epoch, epochs, dev, history, 12.5)
+                    torch.device("cpu"), DEV_F1.name, lambda: dev if epoch == best_epoch else dev - 0.01)
+    return TrainResult(best_epoch, epochs, DEV_F1, dev, history, 12.5)
 
 
 def write_hydra(job: Path, config: Dict[str, Any], overrides: List[str]) -> None:
