@@ -213,7 +213,7 @@ def plot_mix_weights(sections: Sequence[Section], path: Path) -> Path:
     ax = fig.add_subplot(1, 1, 1)
     for section in sections:
         for row in section.rows:
-            mixes = [j.results["mix_weights"] for j in row.runs if j.results.get("mix_weights")]
+            mixes = [j.result.mix_weights for j in row.runs if j.result.mix_weights]
             if not mixes:
                 continue
             layers = list(mixes[0]["layers"])
@@ -291,7 +291,7 @@ def write_plots(sections: Sequence[Section], out_dir: Path, stats: Sequence["Tab
     written = []
     if len(_probing_layers(probing)) >= 2:
         written.append(plot_probing_layers(probing, out_dir / LAYERS_PLOT))
-    if any(r.single_layer is not None and j.results.get("mdl") for t in probing for r in t.rows
+    if any(r.single_layer is not None and j.result.mdl for t in probing for r in t.rows
            for j in (*r.real, *r.random)):
         written.append(plot_mdl(probing, out_dir / MDL_PLOT))
     sections = [s for s in sections if s.rows]  # a section of control-task runs alone has no strategy to plot
@@ -303,7 +303,7 @@ def write_plots(sections: Sequence[Section], out_dir: Path, stats: Sequence["Tab
     layers = {x for s in sections for x in _single_layer_stats(s)}
     if len(layers) >= 2 and LAYERS_PLOT not in {p.name for p in written}:
         written.append(plot_layers(sections, out_dir / LAYERS_PLOT))
-    if any(j.results.get("mix_weights") for s in sections for r in s.rows for j in r.runs):
+    if any(j.result.mix_weights for s in sections for r in s.rows for j in r.runs):
         written.append(plot_mix_weights(sections, out_dir / MIX_WEIGHTS_PLOT))
     if len({s.pooling for s in sections}) > 1:
         written.append(plot_pooling(sections, out_dir / POOLING_PLOT))
