@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import List, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import OmegaConf
+from omegaconf import MISSING, OmegaConf
 
 from bert_ner_probe.choice import Choice
 from bert_ner_probe.report import settings as report_settings
@@ -26,7 +26,8 @@ from bert_ner_probe.features.pooling import Pooling
 from bert_ner_probe.features.windows import Context
 from bert_ner_probe.metrics.score import EvalMode
 from bert_ner_probe.strategy.combiner import Combine
-from bert_ner_probe.probes.bilstm import LstmImpl
+from bert_ner_probe.probes.base import ProbeConfig
+from bert_ner_probe.probes.registry import available as registered_probes, probe_config
 from bert_ner_probe.tracking import Tracker
 from bert_ner_probe.training.trainer import TrainerConfig
 
@@ -91,21 +92,6 @@ class StrategyConfig:
 
 
 @dataclass
-class ProbeConfig:
-    """The trained model (``conf/probe/<name>.yaml``; bert_ner_probe/probes/registry.py). Each probe reads the keys
-    it has: bilstm all of them, mlp ``hidden_size`` (its hidden layer), dropouts and crf, linear the input
-    dropout and crf, finetune crf (its dropout is the encoder's)."""
-
-    name: str = "bilstm"  # a registered probe: bilstm | linear | mlp | finetune (strategy=finetune) | <module path>
-    hidden_size: int = 768  # bilstm: units per direction; mlp: the hidden layer's width
-    num_layers: int = 2  # bilstm: LSTM layers
-    dropout: float = 0.5  # between LSTM layers and before the classifier (mlp: after the hidden layer)
-    input_dropout: float = 0.0  # on the frozen features
-    crf: bool = False  # a linear-chain CRF over each sentence instead of the softmax
-    impl: LstmImpl = LstmImpl.auto  # bilstm: auto = padded on CPU, packed on GPU (probe/bilstm.py)
-
-
-@dataclass
 class FinetuneConfig:
     """Settings of ``strategy=finetune`` alone (its optimiser settings are in ``trainer``, see trainer/finetune.yaml)."""
 
@@ -153,7 +139,7 @@ class Config:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     pooling: PoolingConfig = field(default_factory=PoolingConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
-    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    probe: ProbeConfig = MISSING  # conf/probe/<name>.yaml: the probe's own schema (probes/registry.py)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -183,12 +169,13 @@ def hidden_states(name_or_path: str) -> str:
 
 
 def register() -> None:
-    """Store the schema as ``schema`` for ``conf/config.yaml``'s defaults list; register the resolvers."""
-    from omegaconf import OmegaConf
-
+    """Store the schema as ``schema`` for ``conf/config.yaml``'s defaults list, and each probe's own
+    (``schema/probe/<name>``, stored by the probe's module when imported: every probe of the package is imported
+    here); register the resolvers."""
     from bert_ner_probe.training.concurrency import register_resolver
 
     ConfigStore.instance().store(name="schema", node=Config)
+    registered_probes()
     register_resolver()  # trainer.concurrent → the launcher's worker count
     OmegaConf.register_new_resolver("hidden_states", hidden_states, replace=True)
 
@@ -199,24 +186,20 @@ def check_values(cfg) -> None:
     (Choices need no check here: their fields are :class:`~bert_ner_probe.choice.Choice` Enums, which
     OmegaConf checks when the config is composed.)
     """
-    from bert_ner_probe.errors import UserError
+    from bert_ner_probe.errors import UserError, check_at_least
 
     at_least_one = {
         "trainer.epochs": cfg.trainer.epochs, "trainer.batch_size": cfg.trainer.batch_size,
         "trainer.words_per_batch": cfg.trainer.words_per_batch,
         "trainer.patience": cfg.trainer.patience, "trainer.eval_batch_size": cfg.trainer.eval_batch_size,
         "trainer.eval_max_words": cfg.trainer.eval_max_words,
-        "trainer.bucket_pool": cfg.trainer.bucket_pool, "probe.hidden_size": cfg.probe.hidden_size,
-        "probe.num_layers": cfg.probe.num_layers, "encoder.batch_size": cfg.encoder.batch_size,
+        "trainer.bucket_pool": cfg.trainer.bucket_pool, "encoder.batch_size": cfg.encoder.batch_size,
         "encoder.max_pieces_per_word": cfg.encoder.max_pieces_per_word,
         "trainer.grad_accum": cfg.trainer.grad_accum,
     }
     for key, value in at_least_one.items():
-        if value < 1:
-            raise UserError(f"{key}={value}: must be at least 1")
-    for key, value in {"probe.dropout": cfg.probe.dropout, "probe.input_dropout": cfg.probe.input_dropout}.items():
-        if not 0.0 <= value < 1.0:
-            raise UserError(f"{key}={value}: must be in [0, 1)")
+        check_at_least(key, value)
+    probe_config(cfg.probe).check()  # the probe's own keys (its schema's check)
     if not 0.0 <= cfg.trainer.warmup_ratio <= 1.0:
         raise UserError(f"trainer.warmup_ratio={cfg.trainer.warmup_ratio}: must be in [0, 1]")
     if cfg.trainer.weight_decay < 0:
@@ -246,10 +229,14 @@ def check_values(cfg) -> None:
         raise UserError(f"finetune.stride={cfg.finetune.stride}: must be at least 1 (or null)")
 
 
-def _field_type(full_key: str) -> object:
-    """The schema's type annotation of a dotted key (``pooling.method`` → :class:`Pooling`), or None."""
-    node: object = Config
-    for part in full_key.split("."):
+def _field_type(full_key: str, parent: object = None) -> object:
+    """The schema's type annotation of a dotted key (``pooling.method`` → :class:`Pooling`), or None.
+
+    ``parent`` is the dataclass that holds the key's last part when the error names it (a probe's own schema,
+    which ``Config`` does not list); else the key is followed down from :class:`Config`.
+    """
+    node: object = parent if dataclasses.is_dataclass(parent) else Config
+    for part in full_key.split(".")[-1:] if node is parent else full_key.split("."):
         if not dataclasses.is_dataclass(node):
             return None
         node = typing.get_type_hints(node).get(part)
@@ -286,7 +273,7 @@ def config_error(e: BaseException):
     cause = e if isinstance(e, values) else e.__cause__
     if isinstance(cause, values) and getattr(cause, "full_key", None):
         key = cause.full_key
-        kind = _field_type(key)
+        kind = _field_type(key, getattr(cause, "object_type", None))
         if isinstance(cause, ValidationError) and isinstance(kind, type) and issubclass(kind, Choice):
             return UserError(f"{key}={cause.value!r}: expected one of {kind.names()}")
         return UserError(f"{key}: {str(cause.msg).strip().splitlines()[0]}")

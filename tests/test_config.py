@@ -151,7 +151,7 @@ def test_a_typo_inside_a_group_file_fails(tmp_path):
      ("logger.name=wandb", "logger.name='wandb': expected one of none | mlflow | tensorboard"),
      ("trainer.optimizer=sgd", "trainer.optimizer='sgd': expected one of adam | adamw"),
      ("finetune.attention=flash", "finetune.attention='flash': expected one of auto | eager | sdpa"),
-     ("probe.hiden_size=10", "probe.hiden_size: Key 'hiden_size' not in 'ProbeConfig'"),
+     ("probe.hiden_size=10", "probe.hiden_size: Key 'hiden_size' not in 'BiLSTMConfig'"),
      ("strategy=nosuch", "Could not find 'strategy/nosuch' (there are: concat_last_four, custom, embeddings,")],
 )
 def test_a_choice_outside_its_enum_fails_at_compose_time_as_one_line(compose, override, message):

@@ -241,7 +241,8 @@ def group_runs(jobs: Sequence[Job]) -> List[Section]:
 
     def key_of(job: Job, finetune: bool) -> Tuple[Tuple[str, str], ...]:
         r, flat = job.result, flatten(job.config)
-        extras = [(k, cell_text(flat.get(k))) for k in varying if _counts_for_section(k, finetune)]
+        # a key the run's config lacks (another probe's hyperparameter) does not describe it
+        extras = [(k, cell_text(flat[k])) for k in varying if k in flat and _counts_for_section(k, finetune)]
         return (*((k, str(getattr(r, k))) for k in SECTION_KEY), *extras)
 
     def add(section: Section, job: Job) -> None:

@@ -376,3 +376,28 @@ def test_the_share_of_fine_tuning_needs_the_same_training_sentences(tmp_path: Pa
         assert ("No share of fine-tuning dev F1: the fine-tuning row trained on 4 training sentences, the frozen "
                 "rows on 10 (finetune.train_limit), so its dev F1 is not comparable with theirs.") in text
     assert "Fine-tuning (90.0 dev F1) beats the best frozen row, last (80.0): +10.0 points" in text
+
+
+def test_results_written_before_the_dev_score_was_named_are_still_read(runs: Runs, tmp_path: Path) -> None:
+    """An older results.json (no ``dev_score``; each epoch's dev score under ``dev_f1``, which for a control-task run
+    held token accuracy) is read by RunResult, the report and load_results as today's is."""
+    from bert_ner_probe.api import load_results
+    from bert_ner_probe.results.run_result import RunResult
+
+    old, new = tmp_path / "old" / "0", tmp_path / "new" / "0"
+    for job in (old, new):
+        runs.make(job, "last", [6], "concat", 1, 0.8, 0.7)
+    stored = json.loads((old / "results.json").read_text())
+    del stored["dev_score"]
+    (old / "results.json").write_text(json.dumps(stored))
+    scores = [(e.epoch, e.train_loss, e.dev_score) for e in RunResult.load(new).history]
+    assert [(e.epoch, e.train_loss, e.dev_score) for e in RunResult.load(old).history] == scores
+    assert RunResult.load(old).dev_score_name == "dev_f1" and RunResult.load(old).best_dev_score == 0.8
+    stored["control"] = "word_type"  # a control run of those days: its history's dev_f1 was dev accuracy
+    (old / "results.json").write_text(json.dumps(stored))
+    read = RunResult.load(old)
+    assert read.dev_score_name == "dev_accuracy" and [e.dev_score for e in read.history] == [
+        h["dev_f1"] for h in stored["history"]]
+    report = write_report(old.parent)
+    assert report["runs"] == 1 and not report["failures"]
+    assert load_results(old.parent).loc[0, "control"] == "word_type"
