@@ -16,8 +16,8 @@
   row's lead): difference, its CI, p, Holm-adjusted p, ASO eps_min, test
   (:mod:`bert_ner_probe.report.significance`, :mod:`bert_ner_probe.report.bootstrap`);
 * ``significance.png``  pairwise heat map of Holm-adjusted p per table;
-* ``strategies.png``    dev F1 per strategy, paper values as markers, the
-  fine-tuning level as a line;
+* ``strategies.png``    dev F1 per strategy with ``table.md``'s confidence
+  intervals, paper values as markers, the fine-tuning level as a line;
 * ``layers.png``        dev F1 by hidden-state index for single-layer runs;
 * ``mix_weights.png``   learned scalar-mix weights by layer;
 * ``pooling.png``       dev F1 per strategy and sub-token pooling;

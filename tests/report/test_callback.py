@@ -401,3 +401,31 @@ def test_results_written_before_the_dev_score_was_named_are_still_read(runs: Run
     report = write_report(old.parent)
     assert report["runs"] == 1 and not report["failures"]
     assert load_results(old.parent).loc[0, "control"] == "word_type"
+
+
+def test_the_strategies_plot_draws_the_intervals_of_the_table(runs: Runs, tmp_path: Path) -> None:
+    """strategies.png's error bars are each row's dev CI as table.md prints it (a t interval over three seeds)."""
+    from bert_ner_probe.report.collect import load_jobs
+    from bert_ner_probe.report.plots import strategy_panels
+    from bert_ner_probe.report.rows import group_runs
+    from bert_ner_probe.report.settings import Settings
+    from bert_ner_probe.report.tables import analyse
+
+    root = tmp_path / "sweep"
+    for num, (strategy, layers, seed, dev) in enumerate([("last", [6], 1, 0.80), ("last", [6], 2, 0.84),
+                                                         ("last", [6], 3, 0.83), ("embeddings", [0], 1, 0.70),
+                                                         ("embeddings", [0], 2, 0.74), ("embeddings", [0], 3, 0.71)]):
+        runs.make(root / str(num), strategy, layers, "concat", seed, dev, dev - 0.05)
+    sections = group_runs(load_jobs(root))
+    stats, _ = analyse(sections, Settings())
+    (panel,), _ = strategy_panels(sections, stats)
+    table = write_report(root)["table"].read_text()
+    _, labels, series = panel
+    (bars,) = series.values()
+    assert labels == ["embeddings", "last"]
+    for label in labels:
+        mean, below, above = bars[label]
+        low, high, how = stats[0].intervals[(label, "dev")]
+        assert how == "t" and below > 0 and above > 0
+        assert (mean - below, mean + above) == pytest.approx((low, high))
+        assert f"[{low:.1f}, {high:.1f}]" in table
