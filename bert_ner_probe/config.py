@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Dict, List, Optional, Sequence
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
@@ -163,6 +163,48 @@ class Config:
     mdl: bool = False  # true: also the online code length of the training tags (Voita & Titov 2020)
 
 
+#: Keys and groups that were renamed, old → new (each covers every key below it). A command, saved config or
+#: note that still uses an old name answers with the new one (:func:`check_renamed`, :func:`config_error`).
+RENAMED: Dict[str, str] = {
+    "tagger": "probe",  # the probe step's config group and keys (tagger=linear, tagger.hidden_size=256)
+}
+
+
+def renamed(key: str) -> Optional[str]:
+    """The new name of ``key`` (a dotted key or a group path) when it or a key above it was renamed, else None."""
+    parts = key.replace("/", ".").split(".")
+    for n in range(len(parts), 0, -1):
+        new = RENAMED.get(".".join(parts[:n]))
+        if new is not None:
+            return ".".join([new, *parts[n:]])
+    return None
+
+
+def check_renamed(overrides: Sequence[str]) -> None:
+    """One :class:`~bert_ner_probe.errors.UserError` for the first override that uses a renamed key or group,
+    naming the new one: ``tagger.hidden_size=256`` → ``tagger.hidden_size: renamed to probe.hidden_size``,
+    ``tagger=linear`` → ``tagger=linear: renamed to probe=linear``. Overrides that do not parse are left to
+    the composition, which reports them."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    from bert_ner_probe.errors import UserError
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except OverrideParseException:
+        return
+    for override in parsed:
+        key = override.key_or_group
+        new = renamed(key)
+        if new is None:
+            continue
+        if "." not in key and key in RENAMED and "=" in override.input_line:  # a group: tagger=linear
+            value = override.input_line.split("=", 1)[1]
+            raise UserError(f"{key}={value}: renamed to {new}={value}")
+        raise UserError(f"{key}: renamed to {new}")
+
+
 def hidden_states(name_or_path: str) -> str:
     """``${hidden_states:${encoder.name_or_path}}`` → ``range(0,N+1)``, every hidden state of that encoder.
 
@@ -279,6 +321,8 @@ def config_error(e: BaseException):
     cause = e if isinstance(e, values) else e.__cause__
     if isinstance(cause, values) and getattr(cause, "full_key", None):
         key = cause.full_key
+        if renamed(key) is not None:  # an old name in a config file (an override is caught before composing)
+            return UserError(f"{key}: renamed to {renamed(key)}")
         kind = _field_type(key, getattr(cause, "object_type", None))
         if isinstance(cause, ValidationError) and isinstance(kind, type) and issubclass(kind, Choice):
             return UserError(f"{key}={cause.value!r}: expected one of {kind.names()}")

@@ -18,14 +18,14 @@ import sys
 import threading
 import traceback
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from bert_ner_probe.config import config_error, register
+from bert_ner_probe.config import check_renamed, config_error, register
 from bert_ner_probe.errors import UserError
 from bert_ner_probe.results.record import recorded_config, summary_line, write_atomic
 from bert_ner_probe.results.run_result import ERROR_FILE, RESULTS_FILE as RESULTS, RunResult
@@ -92,9 +92,23 @@ def finished_results(out_dir: Path, cfg: DictConfig) -> Optional[RunResult]:
 _SESSION = Session(tune_malloc=True)  # this process is the command's own
 
 
+def command_line_overrides(argv: List[str]) -> List[str]:
+    """The ``key=value`` overrides of a command line, as Hydra's own argument parser reads them."""
+    from hydra._internal.utils import get_args_parser  # noqa: PLC0415 - the parser hydra.main uses
+
+    known, unknown = get_args_parser().parse_known_args(argv)
+    return [*known.overrides, *(u for u in unknown if not u.startswith("-"))]
+
+
 def main() -> None:
-    """The console entry: Hydra's main; a config that fails to compose is one ``error: …`` line and exit 2."""
+    """The console entry: Hydra's main; a config that fails to compose is one ``error: …`` line and exit 2, and so
+    is a renamed key (answered with its new name, :data:`bert_ner_probe.config.RENAMED`)."""
     os.environ["HYDRA_FULL_ERROR"] = "1"  # composition errors reach this function instead of Hydra's report
+    try:
+        check_renamed(command_line_overrides(sys.argv[1:]))
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.exit(2)
     try:
         hydra_main()
     except Exception as e:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 
 import pytest
@@ -299,3 +301,30 @@ def test_config_error_leaves_failures_that_are_not_the_users_to_their_traceback(
     users.__cause__ = InterpolationResolutionError("UserError raised while resolving interpolation")
     users.__cause__.__context__ = UserError("could not load encoder 'x'")
     assert str(config_error(users)) == "could not load encoder 'x'"
+
+
+def test_renamed_keys_answer_with_their_new_names():
+    """The one table of renames (config.RENAMED) answers old keys and groups, in overrides and in config files."""
+    from bert_ner_probe.api import compose_config
+    from bert_ner_probe.config import RENAMED, check_renamed, config_error, renamed
+    from bert_ner_probe.errors import UserError
+
+    assert RENAMED["tagger"] == "probe"
+    assert renamed("tagger.hidden_size") == "probe.hidden_size" and renamed("tagger") == "probe"
+    assert renamed("probe.hidden_size") is None and renamed("taggers") is None
+    for override, message in [("tagger.hidden_size=256", "tagger.hidden_size: renamed to probe.hidden_size"),
+                              ("tagger=linear", "tagger=linear: renamed to probe=linear"),
+                              ("+tagger.crf=true", "tagger.crf: renamed to probe.crf"),
+                              ("tagger.dropout=0.1,0.2", "tagger.dropout: renamed to probe.dropout")]:
+        with pytest.raises(UserError, match=f"^{re.escape(message)}$"):
+            check_renamed(["strategy=last", override])
+        with pytest.raises(UserError, match=f"^{re.escape(message)}$"):
+            compose_config([override])
+    check_renamed(["strategy=last", "probe.hidden_size=8", "bad=override=syntax[", "hydra/launcher=joblib"])
+    # an old key inside a config file (a saved config, an old experiment) is answered when it fails to compose
+    from omegaconf import OmegaConf
+    from omegaconf.errors import ConfigKeyError
+
+    with pytest.raises(ConfigKeyError) as failure:
+        OmegaConf.merge(compose_config(), {"tagger": {"hidden_size": 256}})
+    assert str(config_error(failure.value)) == "tagger: renamed to probe"
