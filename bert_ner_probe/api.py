@@ -30,8 +30,9 @@ from bert_ner_probe.results.run_result import RunResult
 Words = Union[str, Sequence[str]]
 
 
-def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
-    """The config a ``bert-ner-probe <overrides>`` run gets (without the ``hydra`` node).
+def compose_config(overrides: Sequence[str] = (), with_hydra: bool = False) -> DictConfig:
+    """The config a ``bert-ner-probe <overrides>`` run gets (without the ``hydra`` node unless ``with_hydra``:
+    its launcher, sweeper and sweep parameters).
 
     A bad override (unknown key, wrong type, sweep syntax, a renamed key) raises :class:`UserError`.
     """
@@ -47,7 +48,7 @@ def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
         raise UserError("bert_ner_probe's API composes its own config: call it outside a running Hydra app")
     try:
         with initialize_config_dir(config_dir=config_dir(), version_base="1.3", job_name="bert_ner_probe"):
-            return compose(config_name="config", overrides=list(overrides))
+            return compose(config_name="config", overrides=list(overrides), return_hydra_config=with_hydra)
     except Exception as e:  # hydra's override-parse, missing-config and validation errors
         error = config_error(e)
         if error is None:
