@@ -162,3 +162,39 @@ def test_keep_on_heap_stops_a_gradient_sized_block_from_faulting_in_at_every_ste
     pages = 30522 * 384 * 4 // int(page)
     assert below == "False" and raised == "True"  # 32 MiB: glibc keeps such blocks by itself, nothing to change
     assert int(faults_before) > 4 * pages and int(faults_after) < pages
+
+
+_API_THEN_COMMAND = _FIVE_STEPS.split("faults_of_five_steps()\nprint(")[0] + """
+import sys
+from pathlib import Path
+from bert_ner_probe.api import compose_config, probe
+from bert_ner_probe.memo import Session
+from bert_ner_probe.run import run_probe
+
+root, data = Path(sys.argv[1]), sys.argv[2]
+small = ["strategy=finetune", "debug=smoke", "data.limit.train=20", "data.limit.dev=10", "data.limit.test=10",
+         f"data.dir={data}", f"cache_dir={root / 'cache'}", "write_predictions=false"]
+faults_of_five_steps()
+probe(small, out_dir=root / "api")  # a Python caller's process: glibc's settings stay as they were
+faults_of_five_steps()
+after_api = faults_of_five_steps()
+run_probe(compose_config(small), root / "command", Session(tune_malloc=True))  # as the command runs a job
+faults_of_five_steps()
+print(after_api, faults_of_five_steps(), os.sysconf("SC_PAGE_SIZE"))
+"""
+
+
+@pytest.mark.skipif(not release_host_memory(), reason="glibc only")
+@pytest.mark.slow
+def test_only_the_command_keeps_gradients_on_the_heap(tmp_path, conll_dir):
+    """Fine-tuning through the Python API leaves glibc's mmap threshold alone (a 47 MB block still faults in at
+    every allocation); the same run as the command runs it (its Session asks to tune malloc) raises it."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _API_THEN_COMMAND, str(tmp_path), str(conll_dir)],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    after_api, after_command, page = out.stdout.split()[-3:]
+    pages = 30522 * 384 * 4 // int(page)
+    assert int(after_api) > 4 * pages and int(after_command) < pages
