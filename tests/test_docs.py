@@ -251,7 +251,6 @@ def test_a_command_that_no_longer_composes_is_named_by_file_and_line(tmp_path):
 SMOKE_RUNS = [
     ("README.md", "bert-ner-probe debug=smoke"),
     ("docs/table7.md", "bert-ner-probe strategy=custom strategy.layers=[0,3,6] strategy.combine=mean"),
-    ("docs/probing.md", "bert-ner-probe probe=mlp strategy=layer strategy.index=3 probe.hidden_size=512"),
     ("docs/probing.md", "bert-ner-probe probe=linear strategy=layer strategy.index=3 control=word_type"),
 ]
 
