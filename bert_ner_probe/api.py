@@ -30,23 +30,25 @@ from bert_ner_probe.results.run_result import RunResult
 Words = Union[str, Sequence[str]]
 
 
-def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
-    """The config a ``bert-ner-probe <overrides>`` run gets (without the ``hydra`` node).
+def compose_config(overrides: Sequence[str] = (), with_hydra: bool = False) -> DictConfig:
+    """The config a ``bert-ner-probe <overrides>`` run gets (without the ``hydra`` node unless ``with_hydra``:
+    its launcher, sweeper and sweep parameters).
 
-    A bad override (unknown key, wrong type, sweep syntax) raises :class:`UserError`.
+    A bad override (unknown key, wrong type, sweep syntax, a renamed key) raises :class:`UserError`.
     """
     from hydra import compose, initialize_config_dir  # noqa: PLC0415
     from hydra.core.global_hydra import GlobalHydra  # noqa: PLC0415
 
-    from bert_ner_probe.config import config_error, register  # noqa: PLC0415
-    from bert_ner_probe.main import config_dir  # noqa: PLC0415
+    from bert_ner_probe.config import check_renamed, config_error, register  # noqa: PLC0415
+    from bert_ner_probe.config import config_dir  # noqa: PLC0415
 
     register()
+    check_renamed(overrides)  # an old key answers with its new name
     if GlobalHydra.instance().is_initialized():
         raise UserError("bert_ner_probe's API composes its own config: call it outside a running Hydra app")
     try:
         with initialize_config_dir(config_dir=config_dir(), version_base="1.3", job_name="bert_ner_probe"):
-            return compose(config_name="config", overrides=list(overrides))
+            return compose(config_name="config", overrides=list(overrides), return_hydra_config=with_hydra)
     except Exception as e:  # hydra's override-parse, missing-config and validation errors
         error = config_error(e)
         if error is None:

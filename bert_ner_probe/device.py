@@ -20,7 +20,9 @@
 * :func:`autocast` — the context for a resolved precision.
 * :func:`to_device_nowait` — host → GPU copies through pinned memory.
 * :func:`release_host_memory` — what a finished job freed goes back to the system.
-* :func:`keep_on_heap` — blocks a training step frees and allocates again stay mapped.
+* :func:`keep_on_heap` — blocks a training step frees and allocates again stay mapped
+  (:func:`keep_gradients_on_heap` for a model's gradients); a process-wide
+  setting, so only a command's own process makes it.
 * :func:`trim_heap` — the heap's free pages back to the system (between an extraction's batches).
 * :func:`reset_peak_rss` and :func:`peak_rss` — a job's own peak resident set size.
 """
@@ -213,6 +215,14 @@ def keep_on_heap(nbytes: int) -> bool:
     return bool(mallopt(M_MMAP_THRESHOLD, threshold)) and bool(mallopt(M_TRIM_THRESHOLD, 2 * threshold))
 
 
+def keep_gradients_on_heap(model: torch.nn.Module) -> bool:
+    """:func:`keep_on_heap` for the largest gradient of ``model`` (its largest trainable parameter).
+
+    Each training step frees its gradients and allocates them again; on a CPU this keeps the blocks mapped.
+    It changes glibc's settings for the whole process: the command line calls it (a run whose
+    :class:`~bert_ner_probe.memo.Session` says ``tune_malloc``, the benchmark), not the Python API.
+    """
+    return keep_on_heap(max((p.numel() * p.element_size() for p in model.parameters() if p.requires_grad), default=0))
 def reset_peak_rss() -> bool:
     """Start measuring this process's peak resident set size afresh; False where it cannot be reset.
 

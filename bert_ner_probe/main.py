@@ -18,17 +18,17 @@ import sys
 import threading
 import traceback
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from bert_ner_probe.config import config_dir, config_error, register
+from bert_ner_probe.config import check_renamed, config_dir, config_error, register
 from bert_ner_probe.errors import UserError
 from bert_ner_probe.results.record import recorded_config, summary_line, write_atomic
-from bert_ner_probe.results.run_result import ERROR_FILE, RESULTS_FILE as RESULTS
+from bert_ner_probe.results.run_result import ERROR_FILE, RESULTS_FILE as RESULTS, RunResult
 from bert_ner_probe.run import run_probe
 from bert_ner_probe.memo import Session
 from bert_ner_probe.tracking import check_logger, log_job
@@ -68,24 +68,38 @@ def _install_signal_handlers() -> None:
                 signal.signal(sig, _on_signal)
 
 
-def finished_results(out_dir: Path, cfg: DictConfig) -> Optional[Dict[str, Any]]:
-    """The job's ``results.json`` when it is complete (status ok, dev and test F1) and of this very config."""
+def finished_results(out_dir: Path, cfg: DictConfig) -> Optional[RunResult]:
+    """The job's ``results.json`` when it is a finished run's (as
+    :func:`~bert_ner_probe.results.run_result.check_complete` judges it) of this very config."""
     try:
-        results = json.loads((out_dir / RESULTS).read_text())
-        complete = (results.get("status") == "ok" and "f1" in results["dev"] and "f1" in results["test"])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        result = RunResult.load(out_dir / RESULTS)
+    except (OSError, ValueError, KeyError, TypeError):
         return None
-    return results if complete and results.get("config") == recorded_config(cfg) else None
+    return result if result.config == recorded_config(cfg) else None
 
 
 # What the jobs of a sweep that run in this process one after another share: parsed data files,
 # encoder hashes, the last combined features (the seeds of one strategy read the same layers).
-_SESSION = Session()
+_SESSION = Session(tune_malloc=True)  # this process is the command's own
+
+
+def command_line_overrides(argv: List[str]) -> List[str]:
+    """The ``key=value`` overrides of a command line, as Hydra's own argument parser reads them."""
+    from hydra._internal.utils import get_args_parser  # noqa: PLC0415 - the parser hydra.main uses
+
+    known, unknown = get_args_parser().parse_known_args(argv)
+    return [*known.overrides, *(u for u in unknown if not u.startswith("-"))]
 
 
 def main() -> None:
-    """The console entry: Hydra's main; a config that fails to compose is one ``error: …`` line and exit 2."""
+    """The console entry: Hydra's main; a config that fails to compose is one ``error: …`` line and exit 2, and so
+    is a renamed key (answered with its new name, :data:`bert_ner_probe.config.RENAMED`)."""
     os.environ["HYDRA_FULL_ERROR"] = "1"  # composition errors reach this function instead of Hydra's report
+    try:
+        check_renamed(command_line_overrides(sys.argv[1:]))
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.exit(2)
     try:
         hydra_main()
     except Exception as e:
@@ -109,7 +123,7 @@ def hydra_main(cfg: DictConfig) -> float:
             done = finished_results(out_dir, cfg)
             if done is not None:
                 print(f"resume: {out_dir} already has its {RESULTS}, skipped", flush=True)
-                return float(done["dev"]["f1"])
+                return float(done.dev.f1)
         (out_dir / ERROR_FILE).unlink(missing_ok=True)  # from an earlier, interrupted or failed try
         if _signal_state["signal"] is not None:  # the sweep was interrupted before this job started
             _record_interrupt(out_dir, hc.sweep.dir, f"not run: the sweep was interrupted by {_signal_state['signal']}")

@@ -5,7 +5,8 @@ joblib launcher) and read the same data files, hash the same encoder folder
 and, seed after seed, the same combined features. Nothing of that is kept in
 module globals: a :class:`Session` holds it and is handed to
 :func:`bert_ner_probe.run.run_probe` by its caller (the CLI keeps one per
-process; the Python API and tests start fresh unless they pass one).
+process, and lets the run tune glibc's malloc for it; the Python API and tests
+start fresh unless they pass one).
 
 The memo itself, :class:`~bert_ner_probe.stamped_memo.StampedMemo`, lives
 low in the package (the data and feature steps use it); this module wires the
@@ -33,3 +34,6 @@ class Session:
     files: StampedMemo = field(default_factory=StampedMemo)  # data.conll: parsed CoNLL files
     fingerprints: StampedMemo = field(default_factory=StampedMemo)  # features.encoder: hashed model folders
     features: Any = field(default_factory=_feature_reuse)  # training.tagging_data.FeatureReuse
+    # The process is the command's own (the CLI sets it): glibc's malloc thresholds may be raised for the rest of
+    # the process so that gradients stay on its heap (device.keep_on_heap). A Python caller's process is its own.
+    tune_malloc: bool = False

@@ -28,7 +28,7 @@ from bert_ner_probe.config import check_values, encoder_name
 from bert_ner_probe.data.control import Control, control_corpus
 from bert_ner_probe.data.corpus import Corpus
 from bert_ner_probe.data.load import corpus_of
-from bert_ner_probe.device import peak_rss, release_host_memory, reset_peak_rss, resolve_device
+from bert_ner_probe.device import keep_gradients_on_heap, peak_rss, release_host_memory, reset_peak_rss, resolve_device
 from bert_ner_probe.errors import UserError
 from bert_ner_probe.features.cache import CacheDamaged, remove_entry
 from bert_ner_probe.features.encoder import (LoadedEncoder, attention_of, check_device_map, load_encoder,
@@ -37,8 +37,7 @@ from bert_ner_probe.features.pooling import Pooling
 from bert_ner_probe.features.store import cache_key, check_held, get_features
 from bert_ner_probe.memo import Session
 from bert_ner_probe.metrics.accuracy import token_accuracy
-from bert_ner_probe.metrics.description_length import block_bounds
-from bert_ner_probe.metrics.online_code import online_code
+from bert_ner_probe.metrics.description_length import block_bounds, online_code_length, online_plan
 from bert_ner_probe.metrics.score import GoldEntities, score_and_write
 from bert_ner_probe.probes.base import Model, ProbeInputs
 from bert_ner_probe.probes.registry import build, model_class
@@ -48,7 +47,8 @@ from bert_ner_probe.strategy import FINETUNE
 from bert_ner_probe.strategy.combiner import Combiner, resolve_layers
 from bert_ner_probe.training.concurrency import worker_threads, workers
 from bert_ner_probe.training.tagging_data import FeatureReuse, for_layout
-from bert_ner_probe.training.trainer import BatchSource, Trainer, TrainResult, sentences_of
+from bert_ner_probe.training.online_code import online_bits
+from bert_ner_probe.training.trainer import BatchSource, DevScore, Trainer, TrainResult, sentences_of
 from bert_ner_probe.training.window_data import WindowData
 
 log = logging.getLogger(__name__)
@@ -96,6 +96,8 @@ def run_probe(cfg: DictConfig, out_dir: Path, session: Optional[Session] = None)
     precision = trainer.precision_on(device, model_type.fine_tunes_encoder)  # before any work: refused formats
     try:
         inputs = (encoder_inputs if model_type.fine_tunes_encoder else feature_inputs)(cfg, device, session)
+        if session.tune_malloc and device.type == "cpu":  # the command's own process: gradients stay on the heap
+            keep_gradients_on_heap(inputs.model)
         return train_and_record(cfg, out_dir, inputs, trainer, device, str(precision), t_start, own_peak)
     finally:
         if model_type.fine_tunes_encoder and torch.cuda.is_available():
@@ -230,7 +232,7 @@ def train_and_record(cfg: DictConfig, out_dir: Path, inputs: RunInputs, trainer:
         return [[labels[i] for i in sentence] for sentence in sentences_of(ids, lengths[split])]
 
     epochs = trainer.plan(data["train"])
-    trained = trainer.fit(model, data["train"], data["dev"], dev_scorer(cfg, corpus, tags_of), device, epochs)
+    trained = trainer.fit(model, data["train"], data["dev"], dev_score(cfg, corpus, tags_of), device, epochs)
 
     def labels_of(split: str) -> np.ndarray:
         if split == "dev" and trained.dev_labels is not None:
@@ -248,9 +250,7 @@ def train_and_record(cfg: DictConfig, out_dir: Path, inputs: RunInputs, trainer:
             torch.manual_seed(cfg.seed)
             return build(cfg.probe, inputs.probe_inputs).to(device)
 
-        t_mdl = time.perf_counter()
-        record["mdl"] = {**online_code(trainer, fresh, data["train"], len(labels), int(cfg.seed), device).to_dict(),
-                         "seconds": time.perf_counter() - t_mdl}
+        record["mdl"] = online_code(trainer, fresh, data["train"], len(labels), int(cfg.seed), device)
     if model.fine_tunes_encoder:
         record["encoder_passes"] = encoder_passes(trainer, data, epochs, trained)
         record["finetune"] = {**record["finetune"], "train_tokens_per_s": train_tokens_per_s(data["train"], trained)}
@@ -270,14 +270,27 @@ def train_and_record(cfg: DictConfig, out_dir: Path, inputs: RunInputs, trainer:
     return result
 
 
-def dev_scorer(cfg: DictConfig, corpus: Corpus, tags_of: Callable[[str, np.ndarray], List[List[str]]]
-               ) -> Callable[[np.ndarray], float]:
+def dev_score(cfg: DictConfig, corpus: Corpus, tags_of: Callable[[str, np.ndarray], List[List[str]]]) -> DevScore:
     """What early stopping maximises: dev entity F1, or dev token accuracy on a control task (no entities)."""
     gold = [s.tags for s in corpus["dev"].sentences]
     if cfg.control != Control.none:
-        return lambda ids: token_accuracy(gold, tags_of("dev", ids))
+        return DevScore("dev_accuracy", of_labels=lambda ids: token_accuracy(gold, tags_of("dev", ids)))
     entities = GoldEntities(gold, cfg.eval.mode)  # read once, scored every epoch
-    return lambda ids: entities.f1(tags_of("dev", ids))
+    return DevScore("dev_f1", of_labels=lambda ids: entities.f1(tags_of("dev", ids)))
+
+
+def online_code(trainer: Trainer, new_model: Callable[[], Model], train: BatchSource, num_labels: int, seed: int,
+                device: torch.device) -> Dict[str, Any]:
+    """``results.json``'s ``mdl``: the online code length of the training tags (Voita & Titov 2020), its blocks
+    planned by :func:`~bert_ner_probe.metrics.description_length.online_plan`, each sent by a fresh probe
+    (:func:`~bert_ner_probe.training.online_code.online_bits`)."""
+    t0 = time.perf_counter()
+    blocks, steps = online_plan(train.num_sentences, seed)
+    bits = online_bits(trainer, new_model, train, steps, device)
+    result = online_code_length([train.sentence_words(b) for b in blocks], num_labels, bits)
+    log.info("online code: %.1f kbits against %.1f kbits uniform (compression %.2f), %.0f s",
+             result.online_bits / 1000, result.uniform_bits / 1000, result.compression, time.perf_counter() - t0)
+    return {**result.to_dict(), "seconds": time.perf_counter() - t0}
 
 
 def train_tokens_per_s(train: WindowData, trained: TrainResult) -> float:
@@ -289,7 +302,8 @@ def train_tokens_per_s(train: WindowData, trained: TrainResult) -> float:
 
 def encoder_passes(trainer: Trainer, data: Dict[str, BatchSource], epochs: List[List[np.ndarray]],
                    trained: TrainResult) -> int:
-    """Encoder passes of a fine-tuning run: its training steps, then dev after each epoch, then dev and test."""
-    evals = {s: len(data[s].eval_batches(trainer.eval_batch_size, trainer.eval_max_words)) for s in ("dev", "test")}
-    return (sum(len(b) for b in epochs[:trained.epochs_run])
-            + trained.epochs_run * evals["dev"] + evals["dev"] + evals["test"])
+    """Encoder passes of a fine-tuning run: its training steps, dev after each epoch, then test (the best epoch's
+    dev predictions are kept, not made again)."""
+    settings = trainer.config
+    evals = {s: len(data[s].eval_batches(settings.eval_batch_size, settings.eval_max_words)) for s in ("dev", "test")}
+    return sum(len(b) for b in epochs[:trained.epochs_run]) + trained.epochs_run * evals["dev"] + evals["test"]

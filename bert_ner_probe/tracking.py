@@ -2,7 +2,7 @@
 
 Nothing here runs inside training. A job is logged after
 :func:`~bert_ner_probe.run.run_probe` returns, from its results dict (whose
-``history`` holds each epoch's train loss and dev F1); a sweep is logged by
+``history`` holds each epoch's train loss and dev score); a sweep is logged by
 :class:`~bert_ner_probe.multirun.ReportCallback` after its report is written.
 ``logger=none`` (the default) logs nothing.
 
@@ -11,7 +11,8 @@ no global MLflow state is touched; ``logger.tracking_uri`` is any tracking
 URI (null = MLflow's own default: ``MLFLOW_TRACKING_URI`` or its local store).
 
 * one run per job: the flattened config as params; ``epoch_train_loss`` and
-  ``epoch_dev_f1`` at step = epoch; the final dev/test P/R/F1 (micro and per
+  the dev score early stopping watched (``epoch_dev_f1``; ``epoch_dev_accuracy``
+  for a control task) at step = epoch; the final dev/test P/R/F1 (micro and per
   type, named as the columns of ``results.csv``), best epoch and timings as
   metrics; ``results.json`` and ``predictions/`` as artifacts; in a sweep the
   tag ``bert_ner_probe.sweep_dir``;
@@ -37,7 +38,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from bert_ner_probe.choice import Choice
 from bert_ner_probe.errors import UserError
-from bert_ner_probe.results.run_result import ERROR_FILE, RESULTS_FILE, flatten
+from bert_ner_probe.results.run_result import ERROR_FILE, RESULTS_FILE, RunResult, flatten
 
 
 class Tracker(Choice):
@@ -92,9 +93,11 @@ def job_metrics(results: Mapping[str, Any]) -> Dict[str, float]:
 
 
 def epoch_metrics(results: Mapping[str, Any]) -> List[Dict[str, float]]:
-    """``[{"step": epoch, "epoch_train_loss": …, "epoch_dev_f1": …}, …]`` from the run's history."""
-    return [{"step": int(h["epoch"]), "epoch_train_loss": float(h["train_loss"]), "epoch_dev_f1": float(h["dev_f1"])}
-            for h in results.get("history") or []]
+    """``[{"step": epoch, "epoch_train_loss": …, "epoch_<dev score>": …}, …]`` from the run's history; the dev score
+    is named as early stopping named it (``epoch_dev_f1``; ``epoch_dev_accuracy`` for a control task)."""
+    run = RunResult.from_dict(results)
+    return [{"step": e.epoch, "epoch_train_loss": e.train_loss, f"epoch_{run.dev_score_name}": e.dev_score}
+            for e in run.history]
 
 
 def _key(text: str) -> str:

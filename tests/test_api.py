@@ -19,17 +19,17 @@ from bert_ner_probe.results.run_result import RunResult, SplitScores
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+API_DOC = Path(__file__).resolve().parents[1] / "docs" / "api.md"
 
 
 SMALL = ["trainer.epochs=1", "probe.hidden_size=32", "threads=1", "progress=false"]
 
 
 @pytest.fixture(scope="module")
-def readme_run(tmp_path_factory, conll_dir):
-    """The README's Python example, run as it stands in a temp folder with a temp cache; its namespace."""
+def api_doc_run(tmp_path_factory, conll_dir):
+    """docs/api.md's Python example, run as it stands in a temp folder with a temp cache; its namespace."""
     root = tmp_path_factory.mktemp("api")
-    code = re.search(r"## Python API.*?```python\n(.*?)```", README.read_text(), re.S).group(1)
+    code = re.search(r"## An example.*?```python\n(.*?)```", API_DOC.read_text(), re.S).group(1)
     mp = pytest.MonkeyPatch()
     mp.chdir(root)
     mp.setenv("BERT_NER_PROBE_CACHE", str(root / "cache"))
@@ -40,15 +40,15 @@ def readme_run(tmp_path_factory, conll_dir):
     torch.set_num_threads(1)
     namespace: dict = {}
     try:
-        exec(compile(code, str(README), "exec"), namespace)  # noqa: S102 - the README's own example
+        exec(compile(code, str(API_DOC), "exec"), namespace)  # noqa: S102 - the doc's own example
     finally:
         torch.set_num_threads(threads)
         mp.undo()
     return root, namespace
 
 
-def test_readme_example_probe_and_results(readme_run):
-    root, ns = readme_run
+def test_api_doc_example_probe_and_results(api_doc_run):
+    root, ns = api_doc_run
     r = ns["r"]
     run_dir = root / "outputs" / "api_demo"
     stored = json.loads((run_dir / "results.json").read_text())
@@ -57,14 +57,14 @@ def test_readme_example_probe_and_results(readme_run):
     assert RunResult.load(run_dir) == r and RunResult.load(run_dir / "results.json").run_dir == run_dir
     assert (r.strategy, r.layers, r.seed) == ("concat_last_four", [3, 4, 5, 6], 1)
     assert r.dev.f1 == stored["dev"]["f1"] and r.test.per_type["LOC"].f1 == stored["test"]["per_type"]["LOC"]["f1"]
-    assert [e.dev_f1 for e in r.history] == [h["dev_f1"] for h in stored["history"]] and len(r.history) == 2
+    assert [e.dev_score for e in r.history] == [h[r.dev_score_name] for h in stored["history"]] and len(r.history) == 2
     assert r.config["data"]["limit"]["train"] == 500 and r.timings["train_s"] > 0
     assert stored["sizes"]["train"]["sentences"] == 500 and (run_dir / "predictions" / "test.conll").is_file()
     assert r.dev.f1 > 0.3  # 500 sentences, 2 epochs of concat_last_four learn something
 
 
-def test_readme_example_load_results_is_results_csv(readme_run):
-    root, ns = readme_run
+def test_api_doc_example_load_results_is_results_csv(api_doc_run):
+    root, ns = api_doc_run
     df = ns["df"]
     report = write_report(root / "outputs" / "api_demo", root / "report")
     with open(report["csv"], newline="") as fh:
@@ -74,8 +74,8 @@ def test_readme_example_load_results_is_results_csv(readme_run):
     assert df.loc[0, "strategy"] == "concat_last_four" and df.loc[0, "probe.hidden_size"] == 128
 
 
-def test_readme_example_layers_match_the_encoder(readme_run):
-    root, ns = readme_run
+def test_api_doc_example_layers_match_the_encoder(api_doc_run):
+    root, ns = api_doc_run
     vectors = ns["vectors"]
     assert [v.shape for v in vectors] == [(4, 7, 384), (2, 7, 384)] and vectors[0].dtype == np.float32
     # The same sentences again: read from the cache, no new entry, the same numbers.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 
 import pytest
@@ -59,7 +61,7 @@ def test_table7_sweeps_six_strategies_the_fine_tuning_row_and_five_seeds(compose
     cfg = compose(["experiment=table7"], hydra=True)
     assert str(cfg.hydra.sweeper.params.strategy).split(",") == TABLE7 + ["finetune"]
     assert str(cfg.hydra.sweeper.params.seed).split(",") == ["1", "2", "3", "4", "5"]
-    assert cfg.encoder.context == "document" and cfg.pooling.method == "first"
+    assert cfg.encoder.context == "document" and Pooling(cfg.pooling.method).resolved(causal=False) == Pooling.first
     assert cfg.probe.hidden_size == 768 and cfg.probe.num_layers == 2
 
 
@@ -153,7 +155,7 @@ def test_a_typo_inside_a_group_file_fails(tmp_path):
      ("logger.name=wandb", "logger.name='wandb': expected one of none | mlflow | tensorboard"),
      ("trainer.optimizer=sgd", "trainer.optimizer='sgd': expected one of adam | adamw"),
      ("finetune.attention=flash", "finetune.attention='flash': expected one of auto | eager | sdpa"),
-     ("probe.hiden_size=10", "probe.hiden_size: Key 'hiden_size' not in 'ProbeConfig'"),
+     ("probe.hiden_size=10", "probe.hiden_size: Key 'hiden_size' not in 'BiLSTMConfig'"),
      ("strategy=nosuch", "Could not find 'strategy/nosuch' (there are: concat_last_four, custom, embeddings,")],
 )
 def test_a_choice_outside_its_enum_fails_at_compose_time_as_one_line(compose, override, message):
@@ -317,3 +319,30 @@ def test_a_run_is_named_after_the_encoder_it_loads(compose, tmp_path):
         "org/some-model"  # a hub id as it is
     assert encoder_name(compose(["encoder.name_or_path=pkg://other_package"]).encoder) == "other_package"
     assert encoder_name(compose([f"encoder.name_or_path={folder}", "encoder.name=mine"]).encoder) == "mine"
+
+
+def test_renamed_keys_answer_with_their_new_names():
+    """The one table of renames (config.RENAMED) answers old keys and groups, in overrides and in config files."""
+    from bert_ner_probe.api import compose_config
+    from bert_ner_probe.config import RENAMED, check_renamed, config_error, renamed
+    from bert_ner_probe.errors import UserError
+
+    assert RENAMED["tagger"] == "probe"
+    assert renamed("tagger.hidden_size") == "probe.hidden_size" and renamed("tagger") == "probe"
+    assert renamed("probe.hidden_size") is None and renamed("taggers") is None
+    for override, message in [("tagger.hidden_size=256", "tagger.hidden_size: renamed to probe.hidden_size"),
+                              ("tagger=linear", "tagger=linear: renamed to probe=linear"),
+                              ("+tagger.crf=true", "tagger.crf: renamed to probe.crf"),
+                              ("tagger.dropout=0.1,0.2", "tagger.dropout: renamed to probe.dropout")]:
+        with pytest.raises(UserError, match=f"^{re.escape(message)}$"):
+            check_renamed(["strategy=last", override])
+        with pytest.raises(UserError, match=f"^{re.escape(message)}$"):
+            compose_config([override])
+    check_renamed(["strategy=last", "probe.hidden_size=8", "bad=override=syntax[", "hydra/launcher=joblib"])
+    # an old key inside a config file (a saved config, an old experiment) is answered when it fails to compose
+    from omegaconf import OmegaConf
+    from omegaconf.errors import ConfigKeyError
+
+    with pytest.raises(ConfigKeyError) as failure:
+        OmegaConf.merge(compose_config(), {"tagger": {"hidden_size": 256}})
+    assert str(config_error(failure.value)) == "tagger: renamed to probe"

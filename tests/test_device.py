@@ -163,3 +163,25 @@ def test_keep_on_heap_stops_a_gradient_sized_block_from_faulting_in_at_every_ste
     assert below == "False" and raised == "True"  # 32 MiB: glibc keeps such blocks by itself, nothing to change
     assert int(faults_before) > 4 * pages and int(faults_after) < pages
 
+
+
+def test_only_the_command_keeps_gradients_on_the_heap(monkeypatch, tmp_path, conll_dir, one_thread):
+    """glibc's thresholds are the process's: a run through the Python API leaves them alone, a run as the command
+    runs it (its Session says tune_malloc) raises them for the model's gradients. (What raising them does is the
+    test above; whether a later 47 MB block faults in also depends on what the heap kept free, so this test
+    watches the decision, in run.py, and lets nothing change this process's malloc.)"""
+    import bert_ner_probe.run as run_module
+    from bert_ner_probe.api import compose_config, probe
+    from bert_ner_probe.memo import Session
+
+    calls = []
+    monkeypatch.setattr(run_module, "keep_gradients_on_heap", lambda model: calls.append(type(model).__name__))
+    small = ["debug=smoke", "data.limit.train=20", "data.limit.dev=10", "data.limit.test=10", f"data.dir={conll_dir}",
+             f"cache_dir={tmp_path / 'cache'}", "write_predictions=false"]
+    probe(small, out_dir=tmp_path / "api")
+    assert calls == []
+    run_module.run_probe(compose_config(small), tmp_path / "command", Session(tune_malloc=True))
+    assert calls == ["BiLSTMProbe"]
+    from bert_ner_probe.main import _SESSION
+
+    assert _SESSION.tune_malloc and not Session().tune_malloc  # the command's session asks; a fresh one does not

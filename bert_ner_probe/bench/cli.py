@@ -217,7 +217,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
             _log(f"fine-tuning: {settings.finetune_limit} sentences, experiment={settings.finetune_experiment}, "
                  "sentence and document context")
             ft_cfg = compose_config([f"experiment={settings.finetune_experiment}", "strategy=finetune",
-                                     *settings.overrides(cache_dir), f"data.limit.train={settings.finetune_limit}"])
+                                     *settings.overrides(cache_dir, bilstm=False),
+                                     f"data.limit.train={settings.finetune_limit}"])
             result.update(bench_finetuning(ft_cfg, device, settings.repeats))
             part_s["finetune"] = time.perf_counter() - t0
             save(complete=False)

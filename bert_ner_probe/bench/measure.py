@@ -26,7 +26,6 @@ of ``repeats`` is kept, since the machine may be shared and noisy.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List
@@ -39,6 +38,7 @@ from bert_ner_probe.bench.bare import (BareSpec, bare_batches, bare_epoch_times,
                                        bare_finetune_epoch, bare_forward, bare_inputs, timed, warm_up_epochs,
                                        warm_up_forward)
 from bert_ner_probe.data.load import corpus_of
+from bert_ner_probe.device import keep_gradients_on_heap
 from bert_ner_probe.features.encoder import LoadedEncoder, attention_of
 from bert_ner_probe.features.extract import extract_split
 from bert_ner_probe.features.row_file import RowFile
@@ -49,7 +49,7 @@ from bert_ner_probe.probes.base import ProbeInputs
 from bert_ner_probe.probes.registry import build
 from bert_ner_probe.run import trainable_encoder
 from bert_ner_probe.training.tagging_data import FeatureReuse, TaggingData
-from bert_ner_probe.training.trainer import Trainer
+from bert_ner_probe.training.trainer import DevScore, Trainer
 from bert_ner_probe.training.window_data import WindowData
 
 
@@ -153,6 +153,18 @@ def _first(data: TaggingData, x: torch.Tensor, n: int, device: torch.device) -> 
     return TaggingData.build(x[:end], data.offsets[: n + 1], data.tags[:end].cpu(), device)
 
 
+#: The harness's dev score: none (its figure is the epoch loop alone, so no dev pass is made).
+NO_DEV_PASS = DevScore("none", of_model=lambda _model: 0.0)
+
+
+def _fit(trainer: Trainer, model, train, dev, device: torch.device, epochs=None):
+    """``trainer.fit`` as the command runs it: on a CPU the gradients stay on glibc's heap (this is a command's
+    own process, as a run's under ``bert-ner-probe``)."""
+    if device.type == "cpu":
+        keep_gradients_on_heap(model)
+    return trainer.fit(model, train, dev, NO_DEV_PASS, device, epochs)
+
+
 def bench_training(feats: TrainingFeatures, cfg: DictConfig, device: torch.device, repeats: int) -> Dict[str, Any]:
     """Harness probe epochs vs bare-loop epochs on the same features and batches, in words/s.
 
@@ -175,19 +187,20 @@ def bench_training(feats: TrainingFeatures, cfg: DictConfig, device: torch.devic
         model = build(cfg.probe, ProbeInputs(feats.num_labels, feats.combiner.output_width,
                                              feats.combiner.mix_layers)).to(device)
         # no dev pass: the harness figure is the epoch loop alone
-        return trainer.fit(model, on, feats.harness["dev"], None, device, dev_score=lambda _m: 0.0).history
+        return _fit(trainer, model, on, feats.harness["dev"], device).history
 
     shape = BareSpec(feats.combiner.output_width, cfg.probe.hidden_size, feats.num_labels,
-                      feats.combiner.mix_layers, trainer.lr)
-    prepared, words = bare_batches(data, trainer.batch_size, trainer.seed, device, trainer.bucket_pool)
-    harness(_first(train_data, feats.x, 4 * trainer.batch_size, device))
+                      feats.combiner.mix_layers, trainer.config.lr)
+    settings = trainer.config
+    prepared, words = bare_batches(data, settings.batch_size, trainer.seed, device, settings.bucket_pool)
+    harness(_first(train_data, feats.x, 4 * trainer.config.batch_size, device))
     warm_up_epochs(shape, prepared, precision, device, trainer.seed)
     harness_epochs: List[Dict[str, float]] = []
     bare_s: Dict[str, List[float]] = {"packed": [], "padded": []}
     for _ in range(repeats):
         harness_epochs.extend(harness(train_data))
         for form in bare_s:
-            bare_s[form].extend(bare_epoch_times(shape, prepared, trainer.epochs, form == "packed", precision,
+            bare_s[form].extend(bare_epoch_times(shape, prepared, trainer.config.epochs, form == "packed", precision,
                                                  device, trainer.seed))
     harness_wps = max(h["train_words_per_s"] for h in harness_epochs)
     bare_form_wps = {form: words / min(times) for form, times in bare_s.items()}
@@ -224,7 +237,7 @@ def bench_finetuning(cfg: DictConfig, device: torch.device, repeats: int) -> Dic
     corpus = corpus_of(cfg)
     loaded = trainable_encoder(cfg)  # as a run loads it
     initial = {k: v.clone() for k, v in loaded.model.state_dict().items()}
-    trainer = dataclasses.replace(Trainer.from_config(cfg), epochs=1, patience=1)
+    trainer = Trainer.from_config(cfg).with_settings(epochs=1, patience=1)
     precision = str(trainer.precision_on(device, fine_tunes_encoder=True))
     num_labels = len(corpus.labels)
 
@@ -232,14 +245,14 @@ def bench_finetuning(cfg: DictConfig, device: torch.device, repeats: int) -> Dic
         loaded.model.load_state_dict(initial)
         torch.manual_seed(cfg.seed)
         model = build(cfg.probe, ProbeInputs(num_labels, encoder=loaded.model, pooling=cfg.pooling.method)).to(device)
-        return trainer.fit(model, data, data, None, device, [batches], dev_score=lambda _m: 0.0).history[0]["epoch_s"]
+        return _fit(trainer, model, data, data, device, [batches]).history[0]["epoch_s"]
 
     def bare(prepared: list) -> float:
         loaded.model.load_state_dict(initial)
         torch.manual_seed(cfg.seed)
         encoder = loaded.model.requires_grad_(True)
         head = torch.nn.Linear(loaded.hidden_size, num_labels).to(device)
-        optim = torch.optim.AdamW(list(encoder.parameters()) + list(head.parameters()), lr=trainer.lr,
+        optim = torch.optim.AdamW(list(encoder.parameters()) + list(head.parameters()), lr=trainer.config.lr,
                                   fused=device.type in ("cpu", "cuda"))
         return timed(lambda: bare_finetune_epoch(encoder, head, optim, prepared, precision, device), device)[0]
 

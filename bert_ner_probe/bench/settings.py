@@ -52,11 +52,13 @@ class Settings:
     finetune_limit: int = DEFAULT_FINETUNE_LIMIT  # train sentences of the fine-tuning part (0: skipped)
     finetune_experiment: str = DEFAULT_FINETUNE_EXPERIMENT  # whose strategy=finetune settings it measures
 
-    def overrides(self, cache_dir: Path, *, limited: bool = True, epochs: Optional[int] = None) -> List[str]:
+    def overrides(self, cache_dir: Path, *, limited: bool = True, epochs: Optional[int] = None,
+                  bilstm: bool = True) -> List[str]:
         """Hydra overrides shared by every run of the harness in this bench.
 
         ``limited``: the data limits of the small runs (``--limit``, ``--eval-limit``); else the whole
-        corpus. ``epochs``: ``trainer.epochs`` when not ``--epochs``.
+        corpus. ``epochs``: ``trainer.epochs`` when not ``--epochs``. ``bilstm``: the run's probe is the BiLSTM,
+        whose width ``--hidden-size`` sets (the fine-tuned encoder has no such key).
         """
         limits = [f"data.limit.train={self.limit}", f"data.limit.dev={self.eval_limit}",
                   f"data.limit.test={self.eval_limit}"] if limited else []
@@ -68,7 +70,7 @@ class Settings:
             hydra_value("device", self.device),
             f"trainer.epochs={self.epochs if epochs is None else epochs}",
             f"trainer.batch_size={self.batch_size}",
-            f"probe.hidden_size={self.hidden_size}",
+            *([f"probe.hidden_size={self.hidden_size}"] if bilstm else []),
             f"seed={self.seed}",
             hydra_value("cache_dir", str(cache_dir)),
             "progress=false",

@@ -230,7 +230,7 @@ def load_corpus(
     (None keeps all). Labels come from train; a dev/test tag that train never
     had is a warning and lands in ``Corpus.unseen_labels`` (an error with
     ``strict_labels``). ``strict_scheme`` makes an invalid IOB2 transition an
-    error instead of a repair. ``hub_options`` go to :func:`.hub_data.load_hub_splits`
+    error instead of a repair. ``hub_options`` go to :func:`.hub.load_hub_splits`
     (``columns``, ``dev_fraction``, ``split_seed``). ``memo`` (a
     :class:`~bert_ner_probe.memo.Session`'s ``files``) keeps parsed files for the next call.
     """
@@ -251,7 +251,7 @@ def load_corpus(
 
 def _load_hub(hub_id: str, limits: Dict[str, Optional[int]], scheme: Scheme | str = Scheme.iob2,
               options: Optional[Dict[str, Any]] = None) -> Tuple[Dict[str, Split], List[str]]:
-    """Load a ``datasets`` token-classification dataset (hub id or local folder): see :mod:`.hub_data`."""
+    """Load a ``datasets`` token-classification dataset (hub id or local folder): see :mod:`.hub`."""
     help_text = (
         "point data.dir (or the CONLL2003_DIR environment variable) at a folder with "
         "train.txt/dev.txt/test.txt or eng.train/eng.testa/eng.testb"

@@ -1,1 +1,2 @@
-"""Metrics step: seqeval scores of predicted tags and the CoNLL prediction files."""
+"""Metrics step: seqeval scores of predicted tags, token accuracy, the CoNLL prediction files and the formulas of
+the online code length."""

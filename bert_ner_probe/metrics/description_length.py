@@ -14,9 +14,11 @@ blocks ``0 … i``::
 
 with ``K`` the number of tags, ``n_1`` the words of the first block and ``N``
 all training words. Blocks are cut in sentences; code lengths count words
-(one tag per word). Everything here is plain Python and numpy: the probe that
-gives ``p_θi`` is trained elsewhere; :func:`nats_to_bits` turns its summed
-natural-log loss into the bits :func:`online_code_length` takes.
+(one tag per word). Everything here is plain Python and numpy: :func:`online_plan`
+says what each probe trains on, stops on and sends; the probe that gives
+``p_θi`` is trained elsewhere (:mod:`bert_ner_probe.training.online_code`);
+:func:`nats_to_bits` turns its summed natural-log loss into the bits
+:func:`online_code_length` takes.
 
 Rounding of the cut points (documented choice): ``e_i = ⌊t_i · n + ½⌋``
 (half-up), over ``n`` training sentences. Every block must hold a sentence and
@@ -29,7 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, List, Sequence, Tuple, Union
+from typing import Any, Dict, List, NamedTuple, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -131,6 +133,31 @@ def early_stop_split(prefix_ids: Sequence[int], seed: int) -> Tuple[np.ndarray, 
     held = np.zeros(len(ids), dtype=bool)
     held[np.random.default_rng(seed).permutation(len(ids))[:k]] = True
     return ids[~held], ids[held]
+
+
+class OnlineStep(NamedTuple):
+    """One probe of the online code: the sentences it trains on, those it stops early on, the block it sends."""
+
+    train: np.ndarray  # sentence ids, Shape: (n,)
+    held_out: np.ndarray  # a seeded tenth of the prefix (:func:`early_stop_split`)
+    block: np.ndarray  # the next block's sentence ids
+
+
+def online_plan(n_sentences: int, seed: int, portions: Sequence[float] = PORTIONS
+                ) -> Tuple[List[np.ndarray], List[OnlineStep]]:
+    """The online code's blocks of ``n_sentences`` training sentences and one :class:`OnlineStep` per block after
+    the first (Voita & Titov 2020, §3.2).
+
+    Block ``i + 1`` is sent by a probe trained on blocks ``0 … i`` less their held-out tenth
+    (:func:`early_stop_split` with seed ``seed + i``); the order is :func:`seeded_order`, the cuts
+    :func:`block_bounds` (a :class:`~bert_ner_probe.errors.UserError` when the set is too small).
+    """
+    blocks = block_sentences(seeded_order(n_sentences, seed), block_bounds(n_sentences, portions))
+    steps = []
+    for i in range(1, len(blocks)):
+        fit_ids, held_ids = early_stop_split(np.concatenate(blocks[:i]), seed + i)
+        steps.append(OnlineStep(fit_ids, held_ids, blocks[i]))
+    return blocks, steps
 
 
 def nats_to_bits(nats: Union[float, np.ndarray]) -> Union[float, np.ndarray]:

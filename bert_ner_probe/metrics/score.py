@@ -4,23 +4,26 @@
 (seqeval's default mode); ``mode="strict"`` only counts entities whose IOB2
 spans are well formed (seqeval's strict mode with the IOB2 scheme).
 F1 and friends are fractions in [0, 1].
+
+:func:`entity_spans` is the one reader of entities from tags (the run's
+scores, early stopping's dev F1 and the report's sentence statistics all use
+it); every score is then counted over its ``(type, first, last)`` spans.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Sequence, Set, Tuple
 
+import numpy as np
 from omegaconf import DictConfig
-
-from seqeval.metrics import classification_report, f1_score
-from seqeval.metrics.sequence_labeling import get_entities
-from seqeval.scheme import IOB2
 
 from bert_ner_probe.metrics.accuracy import token_accuracy
 from bert_ner_probe.choice import Choice
 from bert_ner_probe.data.corpus import Corpus
+
+Span = Tuple[str, int, int]  # (entity type, first word, last word), offsets as in entity_spans
 
 
 class EvalMode(Choice):
@@ -30,26 +33,45 @@ class EvalMode(Choice):
     strict = "strict"  # IOB2 spans only (seqeval's mode="strict", scheme=IOB2)
 
 
-def _mode_kwargs(mode: EvalMode | str) -> Dict[str, Any]:
+def sentence_starts(lengths: Sequence[int]) -> np.ndarray:
+    """Where each sentence starts when the sentences are laid end to end with one ``"O"`` after each, as seqeval
+    reads a list of sentences: ``start_i = Σ_{j<i} (len_j + 1)``. Shape: (sentences,) int64."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    return np.concatenate([[0], np.cumsum(lengths + 1)[:-1]]).astype(np.int64) if len(lengths) else lengths
+
+
+def entity_spans(sentences: Sequence[Sequence[str]], mode: EvalMode | str = EvalMode.conlleval) -> Set[Span]:
+    """The entities of tagged sentences as seqeval reads them: ``(type, first, last)`` spans, offsets into the
+    sentences laid end to end with an ``"O"`` after each (:func:`sentence_starts`), so no span crosses a sentence.
+
+    ``conlleval``: seqeval's ``get_entities`` (an ``I-X`` after ``O`` or another type starts an entity);
+    ``strict``: seqeval's IOB2 ``Entities`` of each sentence (well-formed spans only). seqeval is imported here:
+    its metrics package imports scikit-learn, which a report over seeds never needs.
+    """
     mode = EvalMode.parse(mode, "eval.mode")
-    return {"mode": "strict", "scheme": IOB2} if mode == EvalMode.strict else {}
+    if mode == EvalMode.strict:
+        from seqeval.scheme import IOB2, Entities  # noqa: PLC0415
+
+        starts = sentence_starts([len(t) for t in sentences])
+        per_sentence = Entities([list(t) for t in sentences], IOB2, suffix=False).entities
+        return {(e.tag, int(starts[i]) + e.start, int(starts[i]) + e.end - 1)
+                for i, found in enumerate(per_sentence) for e in found}
+    from seqeval.metrics.sequence_labeling import get_entities  # noqa: PLC0415
+
+    return set(get_entities([list(t) for t in sentences]))
 
 
 def score(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]],
           mode: EvalMode | str = EvalMode.conlleval) -> Dict[str, Any]:
     """Micro P/R/F1 over entities and the same per entity type (with support).
 
-    The same numbers as seqeval's ``classification_report``. In conlleval
-    mode the entities are read once with seqeval's ``get_entities`` (the
-    report reads them ten times over, a cost paid at every dev evaluation); then, per
-    type and summed (micro), ``P = tp / predicted``, ``R = tp / true``,
-    ``F1 = 2PR / (P + R)``, each 0 where its denominator is 0.
+    The same numbers as seqeval's ``classification_report`` in the same mode. The entities are read once
+    (:func:`entity_spans`; the report reads them ten times over, a cost paid at every dev evaluation); then,
+    per type and summed (micro), ``P = tp / predicted``, ``R = tp / true``, ``F1 = 2PR / (P + R)``, each 0
+    where its denominator is 0.
     """
     gold_entities = GoldEntities(gold, mode)
-    found = gold_entities.found(pred)
-    if found is None:
-        return _strict_score(gold, pred, gold_entities.kwargs)
-    true = gold_entities.spans
+    true, found = gold_entities.spans, gold_entities.found(pred)
     hit = true & found
 
     def by_type(spans: set) -> Counter:
@@ -67,21 +89,6 @@ def _prf(tp: int, predicted: int, true: int) -> Dict[str, float]:
     return {"precision": precision, "recall": recall, "f1": f1}
 
 
-def _strict_score(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], kwargs: Dict[str, Any]
-                  ) -> Dict[str, Any]:
-    """:func:`score` through seqeval's ``classification_report`` (strict mode)."""
-    report = classification_report([list(g) for g in gold], [list(p) for p in pred], output_dict=True,
-                                   zero_division=0, **kwargs)
-    micro = report.get("micro avg", {"precision": 0.0, "recall": 0.0, "f1-score": 0.0, "support": 0})
-    per_type = {
-        name: {"precision": float(v["precision"]), "recall": float(v["recall"]), "f1": float(v["f1-score"]),
-               "support": int(v["support"])}
-        for name, v in report.items() if not name.endswith(" avg")
-    }
-    return {"precision": float(micro["precision"]), "recall": float(micro["recall"]),
-            "f1": float(micro["f1-score"]), "support": int(micro["support"]), "per_type": per_type}
-
-
 def f1(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], mode: EvalMode | str = EvalMode.conlleval) -> float:
     """Micro entity F1 only (:class:`GoldEntities` for repeated scoring against the same gold)."""
     return GoldEntities(gold, mode).f1(pred)
@@ -90,27 +97,24 @@ def f1(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], mode: EvalM
 class GoldEntities:
     """The gold entities of one split, read once; :meth:`f1` scores a prediction against them.
 
-    Made once per run and used every epoch: in conlleval mode the gold spans
-    are not read again, and micro ``F1 = 2 tp / (predicted + true)`` over
-    ``(type, start, end)`` spans from seqeval's ``get_entities``, the same
-    value as seqeval's ``f1_score``. Strict mode calls ``f1_score``.
+    Made once per run and used every epoch: the gold spans are not read
+    again, and micro ``F1 = 2 tp / (predicted + true)`` over the
+    :func:`entity_spans`, the same value as seqeval's ``f1_score``.
     """
 
     def __init__(self, gold: Sequence[Sequence[str]], mode: EvalMode | str = EvalMode.conlleval) -> None:
-        self.kwargs = _mode_kwargs(mode)
+        self.mode = EvalMode.parse(mode, "eval.mode")
         self.gold = [list(g) for g in gold]
-        self.spans = None if self.kwargs else set(get_entities(self.gold))
+        self.spans = entity_spans(self.gold, self.mode)
 
-    def found(self, pred: Sequence[Sequence[str]]) -> Optional[set]:
-        """The predicted ``(type, start, end)`` spans (None in strict mode); checks the lengths."""
+    def found(self, pred: Sequence[Sequence[str]]) -> Set[Span]:
+        """The predicted spans; checks the lengths."""
         if len(pred) != len(self.gold) or any(len(g) != len(p) for g, p in zip(self.gold, pred)):
             raise ValueError("gold and predicted tag sequences differ in length")
-        return None if self.spans is None else set(get_entities([list(p) for p in pred]))
+        return entity_spans(pred, self.mode)
 
     def f1(self, pred: Sequence[Sequence[str]]) -> float:
         found = self.found(pred)
-        if found is None:
-            return float(f1_score(self.gold, [list(p) for p in pred], zero_division=0, **self.kwargs))
         return _prf(len(found & self.spans), len(found), len(self.spans))["f1"]
 
 

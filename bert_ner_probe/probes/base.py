@@ -15,21 +15,50 @@ CRF over each sentence (any probe that scores every word can put one on top:
 its emissions are the probe's word scores). A word-wise probe (linear, MLP)
 writes :meth:`FeatureProbe.word_scores` alone; it then reads words without
 sentences (the cheapest layout) unless a CRF needs sentences.
+
+A model's hyperparameters (``probe.*``) are a dataclass of its own module,
+:class:`ProbeConfig` or a subclass, registered with the model
+(:func:`bert_ner_probe.probes.registry.register`): their types and defaults
+live there alone, and the config is checked against them when it is composed.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar, Optional, Type
 
 import torch
+from omegaconf import MISSING
 from torch import nn
 
 from bert_ner_probe.data.corpus import IGNORE_INDEX
+from bert_ner_probe.errors import check_fraction
 from bert_ner_probe.probes.batch import Batch, Layout, PaddedBatch, PackedBatch, WordsBatch
 from bert_ner_probe.probes.crf import ChainCRF
 from bert_ner_probe.probes.dropout import Dropout
 from bert_ner_probe.strategy.scalar_mix import ScalarMix
+
+
+@dataclass
+class ProbeConfig:
+    """``probe.*`` that every model reads; a model with hyperparameters of its own extends it in its module."""
+
+    name: str = MISSING  # the registered model (its schema entry sets it: registry.register)
+    crf: bool = False  # a linear-chain CRF over each sentence instead of the softmax
+
+    def check(self) -> None:
+        """The ranges the types cannot express, before any work: one :class:`~bert_ner_probe.errors.UserError`."""
+
+
+@dataclass
+class FeatureProbeConfig(ProbeConfig):
+    """``probe.*`` of a probe over cached features (:class:`FeatureProbe`)."""
+
+    input_dropout: float = 0.0  # on the frozen features
+
+    def check(self) -> None:
+        super().check()
+        check_fraction("probe.input_dropout", self.input_dropout)
 
 
 @dataclass(frozen=True)
@@ -54,10 +83,12 @@ class Model(nn.Module):
 
     #: True for a model that trains the encoder itself (fine-tuning): it reads encoder windows, not cached features.
     fine_tunes_encoder: ClassVar[bool] = False
+    #: Its ``probe.*`` schema (set by :func:`~bert_ner_probe.probes.registry.register`).
+    config_type: ClassVar[Type[ProbeConfig]] = ProbeConfig
 
     @classmethod
     def from_config(cls, cfg: Any, inputs: ProbeInputs) -> "Model":
-        """The model of ``cfg`` (the run's ``probe`` config) over ``inputs``."""
+        """The model of ``cfg`` (the run's ``probe`` config, a :attr:`config_type`) over ``inputs``."""
         raise NotImplementedError
 
     def layout(self, device: torch.device) -> Layout:

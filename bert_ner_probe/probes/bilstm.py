@@ -18,7 +18,8 @@ packing probe reads batches already in packed order
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from torch import nn
@@ -26,7 +27,8 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from bert_ner_probe.choice import Choice
 from bert_ner_probe.device import to_device_nowait
-from bert_ner_probe.probes.base import FeatureProbe, ProbeInputs
+from bert_ner_probe.errors import check_at_least, check_fraction
+from bert_ner_probe.probes.base import FeatureProbe, FeatureProbeConfig, ProbeInputs
 from bert_ner_probe.probes.batch import Layout, PackedBatch, PaddedBatch
 from bert_ner_probe.probes.dropout import Dropout
 from bert_ner_probe.probes.lstm_kernel import bidirectional_lstm
@@ -41,19 +43,35 @@ class LstmImpl(Choice):
     padded = "padded"
 
 
-@register("bilstm")
+@dataclass
+class BiLSTMConfig(FeatureProbeConfig):
+    """``probe=bilstm``: the paper's probe (two layers of 768 units per direction)."""
+
+    hidden_size: int = 768  # units per direction
+    num_layers: int = 2  # LSTM layers
+    dropout: float = 0.5  # between LSTM layers and before the classifier
+    impl: LstmImpl = LstmImpl.auto  # auto = padded on the CPU, packed on a GPU
+
+    def check(self) -> None:
+        super().check()
+        check_at_least("probe.hidden_size", self.hidden_size)
+        check_at_least("probe.num_layers", self.num_layers)
+        check_fraction("probe.dropout", self.dropout)
+
+
+@register("bilstm", BiLSTMConfig)
 class BiLSTMProbe(FeatureProbe):
     def __init__(
         self,
         input_size: int,
         num_labels: int,
-        hidden_size: int = 768,
-        num_layers: int = 2,
-        dropout: float = 0.5,
-        crf: bool = False,
+        hidden_size: int = BiLSTMConfig.hidden_size,
+        num_layers: int = BiLSTMConfig.num_layers,
+        dropout: float = BiLSTMConfig.dropout,
+        crf: bool = BiLSTMConfig.crf,
         mix_layers: Optional[int] = None,
-        input_dropout: float = 0.0,
-        impl: LstmImpl | str = LstmImpl.auto,
+        input_dropout: float = BiLSTMConfig.input_dropout,
+        impl: LstmImpl | str = BiLSTMConfig.impl,
     ) -> None:
         """``mix_layers=K`` expects inputs of Shape: (..., K, input_size) and learns a ScalarMix."""
         super().__init__(num_labels, mix_layers, input_dropout)
@@ -65,7 +83,7 @@ class BiLSTMProbe(FeatureProbe):
         self.add_crf(crf)
 
     @classmethod
-    def from_config(cls, cfg: Any, inputs: ProbeInputs) -> "BiLSTMProbe":
+    def from_config(cls, cfg: BiLSTMConfig, inputs: ProbeInputs) -> "BiLSTMProbe":
         """The probe of ``cfg`` (``probe.*``) over ``inputs``' words: their width and, for scalar_mix, the mix."""
         return cls(input_size=inputs.width, num_labels=inputs.num_labels, hidden_size=cfg.hidden_size,
                    num_layers=cfg.num_layers, dropout=cfg.dropout, crf=cfg.crf, mix_layers=inputs.mix_layers,

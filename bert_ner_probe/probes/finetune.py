@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from bert_ner_probe.features.pooling import pool_words, pooled_width
-from bert_ner_probe.probes.base import Model, ProbeInputs
+from bert_ner_probe.probes.base import Model, ProbeConfig, ProbeInputs
 from bert_ner_probe.probes.batch import Layout, WindowBatch
 from bert_ner_probe.probes.crf import ChainCRF
 from bert_ner_probe.probes.dropout import Dropout
@@ -38,12 +38,12 @@ from bert_ner_probe.probes.encoder_dropout import use_rand_dropout
 from bert_ner_probe.probes.registry import register
 
 
-@register("finetune")
+@register("finetune", ProbeConfig)  # reads crf; the dropout before its head is the encoder's own
 class FineTunedEncoder(Model):
     fine_tunes_encoder = True
 
     def __init__(self, encoder: nn.Module, num_labels: int, pooling: str = "first",
-                 dropout: Optional[float] = None, crf: bool = False) -> None:
+                 dropout: Optional[float] = None, crf: bool = ProbeConfig.crf) -> None:
         """``encoder``: a Hugging Face base model (e.g. ``BertModel``); ``dropout=None`` takes its ``hidden_dropout_prob``."""
         super().__init__()
         hidden = int(encoder.config.hidden_size)
@@ -56,7 +56,7 @@ class FineTunedEncoder(Model):
         self.crf = ChainCRF(num_labels) if crf else None
 
     @classmethod
-    def from_config(cls, cfg: Any, inputs: ProbeInputs) -> "FineTunedEncoder":
+    def from_config(cls, cfg: ProbeConfig, inputs: ProbeInputs) -> "FineTunedEncoder":
         """Over ``inputs.encoder`` (made trainable here), with ``probe.crf``; dropout is the encoder's own."""
         if inputs.encoder is None:
             raise ValueError("probe=finetune trains an encoder: ProbeInputs.encoder is None")

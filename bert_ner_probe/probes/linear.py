@@ -16,26 +16,24 @@ reads whole sentences).
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
-from bert_ner_probe.probes.base import FeatureProbe, ProbeInputs
+from bert_ner_probe.probes.base import FeatureProbe, FeatureProbeConfig, ProbeInputs
 from bert_ner_probe.probes.registry import register
 
 
-@register("linear")
+@register("linear", FeatureProbeConfig)  # no hyperparameters of its own: input_dropout and crf
 class LinearProbe(FeatureProbe):
-    def __init__(self, input_size: int, num_labels: int, crf: bool = False, mix_layers: int | None = None,
-                 input_dropout: float = 0.0) -> None:
+    def __init__(self, input_size: int, num_labels: int, crf: bool = FeatureProbeConfig.crf,
+                 mix_layers: int | None = None, input_dropout: float = FeatureProbeConfig.input_dropout) -> None:
         super().__init__(num_labels, mix_layers, input_dropout)
         self.classifier = nn.Linear(input_size, num_labels)
         self.add_crf(crf)
 
     @classmethod
-    def from_config(cls, cfg: Any, inputs: ProbeInputs) -> "LinearProbe":
-        """``probe.crf`` and ``probe.input_dropout`` are read; the hidden-layer keys are not."""
+    def from_config(cls, cfg: FeatureProbeConfig, inputs: ProbeInputs) -> "LinearProbe":
+        """Reads ``probe.crf`` and ``probe.input_dropout``."""
         return cls(inputs.width, inputs.num_labels, crf=cfg.crf, mix_layers=inputs.mix_layers,
                    input_dropout=cfg.input_dropout)
 

@@ -15,20 +15,35 @@ linearly; beside the BiLSTM, how much a probe with context adds. With
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from bert_ner_probe.probes.base import FeatureProbe, ProbeInputs
+from bert_ner_probe.errors import check_at_least, check_fraction
+from bert_ner_probe.probes.base import FeatureProbe, FeatureProbeConfig, ProbeInputs
 from bert_ner_probe.probes.dropout import Dropout
 from bert_ner_probe.probes.registry import register
 
 
-@register("mlp")
+@dataclass
+class MLPConfig(FeatureProbeConfig):
+    """``probe=mlp``: one hidden ReLU layer."""
+
+    hidden_size: int = 256  # the hidden layer's width
+    dropout: float = 0.2  # after the hidden layer
+
+    def check(self) -> None:
+        super().check()
+        check_at_least("probe.hidden_size", self.hidden_size)
+        check_fraction("probe.dropout", self.dropout)
+
+
+@register("mlp", MLPConfig)
 class MLPProbe(FeatureProbe):
-    def __init__(self, input_size: int, num_labels: int, hidden_size: int = 256, dropout: float = 0.0,
-                 crf: bool = False, mix_layers: int | None = None, input_dropout: float = 0.0) -> None:
+    def __init__(self, input_size: int, num_labels: int, hidden_size: int = MLPConfig.hidden_size,
+                 dropout: float = MLPConfig.dropout, crf: bool = MLPConfig.crf, mix_layers: int | None = None,
+                 input_dropout: float = MLPConfig.input_dropout) -> None:
         super().__init__(num_labels, mix_layers, input_dropout)
         self.hidden = nn.Linear(input_size, hidden_size)
         self.dropout = Dropout(dropout)
@@ -36,7 +51,7 @@ class MLPProbe(FeatureProbe):
         self.add_crf(crf)
 
     @classmethod
-    def from_config(cls, cfg: Any, inputs: ProbeInputs) -> "MLPProbe":
+    def from_config(cls, cfg: MLPConfig, inputs: ProbeInputs) -> "MLPProbe":
         """Reads ``probe.hidden_size`` (the hidden layer's width), ``dropout``, ``input_dropout`` and ``crf``."""
         return cls(inputs.width, inputs.num_labels, hidden_size=cfg.hidden_size, dropout=cfg.dropout,
                    crf=cfg.crf, mix_layers=inputs.mix_layers, input_dropout=cfg.input_dropout)

@@ -3,8 +3,8 @@
 A run's prediction file (``predictions/{dev,test}.conll``, see
 :func:`bert_ner_probe.metrics.score.write_conll`) is reduced once to three count
 vectors over its sentences — true positives, predicted and gold entities —
-read with seqeval in the mode :func:`bert_ner_probe.metrics.score.score` used
-(``conlleval``: seqeval's ``get_entities``; ``strict``: IOB2 spans). Micro F1
+read by :func:`bert_ner_probe.metrics.score.entity_spans` in the mode the run
+scored them (``conlleval``: seqeval's ``get_entities``; ``strict``: IOB2 spans). Micro F1
 of any weighted set of sentences is then
 
     F1(w) = 2 (w · tp) / (w · predicted + w · gold)
@@ -22,9 +22,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from bert_ner_probe.metrics.score import entity_spans, sentence_starts
+
 # The gold spans of one tag column, keyed by (mode, tags): the gold column is the same in
 # every run of a sweep, so it is read once per report.
-_GOLD_MEMO: Dict[Tuple[str, Tuple[str, ...]], set] = {}
+_GOLD_MEMO: Dict[Tuple[str, Tuple[Tuple[str, ...], ...]], set] = {}
 
 
 @dataclass(frozen=True)
@@ -85,59 +87,32 @@ def read_conll_tags(path: Path) -> Tuple[List[List[str]], List[List[str]]]:
     return gold, pred
 
 
-def _flat(tags: Sequence[Sequence[str]]) -> Tuple[List[str], np.ndarray]:
-    """The tags as seqeval scores them (an ``"O"`` after each sentence) and each sentence's start offset."""
-    flat: List[str] = []
-    starts = np.empty(len(tags), dtype=np.int64)
-    for i, sent in enumerate(tags):
-        starts[i] = len(flat)
-        flat.extend(sent)
-        flat.append("O")
-    return flat, starts
-
-
-def _spans(flat: List[str], starts: np.ndarray, lengths: Sequence[int], mode: str) -> set:
-    """The ``(type, start, end)`` entity spans of the column, offsets into ``flat``."""
-    if mode == "strict":
-        from seqeval.scheme import IOB2, Entities
-
-        sents = [flat[int(s):int(s) + n] for s, n in zip(starts, lengths)]
-        entities = Entities(sents, IOB2, suffix=False).entities
-        return {(e.tag, int(starts[i]) + e.start, int(starts[i]) + e.end - 1)
-                for i, sent in enumerate(entities) for e in sent}
-    # Imported here: seqeval's package imports scikit-learn (slow to import), which a report over seeds never needs.
-    from seqeval.metrics.sequence_labeling import get_entities
-
-    return set(get_entities(flat))
-
-
 def sentence_counts(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]],
                     mode: str = "conlleval") -> SentenceCounts:
-    """Per-sentence true positives, predicted and gold entity counts (seqeval spans in ``mode``).
+    """Per-sentence true positives, predicted and gold entity counts (spans read by
+    :func:`bert_ner_probe.metrics.score.entity_spans` in ``mode``, as the run's own scores read them).
 
-    The gold column is read with one seqeval call (memoised across the runs of
-    a report). A sentence predicted exactly right has its gold spans; the
-    others are read with one more seqeval call over just those sentences
-    (an ``"O"`` after each, as :func:`bert_ner_probe.metrics.score.score` reads
-    them; a span never crosses that ``"O"``, so each sentence's spans are its
-    own), and each span is counted in the sentence it starts in.
+    The gold column is read once (memoised across the runs of a report). A sentence predicted exactly right
+    has its gold spans; the others are read with one more call over just those sentences (a span never
+    crosses a sentence, so each sentence's spans are its own), and each span is counted in the sentence it
+    starts in.
     """
     if len(gold) != len(pred) or any(len(g) != len(p) for g, p in zip(gold, pred)):
         raise ValueError("gold and predicted tag sequences differ in length")
-    gold_flat, starts = _flat(gold)
-    key = (mode, tuple(gold_flat))
+    starts = sentence_starts([len(g) for g in gold])
+    key = (mode, tuple(tuple(g) for g in gold))
     gold_spans = _GOLD_MEMO.get(key)
     if gold_spans is None:
         if len(_GOLD_MEMO) > 8:
             _GOLD_MEMO.clear()
-        gold_spans = _GOLD_MEMO[key] = _spans(gold_flat, starts, [len(g) for g in gold], mode)
+        gold_spans = _GOLD_MEMO[key] = entity_spans(gold, mode)
     n = len(gold)
     n_gold = _per_sentence(gold_spans, starts, n)
     wrong = [i for i, (g, p) in enumerate(zip(gold, pred)) if g != p and list(g) != list(p)]
     tp, n_pred = n_gold.copy(), n_gold.copy()
     if wrong:
-        sub_flat, sub_starts = _flat([pred[i] for i in wrong])
-        sub_spans = _spans(sub_flat, sub_starts, [len(pred[i]) for i in wrong], mode)
+        sub = [pred[i] for i in wrong]
+        sub_spans, sub_starts = entity_spans(sub, mode), sentence_starts([len(t) for t in sub])
         # Back to the offsets of the whole column: sub-sentence k is sentence wrong[k].
         shift = starts[wrong] - sub_starts
         k_of = np.searchsorted(sub_starts, [b for _, b, _ in sub_spans], side="right") - 1

@@ -16,8 +16,8 @@
   row's lead): difference, its CI, p, Holm-adjusted p, ASO eps_min, test
   (:mod:`bert_ner_probe.report.significance`, :mod:`bert_ner_probe.report.bootstrap`);
 * ``significance.png``  pairwise heat map of Holm-adjusted p per table;
-* ``strategies.png``    dev F1 per strategy, paper values as markers, the
-  fine-tuning level as a line;
+* ``strategies.png``    dev F1 per strategy with ``table.md``'s confidence
+  intervals, paper values as markers, the fine-tuning level as a line;
 * ``layers.png``        dev F1 by hidden-state index for single-layer runs;
 * ``mix_weights.png``   learned scalar-mix weights by layer;
 * ``pooling.png``       dev F1 per strategy and sub-token pooling;
@@ -103,8 +103,8 @@ def print_summary(report: Dict[str, Any]) -> None:
               file=sys.stderr, flush=True)
 
 
-def cli(argv: Optional[Iterable[str]] = None) -> None:
-    """``bert-ner-probe-report DIR [--out OUT]``; a user error prints ``error: …`` and exits 2."""
+def build_parser() -> argparse.ArgumentParser:
+    """The arguments of ``bert-ner-probe-report``."""
     parser = argparse.ArgumentParser(
         prog="bert-ner-probe-report",
         description="Collect the bert-ner-probe runs under DIR into results.csv, table.md and plots.",
@@ -116,7 +116,12 @@ def cli(argv: Optional[Iterable[str]] = None) -> None:
     parser.add_argument("--resamples", type=int, default=BOOTSTRAP_RESAMPLES,
                         help="bootstrap / randomisation resamples over sentences (report.bootstrap_resamples)")
     parser.add_argument("--seed", type=int, default=SEED, help="seed of the resampling (report.seed)")
-    args = parser.parse_args(None if argv is None else list(argv))
+    return parser
+
+
+def cli(argv: Optional[Iterable[str]] = None) -> None:
+    """``bert-ner-probe-report DIR [--out OUT]``; a user error prints ``error: …`` and exits 2."""
+    args = build_parser().parse_args(None if argv is None else list(argv))
     try:
         report = write_report(args.run_dir, args.out, settings_from(args.alpha, args.resamples, args.seed))
     except UserError as e:

@@ -2,8 +2,10 @@
 and write them as ``results.csv``.
 
 A job folder is any folder holding ``.hydra/config.yaml``, ``results.json``
-or ``error.json``; an unreadable ``results.json`` makes a failed job, never
-an exception.
+or ``error.json``; a finished job's ``results.json`` is read as a
+:class:`~bert_ner_probe.results.run_result.RunResult`, and one that is not a
+finished run's (:func:`~bert_ner_probe.results.run_result.check_complete`)
+makes a failed job, never an exception.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import yaml
 
 from bert_ner_probe.errors import UserError
-from bert_ner_probe.results.run_result import ERROR_FILE, RESULTS_FILE, flatten
+from bert_ner_probe.results.run_result import ERROR_FILE, RESULTS_FILE, FailedRun, RunResult, flatten
 
 HYDRA_CONFIG = Path(".hydra") / "config.yaml"
 HYDRA_OVERRIDES = Path(".hydra") / "overrides.yaml"
@@ -31,14 +33,14 @@ class Job:
 
     ``run_dir`` is relative to the searched folder (``"."`` for the folder itself);
     ``config`` is the run's resolved config (from ``results.json``, else from
-    ``.hydra/config.yaml``, else empty).
+    ``.hydra/config.yaml``, else empty); ``result`` the finished run's record.
     """
 
     run_dir: str
     status: str
     overrides: List[str]
     config: Dict[str, Any]
-    results: Optional[Dict[str, Any]] = None
+    result: Optional[RunResult] = None
     error: Optional[str] = None
     path: Optional[Path] = None  # the job folder itself (its prediction files are read from there)
 
@@ -95,36 +97,21 @@ def _read_hydra_config(job_dir: Path) -> Dict[str, Any]:
     return container if isinstance(container, dict) else {}
 
 
-def _check_results(results: Any) -> Dict[str, Any]:
-    """The fields the report reads; raise ``ValueError`` naming the first one missing."""
-    if not isinstance(results, dict):
-        raise ValueError("not a JSON object")
-    for key in ("strategy", "layers", "combine", "pooling", "context", "encoder", "seed"):
-        if key not in results:
-            raise ValueError(f"no {key!r}")
-    for split in ("dev", "test"):
-        if not isinstance(results.get(split), dict) or "f1" not in results[split]:
-            raise ValueError(f"no {split}.f1")
-    return results
-
-
 def load_job(job_dir: Path, root: Path) -> Job:
-    """Read one job folder; an unreadable ``results.json`` makes it a failed job, never an exception."""
+    """Read one job folder; a ``results.json`` that is not a finished run's makes it a failed job, never an
+    exception."""
     rel = job_dir.relative_to(root).as_posix()
     overrides = _read_overrides(job_dir)
     results_path, error_path = job_dir / RESULTS_FILE, job_dir / ERROR_FILE
     if results_path.is_file():
         try:
-            results = _check_results(json.loads(results_path.read_text()))
-        except (OSError, ValueError) as e:
+            result = RunResult.load(results_path)
+        except FailedRun as e:
+            return Job(rel, "failed", overrides, _read_hydra_config(job_dir), error=str(e), path=job_dir)
+        except (OSError, ValueError, TypeError, KeyError) as e:
             return Job(rel, "failed", overrides, _read_hydra_config(job_dir),
                        error=f"unreadable {RESULTS_FILE}: {e}", path=job_dir)
-        if results.get("status", "ok") == "ok":
-            return Job(rel, "ok", overrides, results.get("config") or _read_hydra_config(job_dir), results,
-                       path=job_dir)
-        return Job(rel, "failed", overrides, results.get("config") or _read_hydra_config(job_dir),
-                   error=str(results.get("error") or f"status {results.get('status')!r} in {RESULTS_FILE}"),
-                   path=job_dir)
+        return Job(rel, "ok", overrides, result.config or _read_hydra_config(job_dir), result, path=job_dir)
     config = _read_hydra_config(job_dir)
     if error_path.is_file():
         try:
@@ -177,7 +164,7 @@ _METRIC_COLUMNS = ["dev_f1", "dev_precision", "dev_recall", "dev_support", "dev_
 
 def _job_columns(job: Job) -> Dict[str, Any]:
     """The summary and metric cells of one job (metrics only for a successful run)."""
-    r = job.results
+    r = job.result
     if r is None:  # describe a failed job from its config
         flat = flatten(job.config)
         return {"encoder": flat.get("encoder.name_or_path"), "encoder_name": flat.get("encoder.name"),
@@ -185,28 +172,27 @@ def _job_columns(job: Job) -> Dict[str, Any]:
                 "combine": flat.get("strategy.combine"), "pooling": flat.get("pooling.method"),
                 "context": flat.get("encoder.context"), "seed": flat.get("seed"), "probe": flat.get("probe.name"),
                 "control": flat.get("control"), "encoder_weights": flat.get("encoder.weights")}
-    row: Dict[str, Any] = {k: r.get(k) for k in _SUMMARY_COLUMNS}
-    row["layers"] = cell_text(r["layers"])
-    for split in ("dev", "test"):
+    row: Dict[str, Any] = {k: getattr(r, k) for k in _SUMMARY_COLUMNS}
+    row["layers"] = cell_text(r.layers)
+    for split, scores in (("dev", r.dev), ("test", r.test)):
         for metric in ("f1", "precision", "recall", "support", "accuracy"):
-            row[f"{split}_{metric}"] = r[split].get(metric)
-        for entity, scores in (r[split].get("per_type") or {}).items():
-            row[f"{split}_f1_{entity}"] = scores.get("f1")
-    mdl = r.get("mdl") or {}  # Voita & Titov (2020) online code length, when the run measured it (mdl=true)
+            row[f"{split}_{metric}"] = getattr(scores, metric)
+        for entity, per in scores.per_type.items():
+            row[f"{split}_f1_{entity}"] = per.f1
+    mdl = r.mdl or {}  # Voita & Titov (2020) online code length, when the run measured it (mdl=true)
     for key in ("online_bits", "uniform_bits", "compression"):
         row[f"mdl_{key}"] = mdl.get(key)
     for key in ("best_epoch", "epochs_run", "cache_hit", "encoder_passes"):
-        row[key] = r.get(key)
-    row.update({k: v for k, v in (r.get("timings") or {}).items()})
-    row["peak_rss_mb"] = r.get("peak_rss_mb")  # the job's peak resident set size, beside its time
-    row["device_resolved"] = r.get("device")
-    row["encoder_dtype_resolved"] = r.get("encoder_dtype")
-    row["precision_resolved"] = r.get("precision")
-    row["features_reused"] = r.get("features_reused")
-    mix = r.get("mix_weights")
-    if mix:
-        row["mix_weights"] = cell_text(mix.get("weights"))
-        row["mix_gamma"] = mix.get("gamma")
+        row[key] = getattr(r, key)
+    row.update(r.timings)
+    row["peak_rss_mb"] = r.peak_rss_mb  # the job's peak resident set size, beside its time
+    row["device_resolved"] = r.device
+    row["encoder_dtype_resolved"] = r.encoder_dtype
+    row["precision_resolved"] = r.precision
+    row["features_reused"] = r.features_reused
+    if r.mix_weights:
+        row["mix_weights"] = cell_text(r.mix_weights.get("weights"))
+        row["mix_gamma"] = r.mix_weights.get("gamma")
     return row
 
 

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from bert_ner_probe.report.tables import TableStats
 
 
-Stats = Dict[str, Tuple[float, float]]  # category → (mean, std) in percent
+Stats = Dict[str, Tuple[float, float, float]]  # category → (mean, error below, error above) in percent
 
 
 def _figure(width: float, height: float):
@@ -36,14 +36,23 @@ def _figure(width: float, height: float):
     return fig
 
 
-def _stats(values: Sequence[float]) -> Tuple[float, float]:
+def _stats(values: Sequence[float]) -> Tuple[float, float, float]:
+    """Mean ± sample std (0 for one value)."""
     mean, std = mean_std(values)
-    return mean, 0.0 if std is None else std
+    return mean, 0.0 if std is None else std, 0.0 if std is None else std
+
+
+def _interval_stats(values: Sequence[float], interval: Tuple[Optional[float], Optional[float], str]
+                    ) -> Tuple[float, float, float]:
+    """The mean and the row's confidence interval as table.md gives it (none: no bar)."""
+    mean = statistics.fmean(values)
+    low, high, _ = interval
+    return (mean, 0.0, 0.0) if low is None else (mean, max(0.0, mean - low), max(0.0, high - mean))
 
 
 def _bar_panels(path: Path, panels: Sequence[Tuple[str, List[str], Dict[str, Stats]]], paper: bool,
                 lines: Optional[Sequence[Optional[Tuple[str, float]]]] = None) -> Path:
-    """Grouped bars of dev F1 (mean ± std), one panel per ``(title, categories, {series: stats})``.
+    """Grouped bars of dev F1 (mean with its error bars), one panel per ``(title, categories, {series: stats})``.
 
     With ``paper`` the paper's dev F1 is drawn as a marker on each Table 7
     strategy; ``lines[i]`` = ``(label, value)`` is a horizontal reference line on panel ``i``.
@@ -58,9 +67,9 @@ def _bar_panels(path: Path, panels: Sequence[Tuple[str, List[str], Dict[str, Sta
         for k, (name, stats) in enumerate(series.items()):
             xs = [j + (k - (n - 1) / 2) * bar_w for j, c in enumerate(cats) if c in stats]
             means = [stats[c][0] for c in cats if c in stats]
-            stds = [stats[c][1] for c in cats if c in stats]
-            ax.bar(xs, means, bar_w, yerr=stds, capsize=3, label=name)
-            values += [m - s for m, s in zip(means, stds)]
+            below, above = [stats[c][1] for c in cats if c in stats], [stats[c][2] for c in cats if c in stats]
+            ax.bar(xs, means, bar_w, yerr=[below, above], capsize=3, label=name)
+            values += [m - b for m, b in zip(means, below)]
         if paper:
             marks = [(j, PAPER_DEV_F1[c]) for j, c in enumerate(cats) if c in PAPER_DEV_F1]
             if marks:
@@ -83,14 +92,27 @@ def _bar_panels(path: Path, panels: Sequence[Tuple[str, List[str], Dict[str, Sta
     return path
 
 
-def plot_strategies(sections: Sequence[Section], path: Path) -> Path:
-    """Dev F1 per strategy in Table 7 order, one panel per section, paper values as markers."""
+def strategy_panels(sections: Sequence[Section], stats: Sequence["TableStats"] = ()
+                    ) -> Tuple[List[Tuple[str, List[str], Dict[str, Stats]]], List[Optional[Tuple[str, float]]]]:
+    """What :func:`plot_strategies` draws: a panel per section (its frozen rows' dev F1, with error bars from each
+    row's confidence interval as ``table.md`` gives it — ``stats``: t over seeds, else a bootstrap over
+    sentences — or mean ± std for a section without them) and its fine-tuning level, if any."""
+    intervals = {id(t.section): t.intervals for t in stats}
     panels, lines = [], []
     for s in sections:
         frozen = [r for r in s.rows if not r.finetune]
-        panels.append((s.title(), [r.label for r in frozen], {"this probe": {r.label: _stats(r.dev) for r in frozen}}))
+        ci = intervals.get(id(s))
+        bars = {r.label: _interval_stats(r.dev, ci[(r.label, "dev")]) if ci else _stats(r.dev) for r in frozen}
+        panels.append((s.title(), [r.label for r in frozen], {"this probe (CI of table.md)" if ci else "this probe": bars}))
         ft = [v for r in s.rows if r.finetune for v in r.dev]
         lines.append((f"fine-tuning ({statistics.fmean(ft):.1f})", statistics.fmean(ft)) if ft else None)
+    return panels, lines
+
+
+def plot_strategies(sections: Sequence[Section], path: Path, stats: Sequence["TableStats"] = ()) -> Path:
+    """Dev F1 per strategy in Table 7 order, one panel per section, paper values as markers, each row's confidence
+    interval as error bars (:func:`strategy_panels`)."""
+    panels, lines = strategy_panels(sections, stats)
     return _bar_panels(path, panels, paper=True, lines=lines)
 
 
@@ -134,7 +156,7 @@ def plot_layers(sections: Sequence[Section], path: Path) -> Path:
         xs = sorted(by_layer)
         stats = [_stats(by_layer[x]) for x in xs]
         label = section.title() if len(sections) > 1 else "single layer"
-        ax.errorbar(xs, [m for m, _ in stats], yerr=[s for _, s in stats], marker="o", capsize=3,
+        ax.errorbar(xs, [m for m, _, _ in stats], yerr=[s for _, s, _ in stats], marker="o", capsize=3,
                     color=color, label=label)
         mix = [v for row in section.rows if row.strategy == "scalar_mix_all" for v in row.dev]
         if mix:
@@ -213,7 +235,7 @@ def plot_mix_weights(sections: Sequence[Section], path: Path) -> Path:
     ax = fig.add_subplot(1, 1, 1)
     for section in sections:
         for row in section.rows:
-            mixes = [j.results["mix_weights"] for j in row.runs if j.results.get("mix_weights")]
+            mixes = [j.result.mix_weights for j in row.runs if j.result.mix_weights]
             if not mixes:
                 continue
             layers = list(mixes[0]["layers"])
@@ -291,19 +313,19 @@ def write_plots(sections: Sequence[Section], out_dir: Path, stats: Sequence["Tab
     written = []
     if len(_probing_layers(probing)) >= 2:
         written.append(plot_probing_layers(probing, out_dir / LAYERS_PLOT))
-    if any(r.single_layer is not None and j.results.get("mdl") for t in probing for r in t.rows
+    if any(r.single_layer is not None and j.result.mdl for t in probing for r in t.rows
            for j in (*r.real, *r.random)):
         written.append(plot_mdl(probing, out_dir / MDL_PLOT))
     sections = [s for s in sections if s.rows]  # a section of control-task runs alone has no strategy to plot
     if not sections:
         return written
-    written.insert(0, plot_strategies(sections, out_dir / STRATEGIES_PLOT))
+    written.insert(0, plot_strategies(sections, out_dir / STRATEGIES_PLOT, stats))
     if any(len(t.samples) > 1 for t in stats):
         written.append(plot_significance(stats, out_dir / SIGNIFICANCE_PLOT))
     layers = {x for s in sections for x in _single_layer_stats(s)}
     if len(layers) >= 2 and LAYERS_PLOT not in {p.name for p in written}:
         written.append(plot_layers(sections, out_dir / LAYERS_PLOT))
-    if any(j.results.get("mix_weights") for s in sections for r in s.rows for j in r.runs):
+    if any(j.result.mix_weights for s in sections for r in s.rows for j in r.runs):
         written.append(plot_mix_weights(sections, out_dir / MIX_WEIGHTS_PLOT))
     if len({s.pooling for s in sections}) > 1:
         written.append(plot_pooling(sections, out_dir / POOLING_PLOT))

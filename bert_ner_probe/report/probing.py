@@ -47,7 +47,7 @@ HOLDS, FAILS, UNMEASURED = "holds", "does not hold", "not measured"
 def needs_probing(jobs: Sequence[Job]) -> bool:
     """Whether a sweep gets the probing report: a finished run with a control task, a random encoder, a code
     length (``mdl``) or a linear or MLP probe."""
-    return any(j.ok and (is_control(j) or weights_of(j) == RANDOM or j.results.get("mdl")
+    return any(j.ok and (is_control(j) or weights_of(j) == RANDOM or j.result.mdl
                          or probe_of(j) in SIMPLE_PROBES) for j in jobs)
 
 
@@ -73,17 +73,17 @@ class ProbingRow:
 
 def f1s(runs: Sequence[Job]) -> List[float]:
     """Dev entity F1 of each run, in percent."""
-    return [100.0 * float(j.results["dev"]["f1"]) for j in runs]
+    return [100.0 * j.result.dev.f1 for j in runs]
 
 
 def accuracies(runs: Sequence[Job]) -> List[float]:
     """Dev token accuracy of each run that recorded one, in percent."""
-    return [100.0 * float(j.results["dev"]["accuracy"]) for j in runs if j.results["dev"].get("accuracy") is not None]
+    return [100.0 * j.result.dev.accuracy for j in runs if j.result.dev.accuracy is not None]
 
 
 def mdl_values(runs: Sequence[Job], key: str) -> List[float]:
     """``mdl[key]`` (``online_bits``, ``uniform_bits``, ``compression``) of each run that measured its code length."""
-    return [float(j.results["mdl"][key]) for j in runs if j.results.get("mdl")]
+    return [float(j.result.mdl[key]) for j in runs if j.result.mdl]
 
 
 def kbits(runs: Sequence[Job], key: str) -> List[float]:

@@ -92,12 +92,12 @@ class Row:
     @property
     def dev(self) -> List[float]:
         """Dev F1 of each run, in percent."""
-        return [100.0 * float(j.results["dev"]["f1"]) for j in self.runs]
+        return [100.0 * j.result.dev.f1 for j in self.runs]
 
     @property
     def test(self) -> List[float]:
         """Test F1 of each run, in percent."""
-        return [100.0 * float(j.results["test"]["f1"]) for j in self.runs]
+        return [100.0 * j.result.test.f1 for j in self.runs]
 
     @property
     def finetune(self) -> bool:
@@ -110,8 +110,8 @@ class Row:
         if self.random:
             return None
         if self.finetune:
-            r = self.runs[0].results if self.runs else {}
-            large = str(r.get("encoder_name")) == "bert-large-cased" or "bert-large" in str(r.get("encoder"))
+            r = self.runs[0].result if self.runs else None
+            large = r is not None and (r.encoder_name == "bert-large-cased" or "bert-large" in r.encoder)
             return PAPER_FINETUNE_LARGE_DEV_F1 if large else PAPER_FINETUNE_DEV_F1
         return PAPER_DEV_F1.get(self.strategy)
 
@@ -150,23 +150,22 @@ class Section:
 
 def is_finetune(job: Job) -> bool:
     """A fine-tuning run (``strategy == "finetune"``) rather than a frozen-feature probe."""
-    return job.results is not None and job.results.get("strategy") == FINETUNE
+    return job.result is not None and job.result.strategy == FINETUNE
 
 
 def control_of(job: Job) -> str:
     """The run's ``control`` (``none`` for the real task, and for results.json files older than the field)."""
-    return str((job.results or {}).get("control") or Control.none.value)
+    return job.result.control if job.result is not None else Control.none.value
 
 
 def weights_of(job: Job) -> str:
     """The run's ``encoder_weights`` (``pretrained`` or ``random``; ``pretrained`` for older results.json files)."""
-    return str((job.results or {}).get("encoder_weights") or PRETRAINED)
+    return job.result.encoder_weights if job.result is not None else PRETRAINED
 
 
 def probe_of(job: Job) -> str:
     """The run's probe (``probe``: ``bilstm``, ``linear``, …; from its config for older results.json files)."""
-    r = job.results or {}
-    return str(r.get("probe") or flatten(job.config).get("probe.name") or "")
+    return job.result.probe if job.result is not None else str(flatten(job.config).get("probe.name") or "")
 
 
 def is_control(job: Job) -> bool:
@@ -239,14 +238,15 @@ def group_runs(jobs: Sequence[Job]) -> List[Section]:
     sections: Dict[Tuple[Tuple[str, str], ...], Section] = {}
 
     def key_of(job: Job, finetune: bool) -> Tuple[Tuple[str, str], ...]:
-        r, flat = job.results, flatten(job.config)
-        extras = [(k, cell_text(flat.get(k))) for k in varying if _counts_for_section(k, finetune)]
-        return (*((k, str(r[k])) for k in SECTION_KEY), *extras)
+        r, flat = job.result, flatten(job.config)
+        # a key the run's config lacks (another probe's hyperparameter) does not describe it
+        extras = [(k, cell_text(flat[k])) for k in varying if k in flat and _counts_for_section(k, finetune)]
+        return (*((k, str(getattr(r, k))) for k in SECTION_KEY), *extras)
 
     def add(section: Section, job: Job) -> None:
-        r = job.results
-        layers, combine = tuple(int(x) for x in r["layers"] or ()), cell_text(r["combine"])
-        ident = (str(r["strategy"]), layers, combine, weights_of(job))
+        r = job.result
+        layers, combine = tuple(r.layers or ()), cell_text(r.combine)
+        ident = (r.strategy, layers, combine, weights_of(job))
         rows = section.controls if is_control(job) else section.rows
         row = next((x for x in rows if (x.strategy, x.layers, x.combine, x.weights) == ident), None)
         if row is None:
@@ -255,9 +255,9 @@ def group_runs(jobs: Sequence[Job]) -> List[Section]:
         row.runs.append(job)
 
     def new_section(job: Job, key: Tuple[Tuple[str, str], ...]) -> Section:
-        r = job.results
-        sections[key] = Section(key, str(r.get("encoder_name") or r["encoder"]), r.get("num_layers"),
-                                dict(key[len(SECTION_KEY):]), causal=bool(r.get("causal")))
+        r = job.result
+        sections[key] = Section(key, r.encoder_name or r.encoder, r.num_layers, dict(key[len(SECTION_KEY):]),
+                                causal=r.causal)
         return sections[key]
 
     for job in (j for j in runs if not is_finetune(j)):

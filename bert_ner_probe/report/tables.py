@@ -42,13 +42,13 @@ def _loader(row: Row):
                 warnings.warn(f"{job.path}/predictions/{split}.conll: {e}; left out of the sentence statistics")
                 continue
             if counts is not None:
-                out.setdefault(int(job.results["seed"]), counts)
+                out.setdefault(job.result.seed, counts)
         return out
     return load
 
 
 def sample_of(row: Row, label: Optional[str] = None) -> Sample:
-    return Sample(label or row.label, [int(j.results["seed"]) for j in row.runs],
+    return Sample(label or row.label, [j.result.seed for j in row.runs],
                   {"dev": row.dev, "test": row.test}, _loader(row))
 
 
@@ -179,10 +179,10 @@ def _table(rows: Sequence[Row], t: TableStats, share_of: Optional[float]) -> Lis
 
 def _train_sentences(run: Job, finetune: bool) -> Optional[int]:
     """The training sentences a run trained on: the fine-tuning record's own count, else the corpus's."""
-    raw = run.results or {}
-    if finetune and (raw.get("finetune") or {}).get("train_sentences") is not None:
-        return int(raw["finetune"]["train_sentences"])
-    return ((raw.get("sizes") or {}).get("train") or {}).get("sentences")
+    r = run.result
+    if finetune and (r.finetune or {}).get("train_sentences") is not None:
+        return int(r.finetune["train_sentences"])
+    return r.sizes.get("train", {}).get("sentences")
 
 
 def _unlike_training_sets(ft: Row, frozen: Sequence[Row]) -> Optional[str]:
@@ -242,9 +242,9 @@ def _span(values: Sequence[float], unit: str) -> str:
 
 def _resources_note(section: Section) -> Optional[str]:
     """Each job's time and peak memory, as a range over the section's runs (per job: results.csv)."""
-    runs = [j.results for r in section.rows for j in r.runs]
-    seconds = [float(r["timings"]["total_s"]) for r in runs if (r.get("timings") or {}).get("total_s") is not None]
-    peaks = [float(r["peak_rss_mb"]) for r in runs if r.get("peak_rss_mb") is not None]
+    runs = [j.result for r in section.rows for j in r.runs if j.result is not None]
+    seconds = [float(r.timings["total_s"]) for r in runs if r.timings.get("total_s") is not None]
+    peaks = [float(r.peak_rss_mb) for r in runs if r.peak_rss_mb is not None]
     if not seconds:
         return None
     memory = f", peak RSS {_span(peaks, 'MiB')}" if peaks else ""

@@ -71,6 +71,7 @@ def results_record(cfg: DictConfig, corpus: Corpus, *, depth: int, strategy: str
         "best_epoch": trained.best_epoch,
         "epochs_run": trained.epochs_run,
         "history": trained.history,
+        "dev_score": trained.dev_score.record(),  # what early stopping watched: its name (the history's key)
         "cache_hit": cache_hit,
         "cache_entry": cache_entry,
         "encoder_passes": encoder_passes,

@@ -1,8 +1,9 @@
-"""Early stopping on dev F1 with the best epoch's weights put back.
+"""Early stopping on a dev score with the best epoch's weights put back.
 
 After each epoch :meth:`EarlyStopping.update` keeps a copy of the weights
-when dev F1 improved, and says stop once ``patience`` epochs have passed
-without a better one; :meth:`EarlyStopping.restore` loads the best copy.
+when the dev score improved (rose, or fell for a score where lower is
+better), and says stop once ``patience`` epochs have passed without a better
+one; :meth:`EarlyStopping.restore` loads the best copy.
 """
 
 from __future__ import annotations
@@ -15,18 +16,23 @@ from torch import nn
 
 
 class EarlyStopping:
-    def __init__(self, patience: int) -> None:
+    def __init__(self, patience: int, higher_is_better: bool = True) -> None:
         if patience < 1:
             raise ValueError(f"patience must be at least 1, got {patience}")
         self.patience = patience
-        self.best_f1 = -math.inf  # any score is better (the online code's stopping score is negative)
+        self.higher_is_better = higher_is_better
+        self.best_score = -math.inf if higher_is_better else math.inf  # any first score is better
         self.best_epoch = 0
         self._state: Optional[Dict[str, torch.Tensor]] = None
 
-    def update(self, model: nn.Module, epoch: int, f1: float) -> bool:
-        """Record epoch ``epoch`` (1-based) with dev F1 ``f1``; True when training should stop."""
-        if f1 > self.best_f1:
-            self.best_f1, self.best_epoch = f1, epoch
+    def better(self, score: float) -> bool:
+        """Whether ``score`` beats the best so far (ties do not: the earlier epoch stays best)."""
+        return score > self.best_score if self.higher_is_better else score < self.best_score
+
+    def update(self, model: nn.Module, epoch: int, score: float) -> bool:
+        """Record epoch ``epoch`` (1-based) with dev score ``score``; True when training should stop."""
+        if self.better(score):
+            self.best_score, self.best_epoch = score, epoch
             self._state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             return False
         return epoch - self.best_epoch >= self.patience

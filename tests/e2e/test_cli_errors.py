@@ -68,3 +68,27 @@ def test_cli_device_map_on_a_cpu_exits_2_before_any_work(tmp_path, conll):
                      "(one host holds the whole model there)"]
     assert "Traceback" not in res.stderr
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+
+
+@pytest.mark.parametrize("override, message", [
+    ("tagger.hidden_size=256", "error: tagger.hidden_size: renamed to probe.hidden_size"),
+    ("tagger=linear", "error: tagger=linear: renamed to probe=linear"),
+])
+def test_a_renamed_key_answers_with_its_new_name(tmp_path, override, message):
+    """Older commands and notes still say tagger (renamed probe): one line naming the new key, exit 2, no work."""
+    res = _cli(tmp_path, override)
+    assert res.returncode == 2 and res.stderr.strip().splitlines() == [message]
+    assert not (tmp_path / "run").exists()
+
+
+def test_help_starts_with_the_harness_then_lists_the_groups(tmp_path):
+    res = _cli(tmp_path, "--help")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0] == "bert-ner-probe: which layers of a frozen encoder carry entity information?"
+    text = res.stdout
+    starts = [text.index(f"bert-ner-probe {c}") for c in ("debug=smoke", "experiment=table7_cpu", "experiment=probing")]
+    assert starts == sorted(starts) and "Docs: README.md and docs/" in text
+    groups = text.index("== Configuration groups")
+    assert groups > starts[-1] and "probe: bilstm, finetune, linear, mlp" in text[groups:]
+    assert "powered by Hydra" not in text

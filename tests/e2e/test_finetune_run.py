@@ -32,8 +32,10 @@ def finetune_run(tmp_path_factory, conll_dir):
     """A real two-job sweep: a frozen row (strategy=last) and the fine-tuning row, one report."""
     root = tmp_path_factory.mktemp("finetune")
     sweep = root / "sweep"
-    proc = _run(["-m", "strategy=last,finetune", *LIMITS, "trainer.epochs=2", "finetune.save=true", "threads=2",
-                 "probe.hidden_size=32", f"data.dir={conll_dir}", f"cache_dir={root / 'cache'}",
+    # debug=smoke's BiLSTM (one layer of 16, conf/probe/debug/bilstm_smoke.yaml): a width on the command line would
+    # reach the fine-tuning job too, which has none; the limits and epochs below win over the preset's
+    proc = _run(["-m", "strategy=last,finetune", "debug=smoke", *LIMITS, "trainer.epochs=2", "finetune.save=true",
+                 "threads=2", f"data.dir={conll_dir}", f"cache_dir={root / 'cache'}",
                  f"hydra.sweep.dir={sweep}", "progress=false"], cwd=root)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return root, sweep / "1", proc

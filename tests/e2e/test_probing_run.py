@@ -51,6 +51,8 @@ def test_the_linear_probe_runs_end_to_end_with_its_code_length(sweep):
     assert r["probe"] == "linear" and r["layers"] == [3] and r["strategy"] == "layer_3"
     assert r["control"] == "none" and r["encoder_weights"] == "pretrained"
     assert 0.3 < r["dev"]["f1"] < 1 and 0.8 < r["dev"]["accuracy"] < 1
+    assert r["dev_score"] == {"name": "dev_f1", "higher_is_better": True}  # what early stopping watched
+    assert r["history"][r["best_epoch"] - 1]["dev_f1"] == r["dev"]["f1"]  # the best epoch's dev predictions, kept
     assert (root / "runs" / "linear" / "predictions" / "dev.conll").is_file()
     mdl = r["mdl"]
     assert len(mdl["blocks"]) == 11 and mdl["blocks"][0]["uniform"]
@@ -77,6 +79,9 @@ def test_the_control_task_trains_on_word_type_tags(sweep):
     root, probe_here = sweep
     result = probe_here("control", "probe=linear", "control=word_type", "trainer.epochs=2")
     assert result.control == "word_type" and result.cache_hit  # the real task's features
+    # Early stopping watched dev token accuracy, and the record names it so.
+    assert result.dev_score_name == "dev_accuracy" and "dev_f1" not in result.raw["history"][0]
+    assert result.best_dev_score == pytest.approx(result.dev.accuracy)
     real = _result(root, "linear")
     assert result.dev.accuracy < real["dev"]["accuracy"]  # a linear probe cannot memorise types as it reads NER
     # The same word type has the same gold control tag wherever it occurs.

@@ -26,6 +26,7 @@ from omegaconf import OmegaConf
 from bert_ner_probe.multirun import ReportCallback
 from bert_ner_probe.report.callback import cli, write_report
 from bert_ner_probe.report.collect import load_jobs
+from bert_ner_probe.results.run_result import RunResult
 from bert_ner_probe.report.rows import Row
 from bert_ner_probe.report.significance import SIGNIFICANCE_COLUMNS, t_interval
 
@@ -196,7 +197,7 @@ def test_finetune_row(sweep: Path, tmp_path: Path) -> None:
     # BERT-large's fine-tuning row reads the paper's 96.6.
     job = load_jobs(root)[len(probes)]
     large = type(job)(job.run_dir, job.status, job.overrides, job.config,
-                      {**job.results, "encoder_name": "bert-large-cased"})
+                      RunResult.from_dict({**job.result.to_dict(), "encoder_name": "bert-large-cased"}))
     assert Row("finetune", (), "", runs=[large]).paper == 96.6 and Row("finetune", (), "", runs=[job]).paper == 96.4
 
 

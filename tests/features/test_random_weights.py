@@ -8,7 +8,6 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from bert_ner_probe.config import EncoderConfig
 from bert_ner_probe.data.conll import load_corpus
 from bert_ner_probe.errors import UserError
 from bert_ner_probe.features.encoder import Weights, load_encoder, lowercases
@@ -73,9 +72,9 @@ def test_bad_weights_value_is_a_user_error():
         load_encoder(MINILM, "cpu", "float32", weights="trained")
 
 
-def test_cache_key_separates_random_weights_and_keeps_the_pretrained_key(small_corpus_dir):
+def test_cache_key_separates_random_weights_and_keeps_the_pretrained_key(small_corpus_dir, compose):
     corpus = load_corpus(str(small_corpus_dir))
-    pre = OmegaConf.structured(EncoderConfig)
+    pre = compose().encoder  # MiniLM, as a run composes it
     rnd = OmegaConf.merge(pre, {"weights": "random"})
     rnd1 = OmegaConf.merge(pre, {"weights": "random", "weights_seed": 1})
     k_pre, k_rnd, k_rnd1 = (cache_key(c, "first", corpus, "cpu") for c in (pre, rnd, rnd1))
@@ -101,13 +100,13 @@ def test_lowercases_reads_the_tokenizer(minilm_tokenizer):
     assert lowercases(BertTokenizerFast(vocab=vocab, do_lower_case=True)) is True
 
 
-def test_random_weights_extract_their_own_features(small_corpus_dir, tmp_path, one_thread):
+def test_random_weights_extract_their_own_features(small_corpus_dir, tmp_path, one_thread, compose):
     import numpy as np
 
     from bert_ner_probe.features.store import get_features
 
     corpus = load_corpus(str(small_corpus_dir))
-    pre = OmegaConf.merge(OmegaConf.structured(EncoderConfig), {"dtype": "float32", "context": "sentence"})
+    pre = OmegaConf.merge(compose().encoder, {"dtype": "float32", "context": "sentence"})
     rnd = OmegaConf.merge(pre, {"weights": "random"})
     cache = str(tmp_path / "cache")
     e_pre, hit_pre = get_features(pre, "first", corpus, "cpu", cache, progress=False)

@@ -55,6 +55,28 @@ def test_score_equals_seqeval_classification_report(seed):
     assert f1(gold, pred) == pytest.approx(f1_score(gold, pred, zero_division=0), abs=1e-12)  # seqeval's own
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_strict_mode_equals_seqevals_strict_iob2_report(seed):
+    """Strict mode reads IOB2 spans with the same reader as conlleval mode (entity_spans): seqeval's own strict
+    report, number for number, on tags with malformed I- runs that the two modes read differently."""
+    from seqeval.metrics import classification_report, f1_score
+    from seqeval.scheme import IOB2
+
+    rng = np.random.default_rng(100 + seed)
+    tags = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "I-ORG", "B-MISC", "I-MISC"]
+    gold = [[tags[i] for i in rng.integers(0, len(tags), rng.integers(1, 25))] for _ in range(150)]
+    pred = [[t if rng.random() < 0.7 else tags[rng.integers(0, len(tags))] for t in g] for g in gold]
+    ours = score(gold, pred, mode="strict")
+    report = classification_report(gold, pred, output_dict=True, zero_division=0, mode="strict", scheme=IOB2)
+    micro = report["micro avg"]
+    assert (ours["precision"], ours["recall"], ours["f1"], ours["support"]) == (
+        micro["precision"], micro["recall"], micro["f1-score"], micro["support"])
+    assert ours["per_type"] == {name: {"precision": v["precision"], "recall": v["recall"], "f1": v["f1-score"],
+                                       "support": v["support"]} for name, v in report.items() if not name.endswith(" avg")}
+    assert f1(gold, pred, "strict") == f1_score(gold, pred, zero_division=0, mode="strict", scheme=IOB2)
+    assert f1(gold, pred, "strict") != f1(gold, pred)  # the malformed runs count in conlleval mode alone
+
+
 def test_score_rejects_bad_input():
     with pytest.raises(UserError, match="eval.mode='exact': expected one of conlleval"):
         score([["O"]], [["O"]], mode="exact")

@@ -53,7 +53,7 @@ def test_a_crf_makes_it_read_sentences():
 def test_built_by_name_over_a_scalar_mix():
     from omegaconf import OmegaConf
 
-    cfg = OmegaConf.create({"name": "linear", "crf": False, "input_dropout": 0.0, "hidden_size": 99})
+    cfg = OmegaConf.create({"name": "linear", "crf": False, "input_dropout": 0.0})
     probe = build(cfg, ProbeInputs(num_labels=4, width=5, mix_layers=3))
     assert isinstance(probe, LinearProbe) and probe.classifier.in_features == 5 and probe.mix is not None
     x = torch.randn(6, 3, 5)  # 6 words, 3 layers each
@@ -61,3 +61,19 @@ def test_built_by_name_over_a_scalar_mix():
     assert out.shape == (6, 4)
     probe.loss(WordsBatch(x, torch.zeros(6, dtype=torch.long), torch.arange(6))).backward()
     assert probe.mix.weights.grad is not None  # the mix learns with the probe
+
+
+def test_keys_the_linear_probe_does_not_have_are_refused_not_ignored():
+    """Its schema is input_dropout and crf: a hidden-layer key is one error, another probe's schema too."""
+    from omegaconf import OmegaConf
+
+    from bert_ner_probe.errors import UserError
+    from bert_ner_probe.probes.bilstm import BiLSTMConfig
+
+    with pytest.raises(UserError, match=r"probe.hidden_size: Key 'hidden_size' not in 'FeatureProbeConfig'"):
+        build(OmegaConf.create({"name": "linear", "hidden_size": 99}), ProbeInputs(num_labels=4, width=5))
+    bilstm_keys = OmegaConf.structured(BiLSTMConfig(name="bilstm"))
+    bilstm_keys.name = "linear"  # probe.name=linear over probe=bilstm's keys
+    with pytest.raises(UserError, match=r"probe.name=linear: its keys are FeatureProbeConfig's, but these are "
+                                        r"BiLSTMConfig's; choose the probe and its keys together with probe="):
+        build(bilstm_keys, ProbeInputs(num_labels=4, width=5))

@@ -23,13 +23,14 @@ from bert_ner_probe.multirun import ReportCallback
 from bert_ner_probe.report.callback import cli, write_report
 from bert_ner_probe.report.rows import format_mean_std
 from bert_ner_probe.results.record import results_record, write_results
-from bert_ner_probe.training.trainer import TrainResult, close_epoch
+from bert_ner_probe.training.trainer import DevScore, TrainResult, close_epoch
 
 NUM_LAYERS = 6
 LABELS = ["O", "B-PER", "I-PER"]
 
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+DEV_F1 = DevScore("dev_f1", of_labels=lambda ids: 0.0)  # what a run's early stopping watches (the name is recorded)
 
 
 def split_scores(f1: float) -> Dict[str, Any]:
@@ -50,8 +51,8 @@ def trained(dev: float, best_epoch: int = 3, epochs: int = 6) -> TrainResult:
     history: List[Dict[str, float]] = []
     for epoch in range(1, epochs + 1):
         close_epoch(history, epoch, epochs, torch.tensor(50.0 / epoch), 100, time.perf_counter() - 1.0,
-                    torch.device("cpu"), lambda: dev if epoch == best_epoch else dev - 0.01)
-    return TrainResult(best_epoch, epochs, dev, history, 12.5)
+                    torch.device("cpu"), DEV_F1.name, lambda: dev if epoch == best_epoch else dev - 0.01)
+    return TrainResult(best_epoch, epochs, DEV_F1, dev, history, 12.5)
 
 
 def write_hydra(job: Path, config: Dict[str, Any], overrides: List[str]) -> None:
@@ -377,3 +378,56 @@ def test_the_share_of_fine_tuning_needs_the_same_training_sentences(tmp_path: Pa
         assert ("No share of fine-tuning dev F1: the fine-tuning row trained on 4 training sentences, the frozen "
                 "rows on 10 (finetune.train_limit), so its dev F1 is not comparable with theirs.") in text
     assert "Fine-tuning (90.0 dev F1) beats the best frozen row, last (80.0): +10.0 points" in text
+
+
+def test_results_written_before_the_dev_score_was_named_are_still_read(runs: Runs, tmp_path: Path) -> None:
+    """An older results.json (no ``dev_score``; each epoch's dev score under ``dev_f1``, which for a control-task run
+    held token accuracy) is read by RunResult, the report and load_results as today's is."""
+    from bert_ner_probe.api import load_results
+    from bert_ner_probe.results.run_result import RunResult
+
+    old, new = tmp_path / "old" / "0", tmp_path / "new" / "0"
+    for job in (old, new):
+        runs.make(job, "last", [6], "concat", 1, 0.8, 0.7)
+    stored = json.loads((old / "results.json").read_text())
+    del stored["dev_score"]
+    (old / "results.json").write_text(json.dumps(stored))
+    scores = [(e.epoch, e.train_loss, e.dev_score) for e in RunResult.load(new).history]
+    assert [(e.epoch, e.train_loss, e.dev_score) for e in RunResult.load(old).history] == scores
+    assert RunResult.load(old).dev_score_name == "dev_f1" and RunResult.load(old).best_dev_score == 0.8
+    stored["control"] = "word_type"  # a control run of those days: its history's dev_f1 was dev accuracy
+    (old / "results.json").write_text(json.dumps(stored))
+    read = RunResult.load(old)
+    assert read.dev_score_name == "dev_accuracy" and [e.dev_score for e in read.history] == [
+        h["dev_f1"] for h in stored["history"]]
+    report = write_report(old.parent)
+    assert report["runs"] == 1 and not report["failures"]
+    assert load_results(old.parent).loc[0, "control"] == "word_type"
+
+
+def test_the_strategies_plot_draws_the_intervals_of_the_table(runs: Runs, tmp_path: Path) -> None:
+    """strategies.png's error bars are each row's dev CI as table.md prints it (a t interval over three seeds)."""
+    from bert_ner_probe.report.collect import load_jobs
+    from bert_ner_probe.report.plots import strategy_panels
+    from bert_ner_probe.report.rows import group_runs
+    from bert_ner_probe.report.settings import Settings
+    from bert_ner_probe.report.tables import analyse
+
+    root = tmp_path / "sweep"
+    for num, (strategy, layers, seed, dev) in enumerate([("last", [6], 1, 0.80), ("last", [6], 2, 0.84),
+                                                         ("last", [6], 3, 0.83), ("embeddings", [0], 1, 0.70),
+                                                         ("embeddings", [0], 2, 0.74), ("embeddings", [0], 3, 0.71)]):
+        runs.make(root / str(num), strategy, layers, "concat", seed, dev, dev - 0.05)
+    sections = group_runs(load_jobs(root))
+    stats, _ = analyse(sections, Settings())
+    (panel,), _ = strategy_panels(sections, stats)
+    table = write_report(root)["table"].read_text()
+    _, labels, series = panel
+    (bars,) = series.values()
+    assert labels == ["embeddings", "last"]
+    for label in labels:
+        mean, below, above = bars[label]
+        low, high, how = stats[0].intervals[(label, "dev")]
+        assert how == "t" and below > 0 and above > 0
+        assert (mean - below, mean + above) == pytest.approx((low, high))
+        assert f"[{low:.1f}, {high:.1f}]" in table

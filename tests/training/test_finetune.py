@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from bert_ner_probe.training.trainer import DevScore
+
 
 def _tiny_bert(tokenizer, seed: int = 0):
     from transformers import BertConfig, BertModel
@@ -58,7 +60,7 @@ def test_tiny_bert_learns_and_the_best_epoch_comes_back(compose, minilm_tokenize
 
     epochs = trainer.plan(train_w)
     assert [len(b) for b in epochs] == [3] * 30  # 5 sentences in batches of 2
-    result = trainer.fit(tagger, train_w, dev_w, dev_f1, torch.device("cpu"), epochs)
+    result = trainer.fit(tagger, train_w, dev_w, DevScore("dev_f1", of_labels=dev_f1), torch.device("cpu"), epochs)
     losses = [h["train_loss"] for h in result.history]
     assert losses[-1] < 0.5 * losses[0], losses
     assert result.history[-1]["lr_end"] == 0.0  # linear decay ends at zero
@@ -78,7 +80,7 @@ def test_gradient_accumulation_takes_the_same_steps(compose, minilm_tokenizer, s
             "trainer.epochs=2", "trainer.batch_size=4", "trainer.lr=1e-3", f"trainer.grad_accum={k}"], dropout=False)
         epochs = trainer.plan(train_w)
         assert [len(b) for b in epochs] == [2, 2]  # 5 sentences: batches of 4 and 1, two optimiser steps
-        trainer.fit(tagger, train_w, dev_w, lambda ids: 0.0, torch.device("cpu"), epochs)
+        trainer.fit(tagger, train_w, dev_w, DevScore("dev_f1", of_labels=lambda ids: 0.0), torch.device("cpu"), epochs)
         weights[k] = {n: p.detach().clone() for n, p in tagger.named_parameters()}
     for name, p in weights[1].items():
         torch.testing.assert_close(weights[2][name], p, rtol=1e-4, atol=1e-5)

@@ -10,10 +10,9 @@ import torch
 from run_if import DEVICES, run_if
 
 from bert_ner_probe.metrics.score import f1, score
-from bert_ner_probe.config import TrainerConfig
 from bert_ner_probe.probes.bilstm import BiLSTMProbe
 from bert_ner_probe.training.tagging_data import TaggingData
-from bert_ner_probe.training.trainer import Trainer, sentences_of
+from bert_ner_probe.training.trainer import DevScore, Trainer, TrainerConfig, sentences_of
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -83,7 +82,7 @@ def _fit(seed: int, crf: bool = False, k_layers: int = 0, epochs: int = 8, patie
         return score(gold, [[LABELS[i] for i in p] for p in sentences_of(pred_ids, dev_data.lengths)])["f1"]
 
     fit = trainer_of(seed, epochs=epochs, batch_size=16, lr=1e-2, patience=patience, precision=precision, **trainer)
-    result = fit.fit(model, train_data, dev_data, dev_f1, device)
+    result = fit.fit(model, train_data, dev_data, DevScore("dev_f1", of_labels=dev_f1), device)
     return model, result, snapshots, dev_data, gold
 
 
@@ -95,7 +94,7 @@ def test_train_learns_and_restores_the_best_epoch():
     model, result, snapshots, dev_data, gold = _fit(seed=3)
     f1s = [h["dev_f1"] for h in result.history]
     assert len(f1s) == result.epochs_run == len(snapshots)
-    assert result.best_dev_f1 == max(f1s) >= 0.95
+    assert result.best_dev_score == max(f1s) >= 0.95
     assert result.best_epoch == 1 + f1s.index(max(f1s))  # the first epoch reaching the best score
     # Training went on past the best epoch (a later epoch cannot beat F1 = 1.0, or stopped improving)…
     assert result.epochs_run > result.best_epoch
@@ -104,7 +103,7 @@ def test_train_learns_and_restores_the_best_epoch():
     assert _same_state(model.state_dict(), snapshots[result.best_epoch - 1])
     assert not _same_state(model.state_dict(), snapshots[-1])
     pred = predict(model, dev_data, CPU)
-    assert f1(gold, [[LABELS[i] for i in p] for p in pred]) == result.best_dev_f1
+    assert f1(gold, [[LABELS[i] for i in p] for p in pred]) == result.best_dev_score
     # The best epoch's dev predictions come back with the result: what the restored weights predict again.
     np.testing.assert_array_equal(result.dev_labels, trainer_of().predict(model, dev_data, CPU))
     assert all(h["train_loss"] > 0 and h["epoch_s"] > 0 for h in result.history)
@@ -124,7 +123,7 @@ def test_same_seed_gives_identical_results():
     (m1, r1, *_), (m2, r2, *_) = runs
     strip = [{k: v for k, v in h.items() if k in ("epoch", "train_loss", "dev_f1")} for h in r1.history]
     assert strip == [{k: v for k, v in h.items() if k in ("epoch", "train_loss", "dev_f1")} for h in r2.history]
-    assert r1.best_epoch == r2.best_epoch and r1.best_dev_f1 == r2.best_dev_f1 >= 0.9
+    assert r1.best_epoch == r2.best_epoch and r1.best_dev_score == r2.best_dev_score >= 0.9
     assert _same_state(m1.state_dict(), m2.state_dict())
     # The scalar mix learned to prefer the layer that carries the label.
     w = m1.mix.normalized_weights()
@@ -135,10 +134,10 @@ def test_same_seed_gives_identical_results():
 def test_training_on_packed_batches_learns(k_layers):
     """impl=packed (a GPU's route: batches gathered straight into packed order) learns like the padded one."""
     model, result, _, dev_data, gold = _fit(seed=3, epochs=6, k_layers=k_layers, impl="packed")
-    assert result.best_dev_f1 >= 0.95
+    assert result.best_dev_score >= 0.95
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     pred = predict(model, dev_data, CPU)
-    assert f1(gold, [[LABELS[i] for i in p] for p in pred]) == result.best_dev_f1
+    assert f1(gold, [[LABELS[i] for i in p] for p in pred]) == result.best_dev_score
     # The best epoch's dev predictions come back with the result: what the restored weights predict again.
     np.testing.assert_array_equal(result.dev_labels, trainer_of().predict(model, dev_data, CPU))
 
@@ -155,13 +154,13 @@ def test_gradient_accumulation_takes_the_same_steps(crf):
 def test_adamw_with_warm_up_and_linear_decay_learns():
     model, result, *_ = _fit(seed=3, epochs=4, patience=4, optimizer="adamw", weight_decay=0.01,
                              schedule="linear", warmup_ratio=0.1)
-    assert result.best_dev_f1 >= 0.6 and result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    assert result.best_dev_score >= 0.6 and result.history[-1]["train_loss"] < result.history[0]["train_loss"]
 
 
 @run_if(bf16_cpu=True)
 def test_bf16_training_learns_too():
     model, result, _, dev_data, gold = _fit(seed=3, epochs=4, precision="bf16")
-    assert result.best_dev_f1 >= 0.95
+    assert result.best_dev_score >= 0.95
     assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast: weights stay float32
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
 
@@ -175,6 +174,6 @@ def test_training_on_each_device_learns_with_the_data_on_that_device(device, crf
     assert dev_data.x.device.type == dev_data.tags.device.type == device.type
     assert all(p.device.type == device.type for p in model.parameters())
     assert model.packs(device) == (device.type == "cuda")
-    assert result.best_dev_f1 >= 0.9
+    assert result.best_dev_score >= 0.9
     pred = predict(model, dev_data, device)
     assert [len(p) for p in pred] == [len(g) for g in gold]

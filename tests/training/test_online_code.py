@@ -1,4 +1,5 @@
-"""The online code length of a run's training tags (metrics/online_code.py) and the trainer's code length."""
+"""The online code's probes (training/online_code.py, over the plan of metrics/description_length.py) and the
+trainer's code length."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from bert_ner_probe.metrics.online_code import online_code
 from bert_ner_probe.probes.linear import LinearProbe
+from bert_ner_probe.run import online_code
 from bert_ner_probe.training.tagging_data import TaggingData, WordData
 from training.test_train import trainer_of
 
@@ -56,11 +57,14 @@ def _fresh():
 
 
 def test_online_code_sends_informative_tags_in_far_fewer_bits_than_noise():
+    """The online code as a run measures it (run.online_code: the plan of metrics/description_length.py, a fresh
+    probe per block from training/online_code.py, the sum)."""
     trainer = trainer_of(epochs=4, patience=2, lr=0.05, words_per_batch=64)
     good = online_code(trainer, _fresh, WordData(_data(1600, True), 64), 3, seed=1, device=CPU)
     noise = online_code(trainer, _fresh, WordData(_data(1600, False), 64), 3, seed=1, device=CPU)
     for r in (good, noise):
-        assert len(r.blocks) == 11 and r.blocks[0].uniform and sum(b.words for b in r.blocks) == 4800
-        assert r.uniform_bits == pytest.approx(4800 * math.log2(3))
-        assert r.online_bits == pytest.approx(r.blocks[0].bits + sum(b.bits for b in r.blocks[1:]))
-    assert good.compression > 5 > 1.2 > noise.compression > 0.8  # noise: about the uniform code, never much less
+        blocks = r["blocks"]
+        assert len(blocks) == 11 and blocks[0]["uniform"] and sum(b["words"] for b in blocks) == 4800
+        assert r["uniform_bits"] == pytest.approx(4800 * math.log2(3))
+        assert r["online_bits"] == pytest.approx(blocks[0]["bits"] + sum(b["bits"] for b in blocks[1:]))
+    assert good["compression"] > 5 > 1.2 > noise["compression"] > 0.8  # noise: about the uniform code, never much less
