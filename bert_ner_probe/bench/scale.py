@@ -53,9 +53,9 @@ def encoder_folder(folder: Path, **shape: int) -> Path:
 
 
 def _random(settings: Settings, folder: Path, cache: Path, extra: List[str] = (),
-            epochs: Optional[int] = None) -> List[str]:
+            epochs: Optional[int] = None, bilstm: bool = True) -> List[str]:
     """The bench's overrides for a random-weights encoder in ``folder`` with its own cache folder."""
-    return [*settings.overrides(cache, epochs=epochs), hydra_value("encoder.name_or_path", str(folder)),
+    return [*settings.overrides(cache, epochs=epochs, bilstm=bilstm), hydra_value("encoder.name_or_path", str(folder)),
             "encoder.weights=random", *extra]
 
 
@@ -96,9 +96,10 @@ def bench_deep_epoch(settings: Settings, work: Path) -> Dict[str, Any]:
     deep = encoder_folder(work / "bert-24x384-random", **DEEP_SHAPE)
     probe = ["probe=linear", "strategy=layer", "strategy.index=-1", "trainer.patience=1"]
     device = torch.device(settings.device)
-    jobs = {"deep": _epoch_job(compose_config(_random(settings, deep, work / "deep_cache", probe, epochs=1)), device),
-            "shallow": _epoch_job(compose_config([*settings.overrides(work / "shallow_cache", epochs=1), *probe]),
-                                  device)}
+    jobs = {"deep": _epoch_job(compose_config(_random(settings, deep, work / "deep_cache", probe, epochs=1,
+                                                      bilstm=False)), device),
+            "shallow": _epoch_job(compose_config([*settings.overrides(work / "shallow_cache", epochs=1, bilstm=False),
+                                                  *probe]), device)}
     seconds: Dict[str, List[float]] = {"deep": [], "shallow": []}
     for name in ("deep", "shallow"):  # warm up
         jobs[name][0]()
