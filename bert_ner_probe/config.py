@@ -358,6 +358,13 @@ def config_error(e: BaseException):
         key = cause.full_key
         if renamed(key) is not None:  # an old name in a config file (an override is caught before composing)
             return UserError(f"{key}: renamed to {renamed(key)}")
+        probe_node = getattr(cause, "parent_node", None)
+        if key.startswith("probe.") and isinstance(cause, (ConfigKeyError, ConfigAttributeError)) \
+                and probe_node is not None and "name" in probe_node:
+            keys = ", ".join(k for k in probe_node.keys() if k != "name") or "none"
+            return UserError(f"{key}: probe={probe_node.get('name')} has no key {key.split('.', 1)[1]!r} (its keys: "
+                             f"{keys}); a sweep over several probes takes one probe's keys in "
+                             f"conf/probe/experiment/<probe>_<experiment>.yaml (docs/design.md)")
         kind = _field_type(key, getattr(cause, "object_type", None))
         if isinstance(cause, ValidationError) and isinstance(kind, type) and issubclass(kind, Choice):
             return UserError(f"{key}={cause.value!r}: expected one of {kind.names()}")

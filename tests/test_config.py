@@ -132,6 +132,21 @@ def test_typos_and_wrong_types_fail_at_compose_time(compose, override):
         compose([override])
 
 
+@pytest.mark.parametrize("overrides, probe, keys", [
+    (["probe=linear", "probe.hidden_size=128"], "linear", "crf, input_dropout"),
+    (["strategy=finetune", "probe.hidden_size=128"], "finetune", "crf"),  # a job of experiment=table7_cpu's sweep
+])
+def test_a_key_the_probe_lacks_names_the_probe_and_its_keys(overrides, probe, keys):
+    from bert_ner_probe.api import compose_config
+    from bert_ner_probe.errors import UserError
+
+    with pytest.raises(UserError) as failure:
+        compose_config(overrides)
+    assert str(failure.value) == (
+        f"probe.hidden_size: probe={probe} has no key 'hidden_size' (its keys: {keys}); a sweep over several probes "
+        "takes one probe's keys in conf/probe/experiment/<probe>_<experiment>.yaml (docs/design.md)")
+
+
 def test_a_typo_inside_a_group_file_fails(tmp_path):
     """A misspelt key in a config file (not only on the command line) is caught by the schema."""
     import shutil
