@@ -34,7 +34,7 @@ from bert_ner_probe.features.windows import Context
 from bert_ner_probe.metrics.score import EvalMode
 from bert_ner_probe.strategy.combiner import Combine
 from bert_ner_probe.probes.base import ProbeConfig
-from bert_ner_probe.probes.registry import available as registered_probes, probe_config
+from bert_ner_probe.probes.registry import available as registered_probes, model_class, probe_config
 from bert_ner_probe.tracking import Tracker
 from bert_ner_probe.training.trainer import TrainerConfig
 
@@ -327,6 +327,19 @@ def _field_type(full_key: str, parent: object = None) -> object:
     return node
 
 
+def _probe_key_message(key: str, probe: str, keys: List[str]) -> str:
+    """``probe.hidden_size: probe=linear has no key 'hidden_size' (its keys: crf, input_dropout)``, and where the
+    key is another registered probe's (a sweep over several probes, say), where that probe alone takes it."""
+    leaf = key.split(".", 1)[1]
+    message = f"{key}: probe={probe} has no key {leaf!r} (its keys: {', '.join(keys) or 'none'})"
+    owners = [name for name in registered_probes()
+              if leaf in {f.name for f in dataclasses.fields(model_class(name).config_type)}]
+    if owners:
+        message += (f"; it is a key of probe={'|'.join(owners)}: a sweep over several probes sets it for one of them "
+                    f"in conf/probe/experiment/<probe>_<experiment>.yaml (docs/design.md)")
+    return message
+
+
 def config_error(e: BaseException):
     """A failed composition (Hydra's or OmegaConf's exception) as one :class:`UserError` line; None for others.
 
@@ -361,10 +374,8 @@ def config_error(e: BaseException):
         probe_node = getattr(cause, "parent_node", None)
         if key.startswith("probe.") and isinstance(cause, (ConfigKeyError, ConfigAttributeError)) \
                 and probe_node is not None and "name" in probe_node:
-            keys = ", ".join(k for k in probe_node.keys() if k != "name") or "none"
-            return UserError(f"{key}: probe={probe_node.get('name')} has no key {key.split('.', 1)[1]!r} (its keys: "
-                             f"{keys}); a sweep over several probes takes one probe's keys in "
-                             f"conf/probe/experiment/<probe>_<experiment>.yaml (docs/design.md)")
+            return UserError(_probe_key_message(key, str(probe_node.get("name")),
+                                                [str(k) for k in probe_node.keys() if k != "name"]))
         kind = _field_type(key, getattr(cause, "object_type", None))
         if isinstance(cause, ValidationError) and isinstance(kind, type) and issubclass(kind, Choice):
             return UserError(f"{key}={cause.value!r}: expected one of {kind.names()}")

@@ -199,7 +199,7 @@ def encoder_inputs(cfg: DictConfig, device: torch.device, session: Session) -> R
     data = {split: WindowData.from_config(cfg, loaded, corpus, split) for split in ("train", "dev", "test")}
     plan_s = time.perf_counter() - t_plan
 
-    pooling = Pooling.parse(cfg.pooling.method, "pooling.method").resolved(loaded.causal)
+    pooling = Pooling.for_encoder(cfg.pooling.method, loaded.causal)
     torch.manual_seed(cfg.seed)
     model = build(cfg.probe, ProbeInputs(len(corpus.labels), encoder=loaded.model, pooling=pooling)).to(device)
     train = data["train"]

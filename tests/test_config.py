@@ -132,19 +132,23 @@ def test_typos_and_wrong_types_fail_at_compose_time(compose, override):
         compose([override])
 
 
-@pytest.mark.parametrize("overrides, probe, keys", [
-    (["probe=linear", "probe.hidden_size=128"], "linear", "crf, input_dropout"),
-    (["strategy=finetune", "probe.hidden_size=128"], "finetune", "crf"),  # a job of experiment=table7_cpu's sweep
+@pytest.mark.parametrize("overrides, message", [
+    (["probe=linear", "probe.hidden_size=128"], "probe=linear has no key 'hidden_size' (its keys: crf, input_dropout)"),
+    (["strategy=finetune", "probe.hidden_size=128"],  # a job of experiment=table7_cpu's sweep
+     "probe=finetune has no key 'hidden_size' (its keys: crf)"),
 ])
-def test_a_key_the_probe_lacks_names_the_probe_and_its_keys(overrides, probe, keys):
+def test_a_key_the_probe_lacks_names_the_probe_its_keys_and_the_probes_that_have_it(overrides, message):
     from bert_ner_probe.api import compose_config
     from bert_ner_probe.errors import UserError
 
     with pytest.raises(UserError) as failure:
         compose_config(overrides)
     assert str(failure.value) == (
-        f"probe.hidden_size: probe={probe} has no key 'hidden_size' (its keys: {keys}); a sweep over several probes "
-        "takes one probe's keys in conf/probe/experiment/<probe>_<experiment>.yaml (docs/design.md)")
+        f"probe.hidden_size: {message}; it is a key of probe=bilstm|mlp: a sweep over several probes sets it for one "
+        "of them in conf/probe/experiment/<probe>_<experiment>.yaml (docs/design.md)")
+    with pytest.raises(UserError, match=r"^probe.hiden_size: probe=bilstm has no key 'hiden_size' \(its keys: crf, "
+                                        r"input_dropout, hidden_size, num_layers, dropout, impl\)$"):
+        compose_config(["probe.hiden_size=128"])  # a typo: no probe has it
 
 
 def test_a_typo_inside_a_group_file_fails(tmp_path):
@@ -170,7 +174,8 @@ def test_a_typo_inside_a_group_file_fails(tmp_path):
      ("logger.name=wandb", "logger.name='wandb': expected one of none | mlflow | tensorboard"),
      ("trainer.optimizer=sgd", "trainer.optimizer='sgd': expected one of adam | adamw"),
      ("finetune.attention=flash", "finetune.attention='flash': expected one of auto | eager | sdpa"),
-     ("probe.hiden_size=10", "probe.hiden_size: Key 'hiden_size' not in 'BiLSTMConfig'"),
+     ("probe.hiden_size=10", "probe.hiden_size: probe=bilstm has no key 'hiden_size' (its keys: crf, input_dropout, "
+                             "hidden_size, num_layers, dropout, impl)"),
      ("strategy=nosuch", "Could not find 'strategy/nosuch' (there are: concat_last_four, custom, embeddings,")],
 )
 def test_a_choice_outside_its_enum_fails_at_compose_time_as_one_line(compose, override, message):

@@ -239,7 +239,7 @@ def test_a_command_that_no_longer_composes_is_named_by_file_and_line(tmp_path):
             check(c)
         messages.append(str(failure.value))
     assert messages[0].startswith("docs/doc.md:4: `bert-ner-probe strategy=last probe.hiden_size=8` does not compose")
-    assert "probe.hiden_size: Key 'hiden_size' not in 'BiLSTMConfig'" in messages[0]
+    assert "probe.hiden_size: probe=bilstm has no key 'hiden_size'" in messages[0]
     assert "tagger.hidden_size: renamed to probe.hidden_size" in messages[1]
     assert messages[2].startswith("docs/doc.md:8: `bert-ner-probe-report DIR --alpha x` does not parse")
     assert "Could not find 'strategy/nosuch'" in messages[3]

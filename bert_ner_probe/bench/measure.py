@@ -41,6 +41,7 @@ from bert_ner_probe.data.load import corpus_of
 from bert_ner_probe.device import keep_gradients_on_heap
 from bert_ner_probe.features.encoder import LoadedEncoder, attention_of
 from bert_ner_probe.features.extract import extract_split
+from bert_ner_probe.features.pooling import Pooling
 from bert_ner_probe.features.row_file import RowFile
 from bert_ner_probe.features.store import get_features
 from bert_ner_probe.strategy.combiner import Combiner
@@ -244,7 +245,8 @@ def bench_finetuning(cfg: DictConfig, device: torch.device, repeats: int) -> Dic
     def harness(data: WindowData, batches: List[np.ndarray]) -> float:
         loaded.model.load_state_dict(initial)
         torch.manual_seed(cfg.seed)
-        model = build(cfg.probe, ProbeInputs(num_labels, encoder=loaded.model, pooling=cfg.pooling.method)).to(device)
+        model = build(cfg.probe, ProbeInputs(num_labels, encoder=loaded.model, pooling=Pooling.for_encoder(cfg.pooling.method, loaded.causal))
+                      ).to(device)
         return _fit(trainer, model, data, data, device, [batches]).history[0]["epoch_s"]
 
     def bare(prepared: list) -> float:

@@ -24,7 +24,7 @@ import torch
 
 from bert_ner_probe.api import compose_config
 from bert_ner_probe.bench.children import single_run
-from bert_ner_probe.bench.measure import bench_extraction
+from bert_ner_probe.bench.measure import NO_DEV_PASS, bench_extraction
 from bert_ner_probe.bench.settings import DEFAULT_ENCODER, Settings, hydra_value
 from bert_ner_probe.data.load import corpus_of
 from bert_ner_probe.features.encoder import load_encoder, resolve_location
@@ -86,7 +86,7 @@ def _epoch_job(cfg: Any, device: torch.device):
         model = build(cfg.probe, ProbeInputs(len(corpus.labels), combiner.output_width, combiner.mix_layers)).to(device)
         train = for_layout(data["train"], model.layout(device), cfg.trainer.words_per_batch)
         dev = for_layout(data["dev"], model.layout(device), cfg.trainer.words_per_batch)
-        return trainer.fit(model, train, dev, None, device, dev_score=lambda _m: 0.0).history[0]["epoch_s"]
+        return trainer.fit(model, train, dev, NO_DEV_PASS, device).history[0]["epoch_s"]
 
     return epoch, len(entry.hidden_states), combiner.width
 

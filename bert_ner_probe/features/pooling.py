@@ -34,6 +34,11 @@ class Pooling(Choice):
             return self
         return Pooling.last if causal else Pooling.first
 
+    @classmethod
+    def for_encoder(cls, method: "Pooling | str", causal: bool) -> "Pooling":
+        """``pooling.method`` (a name or a member) as a run of a causal or bidirectional encoder uses it."""
+        return cls.parse(method, "pooling.method").resolved(causal)
+
 
 def pooled_width(pooling: Pooling | str, hidden_size: int) -> int:
     """Width of one pooled word vector per layer: ``2 · hidden_size`` for first_last, else ``hidden_size``."""

@@ -89,7 +89,7 @@ def cache_key(encoder_cfg: Any, pooling: str, corpus: Corpus, device: str,
         encoder_hash=enc.fingerprint(location, memo),
         data=corpus.fingerprint(),
         sentences={s: len(corpus[s].sentences) for s in SPLITS},
-        pooling=Pooling.parse(pooling, "pooling.method").resolved(causal).value,
+        pooling=Pooling.for_encoder(pooling, causal).value,
         context=Context.parse(encoder_cfg.context, "encoder.context").value,
         dtype=str(encoder_dtype(encoder_cfg.dtype, device)),
         max_length=encoder_cfg.max_length,
@@ -120,7 +120,7 @@ def get_features(encoder_cfg: Any, pooling: str, corpus: Corpus, device: str,
     typed = CacheKey.of(key if key is not None else cache_key(encoder_cfg, pooling, corpus, device, fingerprints))
     causal = bool(typed.causal)
     if key is not None and (typed.pooling, typed.context) != (
-            Pooling.parse(pooling, "pooling.method").resolved(causal).value,
+            Pooling.for_encoder(pooling, causal).value,
             Context.parse(encoder_cfg.context, "encoder.context").value):
         raise ValueError(f"get_features: key {typed.pooling}/{typed.context} is not for pooling={pooling}, "
                          f"context={encoder_cfg.context}")

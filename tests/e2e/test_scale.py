@@ -23,8 +23,8 @@ from cli_output import one_error_line
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-FAST = ["threads=1", "progress=false", "device=cpu", "trainer.epochs=1", "probe.hidden_size=16",
-        "probe.num_layers=1"]
+FAST = ["threads=1", "progress=false", "device=cpu", "trainer.epochs=1"]
+SMALL_BILSTM = ["probe.hidden_size=16", "probe.num_layers=1"]  # for the runs of the BiLSTM probe
 
 
 def _limits(train: int, dev: int = 20, test: int = 20) -> List[str]:
@@ -89,7 +89,7 @@ def test_decoders_are_read_as_causal_and_pool_their_last_sub_token(tmp_path, con
     sweep, cache = tmp_path / "sweep", tmp_path / "cache"
     encoders = f"{encoder_folders['gpt2']},{encoder_folders['llama']}"
     proc = _run(["-m", f"encoder.name_or_path={encoders}", "pooling=auto,first", "encoder.weights=random",
-                 "encoder.context=document", f"data.dir={conll_dir}", *_limits(60), *FAST,
+                 "encoder.context=document", f"data.dir={conll_dir}", *_limits(60), *FAST, *SMALL_BILSTM,
                  f"cache_dir={cache}", f"hydra.sweep.dir={sweep}"], tmp_path)
     _ok(proc)
     runs = _results(sweep)
@@ -111,7 +111,7 @@ def test_decoders_are_read_as_causal_and_pool_their_last_sub_token(tmp_path, con
 
 def test_encoder_layers_caches_some_hidden_states_and_a_strategy_needing_others_is_one_error(tmp_path, conll_dir):
     cache = tmp_path / "cache"
-    data = [f"data.dir={conll_dir}", *_limits(30), *FAST, f"cache_dir={cache}"]
+    data = [f"data.dir={conll_dir}", *_limits(30), *FAST, *SMALL_BILSTM, f"cache_dir={cache}"]
     _ok(_run([*data, "strategy=last", "encoder.layers=[0,-1]", f"hydra.run.dir={tmp_path / 'last'}"], tmp_path))
     (entry,) = _entries(cache)
     assert sorted(p.name for p in entry.glob("*.h*.npy")) == [f"{s}.h{h:02d}.npy" for s in ("dev", "test", "train")
@@ -139,7 +139,7 @@ def test_a_file_size_limit_is_one_error_naming_the_folder_and_bytes_and_a_sweep_
     folder and the entry's bytes, no entry and no temporary folder. In a sweep the job that needed the entry
     fails alone (its error.json); the job whose entry was cached finishes."""
     cache = tmp_path / "cache"
-    data = [f"data.dir={conll_dir}", *_limits(60), *FAST, f"cache_dir={cache}"]
+    data = [f"data.dir={conll_dir}", *_limits(60), *FAST, *SMALL_BILSTM, f"cache_dir={cache}"]
     limit = 300 * 1024
     proc = _run([*data, f"hydra.run.dir={tmp_path / 'limited'}"], tmp_path, file_size_limit=limit)
     line = one_error_line(proc)

