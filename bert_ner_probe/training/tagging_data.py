@@ -113,6 +113,14 @@ class TaggingData:
             return self.words_at(self.sentence_rows(sentence_ids), device)
         raise ValueError(f"cached features cannot make a {layout} batch")
 
+    def held(self, max_bytes: int) -> "TaggingData":
+        """The same split with its features read from the cache once and held in memory, when they are read batch
+        by batch (:class:`~bert_ner_probe.strategy.read.CachedSelection`) and take at most ``max_bytes``; else
+        itself. The values are the same float16 ones either way."""
+        if not isinstance(self.x, CachedSelection) or self.x.nbytes > max_bytes:
+            return self
+        return TaggingData(self.x.read_all(), self.offsets, self.tags)
+
     def subset(self, sentence_ids: np.ndarray) -> "TaggingData":
         """These sentences alone, in this order, as their own split (features shared, not copied when on a device)."""
         rows_t = torch.from_numpy(self.sentence_rows(np.asarray(sentence_ids, dtype=np.int64)))
@@ -230,9 +238,14 @@ class WordData:
         return self.data.words_in(sentence_ids)
 
 
-def for_layout(data: TaggingData, layout: Layout, words_per_batch: int) -> "TaggingData | WordData":
-    """The units a model of ``layout`` trains on: words for the ``words`` layout, else sentences."""
-    return WordData(data, words_per_batch) if layout == Layout.words else data
+def for_layout(data: TaggingData, layout: Layout, words_per_batch: int, hold_bytes: int = 0) -> "TaggingData | WordData":
+    """The units a model of ``layout`` trains on: words for the ``words`` layout, else sentences.
+
+    Word batches are shuffled words, so a batch read from the cache is one read per word; a split whose
+    combined features take at most ``hold_bytes`` is therefore read once and held for them
+    (:meth:`TaggingData.held`). Sentence batches read runs of words and stay batch by batch.
+    """
+    return WordData(data.held(hold_bytes), words_per_batch) if layout == Layout.words else data
 
 
 def longest_first(sentence_ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:

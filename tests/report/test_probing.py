@@ -137,18 +137,19 @@ def test_linear_table_numbers_and_marks(sweep: Path) -> None:
     assert cells["0"]["selectivity"] == welch_cell([90, 92], [80, 84]) == "9.0 [-4.8, 22.8]"
     assert cells["0"]["random F1"] == "31.0 ± 1.4" and cells["0"]["random acc."] == "85.0 ± 0.0"
     assert cells["0"]["online kbits"] == "21.0 ± 1.4" and cells["0"]["uniform kbits"] == "50.0 ± 0.0"
-    # compression 50/20 = 2.5 and 50/22 = 2.2727: mean 2.386, std 0.2273/√2 = 0.161
-    assert cells["0"]["compression"] == "2.39 ± 0.16"
+    # compression 50/20 = 2.5 and 50/22 = 2.2727: mean 2.386, std 0.2273/√2 = 0.161; its t interval
+    # 2.386 ± t(0.975, 1) · 0.161 / √2 = 2.386 ± 12.706 · 0.1136 = 2.386 ± 1.444
+    assert cells["0"]["compression"] == "2.39 ± 0.16 [0.94, 3.83]"
     # layer 1 is best on F1, accuracy, selectivity, online code and compression: ★
     assert cells["1"]["dev F1"] == "81.0 ± 1.4 ★" and cells["1"]["dev acc."] == "96.0 ± 1.4 ★"
     assert cells["1"]["selectivity"] == welch_cell([95, 97], [70, 74]) + " ★" == "24.0 [10.2, 37.8] ★"
-    assert cells["1"]["online kbits"] == "10.0 ± 0.0 ★" and cells["1"]["compression"] == "5.00 ± 0.00 ★"
+    assert cells["1"]["online kbits"] == "10.0 ± 0.0 ★" and cells["1"]["compression"] == "5.00 ± 0.00 [5.00, 5.00] ★"
     assert cells["1"]["control dev acc."] == "72.0 ± 2.8"  # control and random columns are not marked
     # layer 2: no variance on either side, so Welch's interval is the point
-    assert cells["2"]["selectivity"] == "8.0 [8.0, 8.0]" and cells["2"]["compression"] == "3.33 ± 0.00"
+    assert cells["2"]["selectivity"] == "8.0 [8.0, 8.0]" and cells["2"]["compression"] == "3.33 ± 0.00 [3.33, 3.33]"
     assert not any("★" in c for layer in ("0", "2") for c in rows[layer])
     # the random encoder's code length: 50/40 = 1.25, an extra column; n seeds real/control/random
-    assert rows["0"][-2:] == ["1.25 ± 0.00", "2/2/2"]
+    assert rows["0"][-2:] == ["1.25 ± 0.00 [1.25, 1.25]", "2/2/2"]
     header = next(line for line in probing_section(text, "linear").splitlines() if line.startswith("| hidden state"))
     assert "| compression | random-encoder compression | n seeds (real/control/random) |" in header
 
@@ -177,7 +178,7 @@ def test_checks_hold_for_linear_and_not_for_bilstm(sweep: Path) -> None:
     table = (sweep / "table.md").read_text()
     assert "## Probing" in table and "[probing.md](probing.md)" in table
     assert "Spearman ρ = 0.50" in table.split("## Probing")[1]
-    assert len(report["checks"]) == 6 and sum("**does not hold**" in c for c in report["checks"]) == 3
+    assert len(report["checks"]) == 8 and sum("**does not hold**" in c for c in report["checks"]) == 3
 
 
 def test_main_table_keeps_one_section_per_probe(sweep: Path) -> None:
