@@ -100,6 +100,7 @@ class TrainerConfig:
     lr: float = 1e-3
     patience: int = 3
     min_steps: int = 0  # early stopping stops no run before this many optimiser steps
+    min_delta: float = 0.0  # an epoch is better only if its dev score beats the best by more than this
     grad_clip: float = 5.0
     eval_batch_size: int = 256
     eval_max_words: int = 8192  # and at most this many padded words per evaluation batch (bounds memory)
@@ -207,7 +208,7 @@ class Trainer:
         optim = build_optimizer(model, settings.optimizer, settings.lr, settings.weight_decay, device)
         schedule = build_schedule(optim, settings.schedule, sum(len(b) for b in epochs), settings.warmup_ratio)
         scaler = torch.amp.GradScaler(device.type, enabled=precision == Precision.fp16)
-        stopper = EarlyStopping(settings.patience, dev_score.higher_is_better)
+        stopper = EarlyStopping(settings.patience, dev_score.higher_is_better, settings.min_delta)
         history: List[Dict[str, float]] = []
         t0 = time.perf_counter()
         epoch = steps = 0
