@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from pathlib import Path
+from typing import Optional
 
 import pytest
 from hydra import compose as hydra_compose
@@ -36,10 +37,18 @@ def representatives(jobs):
     return list({tuple(j): j for j in [*keep.values(), *(j for _, j in deepest.values())]}.values())
 
 
-def sweep_jobs(overrides, full: bool = True):
+def first_of_each_grid(overrides, offline: Optional[str] = None):
+    """The first job of each grid of a grids sweep (a cheap check that every grid composes)."""
+    jobs, per_grid = sweep_jobs(overrides, offline=offline, per_grid=True)
+    starts = [sum(list(per_grid.values())[:i]) for i in range(len(per_grid))]
+    return [jobs[i] for i in starts if i < len(jobs)]
+
+
+def sweep_jobs(overrides, full: bool = True, offline: Optional[str] = None, per_grid: bool = False):
     """The override lists of the jobs the sweep of ``overrides`` makes, as its sweeper makes them: the basic
     sweeper's product of its params and the swept overrides (``full=False``: one job per value, every swept key
-    cycling through its values), or the grids sweeper's union (:func:`bert_ner_probe.grids.expand`)."""
+    cycling through its values), or the grids sweeper's union (:func:`bert_ner_probe.grids.expand`). ``offline``:
+    what an interpolation resolves to where it needs an encoder only the hub has (its depth)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from bert_ner_probe.api import compose_config
@@ -52,11 +61,24 @@ def sweep_jobs(overrides, full: bool = True):
     params = OmegaConf.to_container(sweeper.params, resolve=False) if sweeper.get("params") else {}
     grids = OmegaConf.to_container(sweeper.grids, resolve=False) if sweeper.get("grids") else {}
 
+    resolved = {}
+
     def resolve(job, expression):
+        key = (expression, tuple(o for o in job if not o.startswith("seed=")))  # a seed changes no depth
+        if key not in resolved:
+            resolved[key] = _resolve(job, expression)
+        return resolved[key]
+
+    def _resolve(job, expression):
         job_cfg = compose_config(list(job))
         OmegaConf.set_struct(job_cfg, False)
         job_cfg["_value"] = expression
-        return str(job_cfg["_value"])
+        try:
+            return str(job_cfg["_value"])
+        except Exception as e:  # noqa: BLE001 - a hub encoder's depth, offline
+            if offline is None or "could not load encoder" not in str(e):
+                raise
+            return offline
 
     if not full and not grids:
         swept = [f"{k}={v}" for k, v in OmegaConf.to_container(sweeper.params, resolve=True).items()]
@@ -66,8 +88,8 @@ def sweep_jobs(overrides, full: bool = True):
                   for o in swept]
         keys = [o.split("=", 1)[0] for o in swept]
         return [[f"{k}={v[i % len(v)]}" for k, v in zip(keys, values)] for i in range(max(map(len, values)))]
-    jobs, _, _ = expand(params, grids, list(overrides), resolve)  # the command line's overrides, as Hydra hands them
-    return jobs
+    jobs, made, _ = expand(params, grids, list(overrides), resolve)  # the command line's overrides, as Hydra hands them
+    return (jobs, made) if per_grid else jobs
 
 
 STRATEGIES = sorted(p.stem for p in (CONF / "strategy").glob("*.yaml"))

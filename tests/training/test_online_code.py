@@ -131,7 +131,7 @@ def test_each_block_is_coded_by_a_fresh_probe_trained_on_the_blocks_before_it(tm
     from bert_ner_probe.run import feature_inputs, train_and_record
 
     cfg = compose_config(["probe=linear", "strategy=layer", "strategy.index=2", "mdl=true", "seed=4",
-                          f"encoder.name_or_path={tiny_bert_folder}", "encoder.name=tiny-bert", "encoder.weights=random",
+                          f"encoder.name_or_path={tiny_bert_folder}", "encoder.name=tiny-bert",
                           "data.limit.train=760", "data.limit.dev=40", "data.limit.test=20", f"data.dir={conll_dir}",
                           f"cache_dir={tmp_path / 'cache'}", "progress=false", "threads=1", "trainer.epochs=1",
                           "trainer.precision=fp32", "online_code.rounds=2", "online_code.round_steps=2",
