@@ -39,13 +39,12 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Dict, List, Sequence
+from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from bert_ner_probe.errors import UserError
-from bert_ner_probe.metrics.description_length import OnlineStep
 from bert_ner_probe.probes.base import Model
 from bert_ner_probe.training.tagging_data import TaggingData, WordData
 from bert_ner_probe.training.trainer import DevScore, Trainer
@@ -116,10 +115,11 @@ def plan_rounds(trainer: Trainer, data: Data, settings: OnlineCodeConfig, rng: n
 
 
 def online_bits(trainer: Trainer, new_model: Callable[[], Model], train: Data, stop: Data,
-                steps: Sequence[OnlineStep], settings: OnlineCodeConfig, seed: int,
+                steps: Sequence[Tuple[np.ndarray, np.ndarray]], settings: OnlineCodeConfig, seed: int,
                 device: torch.device) -> List[ProbeFit]:
-    """Train a fresh probe per step on its prefix of ``train`` (sentence ids), stopping early on ``stop``, and code
-    its block; one :class:`ProbeFit` per step (:class:`~bert_ner_probe.metrics.description_length.OnlineStep`).
+    """Train a fresh probe per step on its prefix of ``train``, stopping early on ``stop``, and code its block; one
+    :class:`ProbeFit` per step. ``steps`` are ``(prefix, block)`` sentence ids of ``train``
+    (:class:`~bert_ner_probe.metrics.description_length.OnlineStep`: blocks ``0 … i``, block ``i + 1``).
 
     ``new_model`` builds a fresh, untrained probe on ``device`` (the caller seeds it); block ``i``'s batches are
     drawn from ``(seed, i)``.
