@@ -216,6 +216,7 @@ def plot_probing_layers(tables: Sequence["ProbingTable"], path: Path) -> Path:
     fig = _figure(7.0, 3.75 * n)
     panels = [fig.add_subplot(n, 1, i + 1) for i in range(n)]
     ticks: set = set()
+    selective = False  # whether any table has a selectivity point (control-task runs beside real-task ones)
     for i, table in enumerate(tables):
         color, label = f"C{i % 10}", _table_label(table, tables)
         ticks.update(_probing_curve(panels[0], table, lambda r: mean(f1s(table.main(r))), color, label,
@@ -223,10 +224,11 @@ def plot_probing_layers(tables: Sequence["ProbingTable"], path: Path) -> Path:
         if not table.random_only:
             ticks.update(_probing_curve(panels[0], table, lambda r: mean(f1s(r.random)), color,
                                         f"{label} (random encoder)", dashed=True, relative=relative))
-        ticks.update(_probing_curve(panels[1], table, lambda r: table.selectivity(r)[0], color, label,
-                                    relative=relative))
-        ticks.update(_probing_curve(panels[1], table, lambda r: table.selectivity(r, random=True)[0], color,
-                                    f"{label} (random encoder)", dashed=True, relative=relative))
+        drawn = _probing_curve(panels[1], table, lambda r: table.selectivity(r)[0], color, label, relative=relative)
+        drawn += _probing_curve(panels[1], table, lambda r: table.selectivity(r, random=True)[0], color,
+                                f"{label} (random encoder)", dashed=True, relative=relative)
+        ticks.update(drawn)
+        selective = selective or bool(drawn)
         for k, b in enumerate(table.baselines if conditional else ()):
             gains = {r.single_layer: g for r in table.rows if r.single_layer is not None
                      and (g := table.gains(r, b)[0]) is not None}
@@ -249,6 +251,9 @@ def plot_probing_layers(tables: Sequence["ProbingTable"], path: Path) -> Path:
         ax.set_ylabel(ylabel)
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
+    if not selective:
+        panels[1].text(0.5, 0.5, "no control-task runs beside the real task's", transform=panels[1].transAxes,
+                       ha="center", va="center", color="grey")
     if conditional:
         panels[2].axhline(0.0, color="grey", linewidth=0.8)
         panels[2].legend(fontsize=7)

@@ -358,6 +358,7 @@ class Depth:
     pair: Optional[Pair]  # the test of the shallowest against the best (None when they are the same)
     rows: int  # one-layer rows compared
     random: bool  # the encoder's weights were random (a table of random-encoder runs alone)
+    first: int  # the shallowest hidden state compared
 
     def relative(self, layer: int, num_layers: Optional[int]) -> str:
         return f" ({layer / num_layers:.2f} of the depth)" if num_layers else ""
@@ -380,7 +381,7 @@ def best_depth(table: ProbingTable, settings: Settings) -> Optional[Depth]:
     shallowest = min(int(label) for label, ok in marks.items() if ok)
     means = {int(s.label): s.mean("dev") for s in samples}
     pair = find_pair(pairs, "dev", str(best), str(shallowest)) if shallowest != best else None
-    return Depth(best, means[best], shallowest, means[shallowest], pair, len(samples), table.random_only)
+    return Depth(best, means[best], shallowest, means[shallowest], pair, len(samples), table.random_only, min(means))
 
 
 def depth_line(table: ProbingTable) -> str:
@@ -392,7 +393,8 @@ def depth_line(table: ProbingTable) -> str:
     weights = " (random weights)" if d.random else ""
     head = f"Best hidden state{weights}: {d.best}{d.relative(d.best, n)}, {d.best_f1:.1f} dev F1"
     if d.shallowest == d.best:
-        tail = ("every shallower one is significantly worse" if d.rows > 1 else "the only one-layer row")
+        tail = ("the only one-layer row" if d.rows == 1 else "the shallowest compared" if d.best == d.first
+                else "every shallower one is significantly worse")
         return f"{head}; {tail}."
     p = d.pair
     test = "no test" if p is None or p.test == NO_TEST else f"{p.test}, p_holm = {p.p_holm:.3g}"

@@ -372,3 +372,14 @@ def test_encoders_of_different_depth_side_by_side(tmp_path: Path, compose) -> No
     assert "| linear probe · minilm-l6 (6 layers) · pooling first · context document | 6 | 2 (0.33) | 75.0 | 1 (0.17) " \
            "| 74.0 |" in summary
     assert "layers.png" in {p.name for p in report["plots"]}
+
+
+def test_a_best_embedding_layer_is_named_the_shallowest_compared(tmp_path: Path, compose) -> None:
+    """Dev F1 40 at hidden state 0 against 20 and 10 (3 seeds each): the best is the shallowest row compared, so
+    no row is shallower (the line does not claim shallower rows were tested)."""
+    spec = {0: [(0.40, 1.0), (0.41, 1.0), (0.39, 1.0)], 1: [(0.20, 1.2), (0.21, 1.2), (0.19, 1.2)],
+            2: [(0.10, 1.4), (0.11, 1.4), (0.09, 1.4)]}
+    root = make_conditional_sweep(tmp_path / "first", compose, spec)
+    write_report(root)
+    text = (root / "probing.md").read_text()
+    assert "Best hidden state: 0 (0.00 of the depth), 40.0 dev F1; the shallowest compared." in text
