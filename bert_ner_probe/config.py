@@ -5,7 +5,8 @@ file is merged onto these dataclasses: a misspelt key or a value of the wrong
 type fails when the config is composed, before any work starts.
 
 Every default lives here (or in the dataclass a group's owner keeps:
-``TrainerConfig`` in :mod:`bert_ner_probe.training.trainer`, each probe's in
+``TrainerConfig`` in :mod:`bert_ner_probe.training.trainer`, ``OnlineCodeConfig`` in
+:mod:`bert_ner_probe.training.online_code`, each probe's in
 its module); a yaml file names only what it changes. What makes a group's
 option that option (an encoder's name and path, a strategy's layers, a
 pooling method) has no default here (``MISSING``): its option file says it.
@@ -36,6 +37,7 @@ from bert_ner_probe.strategy.combiner import Combine
 from bert_ner_probe.probes.base import ProbeConfig
 from bert_ner_probe.probes.registry import available as registered_probes, model_class, probe_config
 from bert_ner_probe.tracking import Tracker
+from bert_ner_probe.training.online_code import OnlineCodeConfig
 from bert_ner_probe.training.trainer import TrainerConfig
 
 
@@ -98,6 +100,7 @@ class StrategyConfig:
     name: str = MISSING  # conf/strategy/<name>.yaml
     layers: Optional[List[int]] = MISSING  # 0 = embeddings, negative counts from the top; null = 1..N
     index: Optional[int] = None  # strategy=layer: the one hidden state (its layers and name follow it)
+    baseline: Optional[int] = None  # strategy=conditional: the hidden state strategy.index is set beside
     combine: Combine = Combine.concat
 
 
@@ -165,6 +168,7 @@ class Config:
     write_predictions: bool = True
     control: Control = Control.none  # word_type: the control task of Hewitt & Liang (2019), scored by token accuracy
     mdl: bool = False  # true: also the online code length of the training tags (Voita & Titov 2020)
+    online_code: OnlineCodeConfig = field(default_factory=OnlineCodeConfig)  # how mdl=true trains its probes
 
 
 def config_dir() -> str:
@@ -240,15 +244,20 @@ def check_renamed(overrides: Sequence[str]) -> None:
         raise UserError(f"{key}: renamed to {new}")
 
 
-def hidden_states(name_or_path: str) -> str:
-    """``${hidden_states:${encoder.name_or_path}}`` → ``range(0,N+1)``, every hidden state of that encoder.
+def hidden_states(name_or_path: str, without: Optional[int] = None) -> str:
+    """``${hidden_states:${encoder.name_or_path}}`` → ``range(0,N+1)``, every hidden state of that encoder;
+    ``${hidden_states:${encoder.name_or_path},${strategy.baseline}}`` → every one but that one (``1,2,…,N``).
 
-    Sweep syntax for ``strategy.index`` (``conf/experiment/layers.yaml``): the encoder's own config
-    gives its depth N, so one experiment file serves encoders of any depth.
+    Sweep syntax for ``strategy.index`` (``conf/experiment/layers.yaml``, ``probing.yaml``): the encoder's own
+    config gives its depth N, so one experiment file serves encoders of any depth.
     """
     from bert_ner_probe.features.encoder import num_layers
 
-    return f"range(0,{num_layers(name_or_path) + 1})"
+    depth = num_layers(name_or_path)
+    if without is None:
+        return f"range(0,{depth + 1})"
+    skip = without if without >= 0 else depth + 1 + without  # a negative index counts from the top
+    return ",".join(str(h) for h in range(depth + 1) if h != skip)
 
 
 def register() -> None:
@@ -283,6 +292,13 @@ def check_values(cfg) -> None:
     for key, value in at_least_one.items():
         check_at_least(key, value)
     probe_config(cfg.probe).check()  # the probe's own keys (its schema's check)
+    online = cfg.get("online_code")
+    if online is not None:
+        OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(OnlineCodeConfig), online)).check()
+    if cfg.trainer.min_steps < 0:
+        raise UserError(f"trainer.min_steps={cfg.trainer.min_steps}: must be at least 0")
+    if cfg.trainer.hold_words_mb < 0:
+        raise UserError(f"trainer.hold_words_mb={cfg.trainer.hold_words_mb}: must be at least 0 (0: never held)")
     if not 0.0 <= cfg.trainer.warmup_ratio <= 1.0:
         raise UserError(f"trainer.warmup_ratio={cfg.trainer.warmup_ratio}: must be in [0, 1]")
     if cfg.trainer.weight_decay < 0:
@@ -301,6 +317,14 @@ def check_values(cfg) -> None:
             cfg.strategy.layers is None or list(cfg.strategy.layers) != [index]):
         raise UserError(f"strategy=layer reads hidden state strategy.index={index} alone, but strategy.layers is "
                         f"{cfg.strategy.layers}: drop the strategy.layers override (or use strategy=custom)")
+    baseline = cfg.strategy.get("baseline")  # read by strategy=conditional alone
+    if baseline is not None and cfg.strategy.name == f"conditional_{index}":
+        if cfg.strategy.layers is None or list(cfg.strategy.layers) != [baseline, index]:
+            raise UserError(f"strategy=conditional reads [h_{baseline}; h_{index}] (strategy.baseline, strategy.index), "
+                            f"but strategy.layers is {cfg.strategy.layers}: drop the strategy.layers override")
+        if index == baseline:
+            raise UserError(f"strategy=conditional: strategy.index={index} is the baseline itself "
+                            f"(strategy.baseline={baseline}); probe it alone with strategy=layer")
     if cfg.strategy.name == "finetune" and str(cfg.encoder.get("weights", "pretrained")) != "pretrained":
         raise UserError(f"encoder.weights={cfg.encoder.weights}: strategy=finetune trains the pretrained encoder; "
                         "random weights are a baseline of the frozen-feature strategies")

@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, List, Optional, Type
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from bert_ner_probe.config import check_values, encoder_name
 from bert_ner_probe.data.control import Control, control_corpus
@@ -47,7 +47,7 @@ from bert_ner_probe.strategy import FINETUNE
 from bert_ner_probe.strategy.combiner import Combiner, resolve_layers
 from bert_ner_probe.training.concurrency import worker_threads, workers
 from bert_ner_probe.training.tagging_data import FeatureReuse, for_layout
-from bert_ner_probe.training.online_code import online_bits
+from bert_ner_probe.training.online_code import OnlineCodeConfig, fits_record, online_bits
 from bert_ner_probe.training.trainer import BatchSource, DevScore, Trainer, TrainResult, sentences_of
 from bert_ner_probe.training.window_data import WindowData
 
@@ -160,7 +160,10 @@ def feature_inputs(cfg: DictConfig, device: torch.device, session: Session) -> R
     probe_inputs = ProbeInputs(len(corpus.labels), combiner.output_width, combiner.mix_layers,
                                pooling=entry.key.pooling)
     model = build(cfg.probe, probe_inputs).to(device)
-    data = {split: for_layout(d, model.layout(device), cfg.trainer.words_per_batch) for split, d in data.items()}
+    t_hold = time.perf_counter()  # word batches: splits small enough are read once and held (tagging_data.for_layout)
+    hold = int(cfg.trainer.hold_words_mb) * 2**20
+    data = {split: for_layout(d, model.layout(device), cfg.trainer.words_per_batch, hold) for split, d in data.items()}
+    select_s += time.perf_counter() - t_hold
     record = {"layers": list(combiner.layers), "combine": combiner.combine, "pooling": entry.key.pooling,
               "causal": bool(entry.key.causal),
               "encoder_dtype": entry.key.dtype, "cache_hit": hit, "cache_entry": str(entry.path),
@@ -242,6 +245,8 @@ def train_and_record(cfg: DictConfig, out_dir: Path, inputs: RunInputs, trainer:
     t_eval = time.perf_counter()
     metrics = {split: score_and_write(cfg, corpus, split, tags_of(split, labels_of(split)), out_dir)
                for split in ("dev", "test")}
+    if not model.fine_tunes_encoder:  # H_V(Y | X) of this probe: what conditional probing compares (report/conditional)
+        metrics["dev"]["cross_entropy_bits"] = trainer.code_length(model, data["dev"], device) / data["dev"].num_words
     eval_s = time.perf_counter() - t_eval
 
     record = dict(inputs.record)
@@ -250,7 +255,9 @@ def train_and_record(cfg: DictConfig, out_dir: Path, inputs: RunInputs, trainer:
             torch.manual_seed(cfg.seed)
             return build(cfg.probe, inputs.probe_inputs).to(device)
 
-        record["mdl"] = online_code(trainer, fresh, data["train"], len(labels), int(cfg.seed), device)
+        settings = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(OnlineCodeConfig), cfg.online_code))
+        record["mdl"] = online_code(trainer, fresh, data["train"], data["dev"], len(labels), int(cfg.seed), settings,
+                                    device)
     if model.fine_tunes_encoder:
         record["encoder_passes"] = encoder_passes(trainer, data, epochs, trained)
         record["finetune"] = {**record["finetune"], "train_tokens_per_s": train_tokens_per_s(data["train"], trained)}
@@ -279,18 +286,18 @@ def dev_score(cfg: DictConfig, corpus: Corpus, tags_of: Callable[[str, np.ndarra
     return DevScore("dev_f1", of_labels=lambda ids: entities.f1(tags_of("dev", ids)))
 
 
-def online_code(trainer: Trainer, new_model: Callable[[], Model], train: BatchSource, num_labels: int, seed: int,
-                device: torch.device) -> Dict[str, Any]:
+def online_code(trainer: Trainer, new_model: Callable[[], Model], train: BatchSource, stop: BatchSource,
+                num_labels: int, seed: int, settings: OnlineCodeConfig, device: torch.device) -> Dict[str, Any]:
     """``results.json``'s ``mdl``: the online code length of the training tags (Voita & Titov 2020), its blocks
-    planned by :func:`~bert_ner_probe.metrics.description_length.online_plan`, each sent by a fresh probe
-    (:func:`~bert_ner_probe.training.online_code.online_bits`)."""
+    planned by :func:`~bert_ner_probe.metrics.description_length.online_plan`, each sent by a fresh probe trained on
+    its prefix and stopped early on ``stop`` (the dev split; :func:`~bert_ner_probe.training.online_code.online_bits`)."""
     t0 = time.perf_counter()
     blocks, steps = online_plan(train.num_sentences, seed)
-    bits = online_bits(trainer, new_model, train, steps, device)
-    result = online_code_length([train.sentence_words(b) for b in blocks], num_labels, bits)
+    fits = online_bits(trainer, new_model, train, stop, steps, settings, seed, device)
+    result = online_code_length([train.sentence_words(b) for b in blocks], num_labels, [f.bits for f in fits])
     log.info("online code: %.1f kbits against %.1f kbits uniform (compression %.2f), %.0f s",
              result.online_bits / 1000, result.uniform_bits / 1000, result.compression, time.perf_counter() - t0)
-    return {**result.to_dict(), "seconds": time.perf_counter() - t0}
+    return {**result.to_dict(), **fits_record(fits, settings), "seconds": time.perf_counter() - t0}
 
 
 def train_tokens_per_s(train: WindowData, trained: TrainResult) -> float:

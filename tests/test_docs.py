@@ -161,6 +161,10 @@ def jobs_of(args: Sequence[str]) -> List[List[str]]:
         return [overrides] if len(primary) < len(overrides) else []
     sweeper = cfg.hydra.sweeper
     params: List[str] = []
+    if str(sweeper._target_).endswith("GridsSweeper"):  # a union of grids: each grid's first job (test_config)
+        from test_config import first_of_each_grid
+
+        return first_of_each_grid(overrides, offline="0")  # a hub encoder's depth, offline: its embeddings
     if str(sweeper._target_).endswith("BasicSweeper"):
         try:
             params = [f"{k}={v}" for k, v in (sweeper.params or {}).items()]

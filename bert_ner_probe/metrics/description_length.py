@@ -15,16 +15,20 @@ blocks ``0 … i``::
 with ``K`` the number of tags, ``n_1`` the words of the first block and ``N``
 all training words. Blocks are cut in sentences; code lengths count words
 (one tag per word). Everything here is plain Python and numpy: :func:`online_plan`
-says what each probe trains on, stops on and sends; the probe that gives
+says what each probe trains on and sends; the probe that gives
 ``p_θi`` is trained elsewhere (:mod:`bert_ner_probe.training.online_code`);
 :func:`nats_to_bits` turns its summed natural-log loss into the bits
 :func:`online_code_length` takes.
 
+Each probe trains on its whole prefix (blocks ``0 … i``) and stops early on
+a split outside the training set (the run's dev split: see
+:mod:`bert_ner_probe.training.online_code`), as Voita & Titov's code does.
+
 Rounding of the cut points (documented choice): ``e_i = ⌊t_i · n + ½⌋``
-(half-up), over ``n`` training sentences. Every block must hold a sentence and
-the first block :data:`MIN_FIRST_BLOCK` (one to train on, one held out for
-early stopping, :func:`early_stop_split`); too few sentences for that is a
-:class:`~bert_ner_probe.errors.UserError` naming the smallest ``n`` that works.
+(half-up), over ``n`` training sentences. Every block must hold a sentence
+(the first one is what the first probe trains on); too few sentences for
+that is a :class:`~bert_ner_probe.errors.UserError` naming the smallest ``n``
+that works.
 """
 
 from __future__ import annotations
@@ -39,8 +43,7 @@ from bert_ner_probe.errors import UserError
 
 # The paper's portions of the training set: 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.25, 12.5, 25, 50, 100 %.
 PORTIONS: Tuple[float, ...] = (0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.0625, 0.125, 0.25, 0.5, 1.0)
-MIN_FIRST_BLOCK = 2  # sentences: the first probe trains on one and holds out one for early stopping
-HELDOUT_SHARE = 0.1  # of each prefix, held out for early stopping (the paper's 10 %)
+MIN_FIRST_BLOCK = 1  # sentences: what the first probe trains on
 
 
 def seeded_order(n: int, seed: int) -> np.ndarray:
@@ -106,7 +109,8 @@ def block_bounds(n_sentences: int, portions: Sequence[float] = PORTIONS) -> List
     bad = _problem(n_sentences, portions)
     if bad is not None:
         i, _ = bad
-        what = (f"the first portion {_pct(portions[0])} to hold {MIN_FIRST_BLOCK} sentences"
+        held = "a sentence" if MIN_FIRST_BLOCK == 1 else f"{MIN_FIRST_BLOCK} sentences"
+        what = (f"the first portion {_pct(portions[0])} to hold {held}"
                 if i == 0 else f"the portions {_pct(portions[i - 1])} and {_pct(portions[i])} to be different blocks")
         raise UserError(f"mdl=true: training set of {n_sentences} sentences is too small for {what} "
                         f"(needs at least {min_sentences(portions)} sentences)")
@@ -119,28 +123,11 @@ def block_sentences(order: np.ndarray, bounds: Sequence[Tuple[int, int]]) -> Lis
     return [order[start:end] for start, end in bounds]
 
 
-def early_stop_split(prefix_ids: Sequence[int], seed: int) -> Tuple[np.ndarray, np.ndarray]:
-    """``(train_ids, heldout_ids)`` of a prefix (blocks ``0 … i``): a seeded tenth, at least one sentence, held out.
-
-    Voita & Titov (2020) train each probe of the online code with early stopping on
-    held-out data from its own prefix (never from the block it encodes). Both parts keep the
-    prefix's order. A prefix of fewer than two sentences cannot be split (ValueError).
-    """
-    ids = np.asarray(prefix_ids, dtype=np.int64)  # Shape: (prefix sentences,)
-    if len(ids) < 2:
-        raise ValueError(f"early_stop_split: a prefix of {len(ids)} sentence(s) cannot be split; needs at least 2")
-    k = max(1, math.floor(HELDOUT_SHARE * len(ids) + 0.5))
-    held = np.zeros(len(ids), dtype=bool)
-    held[np.random.default_rng(seed).permutation(len(ids))[:k]] = True
-    return ids[~held], ids[held]
-
-
 class OnlineStep(NamedTuple):
-    """One probe of the online code: the sentences it trains on, those it stops early on, the block it sends."""
+    """One probe of the online code: the sentences it trains on (every block before ``block``) and the block it sends."""
 
-    train: np.ndarray  # sentence ids, Shape: (n,)
-    held_out: np.ndarray  # a seeded tenth of the prefix (:func:`early_stop_split`)
-    block: np.ndarray  # the next block's sentence ids
+    train: np.ndarray  # sentence ids of blocks 0 … i, Shape: (n,)
+    block: np.ndarray  # block i + 1's sentence ids
 
 
 def online_plan(n_sentences: int, seed: int, portions: Sequence[float] = PORTIONS
@@ -148,16 +135,12 @@ def online_plan(n_sentences: int, seed: int, portions: Sequence[float] = PORTION
     """The online code's blocks of ``n_sentences`` training sentences and one :class:`OnlineStep` per block after
     the first (Voita & Titov 2020, §3.2).
 
-    Block ``i + 1`` is sent by a probe trained on blocks ``0 … i`` less their held-out tenth
-    (:func:`early_stop_split` with seed ``seed + i``); the order is :func:`seeded_order`, the cuts
-    :func:`block_bounds` (a :class:`~bert_ner_probe.errors.UserError` when the set is too small).
+    Block ``i + 1`` is sent by a probe trained on blocks ``0 … i``, all of them; the order is
+    :func:`seeded_order`, the cuts :func:`block_bounds` (a :class:`~bert_ner_probe.errors.UserError` when the
+    set is too small).
     """
     blocks = block_sentences(seeded_order(n_sentences, seed), block_bounds(n_sentences, portions))
-    steps = []
-    for i in range(1, len(blocks)):
-        fit_ids, held_ids = early_stop_split(np.concatenate(blocks[:i]), seed + i)
-        steps.append(OnlineStep(fit_ids, held_ids, blocks[i]))
-    return blocks, steps
+    return blocks, [OnlineStep(np.concatenate(blocks[:i]), blocks[i]) for i in range(1, len(blocks))]
 
 
 def nats_to_bits(nats: Union[float, np.ndarray]) -> Union[float, np.ndarray]:

@@ -22,10 +22,12 @@
 * ``mix_weights.png``   learned scalar-mix weights by layer;
 * ``pooling.png``       dev F1 per strategy and sub-token pooling;
 * ``probing.md``        when a run has a control task, a random encoder, a code length (``mdl``) or a
-  linear or MLP probe: per probe, by hidden state, real and control-task accuracy, selectivity,
-  random-encoder F1, online code length and compression, with the checks they support
+  linear or MLP probe: per probe and encoder, by hidden state, real and control-task accuracy,
+  selectivity, the conditional gain over a baseline hidden state, random-encoder F1, online code
+  lengths and compression, with the checks they support and the best hidden state
   (:mod:`bert_ner_probe.report.probing`), summarised at the end of ``table.md``; then ``layers.png``
-  is dev F1 and selectivity by hidden state per probe, and ``mdl.png`` the compression.
+  is dev F1, selectivity and the gain by hidden state per probe (by relative depth when encoders of
+  different depth are side by side), and ``mdl.png`` the compression.
 
 A plot is written only when the runs it needs exist. Runs are grouped into
 sections of rows by :func:`bert_ner_probe.report.rows.group_runs`: a section

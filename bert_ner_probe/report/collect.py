@@ -150,7 +150,7 @@ def cell_text(value: Any) -> str:
 
 _SUMMARY_COLUMNS = ["encoder", "encoder_name", "causal", "num_layers", "strategy", "layers", "combine",
                     "pooling", "context", "seed", "probe", "control", "encoder_weights"]
-_METRIC_COLUMNS = ["dev_f1", "dev_precision", "dev_recall", "dev_support", "dev_accuracy",
+_METRIC_COLUMNS = ["dev_f1", "dev_precision", "dev_recall", "dev_support", "dev_accuracy", "dev_cross_entropy_bits",
                    "test_f1", "test_precision", "test_recall", "test_support", "test_accuracy",
                    "mdl_online_bits", "mdl_uniform_bits", "mdl_compression",
                    "best_epoch", "epochs_run", "cache_hit", "encoder_passes",
@@ -177,6 +177,8 @@ def _job_columns(job: Job) -> Dict[str, Any]:
     for split, scores in (("dev", r.dev), ("test", r.test)):
         for metric in ("f1", "precision", "recall", "support", "accuracy"):
             row[f"{split}_{metric}"] = getattr(scores, metric)
+        if split == "dev":  # a probe's dev cross-entropy, bits per word (H_V of conditional probing)
+            row["dev_cross_entropy_bits"] = scores.cross_entropy_bits
         for entity, per in scores.per_type.items():
             row[f"{split}_f1_{entity}"] = per.f1
     mdl = r.mdl or {}  # Voita & Titov (2020) online code length, when the run measured it (mdl=true)

@@ -1,5 +1,6 @@
 """The report's plots: strategies, layers, scalar-mix weights, pooling, the significance heat map, and the
-probing plots (dev F1 and selectivity by hidden state per probe, compression by hidden state).
+probing plots (dev F1, selectivity and the conditional gain by hidden state per probe, compression by hidden
+state; by relative depth when encoders of different depth are side by side).
 
 Each function draws onto a matplotlib ``Figure`` on the Agg canvas (no
 pyplot, no global backend change) and writes one PNG; :func:`write_plots`
@@ -167,10 +168,21 @@ def plot_layers(sections: Sequence[Section], path: Path) -> Path:
     return _finish_by_layer(fig, ax, "dev F1 (%)", "Dev F1 of single-layer features", path)
 
 
+def relative_depth(tables: Sequence["ProbingTable"]) -> bool:
+    """Whether the tables' encoders differ in depth: their curves are then drawn by relative depth (hidden state /
+    number of layers), so that encoders of 6 and 12 layers share one axis."""
+    return len({t.num_layers for t in tables if t.num_layers}) > 1
+
+
+def _x(table: "ProbingTable", layer: int, relative: bool) -> float:
+    return layer / table.num_layers if relative and table.num_layers else layer
+
+
 def _probing_curve(ax, table: "ProbingTable", value: Callable[["ProbingRow"], Optional[float]], color: str,
-                   label: str, dashed: bool = False) -> List[int]:
-    """One probe's line over its one-layer rows that have a value; returns the hidden states drawn."""
-    points = sorted((r.single_layer, v) for r in table.rows
+                   label: str, dashed: bool = False, relative: bool = False) -> List[float]:
+    """One probe's line over its one-layer rows that have a value (x: the hidden state, or its relative depth);
+    returns the x positions drawn."""
+    points = sorted((_x(table, r.single_layer, relative), v) for r in table.rows
                     if r.single_layer is not None and (v := value(r)) is not None)
     if points:
         ax.plot([x for x, _ in points], [y for _, y in points], marker="o", color=color, label=label,
@@ -180,53 +192,108 @@ def _probing_curve(ax, table: "ProbingTable", value: Callable[["ProbingRow"], Op
 
 def _table_label(table: "ProbingTable", tables: Sequence["ProbingTable"]) -> str:
     """The probe's name, or the whole title when two tables share a probe."""
-    return table.probe if sum(t.probe == table.probe for t in tables) == 1 else table.title
+    label = table.probe if sum(t.probe == table.probe for t in tables) == 1 else table.title
+    return label + (" (random weights)" if table.random_only else "")
+
+
+def _layer_axis(ax, ticks: set, relative: bool) -> None:
+    if relative:
+        ax.set_xlim(-0.05, 1.05)
+    else:
+        ax.set_xticks(sorted(ticks))
 
 
 def plot_probing_layers(tables: Sequence["ProbingTable"], path: Path) -> Path:
-    """Two panels by hidden state, a line per probe: dev F1 (mean over seeds) with the random encoder's as a
-    dashed line; selectivity (Hewitt & Liang 2019, real − control dev accuracy), the random encoder's dashed."""
+    """Panels by hidden state (by relative depth when the encoders' depths differ), a line per table: dev F1 (mean
+    over seeds) with the random encoder's as a dashed line; selectivity (Hewitt & Liang 2019, real − control dev
+    accuracy), the random encoder's dashed; and, where there are conditional runs, the gain over the baseline
+    hidden state in bits per word (Hewitt et al. 2021, I_V(h_L → Y | h_b)) with its interval over seeds."""
     from bert_ner_probe.report.probing import f1s, mean
 
-    fig = _figure(7.0, 7.5)
-    panels = [fig.add_subplot(2, 1, 1), fig.add_subplot(2, 1, 2)]
+    relative = relative_depth(tables)
+    conditional = any(t.baselines for t in tables)
+    n = 3 if conditional else 2
+    fig = _figure(7.0, 3.75 * n)
+    panels = [fig.add_subplot(n, 1, i + 1) for i in range(n)]
     ticks: set = set()
+    selective = False  # whether any table has a selectivity point (control-task runs beside real-task ones)
     for i, table in enumerate(tables):
         color, label = f"C{i % 10}", _table_label(table, tables)
-        ticks.update(_probing_curve(panels[0], table, lambda r: mean(f1s(r.real)), color, label))
-        ticks.update(_probing_curve(panels[0], table, lambda r: mean(f1s(r.random)), color,
-                                    f"{label} (random encoder)", dashed=True))
-        ticks.update(_probing_curve(panels[1], table, lambda r: table.selectivity(r)[0], color, label))
-        ticks.update(_probing_curve(panels[1], table, lambda r: table.selectivity(r, random=True)[0], color,
-                                    f"{label} (random encoder)", dashed=True))
-    for ax, ylabel, title in ((panels[0], "dev F1 (%)", "Dev F1 by hidden state"),
-                              (panels[1], "selectivity (points)", "Selectivity: real − control-task dev accuracy")):
-        ax.set_xticks(sorted(ticks))
+        ticks.update(_probing_curve(panels[0], table, lambda r: mean(f1s(table.main(r))), color, label,
+                                    relative=relative))
+        if not table.random_only:
+            ticks.update(_probing_curve(panels[0], table, lambda r: mean(f1s(r.random)), color,
+                                        f"{label} (random encoder)", dashed=True, relative=relative))
+        drawn = _probing_curve(panels[1], table, lambda r: table.selectivity(r)[0], color, label, relative=relative)
+        drawn += _probing_curve(panels[1], table, lambda r: table.selectivity(r, random=True)[0], color,
+                                f"{label} (random encoder)", dashed=True, relative=relative)
+        ticks.update(drawn)
+        selective = selective or bool(drawn)
+        for k, b in enumerate(table.baselines if conditional else ()):
+            gains = {r.single_layer: g for r in table.rows if r.single_layer is not None
+                     and (g := table.gains(r, b)[0]) is not None}
+            if b not in gains and table.baseline_row(b) is not None and gains:
+                gains[b] = None  # the baseline itself: no gain by definition, drawn at 0
+            xs = sorted(gains)
+            ys = [0.0 if gains[x] is None else gains[x].mean for x in xs]
+            low = [0.0 if gains[x] is None or gains[x].low is None else ys[j] - gains[x].low for j, x in enumerate(xs)]
+            high = [0.0 if gains[x] is None or gains[x].high is None else gains[x].high - ys[j]
+                    for j, x in enumerate(xs)]
+            pos = [_x(table, x, relative) for x in xs]
+            panels[2].errorbar(pos, ys, yerr=[low, high], marker="o", capsize=3, color=color,
+                               linestyle=["-", ":", "-."][k % 3], label=f"{label}, over h_{b}")
+            ticks.update(pos)
+    titles = [("dev F1 (%)", "Dev F1 by hidden state"),
+              ("selectivity (points)", "Selectivity: real − control-task dev accuracy"),
+              ("gain (bits per word)", "Conditional gain over the baseline: H(Y | h_b) − H(Y | h_b, h_L), dev")]
+    for ax, (ylabel, title) in zip(panels, titles):
+        _layer_axis(ax, ticks, relative)
         ax.set_ylabel(ylabel)
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
-    panels[1].set_xlabel("hidden state (0 = embeddings)")
+    if not selective:
+        panels[1].text(0.5, 0.5, "no control-task runs beside the real task's", transform=panels[1].transAxes,
+                       ha="center", va="center", color="grey")
+    if conditional:
+        panels[2].axhline(0.0, color="grey", linewidth=0.8)
+        panels[2].legend(fontsize=7)
+    panels[-1].set_xlabel(_DEPTH_LABEL if relative else _INDEX_LABEL)
     handles, labels = panels[0].get_legend_handles_labels()
     fig.legend(handles, labels, fontsize=8, loc="outside lower center")
     fig.savefig(path, dpi=100)
     return path
 
 
+_INDEX_LABEL = "hidden state (0 = embeddings)"
+_DEPTH_LABEL = "relative depth (hidden state / number of layers; 0 = embeddings)"
+
+
 def plot_mdl(tables: Sequence["ProbingTable"], path: Path) -> Path:
-    """Compression (uniform / online code length, Voita & Titov 2020; mean over seeds) by hidden state, a line
-    per probe, the random encoder's dashed."""
+    """Compression (uniform / online code length, Voita & Titov 2020; mean over seeds) by hidden state (by relative
+    depth when the encoders' depths differ), a line per table, the random encoder's dashed, the control task's
+    dotted."""
     from bert_ner_probe.report.probing import mdl_values, mean
 
+    relative = relative_depth(tables)
     fig = _figure(7.0, 4.5)
     ax = fig.add_subplot(1, 1, 1)
     ticks: set = set()
     for i, table in enumerate(tables):
         color, label = f"C{i % 10}", _table_label(table, tables)
-        ticks.update(_probing_curve(ax, table, lambda r: mean(mdl_values(r.real, "compression")), color, label))
-        ticks.update(_probing_curve(ax, table, lambda r: mean(mdl_values(r.random, "compression")), color,
-                                    f"{label} (random encoder)", dashed=True))
-    ax.set_xticks(sorted(ticks))
-    return _finish_by_layer(fig, ax, "compression (uniform / online bits)", "Online code compression", path)
+        ticks.update(_probing_curve(ax, table, lambda r: mean(mdl_values(table.main(r), "compression")), color,
+                                    label, relative=relative))
+        if not table.random_only:
+            ticks.update(_probing_curve(ax, table, lambda r: mean(mdl_values(r.random, "compression")), color,
+                                        f"{label} (random encoder)", dashed=True, relative=relative))
+        points = sorted((_x(table, r.single_layer, relative), v) for r in table.rows if r.single_layer is not None
+                        and (v := mean(mdl_values(r.control, "compression"))) is not None)
+        if points:
+            ax.plot([x for x, _ in points], [y for _, y in points], marker="s", color=color, linestyle=":",
+                    label=f"{label} (control task)")
+            ticks.update(x for x, _ in points)
+    _layer_axis(ax, ticks, relative)
+    return _finish_by_layer(fig, ax, "compression (uniform / online bits)", "Online code compression", path,
+                            xlabel=_DEPTH_LABEL if relative else _INDEX_LABEL)
 
 
 def plot_mix_weights(sections: Sequence[Section], path: Path) -> Path:
@@ -245,9 +312,10 @@ def plot_mix_weights(sections: Sequence[Section], path: Path) -> Path:
     return _finish_by_layer(fig, ax, "softmax weight", "Learned scalar-mix weights", path)
 
 
-def _finish_by_layer(fig, ax, ylabel: str, title: str, path: Path) -> Path:
+def _finish_by_layer(fig, ax, ylabel: str, title: str, path: Path, xlabel: str = "hidden state (0 = embeddings)"
+                     ) -> Path:
     """Axes, legend and file of a plot over hidden-state indices."""
-    ax.set_xlabel("hidden state (0 = embeddings)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
@@ -314,7 +382,7 @@ def write_plots(sections: Sequence[Section], out_dir: Path, stats: Sequence["Tab
     if len(_probing_layers(probing)) >= 2:
         written.append(plot_probing_layers(probing, out_dir / LAYERS_PLOT))
     if any(r.single_layer is not None and j.result.mdl for t in probing for r in t.rows
-           for j in (*r.real, *r.random)):
+           for j in (*r.real, *r.random, *r.control)):
         written.append(plot_mdl(probing, out_dir / MDL_PLOT))
     sections = [s for s in sections if s.rows]  # a section of control-task runs alone has no strategy to plot
     if not sections:

@@ -12,13 +12,21 @@ strategies are rows named by their strategy) and whose columns are, over seeds (
   Welch's interval when both sides have two or more seeds;
 * dev F1 and accuracy of the random encoder (``encoder.weights=random``): Zhang & Bowman (2018),
   "Language Modeling Teaches You More than Translation Does", the same architecture, seeded random weights;
+* what the hidden state adds beyond a baseline hidden state (``strategy=conditional`` runs, [h_b; h_L]):
+  Hewitt, Ethayarajh, Liang & Manning (2021), "Conditional probing", the gain
+  ``I_V(h_L → Y | h_b) = H_V(Y | h_b) − H_V(Y | h_b, h_L)`` in bits per word and in dev F1 points, paired by
+  seed (:mod:`bert_ner_probe.report.conditional`);
 * the online and uniform code lengths of the training tags and their ratio, the compression
   (``mdl=true``): Voita & Titov (2020), "Information-Theoretic Probing with Minimum Description Length",
-  ``compression = N · log2 K / L_online``.
+  ``compression = N · log2 K / L_online``, with its t interval over seeds; the control task's and the random
+  encoder's code lengths beside them when they were measured.
 
-Each table states three checks with the measured numbers (:class:`Check`): the random encoder scores below
+Each table states four checks with the measured numbers (:class:`Check`): the random encoder scores below
 the pretrained one on every row; the control task's accuracy is below the real task's on every row; the
-compression is highest where the F1 is (argmax of each, Spearman's rank correlation across rows).
+compression is highest where the F1 is (argmax of each, Spearman's rank correlation across rows); the control
+task's online code is longer than the real task's on every row. It then names its best hidden state and the
+shallowest one not significantly worse (:func:`depth_line`: the report's pairwise tests over the one-layer rows),
+and probing.md ends with those of every table side by side (encoders of different depth by relative depth).
 """
 
 from __future__ import annotations
@@ -30,11 +38,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from bert_ner_probe.metrics.description_length import min_sentences
 from bert_ner_probe.report.collect import Job
-from bert_ner_probe.report.rows import (PROBING_FILE, RANDOM, Row, Section, format_mean_std, is_control, layers_text,
-                                        probe_of, row_sort_key, weights_of)
+from bert_ner_probe.report.conditional import Gain, f1_gain, information_gain
+from bert_ner_probe.report.rows import (PROBING_FILE, RANDOM, Row, Section, conditional_of, format_mean_std,
+                                        is_control, layers_text, probe_of, row_sort_key, runs_loader, weights_of)
 from bert_ner_probe.report.selectivity import selectivity, selectivity_interval
 from bert_ner_probe.report.settings import Settings
+from bert_ner_probe.report.significance import (NO_TEST, Pair, Sample, all_pairs, best_label, find_pair,
+                                                not_worse_than_best, t_interval)
 
 MARK = "★"
 #: Probes whose runs get a probing table even without a control task, random encoder or code length:
@@ -64,6 +76,8 @@ class ProbingRow:
     control: List[Job] = field(default_factory=list)  # control task, pretrained encoder
     random: List[Job] = field(default_factory=list)  # real task, random encoder
     random_control: List[Job] = field(default_factory=list)  # control task, random encoder
+    # real task, pretrained encoder, [h_b; h_L] (strategy=conditional) for this row's hidden state L, by baseline b
+    conditional: Dict[int, List[Job]] = field(default_factory=dict)
 
     @property
     def single_layer(self) -> Optional[int]:
@@ -89,6 +103,20 @@ def mdl_values(runs: Sequence[Job], key: str) -> List[float]:
 def kbits(runs: Sequence[Job], key: str) -> List[float]:
     """``mdl[key]`` of each run in kbits."""
     return [v / 1000.0 for v in mdl_values(runs, key)]
+
+
+def by_seed(runs: Sequence[Job], value: Callable[[Job], Optional[float]]) -> Dict[int, float]:
+    """``value`` of each run that has one, by seed (a later run of a seed replaces an earlier one)."""
+    return {j.result.seed: v for j in runs if (v := value(j)) is not None}
+
+
+def dev_bits(job: Job) -> Optional[float]:
+    """The run's dev cross-entropy in bits per word (None in results.json files older than it)."""
+    return job.result.dev.cross_entropy_bits
+
+
+def dev_f1(job: Job) -> float:
+    return 100.0 * job.result.dev.f1
 
 
 def mean(values: Sequence[float]) -> Optional[float]:
@@ -123,21 +151,53 @@ class Check:
 
 @dataclass
 class ProbingTable:
-    """One probe's table: its section, rows, the level of its intervals and its checks."""
+    """One probe's table: its section, rows, the level of its intervals, its checks and its depth statement."""
 
     probe: str
     section: Section
     rows: List[ProbingRow]
     level: float
     checks: List[Check] = field(default_factory=list)
+    depth: Optional["Depth"] = None
 
     @property
     def title(self) -> str:
         return f"{self.probe} probe · {self.section.title(without=('probe.name',))}"
 
+    @property
+    def num_layers(self) -> Optional[int]:
+        return self.section.num_layers
+
+    @property
+    def random_only(self) -> bool:
+        """No pretrained real-task run, only a random encoder's (an encoder probed with random weights)."""
+        return not any(r.real for r in self.rows) and any(r.random for r in self.rows)
+
+    def main(self, row: ProbingRow) -> List[Job]:
+        """The row's runs of the encoder as probed: the real task on the pretrained encoder, or on the random one
+        when the table has no pretrained run (:attr:`random_only`)."""
+        return row.random if self.random_only else row.real
+
     def selectivity(self, row: ProbingRow, random: bool = False) -> Tuple[Optional[float], str]:
         real, control = (row.random, row.random_control) if random else (row.real, row.control)
         return selectivity_cell(accuracies(real), accuracies(control), self.level)
+
+    @property
+    def baselines(self) -> List[int]:
+        """The baseline hidden states of the table's conditional runs."""
+        return sorted({b for r in self.rows for b in r.conditional})
+
+    def baseline_row(self, b: int) -> Optional[ProbingRow]:
+        return next((r for r in self.rows if r.single_layer == b), None)
+
+    def gains(self, row: ProbingRow, b: int) -> Tuple[Optional[Gain], Optional[Gain]]:
+        """Hewitt et al. (2021): ``I_V(h_L → Y | h_b)`` in bits per word and the dev F1 gain of [h_b; h_L] over h_b,
+        paired by seed (:mod:`bert_ner_probe.report.conditional`); None where a side is missing."""
+        base, joint = self.baseline_row(b), row.conditional.get(b, [])
+        if base is None or not joint or not base.real:
+            return None, None
+        return (information_gain(by_seed(base.real, dev_bits), by_seed(joint, dev_bits), self.level),
+                f1_gain(by_seed(base.real, dev_f1), by_seed(joint, dev_f1), self.level))
 
 
 def _row_name(row: Row, clash: bool) -> str:
@@ -149,9 +209,18 @@ def _row_name(row: Row, clash: bool) -> str:
     return f"{row.strategy} ({layers_text(row.layers)})"
 
 
+def _conditional_row(row: Row) -> bool:
+    """A row of conditional-probing runs of the real task on the pretrained encoder: joined to its hidden state's."""
+    return not row.random and bool(row.runs) and all(conditional_of(j) is not None and not is_control(j)
+                                                     for j in row.runs)
+
+
 def probing_rows(section: Section) -> List[ProbingRow]:
-    """The section's frozen-feature rows (pretrained, random, control) joined per strategy, in Table 7 order."""
+    """The section's frozen-feature rows (pretrained, random, control) joined per strategy, in Table 7 order; the
+    conditional runs [h_b; h_L] of the real task join hidden state L's row (one made for them if it has none)."""
     frozen = [r for r in (*section.rows, *section.controls) if not r.finetune]
+    conditional = [r for r in frozen if _conditional_row(r)]
+    frozen = [r for r in frozen if not _conditional_row(r)]
     keys: Dict[Tuple[str, Tuple[int, ...], str], Row] = {}
     for row in sorted(frozen, key=row_sort_key):
         keys.setdefault((row.strategy, row.layers, row.combine), row)
@@ -165,7 +234,18 @@ def probing_rows(section: Section) -> List[ProbingRow]:
         variant = {(False, False): target.real, (True, False): target.control,
                    (False, True): target.random, (True, True): target.random_control}[control, row.random]
         variant.extend(row.runs)
-    return list(out.values())
+    rows = list(out.values())
+    for row in conditional:
+        for job in row.runs:
+            b, layer = conditional_of(job)
+            target = next((r for r in rows if r.single_layer == layer), None)
+            if target is None:  # before the first deeper one-layer row, else after the last one
+                target = ProbingRow(str(layer), (layer,))
+                singles = [i for i, r in enumerate(rows) if r.single_layer is not None]
+                deeper = [i for i in singles if rows[i].single_layer > layer]
+                rows.insert(deeper[0] if deeper else (singles[-1] + 1 if singles else len(rows)), target)
+            target.conditional.setdefault(b, []).append(job)
+    return rows
 
 
 def probing_tables(sections: Sequence[Section], settings: Settings) -> List[ProbingTable]:
@@ -178,7 +258,9 @@ def probing_tables(sections: Sequence[Section], settings: Settings) -> List[Prob
         runs = [j for r in rows for j in (*r.real, *r.control, *r.random, *r.random_control)]
         probes = sorted({probe_of(j) for j in runs})
         table = ProbingTable(", ".join(probes), section, rows, settings.level)
-        table.checks = [random_below(table), control_below(table), compression_follows_f1(table)]
+        table.checks = [random_below(table), control_below(table), compression_follows_f1(table),
+                        control_code_longer(table)]
+        table.depth = best_depth(table, settings)
         tables.append(table)
     return tables
 
@@ -254,38 +336,155 @@ def compression_follows_f1(table: ProbingTable) -> Check:
     return Check(name, HOLDS if coincide else FAILS, detail)
 
 
+def control_code_longer(table: ProbingTable) -> Check:
+    """Voita & Titov (2020): the control task's online code (kbits) is longer than the real task's on every row —
+    the real tags are cheaper to send from the layer than tags that only memorising word types can give."""
+    return _below("control task's code longer than the real task's (online code, kbits)", table.rows,
+                  lambda r: kbits(r.real, "online_bits"), lambda r: kbits(r.control, "online_bits"), "real",
+                  "control", "no row has both a real-task and a control-task code length (mdl=true)")
+
+
+# --------------------------------------------------------------------------- depth
+
+
+@dataclass(frozen=True)
+class Depth:
+    """A table's best hidden state by mean dev F1 and the shallowest one not significantly worse than it."""
+
+    best: int
+    best_f1: float
+    shallowest: int
+    shallowest_f1: float
+    pair: Optional[Pair]  # the test of the shallowest against the best (None when they are the same)
+    rows: int  # one-layer rows compared
+    random: bool  # the encoder's weights were random (a table of random-encoder runs alone)
+    first: int  # the shallowest hidden state compared
+
+    def relative(self, layer: int, num_layers: Optional[int]) -> str:
+        return f" ({layer / num_layers:.2f} of the depth)" if num_layers else ""
+
+
+def best_depth(table: ProbingTable, settings: Settings) -> Optional[Depth]:
+    """The best one-layer row by mean dev F1 and the shallowest not significantly worse than it, by the report's
+    pairwise tests over the table's one-layer rows of the encoder as probed (:meth:`ProbingTable.main`): Welch's
+    t-test over seeds where both rows have ``min_seeds``, else approximate randomisation over one seed's
+    sentences; Holm–Bonferroni over those rows' pairs (:func:`~bert_ner_probe.report.significance.all_pairs`)."""
+    rows = [r for r in table.rows if r.single_layer is not None and table.main(r)]
+    if not rows:
+        return None
+    samples = [Sample(str(r.single_layer), [j.result.seed for j in table.main(r)],
+                      {"dev": f1s(table.main(r)), "test": [100.0 * j.result.test.f1 for j in table.main(r)]},
+                      runs_loader(table.main(r))) for r in rows]
+    pairs = all_pairs(table.title, samples, settings, splits=("dev",)) if len(samples) > 1 else []
+    marks = not_worse_than_best(samples, pairs, "dev")
+    best = int(best_label(samples, "dev"))
+    shallowest = min(int(label) for label, ok in marks.items() if ok)
+    means = {int(s.label): s.mean("dev") for s in samples}
+    pair = find_pair(pairs, "dev", str(best), str(shallowest)) if shallowest != best else None
+    return Depth(best, means[best], shallowest, means[shallowest], pair, len(samples), table.random_only, min(means))
+
+
+def depth_line(table: ProbingTable) -> str:
+    """``Best hidden state: 3 (73.8 dev F1); the shallowest not significantly worse: 2 (70.4; …)``."""
+    d = table.depth
+    if d is None:
+        return "Best hidden state: not measured (no one-layer row with dev F1)."
+    n = table.num_layers
+    weights = " (random weights)" if d.random else ""
+    head = f"Best hidden state{weights}: {d.best}{d.relative(d.best, n)}, {d.best_f1:.1f} dev F1"
+    if d.shallowest == d.best:
+        tail = ("the only one-layer row" if d.rows == 1 else "the shallowest compared" if d.best == d.first
+                else "every shallower one is significantly worse")
+        return f"{head}; {tail}."
+    p = d.pair
+    test = "no test" if p is None or p.test == NO_TEST else f"{p.test}, p_holm = {p.p_holm:.3g}"
+    return (f"{head}; the shallowest not significantly worse: {d.shallowest}{d.relative(d.shallowest, n)}, "
+            f"{d.shallowest_f1:.1f} ({test}; Holm over the {d.rows} one-layer rows' pairs).")
+
+
 # --------------------------------------------------------------------------- Markdown
+
+
+Cell = Tuple[Optional[float], str]  # a cell's value (what ★ compares; None: no value) and its text
 
 
 @dataclass(frozen=True)
 class Column:
-    """A table column: its header, the values of a row (over seeds), how it is printed and which way is best
-    (``+1`` highest, ``-1`` lowest, ``0`` not marked)."""
+    """A table column: its header, a row's cell, which way is best (``+1`` highest, ``-1`` lowest, ``0`` not
+    marked) and whether it is shown only when some row has a value."""
 
     header: str
-    values: Callable[[ProbingRow], List[float]]
-    digits: int = 1
+    cell: Callable[[ProbingTable, ProbingRow], Cell]
     best: int = 0
+    optional: bool = False
 
 
-COLUMNS = (
-    Column("dev F1", lambda r: f1s(r.real), best=1),
-    Column("dev acc.", lambda r: accuracies(r.real), best=1),
-    Column("control dev acc.", lambda r: accuracies(r.control)),
-    # selectivity: its own cell (an interval), its column index is SELECTIVITY_AT
-    Column("random-encoder dev F1", lambda r: f1s(r.random)),
-    Column("random-encoder dev acc.", lambda r: accuracies(r.random)),
-    Column("online code (kbits)", lambda r: kbits(r.real, "online_bits"), best=-1),
-    Column("uniform code (kbits)", lambda r: kbits(r.real, "uniform_bits")),
-    Column("compression", lambda r: mdl_values(r.real, "compression"), digits=2, best=1),
-)
-#: Columns shown only when some row has a value: the code length of the baselines.
-OPTIONAL_COLUMNS = (
-    Column("control compression", lambda r: mdl_values(r.control, "compression"), digits=2),
-    Column("random-encoder compression", lambda r: mdl_values(r.random, "compression"), digits=2),
-)
-SELECTIVITY_AT = 3
+def mean_std_cell(values: Callable[[ProbingRow], List[float]], digits: int = 1) -> Callable[..., Cell]:
+    """Mean ± sample std over seeds."""
+    def cell(table: ProbingTable, row: ProbingRow) -> Cell:
+        v = values(row)
+        return (mean(v), format_mean_std(v, digits)) if v else (None, MISSING)
+    return cell
+
+
+def interval_cell(values: Callable[[ProbingRow], List[float]], digits: int = 1) -> Callable[..., Cell]:
+    """Mean ± sample std over seeds and, with two or more, the t interval of the mean (``[low, high]``)."""
+    def cell(table: ProbingTable, row: ProbingRow) -> Cell:
+        v = values(row)
+        if not v:
+            return None, MISSING
+        text = format_mean_std(v, digits)
+        if len(v) >= 2:
+            low, high = t_interval(v, table.level)
+            text += f" [{low:.{digits}f}, {high:.{digits}f}]"
+        return mean(v), text
+    return cell
+
+
+def gain_cell(b: int, bits: bool) -> Callable[..., Cell]:
+    """The conditional gain over h_b of a row (:meth:`ProbingTable.gains`): in bits per word or in F1 points."""
+    def cell(table: ProbingTable, row: ProbingRow) -> Cell:
+        gain = table.gains(row, b)[0 if bits else 1]
+        return (None, MISSING) if gain is None else (gain.mean, gain.text(3 if bits else 1))
+    return cell
+
+
+def selectivity_column(table: ProbingTable, row: ProbingRow) -> Cell:
+    return table.selectivity(row)
+
+
 SELECTIVITY_HEADER = "selectivity (points)"
+COLUMNS = (
+    Column("dev F1", mean_std_cell(lambda r: f1s(r.real)), best=1),
+    Column("dev acc.", mean_std_cell(lambda r: accuracies(r.real)), best=1),
+    Column("control dev acc.", mean_std_cell(lambda r: accuracies(r.control))),
+    Column(SELECTIVITY_HEADER, selectivity_column, best=1),
+    # the conditional gains go here (:func:`gain_columns`)
+    Column("random-encoder dev F1", mean_std_cell(lambda r: f1s(r.random))),
+    Column("random-encoder dev acc.", mean_std_cell(lambda r: accuracies(r.random))),
+    Column("online code (kbits)", mean_std_cell(lambda r: kbits(r.real, "online_bits")), best=-1),
+    Column("uniform code (kbits)", mean_std_cell(lambda r: kbits(r.real, "uniform_bits"))),
+    Column("compression", interval_cell(lambda r: mdl_values(r.real, "compression"), 2), best=1),
+    # shown when some row has one: the code length of the baselines
+    Column("control online code (kbits)", mean_std_cell(lambda r: kbits(r.control, "online_bits")), optional=True),
+    Column("control compression", interval_cell(lambda r: mdl_values(r.control, "compression"), 2), optional=True),
+    Column("random-encoder compression", interval_cell(lambda r: mdl_values(r.random, "compression"), 2),
+           optional=True),
+)
+GAINS_AT = 4  # the conditional gain columns' place in COLUMNS
+
+
+def gain_columns(table: ProbingTable) -> List[Column]:
+    """Per baseline hidden state of the table's conditional runs: the gain over it in bits per word and in F1."""
+    return [Column(f"gain over h_{b} ({unit})", gain_cell(b, bits), best=1)
+            for b in table.baselines for bits, unit in ((True, "bits/word"), (False, "dev F1"))]
+
+
+def table_columns(table: ProbingTable) -> List[Column]:
+    """The columns the table shows: the fixed ones, its gain columns, the optional ones some row has a value of."""
+    fixed = [c for c in COLUMNS if not c.optional or any(c.cell(table, r)[0] is not None for r in table.rows)]
+    at = fixed.index(COLUMNS[GAINS_AT])
+    return fixed[:at] + gain_columns(table) + fixed[at:]
 
 
 def _best(rows: Sequence[ProbingRow], key: Callable[[ProbingRow], Optional[float]], sign: int) -> List[str]:
@@ -297,31 +496,44 @@ def _best(rows: Sequence[ProbingRow], key: Callable[[ProbingRow], Optional[float
 
 def render_probing_table(table: ProbingTable) -> List[str]:
     """One probe's table as Markdown lines (★ marks each column's best row)."""
-    columns = list(COLUMNS) + [c for c in OPTIONAL_COLUMNS if any(c.values(r) for r in table.rows)]
-    headers = ["hidden state", *(c.header for c in columns), "n seeds (real/control/random)"]
-    headers.insert(1 + SELECTIVITY_AT, SELECTIVITY_HEADER)
-    best = {c.header: _best(table.rows, lambda r, c=c: mean(c.values(r)), c.best) for c in columns}
-    best[SELECTIVITY_HEADER] = _best(table.rows, lambda r: table.selectivity(r)[0], 1)
+    columns = table_columns(table)
+    conditional = bool(table.baselines)
+    headers = ["hidden state", *(c.header for c in columns),
+               "n seeds (real/control/random/conditional)" if conditional else "n seeds (real/control/random)"]
+    best = {c.header: _best(table.rows, lambda r, c=c: c.cell(table, r)[0], c.best) for c in columns}
     lines = ["| " + " | ".join(headers) + " |", "|---|" + "---:|" * (len(headers) - 1)]
     for row in table.rows:
-        cells = []
-        for c in columns:
-            values = c.values(row)
-            mark = f" {MARK}" if row.name in best[c.header] else ""
-            cells.append(format_mean_std(values, c.digits) + mark if values else MISSING)
-        sel = table.selectivity(row)[1] + (f" {MARK}" if row.name in best[SELECTIVITY_HEADER] else "")
-        cells.insert(SELECTIVITY_AT, sel)
-        counts = "/".join(str(len(x)) for x in (row.real, row.control, row.random))
-        lines.append("| " + " | ".join([row.name, *cells, counts]) + " |")
+        cells = [c.cell(table, row)[1] + (f" {MARK}" if row.name in best[c.header] else "") for c in columns]
+        counts = [row.real, row.control, row.random] + ([[j for js in row.conditional.values() for j in js]]
+                                                          if conditional else [])
+        lines.append("| " + " | ".join([row.name, *cells, "/".join(str(len(x)) for x in counts)]) + " |")
     return lines
 
 
 def _footnote(table: ProbingTable) -> str:
+    level = f"{100 * table.level:g}%"
+    gains = (f" Gain over h_b (Hewitt et al. 2021): I_V(h_L → Y | h_b) = H_V(Y | h_b) − H_V(Y | h_b, h_L), the dev "
+             f"cross-entropy (bits per word) of the probe on h_b less that of the probe on [h_b; h_L], and the same "
+             f"difference in dev F1, mean ± std of the differences paired by seed with their paired t {level} "
+             f"interval." if table.baselines else "")
     return (f"F1 and accuracy in percent, mean ± sample std over seeds (`–`: one seed, or no run). Selectivity = "
-            f"real − control dev accuracy (Hewitt & Liang 2019), with Welch's {100 * table.level:g}% interval "
-            f"where both have two or more seeds. Code lengths of the training tags (Voita & Titov 2020): online "
-            f"(prequential) and uniform, compression = uniform / online; compare them across rows of one probe. "
+            f"real − control dev accuracy (Hewitt & Liang 2019), with Welch's {level} interval "
+            f"where both have two or more seeds.{gains} Code lengths of the training tags (Voita & Titov 2020): "
+            f"online (prequential) and uniform, compression = uniform / online with its t {level} interval over "
+            f"seeds; compare them across rows of one probe. "
             f"{MARK}: best row of the column (highest; shortest online code), by the mean, untested.")
+
+
+def mdl_note(table: ProbingTable) -> Optional[str]:
+    """One line when no run of the table measured its code length because its training set is too small for it."""
+    runs = [j for r in table.rows for j in (*r.real, *r.control, *r.random)]
+    if not runs or any(j.result.mdl for j in runs):
+        return None
+    sizes = sorted({j.result.sizes.get("train", {}).get("sentences") for j in runs} - {None})
+    if not sizes or sizes[-1] >= min_sentences():
+        return None
+    return (f"Code length: not measured — the online code needs {min_sentences():,} training sentences and these "
+            f"runs trained on {' / '.join(f'{n:,}' for n in sizes)} (so debug=smoke turns mdl off).")
 
 
 def check_lines(table: ProbingTable) -> List[str]:
@@ -337,9 +549,30 @@ def render_probing(tables: Sequence[ProbingTable], root: Path) -> str:
     if not tables:
         lines += ["", "No finished frozen-feature runs."]
     for table in tables:
+        note = mdl_note(table)
         lines += ["", f"## {table.title}", "", *render_probing_table(table), "", _footnote(table), "",
-                  "Checks:", "", *check_lines(table)]
+                  *([note, ""] if note else []), "Checks:", "", *check_lines(table), "", depth_line(table)]
+    if len([t for t in tables if t.depth is not None]) > 1:
+        lines += ["", *depth_summary(tables)]
     return "\n".join(lines) + "\n"
+
+
+def depth_summary(tables: Sequence[ProbingTable]) -> List[str]:
+    """Every table's best hidden state and the shallowest not significantly worse, side by side (by relative depth
+    too: hidden state / number of layers, for encoders of different depth)."""
+    lines = ["## Depth side by side", "",
+             "| probe · encoder | layers | best hidden state (of the depth) | dev F1 | shallowest not significantly "
+             "worse (of the depth) | dev F1 |", "|---|---:|---:|---:|---:|---:|"]
+    for t in tables:
+        d = t.depth
+        if d is None:
+            continue
+        n = t.num_layers
+        rel = (lambda h: f"{h} ({h / n:.2f})") if n else str
+        name = t.title + (" (random weights)" if d.random else "")
+        lines.append(f"| {name} | {n if n is not None else MISSING} | {rel(d.best)} | {d.best_f1:.1f} | "
+                     f"{rel(d.shallowest)} | {d.shallowest_f1:.1f} |")
+    return lines
 
 
 def probing_summary(tables: Sequence[ProbingTable]) -> str:

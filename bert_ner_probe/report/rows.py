@@ -59,7 +59,7 @@ SECTION_KEY = ("encoder", "pooling", "context")
 _NOT_SECTION_FIELDS = frozenset({
     "seed", "device", "cache_dir", "threads", "progress", "write_predictions", "encoder.name",
     *(CacheKey.CONFIG_FIELDS[k] for k in SECTION_KEY), *CacheKey.SPEED_ONLY_FIELDS,
-    "trainer.eval_batch_size", "trainer.eval_max_words",
+    "trainer.eval_batch_size", "trainer.eval_max_words", "trainer.hold_words_mb",
     "logger.name", "logger.tracking_uri", "logger.experiment", "logger.artifact_location", "logger.log_dir",
     *(CacheKey.CONFIG_FIELDS[k] for k in ("weights", "weights_seed")), "control", "mdl",  # probing variants
     *CacheKey.STORAGE_ONLY_FIELDS,
@@ -171,6 +171,37 @@ def probe_of(job: Job) -> str:
 def is_control(job: Job) -> bool:
     """A control-task run (``control != none``, Hewitt & Liang 2019): scored by token accuracy, not entity F1."""
     return control_of(job) != Control.none.value
+
+
+def conditional_of(job: Job) -> Optional[Tuple[int, int]]:
+    """``(baseline, L)`` of a conditional-probing run (``strategy=conditional``: [h_baseline; h_L], Hewitt et al.
+    2021; its config names ``strategy.baseline`` and its record the two resolved hidden states), else None."""
+    r = job.result
+    if r is None or flatten(job.config).get("strategy.baseline") is None or len(r.layers or ()) != 2:
+        return None
+    return int(r.layers[0]), int(r.layers[1])
+
+
+def runs_loader(runs: Sequence[Job]):
+    """``split → {seed: counts}`` over the runs that wrote predictions (an unreadable file warns, the run left out of
+    the sentence statistics): a :class:`~bert_ner_probe.report.significance.Sample`'s loader."""
+    import warnings
+
+    from bert_ner_probe.report.bootstrap import SentenceCounts, counts_of_run
+
+    def load(split: str) -> Dict[int, SentenceCounts]:
+        out: Dict[int, SentenceCounts] = {}
+        for job in runs:
+            mode = str((job.config.get("eval") or {}).get("mode", "conlleval"))
+            try:
+                counts = counts_of_run(job.path, split, mode) if job.path is not None else None
+            except (OSError, ValueError) as e:
+                warnings.warn(f"{job.path}/predictions/{split}.conll: {e}; left out of the sentence statistics")
+                continue
+            if counts is not None:
+                out.setdefault(job.result.seed, counts)
+        return out
+    return load
 
 
 def _counts_for_section(key: str, finetune: bool) -> bool:

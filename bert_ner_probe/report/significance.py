@@ -225,11 +225,11 @@ def adjust(pairs: List[Pair], alpha: float) -> List[Pair]:
     return pairs
 
 
-def all_pairs(group: str, samples: Sequence[Sample], settings: Settings) -> List[Pair]:
+def all_pairs(group: str, samples: Sequence[Sample], settings: Settings, splits: Sequence[str] = SPLITS) -> List[Pair]:
     """Every pair of ``samples`` for each split, Holm-adjusted per split (the family is one table's split)."""
     out: List[Pair] = []
     m = len(samples) * (len(samples) - 1) // 2
-    for split in SPLITS:
+    for split in splits:
         family = [compare(x, y, split, settings, group, num_comparisons=m) for x, y in combinations(samples, 2)]
         out += adjust(family, settings.alpha)
     return out

@@ -11,15 +11,13 @@ as ``significance.csv``.
 from __future__ import annotations
 
 import csv
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from bert_ner_probe.report.bootstrap import SentenceCounts, counts_of_run
 from bert_ner_probe.report.collect import Job
 from bert_ner_probe.report.rows import (CSV_FILE, PAPER_LABEL, PROBING_FILE, Row, Section, control_of,
-                                        format_mean_std, layers_text, one_line, row_sort_key)
+                                        format_mean_std, layers_text, one_line, row_sort_key, runs_loader)
 from bert_ner_probe.report.settings import Settings
 from bert_ner_probe.report.significance import (NO_TEST, SEED_TEST, SIGNIFICANCE_COLUMNS, SPLITS, Pair, Sample, adjust,
                            all_pairs, compare, find_pair, not_worse_than_best, row_interval)
@@ -30,26 +28,9 @@ MARK = "★"
 PIVOT_SETTINGS = ("encoder", "pooling", "context")
 
 
-def _loader(row: Row):
-    """``split → {seed: counts}`` over the row's runs that wrote predictions (unreadable files warn)."""
-    def load(split: str) -> Dict[int, SentenceCounts]:
-        out: Dict[int, SentenceCounts] = {}
-        for job in row.runs:
-            mode = str((job.config.get("eval") or {}).get("mode", "conlleval"))
-            try:
-                counts = counts_of_run(job.path, split, mode) if job.path is not None else None
-            except (OSError, ValueError) as e:
-                warnings.warn(f"{job.path}/predictions/{split}.conll: {e}; left out of the sentence statistics")
-                continue
-            if counts is not None:
-                out.setdefault(job.result.seed, counts)
-        return out
-    return load
-
-
 def sample_of(row: Row, label: Optional[str] = None) -> Sample:
     return Sample(label or row.label, [j.result.seed for j in row.runs],
-                  {"dev": row.dev, "test": row.test}, _loader(row))
+                  {"dev": row.dev, "test": row.test}, runs_loader(row.runs))
 
 
 @dataclass

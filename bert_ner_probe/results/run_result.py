@@ -90,17 +90,21 @@ class Scores:
 
 @dataclass(frozen=True)
 class SplitScores(Scores):
-    """Micro scores of one split plus the same per entity type, and token accuracy (None in older files)."""
+    """Micro scores of one split plus the same per entity type, token accuracy (None in older files) and, for dev
+    of a probe over frozen features, its cross-entropy in bits per word, ``−(1/N) Σ log2 p(gold)`` (None in older
+    files and for fine-tuning)."""
 
     per_type: Dict[str, Scores] = field(default_factory=dict)
     accuracy: Optional[float] = None
+    cross_entropy_bits: Optional[float] = None
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "SplitScores":
         micro = Scores.from_dict(d)
         return cls(micro.precision, micro.recall, micro.f1, micro.support,
                    {name: Scores.from_dict(s) for name, s in (d.get("per_type") or {}).items()},
-                   None if d.get("accuracy") is None else float(d["accuracy"]))
+                   None if d.get("accuracy") is None else float(d["accuracy"]),
+                   None if d.get("cross_entropy_bits") is None else float(d["cross_entropy_bits"]))
 
 
 @dataclass(frozen=True)

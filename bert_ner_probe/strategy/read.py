@@ -167,6 +167,15 @@ class CachedSelection:
                 lo, offset = lo + got, offset + got
         return out
 
+    @property
+    def nbytes(self) -> int:
+        """What the whole split takes combined (float16): what :meth:`read_all` would hold."""
+        return 2 * math.prod(self.shape)
+
+    def read_all(self) -> torch.Tensor:
+        """The whole split combined once (:func:`select_features`: the same float16 values, in file order)."""
+        return select_features(self.features, self.combiner)
+
     def __getitem__(self, rows: torch.Tensor) -> torch.Tensor:
         """Combined features of ``rows``: Shape: rows.shape + ``combiner.row_shape``, float16, on the CPU."""
         flat = np.asarray(rows, dtype=np.int64).reshape(-1)

@@ -113,6 +113,14 @@ class TaggingData:
             return self.words_at(self.sentence_rows(sentence_ids), device)
         raise ValueError(f"cached features cannot make a {layout} batch")
 
+    def held(self, max_bytes: int) -> "TaggingData":
+        """The same split with its features read from the cache once and held in memory, when they are read batch
+        by batch (:class:`~bert_ner_probe.strategy.read.CachedSelection`) and take at most ``max_bytes``; else
+        itself. The values are the same float16 ones either way."""
+        if not isinstance(self.x, CachedSelection) or self.x.nbytes > max_bytes:
+            return self
+        return TaggingData(self.x.read_all(), self.offsets, self.tags)
+
     def subset(self, sentence_ids: np.ndarray) -> "TaggingData":
         """These sentences alone, in this order, as their own split (features shared, not copied when on a device)."""
         rows_t = torch.from_numpy(self.sentence_rows(np.asarray(sentence_ids, dtype=np.int64)))
@@ -210,15 +218,26 @@ class WordData:
         return [order[i:i + self.words_per_batch] for i in range(0, len(order), self.words_per_batch)]
 
     def eval_batches(self, batch_size: int, max_words: int) -> List[np.ndarray]:
-        """Runs of at most ``max_words`` consecutive words."""
-        return [np.arange(i, min(i + max_words, self.num_words)) for i in range(0, self.num_words, max_words)]
+        """Runs of at most ``min(max_words, EVAL_RUN)`` consecutive words."""
+        step = min(max_words, EVAL_RUN)
+        return [np.arange(i, min(i + step, self.num_words)) for i in range(0, self.num_words, step)]
 
     def words_in(self, word_ids: np.ndarray) -> int:
         return len(word_ids)
 
     def batch(self, word_ids: np.ndarray, layout: Layout, device: torch.device) -> Batch:
+        """These words as one batch; a run of consecutive words of features held in memory is sliced, not gathered
+        (the same values, one copy fewer)."""
         if layout != Layout.words:
             raise ValueError(f"word batches cannot make a {layout} batch")
+        x = self.data.x
+        n = len(word_ids)
+        if isinstance(x, torch.Tensor) and n and int(word_ids[-1]) - int(word_ids[0]) == n - 1 and (
+                n == 1 or bool((np.diff(word_ids) == 1).all())):
+            a = int(word_ids[0])
+            rows = torch.arange(a, a + n, device=x.device)  # Shape: (words,)
+            return WordsBatch(x[a:a + n].to(device, non_blocking=True).float(),
+                              self.data.tags[a:a + n].to(device, non_blocking=True), rows)
         return self.data.words_at(word_ids, device)
 
     def subset(self, sentence_ids: np.ndarray) -> "WordData":
@@ -230,9 +249,19 @@ class WordData:
         return self.data.words_in(sentence_ids)
 
 
-def for_layout(data: TaggingData, layout: Layout, words_per_batch: int) -> "TaggingData | WordData":
-    """The units a model of ``layout`` trains on: words for the ``words`` layout, else sentences."""
-    return WordData(data, words_per_batch) if layout == Layout.words else data
+#: Words of one evaluation batch of a word-wise probe, at most: 2,048 rows of a few hundred values stay in the CPU's
+#: caches through the gather, the cast and the probe (larger runs evaluate slower there; bench.md).
+EVAL_RUN = 2048
+
+
+def for_layout(data: TaggingData, layout: Layout, words_per_batch: int, hold_bytes: int = 0) -> "TaggingData | WordData":
+    """The units a model of ``layout`` trains on: words for the ``words`` layout, else sentences.
+
+    Word batches are shuffled words, so a batch read from the cache is one read per word; a split whose
+    combined features take at most ``hold_bytes`` is therefore read once and held for them
+    (:meth:`TaggingData.held`). Sentence batches read runs of words and stay batch by batch.
+    """
+    return WordData(data.held(hold_bytes), words_per_batch) if layout == Layout.words else data
 
 
 def longest_first(sentence_ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:

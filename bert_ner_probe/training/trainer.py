@@ -19,8 +19,9 @@ flair's ``train()`` and ``fine_tune()`` share one loop. It owns:
 * **clipping, optimiser and schedule** — :mod:`bert_ner_probe.training.optim`;
 * **early stopping** — one named dev score after every epoch (:class:`DevScore`:
   ``dev_f1``, ``dev_accuracy``, ``neg_code_length``, and which way is better),
-  stop after ``patience`` epochs without a better one, the best epoch's
-  weights restored (:mod:`bert_ner_probe.training.early_stopping`);
+  stop after ``patience`` epochs without a better one once ``min_steps``
+  optimiser steps are done, the best epoch's weights restored
+  (:mod:`bert_ner_probe.training.early_stopping`);
 * **the history** — per epoch: mean train loss per word, the dev score under
   its name, seconds, words/s of the epoch loop, the dev evaluation's seconds
   and the last rate.
@@ -93,8 +94,13 @@ class TrainerConfig:
     epochs: int = 10
     batch_size: int = 32  # sentences (fine-tuning in document context: windows holding as many words)
     words_per_batch: int = 256  # probes that read single words (linear, mlp): shuffled words per batch instead
+    # such a probe holds a split's combined features in memory when they take at most this many MiB (read once, not
+    # one read per word per batch); larger splits, and sentence batches, are read from the cache batch by batch
+    hold_words_mb: int = 1024
     lr: float = 1e-3
     patience: int = 3
+    min_steps: int = 0  # early stopping stops no run before this many optimiser steps
+    min_delta: float = 0.0  # an epoch is better only if its dev score beats the best by more than this
     grad_clip: float = 5.0
     eval_batch_size: int = 256
     eval_max_words: int = 8192  # and at most this many padded words per evaluation batch (bounds memory)
@@ -143,6 +149,7 @@ class TrainResult:
     # the best epoch's dev predictions (Shape: (words,)), what the restored weights predict again; None when
     # the dev score is of the model itself (DevScore.of_model)
     dev_labels: Optional[np.ndarray] = None
+    steps: int = 0  # optimiser steps taken
 
 
 @dataclass(frozen=True)
@@ -201,10 +208,10 @@ class Trainer:
         optim = build_optimizer(model, settings.optimizer, settings.lr, settings.weight_decay, device)
         schedule = build_schedule(optim, settings.schedule, sum(len(b) for b in epochs), settings.warmup_ratio)
         scaler = torch.amp.GradScaler(device.type, enabled=precision == Precision.fp16)
-        stopper = EarlyStopping(settings.patience, dev_score.higher_is_better)
+        stopper = EarlyStopping(settings.patience, dev_score.higher_is_better, settings.min_delta)
         history: List[Dict[str, float]] = []
         t0 = time.perf_counter()
-        epoch = 0
+        epoch = steps = 0
         for epoch, batches in enumerate(epochs, start=1):
             model.train()
             total = torch.zeros((), device=device)  # summed on the device: no host wait per step
@@ -229,17 +236,18 @@ class Trainer:
                 optim.zero_grad(set_to_none=True)
                 schedule.step()
                 words += batch_words
+            steps += len(batches)
             bar.close()
             score = close_epoch(history, epoch, settings.epochs, total, words, t_epoch, device, dev_score.name,
                                 score_dev, lr_end=float(schedule.get_last_lr()[0]))
             stop = stopper.update(model, epoch, score)
             if stopper.best_epoch == epoch and last_dev:
                 best_dev = last_dev[0]  # kept: the run scores dev without predicting it again
-            if stop:
+            if stop and steps >= settings.min_steps:
                 break
         stopper.restore(model)
         return TrainResult(stopper.best_epoch, epoch, dev_score, stopper.best_score, history,
-                           time.perf_counter() - t0, best_dev)
+                           time.perf_counter() - t0, best_dev, steps)
 
     def predict(self, model: Model, data: BatchSource, device: torch.device) -> np.ndarray:
         """The best label id of every word of ``data``, Shape: (words,), in the split's word order.

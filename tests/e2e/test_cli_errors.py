@@ -49,11 +49,11 @@ def test_cli_without_data_dir_asks_the_configured_hub_dataset(tmp_path):
 
 
 def test_cli_mdl_with_too_little_training_data_exits_2_before_any_work(tmp_path, conll):
-    """mdl=true needs a first block of two sentences at 0.1% of the training set: one line, before any extraction."""
+    """mdl=true needs a sentence in its first block, 0.1% of the training set: one line, before any extraction."""
     d = conll.write(tmp_path / "data")
     res = _cli(tmp_path, f"data.dir={d}", "probe=linear", "mdl=true")
     assert res.returncode == 2, res.stderr
-    assert "mdl=true: training set of 5 sentences is too small" in res.stderr and "needs at least 1500" in res.stderr
+    assert "mdl=true: training set of 5 sentences is too small" in res.stderr and "needs at least 750" in res.stderr
     assert "Traceback" not in res.stderr
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
 

@@ -17,8 +17,8 @@ import pytest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-# 1,600 training sentences: the online code's first block (0.1%) holds two.
-LIMITS = ["data.limit.train=1600", "data.limit.dev=150", "data.limit.test=150", "progress=false", "threads=1"]
+# 800 training sentences: the online code's first two blocks (0.1 and 0.2%) hold one sentence each.
+LIMITS = ["data.limit.train=800", "data.limit.dev=150", "data.limit.test=150", "progress=false", "threads=1"]
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +55,7 @@ def test_the_linear_probe_runs_end_to_end_with_its_code_length(sweep):
     assert r["history"][r["best_epoch"] - 1]["dev_f1"] == r["dev"]["f1"]  # the best epoch's dev predictions, kept
     assert (root / "runs" / "linear" / "predictions" / "dev.conll").is_file()
     mdl = r["mdl"]
+    assert mdl["num_labels"] == len(r["labels"]) == 9  # CoNLL-2003's O and B-/I- of PER, ORG, LOC, MISC: K = 9
     assert len(mdl["blocks"]) == 11 and mdl["blocks"][0]["uniform"]
     words = sum(b["words"] for b in mdl["blocks"])
     assert words == r["sizes"]["train"]["words"]  # every training word is sent once
@@ -65,6 +66,10 @@ def test_the_linear_probe_runs_end_to_end_with_its_code_length(sweep):
     assert mdl["online_bits"] == pytest.approx(mdl["blocks"][0]["words"] * math.log2(k)
                                                + sum(b["bits"] for b in mdl["blocks"][1:]))
     assert mdl["compression"] > 1.5  # hidden state 3 makes the tags far cheaper to send than uniform
+    # each probe trained on its whole prefix (the sentences of the blocks before), stopped early on the dev split
+    assert [p["train_sentences"] for p in mdl["probes"]] == [1, 2, 3, 6, 13, 26, 50, 100, 200, 400]
+    assert mdl["stop_set"] == "dev" and all(p["steps"] >= mdl["settings"]["min_steps"] for p in mdl["probes"])
+    assert 0 < r["dev"]["cross_entropy_bits"] < math.log2(9)  # its dev cross-entropy, bits per word
 
 
 def test_the_mlp_probe_reads_the_same_cache(sweep):

@@ -73,15 +73,30 @@ def test_block_bounds_of_conll_train_with_the_papers_portions():
 
 
 def test_too_little_data_is_one_user_error_naming_the_minimum():
-    # 25 % of 5 sentences is ⌊1.25 + ½⌋ = 1 < 2; 6 is the first n that cuts (see above), and every larger n does
-    with pytest.raises(UserError, match=r"^mdl=true: training set of 5 sentences is too small for the first "
-                                        r"portion 25% to hold 2 sentences \(needs at least 6 sentences\)$"):
-        dl.block_bounds(5, (0.25, 0.5, 1.0))
-    # the paper's portions: 0.1 % of 1499 is ⌊1.499 + ½⌋ = 1, of 1500 is 2; then every gap is at least one
-    with pytest.raises(UserError, match=r"first portion 0.1% .*needs at least 1500 sentences"):
-        dl.block_bounds(1499)
-    assert len(dl.block_bounds(1500)) == 11
-    assert dl.min_sentences() == 1500
+    # 25 % of 1 sentence is ⌊0.25 + ½⌋ = 0: an empty first block; 2 sentences cut at ⌊0.5 + ½⌋ = 1 and ⌊1 + ½⌋ = 1,
+    # an empty second block; 3 is the first n that cuts (1, 2, 3), and every larger n does
+    with pytest.raises(UserError, match=r"^mdl=true: training set of 1 sentences is too small for the first "
+                                        r"portion 25% to hold a sentence \(needs at least 3 sentences\)$"):
+        dl.block_bounds(1, (0.25, 0.5, 1.0))
+    with pytest.raises(UserError, match=r"portions 25% and 50% to be different blocks \(needs at least 3"):
+        dl.block_bounds(2, (0.25, 0.5, 1.0))
+    assert dl.block_bounds(3, (0.25, 0.5, 1.0)) == [(0, 1), (1, 2), (2, 3)]
+    # the paper's portions: 0.1 % of 499 is ⌊0.499 + ½⌋ = 0; of 749, 0.1 % and 0.2 % are ⌊1.249⌋ = ⌊1.998⌋ = 1,
+    # of 750 they are ⌊1.25⌋ = 1 and ⌊2.0⌋ = 2; then every gap is at least one
+    with pytest.raises(UserError, match=r"first portion 0.1% to hold a sentence .*needs at least 750 sentences"):
+        dl.block_bounds(499)
+    with pytest.raises(UserError, match=r"portions 0.1% and 0.2% to be different blocks .*needs at least 750"):
+        dl.block_bounds(749)
+    assert len(dl.block_bounds(750)) == 11
+    assert dl.min_sentences() == 750
+
+
+def test_each_probe_trains_on_its_whole_prefix_and_sends_the_next_block():
+    blocks, steps = dl.online_plan(10, seed=3, portions=(0.25, 0.5, 1.0))
+    order = dl.seeded_order(10, 3)
+    assert [b.tolist() for b in blocks] == [order[:3].tolist(), order[3:5].tolist(), order[5:].tolist()]
+    assert [s.train.tolist() for s in steps] == [order[:3].tolist(), order[:5].tolist()]  # no sentence held out
+    assert [s.block.tolist() for s in steps] == [order[3:5].tolist(), order[5:].tolist()]
 
 
 def test_coinciding_cuts_are_an_error():
@@ -96,20 +111,3 @@ def test_seeded_order_is_a_permutation_fixed_by_its_seed():
     assert (a == b).all() and not (a == c).all()
     blocks = dl.block_sentences(a, dl.block_bounds(10, (0.25, 0.5, 1.0)))
     assert [len(x) for x in blocks] == [3, 2, 5]
-
-
-def test_early_stop_split_holds_out_a_tenth_of_the_prefix():
-    prefix = np.arange(100, 125)  # 25 sentences: ⌊2.5 + ½⌋ = 3 held out
-    train, held = dl.early_stop_split(prefix, seed=1)
-    assert len(held) == 3 and len(train) == 22
-    assert sorted(np.concatenate([train, held]).tolist()) == prefix.tolist()
-    assert (np.diff(train) > 0).all() and (np.diff(held) > 0).all()  # the prefix's order is kept
-    again, _ = dl.early_stop_split(prefix, seed=1)
-    assert (again == train).all()
-    other = [tuple(dl.early_stop_split(prefix, seed=s)[1]) for s in range(5)]
-    assert len(set(other)) > 1
-    # at least one sentence: 2 sentences → 1 held out
-    train, held = dl.early_stop_split([7, 9], seed=0)
-    assert len(train) == 1 and len(held) == 1
-    with pytest.raises(ValueError):
-        dl.early_stop_split([7], seed=0)

