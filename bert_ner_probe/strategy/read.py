@@ -174,7 +174,7 @@ class CachedSelection:
 
     def read_all(self) -> torch.Tensor:
         """The whole split combined once (:func:`select_features`: the same float16 values, in file order)."""
-        return select_features(self.features, self.combiner)
+        return select_features(self.states, self.combiner)
 
     def __getitem__(self, rows: torch.Tensor) -> torch.Tensor:
         """Combined features of ``rows``: Shape: rows.shape + ``combiner.row_shape``, float16, on the CPU."""

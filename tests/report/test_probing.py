@@ -300,7 +300,8 @@ def make_conditional_sweep(root: Path, compose, spec=CONDITIONAL, depth: int = N
                 metrics={"dev": dev, "test": split_scores(f1, 0.9)}, trained=trained(f1), device=torch.device("cpu"),
                 encoder_dtype="float32", precision="fp32", cache_hit=True, cache_entry="/cache/abc", encoder_passes=0,
                 features_reused=False, mix_weights=None,
-                timings={"extract_s": 0.0, "select_s": 0.1, "train_s": 2.0, "eval_s": 0.5, "total_s": 3.0}))
+                timings={"extract_s": 0.0, "select_s": 0.1, "train_s": 2.0, "eval_s": 0.5, "total_s": 3.0},
+                encoder_name=str(cfg.encoder.name), pooling="first", causal=False))
     return root
 
 

@@ -125,12 +125,14 @@ def test_word_batches_read_the_same_values_held_in_memory_or_from_the_cache(tmp_
     from bert_ner_probe.training.trainer import DevScore
 
     rng = np.random.default_rng(3)
-    np.save(tmp_path / "split.npy", rng.normal(size=(300, 3, 4)).astype(np.float16))  # words, hidden states, width
-    features = np.load(tmp_path / "split.npy", mmap_mode="r")
+    states = []
+    for h in (0, 2):  # the cache's layout: one file per hidden state, Shape: (words, width)
+        np.save(tmp_path / f"split.h{h:02d}.npy", rng.normal(size=(300, 4)).astype(np.float16))
+        states.append(np.load(tmp_path / f"split.h{h:02d}.npy", mmap_mode="r"))
     offsets = np.arange(0, 301, 3)
     tags = rng.integers(0, 3, size=300).tolist()
     combiner = Combiner((0, 2), "concat", 4)
-    cached = TaggingData(CachedSelection(features, combiner), offsets, torch.as_tensor(tags))
+    cached = TaggingData(CachedSelection(states, combiner), offsets, torch.as_tensor(tags))
     nbytes = 300 * 8 * 2  # float16, 8 values a word
     held, streamed = (for_layout(cached, Layout.words, 16, hold) for hold in (nbytes, nbytes - 1))
     assert isinstance(held.data.x, torch.Tensor) and isinstance(streamed.data.x, CachedSelection)
