@@ -209,6 +209,10 @@ RENAMED: Dict[str, str] = {
 }
 
 
+#: Groups that became defaults (``probing: null`` in conf/config.yaml): an old ``+probing=linear`` is ``probing=linear``.
+NOW_DEFAULT_GROUPS = ("probing", "baseline")
+
+
 def renamed(key: str) -> Optional[str]:
     """The new name of ``key`` (a dotted key or a group path) when it or a key above it was renamed, else None."""
     parts = key.replace("/", ".").split(".")
@@ -222,7 +226,8 @@ def renamed(key: str) -> Optional[str]:
 def check_renamed(overrides: Sequence[str]) -> None:
     """One :class:`~bert_ner_probe.errors.UserError` for the first override that uses a renamed key or group,
     naming the new one: ``tagger.hidden_size=256`` → ``tagger.hidden_size: renamed to probe.hidden_size``,
-    ``tagger=linear`` → ``tagger=linear: renamed to probe=linear``. Overrides that do not parse are left to
+    ``tagger=linear`` → ``tagger=linear: renamed to probe=linear``; ``+probing=linear`` (a group that became a
+    default) → ``write probing=linear``. Overrides that do not parse are left to
     the composition, which reports them."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import OverrideParseException
@@ -235,6 +240,9 @@ def check_renamed(overrides: Sequence[str]) -> None:
         return
     for override in parsed:
         key = override.key_or_group
+        if override.is_add() and key in NOW_DEFAULT_GROUPS:  # +probing=linear: the group was added to the defaults
+            value = override.input_line.split("=", 1)[1]
+            raise UserError(f"+{key}={value}: {key} is a default group now: write {key}={value}")
         new = renamed(key)
         if new is None:
             continue

@@ -460,7 +460,15 @@ def test_renamed_keys_answer_with_their_new_names():
             check_renamed(["strategy=last", override])
         with pytest.raises(UserError, match=f"^{re.escape(message)}$"):
             compose_config([override])
-    check_renamed(["strategy=last", "probe.hidden_size=8", "bad=override=syntax[", "hydra/launcher=joblib"])
+    for override, message in [("+probing=linear", "+probing=linear: probing is a default group now: write probing=linear"),
+                              ("+baseline=none,control", "+baseline=none,control: baseline is a default group now: "
+                                                         "write baseline=none,control")]:
+        with pytest.raises(UserError, match=f"^{re.escape(message)}$"):
+            check_renamed(["strategy=layer", override])
+        with pytest.raises(UserError, match=f"^{re.escape(message)}$"):
+            compose_config([override])
+    check_renamed(["strategy=last", "probe.hidden_size=8", "bad=override=syntax[", "hydra/launcher=joblib",
+                   "probing=linear", "baseline=control"])
     # an old key inside a config file (a saved config, an old experiment) is answered when it fails to compose
     from omegaconf import OmegaConf
     from omegaconf.errors import ConfigKeyError
