@@ -23,14 +23,19 @@ def _cli(tmp_path: Path, *overrides: str, **extra_env: str) -> subprocess.Comple
     return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
 
 
+def _refused_before_any_work(res: subprocess.CompletedProcess, tmp_path: Path) -> None:
+    """Exit status 2, no traceback, and nothing written to the cache."""
+    assert res.returncode == 2, res.stderr
+    assert "Traceback" not in res.stderr
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+
+
 def test_cli_malformed_data_exits_2_without_traceback(tmp_path, conll):
     d = conll.write(tmp_path / "data", train="EU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\ncall NN O\n")
     res = _cli(tmp_path, f"data.dir={d}")
-    assert res.returncode == 2, res.stderr
+    _refused_before_any_work(res, tmp_path)
     assert f"{d / 'train.txt'}:4:" in res.stderr
     assert "expected 4 columns" in res.stderr
-    assert "Traceback" not in res.stderr
-    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
 
 
 def test_cli_missing_encoder_folder_exits_2(tmp_path, conll):
@@ -52,22 +57,18 @@ def test_cli_mdl_with_too_little_training_data_exits_2_before_any_work(tmp_path,
     """mdl=true needs a sentence in its first block, 0.1% of the training set: one line, before any extraction."""
     d = conll.write(tmp_path / "data")
     res = _cli(tmp_path, f"data.dir={d}", "probe=linear", "mdl=true")
-    assert res.returncode == 2, res.stderr
+    _refused_before_any_work(res, tmp_path)
     assert "mdl=true: training set of 5 sentences is too small" in res.stderr and "needs at least 750" in res.stderr
-    assert "Traceback" not in res.stderr
-    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
 
 
 def test_cli_device_map_on_a_cpu_exits_2_before_any_work(tmp_path, conll):
     """encoder.device_map=auto hands a model larger than one GPU to transformers; a CPU run refuses it in one line."""
     d = conll.write(tmp_path / "data")
     res = _cli(tmp_path, f"data.dir={d}", "encoder.device_map=auto")
-    assert res.returncode == 2, res.stderr
+    _refused_before_any_work(res, tmp_path)
     lines = [ln for ln in res.stderr.splitlines() if ln.startswith("error: ")]
     assert lines == ["error: encoder.device_map=auto spreads a model over GPUs, but this run's device is cpu: drop it "
                      "(one host holds the whole model there)"]
-    assert "Traceback" not in res.stderr
-    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
 
 
 @pytest.mark.parametrize("override, message", [
