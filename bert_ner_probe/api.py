@@ -166,6 +166,5 @@ def layers(sentences: Sequence[Words], **overrides: Any) -> List[np.ndarray]:
         entry, _ = get_features(cfg.encoder, cfg.pooling.method, corpus, cfg.device, cfg.cache_dir, cfg.progress,
                                 splits=("train",))
     feats = entry.split("train")
-    # Shape: (words, hidden states, width) per sentence, float16 in the cache → float32
-    return [feats.stack(int(feats.offsets[i]), int(feats.offsets[i + 1])).astype(np.float32)
-            for i in range(len(words))]
+    every = feats.stack()  # Shape: (words, hidden states, width), float16: each hidden state's file read once
+    return [every[int(a):int(b)].astype(np.float32) for a, b in zip(feats.offsets[:-1], feats.offsets[1:])]

@@ -260,11 +260,12 @@ def hidden_states(name_or_path: str, without: Optional[int] = None) -> str:
     config gives its depth N, so one experiment file serves encoders of any depth.
     """
     from bert_ner_probe.features.encoder import num_layers
+    from bert_ner_probe.hidden_states import resolve_indices
 
     depth = num_layers(name_or_path)
     if without is None:
         return f"range(0,{depth + 1})"
-    skip = without if without >= 0 else depth + 1 + without  # a negative index counts from the top
+    (skip,) = resolve_indices([without], depth, "strategy.baseline")  # a negative index counts from the top
     return ",".join(str(h) for h in range(depth + 1) if h != skip)
 
 
@@ -300,13 +301,9 @@ def check_values(cfg) -> None:
     for key, value in at_least_one.items():
         check_at_least(key, value)
     probe_config(cfg.probe).check()  # the probe's own keys (its schema's check)
-    online = cfg.get("online_code")
-    if online is not None:
-        OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(OnlineCodeConfig), online)).check()
-    if cfg.trainer.min_steps < 0:
-        raise UserError(f"trainer.min_steps={cfg.trainer.min_steps}: must be at least 0")
-    if cfg.trainer.hold_words_mb < 0:
-        raise UserError(f"trainer.hold_words_mb={cfg.trainer.hold_words_mb}: must be at least 0 (0: never held)")
+    OnlineCodeConfig.from_config(cfg).check()
+    for key in ("min_steps", "hold_words_mb", "min_delta"):  # hold_words_mb=0: never held
+        check_at_least(f"trainer.{key}", cfg.trainer[key], 0)
     if not 0.0 <= cfg.trainer.warmup_ratio <= 1.0:
         raise UserError(f"trainer.warmup_ratio={cfg.trainer.warmup_ratio}: must be in [0, 1]")
     if cfg.trainer.weight_decay < 0:

@@ -255,6 +255,10 @@ def peak_rss(since_reset: bool) -> Tuple[float, str]:
     hwm = _vm_hwm_kib() if since_reset else None
     if hwm is not None:
         return hwm / 1024, "job"
-    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    return maxrss / (2 ** 20 if sys.platform == "darwin" else 1024), "process"
+    return maxrss_mb(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss), "process"
+
+
+def maxrss_mb(maxrss: int) -> float:
+    """``ru_maxrss`` (of this process or of waited-for children) in MiB: KiB on Linux, bytes on macOS."""
+    return maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
 

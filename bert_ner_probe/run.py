@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, List, Optional, Type
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from bert_ner_probe.config import check_values, encoder_name
 from bert_ner_probe.data.control import Control, control_corpus
@@ -255,7 +255,7 @@ def train_and_record(cfg: DictConfig, out_dir: Path, inputs: RunInputs, trainer:
             torch.manual_seed(cfg.seed)
             return build(cfg.probe, inputs.probe_inputs).to(device)
 
-        settings = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(OnlineCodeConfig), cfg.online_code))
+        settings = OnlineCodeConfig.from_config(cfg)
         record["mdl"] = online_code(trainer, fresh, data["train"], data["dev"], len(labels), int(cfg.seed), settings,
                                     device)
     if model.fine_tunes_encoder:

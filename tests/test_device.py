@@ -10,7 +10,7 @@ import torch
 from run_if import run_if
 
 from bert_ner_probe.data.corpus import IGNORE_INDEX
-from bert_ner_probe.device import autocast, keep_on_heap, native_bf16, release_host_memory, training_precision
+from bert_ner_probe.device import autocast, native_bf16, release_host_memory, training_precision
 from bert_ner_probe.errors import UserError
 from bert_ner_probe.probes.batch import PaddedBatch
 from bert_ner_probe.probes.bilstm import BiLSTMProbe

@@ -17,14 +17,10 @@ from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
 from bert_ner_probe.bench.settings import Settings, hydra_value
+from bert_ner_probe.device import maxrss_mb
 from bert_ner_probe.results.run_result import RESULTS_FILE, RunResult
 
 PACKAGE_PARENT = Path(__file__).resolve().parents[2]  # the folder holding this bert_ner_probe
-
-
-def maxrss_mb(maxrss: int) -> float:
-    """``ru_maxrss`` in MiB (kilobytes on Linux, bytes on macOS)."""
-    return maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
 
 
 def own_peak_rss_mb() -> float:

@@ -26,13 +26,10 @@ from bert_ner_probe.api import compose_config
 from bert_ner_probe.bench.children import single_run
 from bert_ner_probe.bench.measure import NO_DEV_PASS, bench_extraction
 from bert_ner_probe.bench.settings import DEFAULT_ENCODER, Settings, hydra_value
-from bert_ner_probe.data.load import corpus_of
 from bert_ner_probe.features.encoder import load_encoder, resolve_location
-from bert_ner_probe.features.store import get_features
-from bert_ner_probe.probes.base import ProbeInputs
+from bert_ner_probe.memo import Session
 from bert_ner_probe.probes.registry import build
-from bert_ner_probe.strategy.combiner import Combiner
-from bert_ner_probe.training.tagging_data import FeatureReuse, for_layout
+from bert_ner_probe.run import feature_inputs
 from bert_ner_probe.training.trainer import Trainer
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
@@ -72,29 +69,25 @@ def bench_base_extraction(settings: Settings, sentences: List[List[str]], folder
 
 
 def _epoch_job(cfg: Any, device: torch.device):
-    """What a run builds for ``cfg`` (a linear probe on one hidden state): a function that trains one epoch of a
-    fresh probe and returns its seconds, and the entry's hidden-state count."""
-    corpus = corpus_of(cfg)
-    entry, _ = get_features(cfg.encoder, cfg.pooling.method, corpus, str(device), cfg.cache_dir, progress=False)
-    combiner = Combiner.from_config(cfg.strategy, int(entry.meta["num_layers"]), int(entry.meta["width"]))
-    wanted = FeatureReuse.wanted(entry.key.as_dict(), cfg.cache_dir, combiner.layers, combiner.combine, device)
-    data, _ = FeatureReuse().tagging_data(entry, corpus, combiner, device, wanted)
+    """What a run builds for ``cfg`` (a linear probe on one hidden state, :func:`~bert_ner_probe.run.feature_inputs`):
+    a function that trains one epoch of a fresh probe and returns its seconds, the entry's hidden-state count (all of
+    the encoder's) and the probe's input width."""
+    inputs = feature_inputs(cfg, device, Session())
     trainer = Trainer.from_config(cfg)
 
     def epoch() -> float:
         torch.manual_seed(cfg.seed)
-        model = build(cfg.probe, ProbeInputs(len(corpus.labels), combiner.output_width, combiner.mix_layers)).to(device)
-        train = for_layout(data["train"], model.layout(device), cfg.trainer.words_per_batch)
-        dev = for_layout(data["dev"], model.layout(device), cfg.trainer.words_per_batch)
-        return trainer.fit(model, train, dev, NO_DEV_PASS, device).history[0]["epoch_s"]
+        model = build(cfg.probe, inputs.probe_inputs).to(device)
+        return trainer.fit(model, inputs.data["train"], inputs.data["dev"], NO_DEV_PASS, device).history[0]["epoch_s"]
 
-    return epoch, len(entry.hidden_states), combiner.width
+    return epoch, inputs.depth + 1, inputs.combiner.width
 
 
 def bench_deep_epoch(settings: Settings, work: Path) -> Dict[str, Any]:
     """One linear-probe epoch on hidden state N of a 25-state entry against the same on a 7-state entry, width 384."""
     deep = encoder_folder(work / "bert-24x384-random", **DEEP_SHAPE)
-    probe = ["probe=linear", "strategy=layer", "strategy.index=-1", "trainer.patience=1"]
+    probe = ["probe=linear", "strategy=layer", "strategy.index=-1", "trainer.patience=1",
+             "trainer.hold_words_mb=0"]  # every batch read from the cache files: what the entry's depth could slow
     device = torch.device(settings.device)
     jobs = {"deep": _epoch_job(compose_config(_random(settings, deep, work / "deep_cache", probe, epochs=1,
                                                       bilstm=False)), device),

@@ -276,7 +276,8 @@ def extract_split(
                 writer.put(h, rows, pooled[:, 0].to(torch.float16))
 
             states.run(ids, mask, sink)
-            trim_heap()  # the pass's freed activations back to the system: the next shapes rarely fit them
+            if dev.type == "cpu":  # the pass's freed activations (glibc's heap) back to the system:
+                trim_heap()  # the next shapes rarely fit them; a GPU's live in torch's caching allocator
             windows += b.input_ids.shape[0]
             pieces += int(b.attention_mask.sum())
             bar.update(b.words.size)

@@ -179,14 +179,15 @@ def _x(table: "ProbingTable", layer: int, relative: bool) -> float:
 
 
 def _probing_curve(ax, table: "ProbingTable", value: Callable[["ProbingRow"], Optional[float]], color: str,
-                   label: str, dashed: bool = False, relative: bool = False) -> List[float]:
+                   label: str, dashed: bool = False, relative: bool = False, marker: str = "o",
+                   linestyle: Optional[str] = None) -> List[float]:
     """One probe's line over its one-layer rows that have a value (x: the hidden state, or its relative depth);
-    returns the x positions drawn."""
+    returns the x positions drawn. ``dashed``: a baseline's line (dashed, lighter); ``linestyle`` names another."""
     points = sorted((_x(table, r.single_layer, relative), v) for r in table.rows
                     if r.single_layer is not None and (v := value(r)) is not None)
     if points:
-        ax.plot([x for x, _ in points], [y for _, y in points], marker="o", color=color, label=label,
-                linestyle="--" if dashed else "-", alpha=0.7 if dashed else 1.0)
+        ax.plot([x for x, _ in points], [y for _, y in points], marker=marker, color=color, label=label,
+                linestyle=linestyle or ("--" if dashed else "-"), alpha=0.7 if dashed else 1.0)
     return [x for x, _ in points]
 
 
@@ -285,12 +286,8 @@ def plot_mdl(tables: Sequence["ProbingTable"], path: Path) -> Path:
         if not table.random_only:
             ticks.update(_probing_curve(ax, table, lambda r: mean(mdl_values(r.random, "compression")), color,
                                         f"{label} (random encoder)", dashed=True, relative=relative))
-        points = sorted((_x(table, r.single_layer, relative), v) for r in table.rows if r.single_layer is not None
-                        and (v := mean(mdl_values(r.control, "compression"))) is not None)
-        if points:
-            ax.plot([x for x, _ in points], [y for _, y in points], marker="s", color=color, linestyle=":",
-                    label=f"{label} (control task)")
-            ticks.update(x for x, _ in points)
+        ticks.update(_probing_curve(ax, table, lambda r: mean(mdl_values(r.control, "compression")), color,
+                                    f"{label} (control task)", relative=relative, marker="s", linestyle=":"))
     _layer_axis(ax, ticks, relative)
     return _finish_by_layer(fig, ax, "compression (uniform / online bits)", "Online code compression", path,
                             xlabel=_DEPTH_LABEL if relative else _INDEX_LABEL)

@@ -529,7 +529,7 @@ def mdl_note(table: ProbingTable) -> Optional[str]:
     runs = [j for r in table.rows for j in (*r.real, *r.control, *r.random)]
     if not runs or any(j.result.mdl for j in runs):
         return None
-    sizes = sorted({j.result.sizes.get("train", {}).get("sentences") for j in runs} - {None})
+    sizes = sorted({j.result.train_sentences for j in runs} - {None})
     if not sizes or sizes[-1] >= min_sentences():
         return None
     return (f"Code length: not measured — the online code needs {min_sentences():,} training sentences and these "

@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from bert_ner_probe.report.collect import Job
 from bert_ner_probe.report.rows import (CSV_FILE, PAPER_LABEL, PROBING_FILE, Row, Section, control_of,
@@ -163,7 +163,7 @@ def _train_sentences(run: Job, finetune: bool) -> Optional[int]:
     r = run.result
     if finetune and (r.finetune or {}).get("train_sentences") is not None:
         return int(r.finetune["train_sentences"])
-    return r.sizes.get("train", {}).get("sentences")
+    return r.train_sentences
 
 
 def _unlike_training_sets(ft: Row, frozen: Sequence[Row]) -> Optional[str]:

@@ -224,6 +224,11 @@ class RunResult:
         return next((e.dev_score for e in self.history if e.epoch == self.best_epoch), None)
 
     @property
+    def train_sentences(self) -> Optional[int]:
+        """The training split's sentences (``sizes``), None in a record without them."""
+        return self.sizes.get("train", {}).get("sentences")
+
+    @property
     def run_dir(self) -> Optional[Path]:
         """The run folder (``results.json``'s folder), when loaded from a file."""
         return None if self.path is None else self.path.parent

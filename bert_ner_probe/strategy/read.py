@@ -180,12 +180,12 @@ class CachedSelection:
         """Combined features of ``rows``: Shape: rows.shape + ``combiner.row_shape``, float16, on the CPU."""
         flat = np.asarray(rows, dtype=np.int64).reshape(-1)
         distinct, inverse = np.unique(flat, return_inverse=True)
-        x = torch.empty((len(distinct),) + tuple(self.shape[1:]), dtype=torch.float16)  # Shape: (distinct,) + row_shape
         step = rows_at_once(self.combiner)
-        for start in range(0, len(distinct), step):
-            part = distinct[start:start + step]
-            block = _stacked([self._read(k, part) for k in range(len(self.states))])  # Shape: (part, K, width)
-            x[start:start + len(part)] = self.combiner.combine_block(block)
+        parts = [self.combiner.combine_block(_stacked([self._read(k, part) for k in range(len(self.states))]))
+                 for part in (distinct[start:start + step] for start in range(0, len(distinct), step))]
+        if len(parts) != 1:  # a batch is one part (no copy); a whole split several; no rows none
+            parts = [torch.cat(parts) if parts else torch.empty((0,) + tuple(self.shape[1:]), dtype=torch.float16)]
+        x = parts[0]  # Shape: (distinct,) + row_shape
         return x[torch.from_numpy(inverse.reshape(-1))].reshape(tuple(rows.shape) + tuple(self.shape[1:]))
 
 

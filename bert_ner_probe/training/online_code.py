@@ -43,8 +43,9 @@ from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 
-from bert_ner_probe.errors import UserError
+from bert_ner_probe.errors import check_at_least
 from bert_ner_probe.probes.base import Model
 from bert_ner_probe.training.tagging_data import TaggingData, WordData
 from bert_ner_probe.training.trainer import DevScore, Trainer
@@ -67,14 +68,17 @@ class OnlineCodeConfig:
     # counts a dev-loss improvement of more than 0.001 nats a word, 0.00144 bits
     min_delta: float = 0.00144
 
+    @classmethod
+    def from_config(cls, cfg: Any) -> "OnlineCodeConfig":
+        """A run's ``online_code`` keys (its composed config) as this dataclass."""
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), cfg.online_code))
+
     def check(self) -> None:
         """One :class:`~bert_ner_probe.errors.UserError` for a value out of range, before any work."""
         for key in ("rounds", "round_steps", "patience"):
-            if getattr(self, key) < 1:
-                raise UserError(f"online_code.{key}={getattr(self, key)}: must be at least 1")
+            check_at_least(f"online_code.{key}", getattr(self, key), 1)
         for key in ("min_steps", "min_delta"):
-            if getattr(self, key) < 0:
-                raise UserError(f"online_code.{key}={getattr(self, key)}: must be at least 0")
+            check_at_least(f"online_code.{key}", getattr(self, key), 0)
 
 
 @dataclass(frozen=True)

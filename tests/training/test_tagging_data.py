@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bert_ner_probe.data.corpus import IGNORE_INDEX
-from bert_ner_probe.probes.batch import Layout, PackedBatch, PaddedBatch, WordsBatch
+from bert_ner_probe.probes.batch import Layout, PackedBatch, WordsBatch
 from bert_ner_probe.probes.bilstm import BiLSTMProbe
 from bert_ner_probe.training.tagging_data import TaggingData
 from bert_ner_probe.training.trainer import sentences_of
